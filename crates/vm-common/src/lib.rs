@@ -1,0 +1,9 @@
+//! Plumbing shared by the pm-kvm-tools binaries. No domain logic lives here.
+//!
+//! - [`process`]: run an external program (argv, never a shell) with a hard deadline and
+//!   captured output. Every call to a Pacemaker tool or `virsh` goes through it, so no external
+//!   call can hang a daemon or the CLI.
+//! - [`logging`]: the `tracing` subscriber every binary installs once, at start.
+
+pub mod logging;
+pub mod process;

@@ -1,0 +1,16 @@
+//! Pacemaker access through Pacemaker's own command-line tools.
+//!
+//! We never write the CIB files or speak the CIB's IPC ourselves: `cibadmin`, `crm_mon`,
+//! `crm_verify` and `crm_simulate` do, and they honour the `CIB_file` environment variable, so
+//! the very same code works on a live cluster and on an offline CIB file.
+//!
+//! - [`tools`]: [`Pacemaker`], a handle on one CIB (live or file) that runs the tools with
+//!   deadlines and turns their failures into [`PcmkError`]s naming the step.
+//! - [`status`]: the typed view of `crm_mon --output-as=xml` and of `crm_simulate`'s revised
+//!   status (which node runs what, in which role).
+
+pub mod status;
+pub mod tools;
+
+pub use status::{ClusterStatus, NodeStatus, ResourceStatus, Role};
+pub use tools::{CibTarget, Pacemaker, PcmkError, VerifyReport};

@@ -1,0 +1,235 @@
+//! The multi-node tier's fixture: the 2-3 node cluster in namespaces (`multinode.sh`).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use vm_common::process::{Cmd, Output};
+use vm_pcmk::{ClusterStatus, Role};
+
+use crate::{Exclusive, run_ok, script, state_dir, wait_for};
+
+static MULTINODE: Mutex<()> = Mutex::new(());
+
+/// Id of the fence device `multinode.sh up` configures (kept by [`MultiNode::acquire`]'s reset).
+pub const FENCE_DEVICE: &str = "st-nskill";
+
+/// Exclusive use of the multi-node cluster. `acquire` brings it up if needed, powers on nodes
+/// an earlier test left fenced, and erases every resource and constraint but the fence device.
+#[derive(Debug)]
+pub struct MultiNode {
+    nodes: Vec<String>,
+    _lock: Exclusive,
+}
+
+impl MultiNode {
+    /// Wait for exclusive use, start the cluster if needed and reset it.
+    pub fn acquire() -> Self {
+        let lock = Exclusive::acquire(&MULTINODE, "multinode");
+        run_ok(&script("multinode.sh").arg("up"));
+        let nodes = run_ok(&script("multinode.sh").arg("nodes"))
+            .stdout_text()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let mn = Self { nodes, _lock: lock };
+        mn.reset();
+        mn
+    }
+
+    fn reset(&self) {
+        for node in &self.nodes {
+            if !self.node_has_processes(node) {
+                self.poweron(node);
+            }
+        }
+        self.wait_all_online(Duration::from_secs(120));
+        let admin = self.nodes[0].as_str();
+        let fence = self
+            .exec(
+                admin,
+                &[
+                    "cibadmin",
+                    "--query",
+                    "--xpath",
+                    &format!("//primitive[@id='{FENCE_DEVICE}']"),
+                ],
+            )
+            .stdout_text();
+        self.exec(
+            admin,
+            &[
+                "cibadmin",
+                "--replace",
+                "-o",
+                "resources",
+                "-X",
+                &format!("<resources>{fence}</resources>"),
+            ],
+        );
+        self.exec(
+            admin,
+            &[
+                "cibadmin",
+                "--replace",
+                "-o",
+                "constraints",
+                "-X",
+                "<constraints/>",
+            ],
+        );
+        self.exec(
+            admin,
+            &[
+                "crm_attribute",
+                "--type",
+                "crm_config",
+                "--name",
+                "stonith-enabled",
+                "--update",
+                "true",
+            ],
+        );
+        self.wait_idle(admin);
+    }
+
+    /// Node names (`n1`, `n2`, ...).
+    pub fn nodes(&self) -> Vec<&str> {
+        self.nodes.iter().map(String::as_str).collect()
+    }
+
+    /// The test bed's directory for this cluster (`$PMKT_STATE/mn`): shared storage for VM
+    /// configs (`vm/`), per-node logs (`<node>/`), the fence log (`fence.log`).
+    pub fn dir(&self) -> PathBuf {
+        state_dir().join("mn")
+    }
+
+    fn holder(&self, node: &str) -> String {
+        let path = self.dir().join(node).join("holder.pid");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .to_owned()
+    }
+
+    /// `program` to run inside `node`'s namespaces (it talks to that node's daemons).
+    pub fn cmd(&self, node: &str, program: &str) -> Cmd {
+        Cmd::new("nsenter")
+            .args([
+                "-t",
+                &self.holder(node),
+                "-m",
+                "-n",
+                "-u",
+                "--wd=/",
+                "--",
+                program,
+            ])
+            .timeout(Duration::from_secs(120))
+    }
+
+    /// Run `argv` inside `node`; it must succeed.
+    pub fn exec(&self, node: &str, argv: &[&str]) -> Output {
+        let (program, args) = argv.split_first().unwrap_or((&"true", &[]));
+        run_ok(&self.cmd(node, program).args(args))
+    }
+
+    /// `crm_mon` status as seen from `node`, `None` when that node's cluster does not answer.
+    pub fn status(&self, node: &str) -> Option<ClusterStatus> {
+        let out = self
+            .cmd(node, "crm_mon")
+            .args(["--one-shot", "--output-as=xml"])
+            .timeout(Duration::from_secs(20))
+            .run()
+            .ok()?;
+        if !out.success() {
+            return None;
+        }
+        ClusterStatus::from_crm_mon_xml(&out.stdout_text()).ok()
+    }
+
+    /// Status from the first node (in `prefer` order, then the rest) that answers.
+    pub fn any_status(&self, prefer: &[&str]) -> Option<ClusterStatus> {
+        prefer
+            .iter()
+            .copied()
+            .chain(self.nodes())
+            .find_map(|n| self.status(n))
+    }
+
+    /// Wait until `rsc` is in `role` on one node (asked from any live node); returns the node.
+    pub fn wait_role(&self, rsc: &str, role: Role, timeout: Duration) -> String {
+        wait_for(&format!("{rsc} to be {role}"), timeout, || {
+            let status = self.any_status(&[])?;
+            let nodes = status.nodes_with(rsc, role);
+            (nodes.len() == 1).then(|| nodes[0].clone())
+        })
+    }
+
+    /// Wait until `rsc` is in `role` on `node`.
+    pub fn wait_role_on(&self, rsc: &str, role: Role, node: &str, timeout: Duration) {
+        let what = format!("{rsc} to be {role} on {node}");
+        wait_for(&what, timeout, || {
+            let nodes = self.any_status(&[])?.nodes_with(rsc, role);
+            (nodes == [node]).then_some(())
+        });
+    }
+
+    /// Wait until every node is online with a DC, seen from every node.
+    pub fn wait_all_online(&self, timeout: Duration) {
+        wait_for("all nodes online", timeout, || {
+            self.nodes()
+                .iter()
+                .all(|n| {
+                    self.status(n).is_some_and(|s| {
+                        s.nodes.iter().any(|x| x.is_dc)
+                            && self
+                                .nodes()
+                                .iter()
+                                .all(|m| s.node(m).is_some_and(|x| x.online))
+                    })
+                })
+                .then_some(())
+        });
+    }
+
+    /// Wait until no transition is in progress.
+    pub fn wait_idle(&self, node: &str) {
+        self.exec(node, &["crm_resource", "--wait", "--timeout=90s"]);
+    }
+
+    /// Whether any process lives in `node` (its "power" is on).
+    pub fn node_has_processes(&self, node: &str) -> bool {
+        !run_ok(&script("multinode.sh").args(["pids", node]))
+            .stdout_text()
+            .trim()
+            .is_empty()
+    }
+
+    /// Boot a node that is down.
+    pub fn poweron(&self, node: &str) {
+        run_ok(&script("multinode.sh").args(["poweron", node]));
+    }
+
+    /// Cut a node's power without the cluster's involvement.
+    pub fn crash(&self, node: &str) {
+        run_ok(&script("multinode.sh").args(["crash", node]));
+    }
+
+    /// Kill one daemon of `node` (e.g. `corosync`: the node drops out and gets fenced).
+    pub fn kill_daemon(&self, node: &str, daemon: &str) {
+        let path = self.dir().join(node).join(format!("{daemon}.pid"));
+        let pid =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        run_ok(&Cmd::new("kill").args(["-KILL", pid.trim()]));
+    }
+
+    /// `stonith_admin --history NODE` as seen from `from`.
+    pub fn fence_history(&self, from: &str, node: &str) -> String {
+        self.cmd(from, "stonith_admin")
+            .args(["--history", node])
+            .run()
+            .map(|o| o.stdout_text())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,61 @@
+#!/bin/bash
+# Install the Debian 12 packages each test tier needs; packages already present are skipped.
+#
+# Usage: install.sh [TIER...]   TIER = build cib live libvirt guest multinode lint all (default all)
+#
+# --no-install-recommends on purpose: libvirt-daemon-system would pull systemd/systemd-sysv,
+# polkit and iptables onto a machine that has no systemd. Without it there is no libvirt-qemu
+# user; libvirtd.sh handles that without touching /etc.
+# Pitfall: the stock image carries qemu-utils 10 from bookworm-backports, which Breaks
+# bookworm's qemu-system-x86 7.2. Installing qemu-system-x86 alone first removes it; bookworm's
+# qemu-utils is then installed in a second step.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+need_root
+export DEBIAN_FRONTEND=noninteractive
+
+pkgs_for() {
+    case $1 in
+    build) echo pkg-config libvirt-dev libssl-dev gcc musl-tools ;;
+    cib) echo pacemaker pacemaker-cli-utils crmsh pcs resource-agents ;;
+    live) echo pacemaker pacemaker-cli-utils corosync resource-agents ;;
+    libvirt) echo libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ;;
+    guest) echo busybox-static cpio qemu-utils socat ;;
+    multinode) echo iproute2 util-linux ;;
+    lint) echo shellcheck ;;
+    *) die "unknown tier '$1' (build cib live libvirt guest multinode lint all)" ;;
+    esac
+}
+
+tiers=("$@")
+[ ${#tiers[@]} -gt 0 ] || tiers=(all)
+[ "${tiers[*]}" = all ] && tiers=(build cib live libvirt guest multinode lint)
+
+missing=()
+for tier in "${tiers[@]}"; do
+    for p in $(pkgs_for "$tier"); do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$p")
+        fi
+    done
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    log "install: every package for '${tiers[*]}' is present"
+    exit 0
+fi
+# de-duplicate, keep order
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
+log "install: ${missing[*]}"
+t0=$(now)
+apt_get() { apt-get -q -o Dpkg::Use-Pty=0 "$@"; }
+# An old package list may not know the packages: refresh it once.
+if ! apt-cache show "${missing[0]}" >/dev/null 2>&1; then
+    apt_get update
+fi
+first=() later=()
+for p in "${missing[@]}"; do
+    case $p in qemu-utils) later+=("$p") ;; *) first+=("$p") ;; esac
+done
+if [ ${#first[@]} -gt 0 ]; then apt_get install -y --no-install-recommends "${first[@]}"; fi
+if [ ${#later[@]} -gt 0 ]; then apt_get install -y --no-install-recommends "${later[@]}"; fi
+log "install: done in $(elapsed "$t0") s"

@@ -1,0 +1,43 @@
+#!/bin/bash
+# Check that the test bed left nothing behind: no daemon or guest it starts, no process in a
+# foreign network namespace, no mount of its state dir, no veth in this machine's network, no
+# live PID in its PID files. Prints what it finds; exit 1 if anything is left.
+# (Matching by name is for *checking* only; the test bed stops processes by PID.)
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+found=0
+report() { echo "leftover: $*"; found=1; }
+
+# Orphans are reaped lazily on the CI machine: give zombies a moment to disappear.
+# shellcheck disable=SC2317,SC2009 # called through wait_until; pgrep cannot select by state
+settled() { ! ps -eo stat= | grep -q '^Z'; }
+wait_until 10 settled || true
+
+self_net=$(readlink /proc/self/ns/net)
+while read -r pid stat comm; do
+    case $stat in Z*) continue ;; esac
+    case $comm in
+    corosync | pacemakerd | pacemaker-* | libvirtd | qemu-system-*)
+        report "process $pid ($comm)"
+        continue ;;
+    esac
+    ns=$(readlink "/proc/$pid/ns/net" 2>/dev/null) || continue
+    [ "$ns" = "$self_net" ] || report "process $pid ($comm) in another network namespace ($ns)"
+done < <(ps -eo pid=,stat=,comm=)
+
+for state in "$PMKT_STATE" "${PMKT_SANDBOX_STATE:-/tmp/pmkt-sandbox}"; do
+    if grep -q " $state" /proc/self/mounts; then
+        report "mounts under $state: $(grep " $state" /proc/self/mounts | awk '{ print $2 }' | xargs)"
+    fi
+    while IFS= read -r f; do
+        pid_alive "$f" && report "$f: pid $(cat "$f") is alive"
+    done < <(find "$state" -name '*.pid' 2>/dev/null)
+done
+veths=$(ip -o link show type veth 2>/dev/null | awk -F': ' '{ print $2 }' | xargs)
+[ -z "$veths" ] || report "veth interfaces in this machine's network namespace: $veths"
+
+if [ "$found" = 0 ]; then
+    echo "no leftovers: no test-bed process, namespace, mount or veth remains"
+fi
+exit "$found"

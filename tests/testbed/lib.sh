@@ -1,0 +1,138 @@
+# shellcheck shell=bash
+# Shared helpers of the pm-kvm-tools test bed. Source it; do not run it.
+#
+# Every piece of the test bed keeps its state under $PMKT_STATE (default /tmp/pmkt): config
+# files, logs, sockets and one PID file per process it started. Processes are stopped by those
+# recorded PIDs only (never by name), and every "up" is idempotent.
+
+PMKT_STATE=${PMKT_STATE:-/tmp/pmkt}
+# Downloads that survive between runs on one machine (the guest kernel package).
+PMKT_CACHE=${PMKT_CACHE:-/var/tmp/pmkt-cache}
+TESTBED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$TESTBED_DIR/../.." && pwd)
+export PMKT_STATE PMKT_CACHE REPO_DIR
+
+now() { date +%s.%N; }
+# elapsed T0 -> seconds since T0 with two decimals
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+log() { printf '[testbed] %s\n' "$*" >&2; }
+die() { printf '[testbed] error: %s\n' "$*" >&2; exit 1; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "the test bed needs root (it starts corosync, pacemakerd, libvirtd and namespaces)"; }
+
+# alive PID: running and not a zombie. Orphans are reaped lazily by PID 1 on the CI machine,
+# so `kill -0` alone is true for a dead daemon for a second or two.
+alive() {
+    [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
+    local state
+    state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ "$state" != Z ]
+}
+
+# pid_alive FILE: the PID recorded in FILE is alive
+pid_alive() { [ -f "$1" ] && alive "$(cat "$1")"; }
+
+# start_bg PIDFILE LOGFILE CMD... : CMD in its own session, output to LOGFILE, PID to PIDFILE
+start_bg() {
+    local pidfile=$1 logfile=$2
+    shift 2
+    setsid "$@" >"$logfile" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+    disown $! 2>/dev/null || true
+}
+
+# stop_pidfile PIDFILE [TIMEOUT_S]: SIGTERM the recorded PID, wait, SIGKILL if it will not go
+stop_pidfile() {
+    local f=$1 to=${2:-30} pid i
+    [ -f "$f" ] || return 0
+    pid=$(cat "$f")
+    if alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < to * 10; i++)); do alive "$pid" || break; sleep 0.1; done
+        if alive "$pid"; then
+            log "$f: pid $pid ignored SIGTERM for ${to}s, killing"
+            kill -KILL "$pid" 2>/dev/null || true
+            for ((i = 0; i < 50; i++)); do alive "$pid" || break; sleep 0.1; done
+        fi
+    fi
+    rm -f "$f"
+}
+
+# wait_until TIMEOUT_S CMD... : poll CMD every 0.1 s until it succeeds
+wait_until() {
+    local to=$1 i
+    shift
+    for ((i = 0; i < to * 10; i++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# seed_cib STONITH(true|false): a CIB that lets a fresh cluster elect its DC in ~2 s
+# (dc-deadtime defaults to 20 s). No crm_feature_set: the CIB manager fills in its own, and a
+# foreign one makes it reject every update.
+seed_cib() {
+    cat <<XML
+<cib validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">
+  <configuration>
+    <crm_config>
+      <cluster_property_set id="cib-bootstrap-options">
+        <nvpair id="cib-bootstrap-options-stonith-enabled" name="stonith-enabled" value="$1"/>
+        <nvpair id="cib-bootstrap-options-dc-deadtime" name="dc-deadtime" value="2s"/>
+        <nvpair id="cib-bootstrap-options-cluster-recheck-interval" name="cluster-recheck-interval" value="1min"/>
+      </cluster_property_set>
+    </crm_config>
+    <nodes/>
+    <resources/>
+    <constraints/>
+  </configuration>
+  <status/>
+</cib>
+XML
+}
+
+# qemu.conf for a test-bed libvirtd: QEMU runs as root without per-VM namespaces, cgroups or
+# security labels (none of which work, or matter, on a CI VM without systemd), and writes its
+# stdio to a file (no virtlogd).
+qemu_conf() {
+    cat <<'EOF_QC'
+user = "root"
+group = "root"
+dynamic_ownership = 0
+namespaces = [ ]
+stdio_handler = "file"
+security_driver = "none"
+remember_owner = 0
+cgroup_controllers = [ ]
+EOF_QC
+}
+
+# passwd/group copies with the libvirt-qemu user: libvirtd resolves that default user before it
+# reads qemu.conf, and without libvirt-daemon-system (which would pull systemd) it does not exist.
+# The copies are bind-mounted over /etc/passwd and /etc/group for libvirtd only.
+passwd_with_libvirt_qemu() {
+    local dir=$1
+    cp /etc/passwd "$dir/passwd"
+    cp /etc/group "$dir/group"
+    grep -q '^libvirt-qemu:' "$dir/passwd" ||
+        echo 'libvirt-qemu:x:64055:64055:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin' >>"$dir/passwd"
+    grep -q '^libvirt-qemu:' "$dir/group" || echo 'libvirt-qemu:x:64055:' >>"$dir/group"
+    grep -q '^kvm:' "$dir/group" || echo 'kvm:x:64056:' >>"$dir/group"
+}
+
+# rsc_role [CMD-PREFIX...] RSC -> "Started node1" / "Stopped" / "Starting node1" from crm_mon XML
+# (never --locate: it calls a pending start "running").
+rsc_role() {
+    local rsc=${*: -1}
+    local prefix=("${@:1:$#-1}")
+    "${prefix[@]}" crm_mon --one-shot --output-as=xml 2>/dev/null | awk -v r="$rsc" '
+        $0 ~ "<resource id=\"" r "\"" {
+            match($0, /role="[A-Za-z]*"/); role = substr($0, RSTART + 6, RLENGTH - 7); inr = 1
+            if ($0 ~ /\/>[[:space:]]*$/) { print role; exit }
+            next
+        }
+        inr && /<node name=/ { match($0, /name="[^"]*"/); print role, substr($0, RSTART + 6, RLENGTH - 7); exit }
+        inr && /<\/resource>/ { print role; exit }'
+    return 0
+}

@@ -1,0 +1,86 @@
+//! libvirt tier: this machine's test-bed libvirtd (`qemu:///system`) through the project's own
+//! libvirt crate (`vm-libvirt`, over the `virt` bindings).
+
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use vm_libvirt::{DomainState, DomainXml, Hypervisor};
+use vm_tests::libvirt::HostLibvirt;
+use vm_tests::{evidence, state_dir, wait_for};
+
+/// A guest with no OS at all (it sits in the firmware): enough for QEMU to create the
+/// `vmconnectd` channel socket, which is what the libvirt side of the project looks at.
+fn firmware_only_domain(name: &str, channel: &std::path::Path) -> String {
+    format!(
+        "<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <controller type='virtio-serial' index='0'/>
+    <channel type='unix'>
+      <source mode='bind' path='{}'/>
+      <target type='virtio' name='vmconnectd'/>
+    </channel>
+    <memballoon model='none'/>
+  </devices>
+</domain>",
+        channel.display()
+    )
+}
+
+#[test]
+#[ignore = "tier libvirt: needs root, libvirtd and QEMU"]
+fn libvirt_runs_a_transient_domain_with_a_vmconnectd_channel() {
+    let t0 = Instant::now();
+    let lv = HostLibvirt::acquire();
+    evidence("libvirt", t0, "libvirtd up (qemu:///system)");
+    let dir = state_dir().join("run").join("libvirt-tier");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("pmkt-lv0.sock");
+    let _ = std::fs::remove_file(&sock);
+
+    let info = lv
+        .conn()
+        .create_transient(&firmware_only_domain("pmkt-lv0", &sock))
+        .expect("create transient domain");
+    assert_eq!(info.name, "pmkt-lv0");
+    assert_eq!(info.state, DomainState::Running);
+    assert!(!info.persistent, "created transient, as VirtualDomain does");
+    evidence(
+        "libvirt",
+        t0,
+        format!("domain pmkt-lv0 {} ({})", info.state, info.uuid),
+    );
+
+    // The live XML names the channel; QEMU listens on it (mode='bind').
+    let live = DomainXml::parse(&lv.conn().domain_xml("pmkt-lv0").unwrap()).unwrap();
+    let channel = live
+        .vmconnectd_channel()
+        .expect("vmconnectd channel in live XML");
+    assert_eq!(channel.source_mode.as_deref(), Some("bind"));
+    assert_eq!(channel.source_path.as_deref(), Some(sock.to_str().unwrap()));
+    UnixStream::connect(&sock).expect("QEMU accepts a connection on the channel socket");
+    let listed = lv.conn().domains().unwrap();
+    assert!(listed.iter().any(|d| d.name == "pmkt-lv0"), "{listed:?}");
+
+    lv.conn().destroy("pmkt-lv0").unwrap();
+    wait_for("the domain to disappear", Duration::from_secs(20), || {
+        lv.conn()
+            .domain("pmkt-lv0")
+            .unwrap()
+            .is_none()
+            .then_some(())
+    });
+    assert!(
+        UnixStream::connect(&sock).is_err(),
+        "nobody listens on the channel after destroy"
+    );
+    evidence(
+        "libvirt",
+        t0,
+        "destroyed; transient domain gone, channel closed",
+    );
+}
