@@ -52,7 +52,7 @@ if [ ! -f "$KDIR/done" ]; then
     log "fetching $KPKG"
     rm -rf "$KDIR"
     mkdir -p "$KDIR"
-    (cd "$KDIR" && apt-get -q download "$KPKG")
+    (cd "$KDIR" && { apt-get -q download "$KPKG" || { apt-get -q update && apt-get -q download "$KPKG"; }; })
     dpkg-deb -x "$KDIR"/"$KPKG"_*.deb "$KDIR/x"
     rm -f "$KDIR"/"$KPKG"_*.deb
     touch "$KDIR/done"

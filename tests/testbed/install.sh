@@ -48,14 +48,19 @@ mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
 log "install: ${missing[*]}"
 t0=$(now)
 apt_get() { apt-get -q -o Dpkg::Use-Pty=0 "$@"; }
-# An old package list may not know the packages: refresh it once.
-if ! apt-cache show "${missing[0]}" >/dev/null 2>&1; then
-    apt_get update
-fi
 first=() later=()
 for p in "${missing[@]}"; do
     case $p in qemu-utils) later+=("$p") ;; *) first+=("$p") ;; esac
 done
-if [ ${#first[@]} -gt 0 ]; then apt_get install -y --no-install-recommends "${first[@]}"; fi
-if [ ${#later[@]} -gt 0 ]; then apt_get install -y --no-install-recommends "${later[@]}"; fi
+install_all() {
+    if [ ${#first[@]} -gt 0 ]; then apt_get install -y --no-install-recommends "${first[@]}" || return 1; fi
+    if [ ${#later[@]} -gt 0 ]; then apt_get install -y --no-install-recommends "${later[@]}" || return 1; fi
+}
+# Package lists may be missing or stale (a superseded version 404s): refresh once and retry.
+if ! apt-cache show "${missing[0]}" >/dev/null 2>&1; then apt_get update; fi
+if ! install_all; then
+    log "install failed; refreshing the package lists and retrying once"
+    apt_get update
+    install_all || die "apt-get install failed for: ${missing[*]}"
+fi
 log "install: done in $(elapsed "$t0") s"
