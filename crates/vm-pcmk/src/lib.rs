@@ -6,11 +6,13 @@
 //!
 //! - [`tools`]: [`Pacemaker`], a handle on one CIB (live or file) that runs the tools with
 //!   deadlines and turns their failures into [`PcmkError`]s naming the step.
+//! - [`xml`]: [`xml::Element`], an owned XML tree to read, edit and write CIB documents.
 //! - [`status`]: the typed view of `crm_mon --output-as=xml` and of `crm_simulate`'s revised
 //!   status (which node runs what, in which role).
 
 pub mod status;
 pub mod tools;
+pub mod xml;
 
 pub use status::{ClusterStatus, NodeStatus, ResourceStatus, Role};
 pub use tools::{CibTarget, Pacemaker, PcmkError, VerifyReport};
