@@ -1,0 +1,1 @@
+//! `/etc/vm-ctl.conf` (placeholder: being written).
