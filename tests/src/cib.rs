@@ -103,6 +103,20 @@ impl CibFile {
         cib
     }
 
+    /// Another CIB file in this fixture's style (for comparing two files); the caller keeps
+    /// the file alive.
+    pub fn at(path: &Path) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("pmkt-cib-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        Self {
+            dir,
+            path: path.to_path_buf(),
+            nodes: Vec::new(),
+        }
+    }
+
     /// The CIB file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -11,6 +11,8 @@
 //! - [`multinode`]: [`multinode::MultiNode`], the 2-3 node cluster in namespaces with real
 //!   fencing and one libvirtd per node.
 //! - [`libvirt`]: [`libvirt::HostLibvirt`], this machine's test-bed libvirtd (`qemu:///system`).
+//! - [`vmctl`]: [`vmctl::VmCtlBed`], the real `vm-ctl` on a CIB file with its config and
+//!   domain XMLs; every write checked with `crm_verify`, every failure checked to change nothing.
 //! - [`guest`]: the TCG guest image, its domain XML, its serial console and its `vmconnectd`
 //!   channel.
 //!
@@ -22,6 +24,7 @@ pub mod guest;
 pub mod libvirt;
 pub mod live;
 pub mod multinode;
+pub mod vmctl;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,145 @@
 //! vm-ctl: manage libvirt guests as Pacemaker VirtualDomain resources.
 //!
+//! Every mutating command is one read-decide-write cycle on the whole CIB
+//! ([`vm_pcmk::Pacemaker::transact`]): the decision is made on a snapshot, the result is
+//! checked with `crm_verify`, and the snapshot is written back only if the CIB did not change
+//! meanwhile (otherwise the command is decided again on a fresh snapshot). A failure at any
+//! point leaves the CIB exactly as it was; concurrent writers never undo each other.
+//!
+//! - [`cli`]: the command line (clap).
 //! - [`config`]: the original `/etc/vm-ctl.conf` format, parsed (never executed).
+//! - [`ids`]: the original naming scheme (`prmVMCTL_<dom>`, `locVMCTL_...`), name checks.
+//! - [`generate`]: the objects `resource add` creates for a guest.
+//! - [`guest`]: finding and editing one guest's objects in a snapshot.
+//! - [`change`]: snapshot before/after → nothing, dry run, or write (with `crm_verify`).
+//! - [`commands`]: one module per command.
+//! - [`wait`]: bounded waiting on the cluster status.
+//! - [`lock`]: one mutating vm-ctl per host.
+//! - [`output`]: the report, as text or JSON.
+//! - [`error`]: errors and exit codes.
 
+pub mod change;
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod error;
+pub mod generate;
+pub mod guest;
+pub mod ids;
+pub mod lock;
+pub mod output;
+pub mod wait;
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use vm_pcmk::Pacemaker;
+
+use crate::config::{Config, ConfigError};
+use crate::error::Result;
+use crate::lock::RunLock;
+use crate::output::{DryRun, Outcome};
+
+/// Everything a command needs: the CIB to act on, the configuration, the options.
+#[derive(Debug)]
+pub struct App {
+    /// The CIB (live, or `CIB_file`).
+    pub pcmk: Pacemaker,
+    /// vm-ctl.conf's path.
+    pub config_path: PathBuf,
+    config: Option<Config>,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// How long to wait for another vm-ctl's lock.
+    pub lock_wait: Duration,
+    warnings: RefCell<Vec<String>>,
+    dry: RefCell<Option<DryRun>>,
+}
+
+impl App {
+    /// Set up for one run: the CIB Pacemaker's own tools would use here (`CIB_file` or live),
+    /// and vm-ctl.conf when it exists (a command that needs a missing file says so).
+    pub fn new(config_path: PathBuf, dry_run: bool, lock_wait: Duration) -> Result<Self> {
+        let mut app = Self {
+            pcmk: Pacemaker::from_env(),
+            config_path,
+            config: None,
+            dry_run,
+            lock_wait,
+            warnings: RefCell::new(Vec::new()),
+            dry: RefCell::new(None),
+        };
+        if app.config_path.exists() {
+            let (config, warnings) = Config::load(&app.config_path)?;
+            for w in warnings {
+                app.warn(w.to_string());
+            }
+            if let Some(ms) = config.crmadmin_timeout {
+                app.pcmk = app.pcmk.with_timeout(Duration::from_millis(ms));
+            }
+            app.config = Some(config);
+        }
+        Ok(app)
+    }
+
+    /// The configuration; an error when vm-ctl.conf does not exist.
+    pub fn config(&self) -> Result<&Config> {
+        self.config.as_ref().ok_or_else(|| {
+            ConfigError::Read {
+                path: self.config_path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "this command needs vm-ctl.conf (see --config)",
+                ),
+            }
+            .into()
+        })
+    }
+
+    /// Record a warning for the report.
+    pub fn warn(&self, message: impl Into<String>) {
+        self.warnings.borrow_mut().push(message.into());
+    }
+
+    fn set_dry_run(&self, dry: DryRun) {
+        *self.dry.borrow_mut() = Some(dry);
+    }
+
+    /// Take the run lock for a mutating command (not for a dry run).
+    pub fn lock(&self) -> Result<Option<RunLock>> {
+        if self.dry_run {
+            return Ok(None);
+        }
+        let path = lock::lock_path();
+        Ok(Some(RunLock::acquire(&path, self.lock_wait, |holder| {
+            eprintln!("vm-ctl: waiting for another vm-ctl (pid {holder}) to finish");
+        })?))
+    }
+
+    /// Fold the warnings and dry run collected during the command into its outcome.
+    pub fn into_outcome(self, mut outcome: Outcome) -> Outcome {
+        outcome.warnings.extend(self.warnings.into_inner());
+        if outcome.dry_run.is_none() {
+            outcome.dry_run = self.dry.into_inner();
+        }
+        outcome
+    }
+}
+
+/// Run the command the command line asks for.
+pub fn run(cli: &cli::Cli) -> (Result<Outcome>, Vec<String>) {
+    let app = match App::new(
+        cli.config.clone(),
+        cli.dry_run,
+        Duration::from_secs(cli.lock_wait),
+    ) {
+        Ok(app) => app,
+        Err(e) => return (Err(e), Vec::new()),
+    };
+    let result = commands::dispatch(&app, &cli.command);
+    match result {
+        Ok(outcome) => (Ok(app.into_outcome(outcome)), Vec::new()),
+        Err(e) => (Err(e), app.warnings.into_inner()),
+    }
+}

@@ -1,27 +1,14 @@
 //! `vm-ctl`: manage libvirt guests as Pacemaker VirtualDomain resources.
 //!
-//! Thin binary: parse the command line, set up logging, hand over to the library. The commands
-//! themselves (resource add/delete/start/stop/move, location move, check) arrive with issue #3;
-//! this build defines the program's identity and global options.
+//! Thin binary: parse the command line, set up logging, run the command (library), print its
+//! report once, map an error to its exit code (see `vm_ctl::error::exit`).
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// Manage libvirt guests as Pacemaker VirtualDomain resources, one atomic CIB change per command.
-#[derive(Debug, Parser)]
-#[command(name = "vm-ctl", version, about, long_about = None)]
-struct Cli {
-    /// vm-ctl configuration file (the original vm-ctl.conf format).
-    #[arg(long, value_name = "FILE", default_value = "/etc/vm-ctl.conf")]
-    config: std::path::PathBuf,
-    /// More log output (repeat for more).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    verbose: u8,
-    /// Only errors.
-    #[arg(short, long, global = true)]
-    quiet: bool,
-}
+use vm_ctl::cli::Cli;
+use vm_ctl::output::Format;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -29,16 +16,52 @@ fn main() -> ExitCode {
         verbose: cli.verbose,
         quiet: cli.quiet,
     });
-    eprintln!("vm-ctl: no command given; the resource commands are not implemented yet (issue #3)");
-    ExitCode::from(2)
+    let (result, warnings) = vm_ctl::run(&cli);
+    match result {
+        Ok(outcome) => {
+            let (out, err) = outcome.render(cli.output);
+            if !cli.quiet {
+                eprint!("{err}");
+            }
+            print!("{out}");
+            let _ = std::io::stdout().flush();
+            let failed = outcome
+                .findings
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|f| f.level == vm_ctl::output::Level::Error));
+            if failed {
+                ExitCode::from(vm_ctl::error::exit::CHECK)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            // Print the whole chain once: the outer message names the step, sources say why.
+            let mut msg = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                let s = s.to_string();
+                if !msg.contains(&s) {
+                    msg.push_str(": ");
+                    msg.push_str(&s);
+                }
+                source = s_source(source);
+            }
+            eprintln!("vm-ctl: {msg}");
+            if cli.output == Format::Json {
+                let json = serde_json::json!({ "error": msg, "exit_code": e.exit_code() });
+                println!("{json}");
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_definition_is_consistent() {
-        super::Cli::command().debug_assert();
-    }
+fn s_source<'a>(
+    e: Option<&'a (dyn std::error::Error + 'static)>,
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    e.and_then(std::error::Error::source)
 }

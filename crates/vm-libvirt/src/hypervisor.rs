@@ -94,6 +94,8 @@ pub trait Hypervisor {
     fn create_transient(&self, xml: &str) -> Result<DomainInfo, LibvirtError>;
     /// Hard power-off.
     fn destroy(&self, name: &str) -> Result<(), LibvirtError>;
+    /// Whether libvirtd starts the (persistently defined) domain by itself at boot.
+    fn autostart(&self, name: &str) -> Result<bool, LibvirtError>;
 }
 
 /// A connection to libvirt.
@@ -219,6 +221,15 @@ impl Hypervisor for Libvirt {
                 source,
             })?;
         info_of(&dom, "(new)")
+    }
+
+    fn autostart(&self, name: &str) -> Result<bool, LibvirtError> {
+        let dom = self.lookup("look up", name)?;
+        dom.autostart().map_err(|source| LibvirtError::Domain {
+            step: "read the autostart flag of",
+            domain: name.to_owned(),
+            source,
+        })
     }
 
     fn destroy(&self, name: &str) -> Result<(), LibvirtError> {

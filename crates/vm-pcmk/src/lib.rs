@@ -6,13 +6,20 @@
 //!
 //! - [`tools`]: [`Pacemaker`], a handle on one CIB (live or file) that runs the tools with
 //!   deadlines and turns their failures into [`PcmkError`]s naming the step.
+//! - [`cib`]: [`Cib`], a snapshot of the whole CIB (version, nodes, resources, constraints,
+//!   properties) that commands decide on and edit; written back only if unchanged meanwhile.
 //! - [`xml`]: [`xml::Element`], an owned XML tree to read, edit and write CIB documents.
+//! - [`crm`]: CIB objects as crm shell text that `crm configure load update` turns back into the
+//!   very same XML (ids included), for dry runs and `resource show`.
 //! - [`status`]: the typed view of `crm_mon --output-as=xml` and of `crm_simulate`'s revised
 //!   status (which node runs what, in which role).
 
+pub mod cib;
+pub mod crm;
 pub mod status;
 pub mod tools;
 pub mod xml;
 
+pub use cib::{Cib, CibVersion};
 pub use status::{ClusterStatus, NodeStatus, ResourceStatus, Role};
-pub use tools::{CibTarget, Pacemaker, PcmkError, VerifyReport};
+pub use tools::{CibTarget, Pacemaker, PcmkError, Update, VerifyReport};

@@ -5,7 +5,17 @@ use std::time::Duration;
 
 use vm_common::process::{Cmd, Output, ProcessError};
 
+use crate::cib::{Cib, CibError};
 use crate::status::{ClusterStatus, StatusError};
+
+/// `cibadmin`'s exit status when the CIB manager refuses an update because the CIB changed
+/// since the update's base was read (`pcmk_err_old_data`, "Update was older than existing
+/// configuration").
+const EXIT_OLD_DATA: i32 = 103;
+
+/// How often a read-decide-write cycle is retried when concurrent writers keep changing the
+/// CIB under it.
+pub const DEFAULT_ATTEMPTS: u32 = 20;
 
 /// Environment variable through which every Pacemaker tool is pointed at an offline CIB file.
 pub const CIB_FILE_ENV: &str = "CIB_file";
@@ -47,6 +57,35 @@ pub enum PcmkError {
         /// What the tool printed on stderr.
         stderr: String,
     },
+    /// The CIB changed between our read and our write, every time we tried.
+    #[error(
+        "Cannot {step}: the CIB kept changing under us ({attempts} attempts); \
+         another writer is busy, try again"
+    )]
+    Conflict {
+        /// What we were doing.
+        step: &'static str,
+        /// How many read-decide-write cycles were tried.
+        attempts: u32,
+    },
+    /// The CIB's content is not a CIB.
+    #[error("Cannot {step}: the CIB could not be read")]
+    Cib {
+        /// What we were doing.
+        step: &'static str,
+        /// Why.
+        #[source]
+        source: CibError,
+    },
+    /// A temporary file for a tool could not be written.
+    #[error("Cannot {step}: cannot write a temporary file")]
+    TempFile {
+        /// What we were doing.
+        step: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The tool's XML output could not be read.
     #[error("Cannot {step}: unexpected output")]
     Output {
@@ -65,6 +104,15 @@ pub struct VerifyReport {
     pub valid: bool,
     /// Everything it printed (errors and warnings), for the user.
     pub messages: String,
+}
+
+/// What a read-decide-write step decided.
+#[derive(Debug)]
+pub enum Update<T> {
+    /// Nothing to write (already as wanted, or a dry run); carries the result.
+    Unchanged(T),
+    /// Write the edited snapshot; carries the result to return once it is written.
+    Write(T),
 }
 
 /// A handle on one CIB. Cheap to clone; holds no connection (each call runs a tool).
@@ -141,6 +189,104 @@ impl Pacemaker {
         }
     }
 
+    /// Set the deadline of each tool call.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The whole CIB, parsed.
+    pub fn snapshot(&self) -> Result<Cib, PcmkError> {
+        const STEP: &str = "read the CIB";
+        let xml = self.query()?;
+        Cib::parse(&xml).map_err(|source| PcmkError::Cib { step: STEP, source })
+    }
+
+    /// Replace the whole CIB with `cib`, which must carry the version it was read at: the CIB
+    /// manager refuses a replacement older than what it holds, so this succeeds only if nobody
+    /// changed the CIB since the snapshot (then it bumps the epoch itself). Returns
+    /// `Ok(false)` on such a conflict.
+    pub fn replace_if_unchanged(&self, cib: &Cib) -> Result<bool, PcmkError> {
+        const STEP: &str = "write the CIB";
+        let cmd = self
+            .tool("cibadmin")
+            .args(["--replace", "--xml-pipe"])
+            .stdin(cib.to_xml());
+        let out = cmd
+            .run()
+            .map_err(|source| PcmkError::Run { step: STEP, source })?;
+        match out.code() {
+            Some(0) => Ok(true),
+            Some(EXIT_OLD_DATA) => Ok(false),
+            code => Err(PcmkError::Failed {
+                step: STEP,
+                argv: cmd.display(),
+                code: code.unwrap_or(-1),
+                stderr: out.stderr_text(),
+            }),
+        }
+    }
+
+    /// Read the CIB, let `decide` edit the snapshot, and write it back only if the CIB did not
+    /// change in between; when it did, start over with a fresh snapshot (at most `attempts`
+    /// times). `decide` must therefore make all its checks on the snapshot it is given.
+    pub fn transact<T, E>(
+        &self,
+        attempts: u32,
+        mut decide: impl FnMut(&mut Cib) -> Result<Update<T>, E>,
+    ) -> Result<T, E>
+    where
+        E: From<PcmkError>,
+    {
+        let attempts = attempts.max(1);
+        for attempt in 1..=attempts {
+            let mut cib = self.snapshot()?;
+            let read_at = cib.version();
+            match decide(&mut cib)? {
+                Update::Unchanged(result) => return Ok(result),
+                Update::Write(result) => {
+                    if self.replace_if_unchanged(&cib)? {
+                        tracing::debug!(%read_at, attempt, "CIB written");
+                        return Ok(result);
+                    }
+                    tracing::info!(%read_at, attempt, "the CIB changed while we decided; retrying");
+                    // Back off a little, differently per process, so that two writers racing
+                    // in lockstep fall out of step.
+                    let jitter = u64::from(std::process::id() % 7) * 5;
+                    std::thread::sleep(Duration::from_millis(
+                        20 * u64::from(attempt.min(10)) + jitter,
+                    ));
+                }
+            }
+        }
+        Err(PcmkError::Conflict {
+            step: "write the CIB",
+            attempts,
+        }
+        .into())
+    }
+
+    /// Run `crm_verify` on `cib` (written to a private temporary file), without touching the
+    /// real CIB: "would this CIB be valid?".
+    pub fn verify_cib(&self, cib: &Cib) -> Result<VerifyReport, PcmkError> {
+        const STEP: &str = "verify the new configuration";
+        let file = write_temp(STEP, cib)?;
+        Pacemaker::file(file.path())
+            .with_timeout(self.timeout)
+            .verify()
+    }
+
+    /// Where resources would run in `cib` after the cluster reacted (status as in `cib`, no
+    /// nodes brought up, quorum as recorded): `crm_simulate -S` on a private temporary copy.
+    pub fn simulate_cib(&self, cib: &Cib) -> Result<ClusterStatus, PcmkError> {
+        const STEP: &str = "simulate the change";
+        let file = write_temp(STEP, cib)?;
+        Pacemaker::file(file.path())
+            .with_timeout(self.timeout)
+            .simulate_with(&[], false)
+    }
+
     /// The whole CIB as XML (`cibadmin --query`).
     pub fn query(&self) -> Result<String, PcmkError> {
         let cmd = self.tool("cibadmin").arg("--query");
@@ -185,16 +331,26 @@ impl Pacemaker {
     /// `crm_simulate -S` on this CIB, with `online` nodes brought up first (`-u`) and quorum
     /// granted (`-q 1`) for a file target. Nothing is written.
     pub fn simulate(&self, online: &[&str]) -> Result<ClusterStatus, PcmkError> {
+        let grant_quorum = matches!(self.target, CibTarget::File(_));
+        self.simulate_with(online, grant_quorum)
+    }
+
+    /// `crm_simulate -S` with `nodes_up` brought online first and, if `grant_quorum`, quorum.
+    pub fn simulate_with(
+        &self,
+        nodes_up: &[&str],
+        grant_quorum: bool,
+    ) -> Result<ClusterStatus, PcmkError> {
         const STEP: &str = "simulate the cluster's reaction";
         let mut cmd = self.tool("crm_simulate");
         cmd = match &self.target {
             CibTarget::File(path) => cmd.arg("--xml-file").arg(path),
             CibTarget::Live => cmd.arg("--live-check"),
         };
-        for node in online {
+        for node in nodes_up {
             cmd = cmd.arg("--node-up").arg(node);
         }
-        if matches!(self.target, CibTarget::File(_)) {
+        if grant_quorum {
             cmd = cmd.args(["--quorum", "1"]);
         }
         let cmd = cmd.args(["--simulate", "--output-as=xml"]);
@@ -202,6 +358,18 @@ impl Pacemaker {
         ClusterStatus::from_crm_simulate_xml(&out.stdout_text())
             .map_err(|source| PcmkError::Output { step: STEP, source })
     }
+}
+
+fn write_temp(step: &'static str, cib: &Cib) -> Result<tempfile::NamedTempFile, PcmkError> {
+    use std::io::Write as _;
+    let mut file = tempfile::Builder::new()
+        .prefix("vm-pcmk-cib-")
+        .suffix(".xml")
+        .tempfile()
+        .map_err(|source| PcmkError::TempFile { step, source })?;
+    file.write_all(cib.to_xml().as_bytes())
+        .map_err(|source| PcmkError::TempFile { step, source })?;
+    Ok(file)
 }
 
 #[cfg(test)]

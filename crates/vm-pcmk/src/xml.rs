@@ -374,10 +374,7 @@ mod tests {
     fn escapes_what_must_be_escaped() {
         let el = Element::new("nvpair").attr("value", "a\"b<c>&d\ne");
         let xml = el.to_xml_compact();
-        assert_eq!(
-            xml,
-            r#"<nvpair value="a&quot;b&lt;c&gt;&amp;d&#10;e"/>"#
-        );
+        assert_eq!(xml, r#"<nvpair value="a&quot;b&lt;c&gt;&amp;d&#10;e"/>"#);
         assert_eq!(
             Element::parse(&xml).unwrap().get("value"),
             Some("a\"b<c>&d\ne")
@@ -401,9 +398,17 @@ mod tests {
                 .get("type"),
             Some("X")
         );
-        let cons = el.find_or_create("configuration").find_or_create("constraints");
+        let cons = el
+            .find_or_create("configuration")
+            .find_or_create("constraints");
         cons.push(Element::new("rsc_location").attr("id", "l"));
-        assert_eq!(el.descendants().iter().filter(|e| e.name == "rsc_location").count(), 1);
+        assert_eq!(
+            el.descendants()
+                .iter()
+                .filter(|e| e.name == "rsc_location")
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ use vm_pcmk::Role;
 use vm_tests::cib::{CibFile, CibSpec};
 use vm_tests::evidence;
 
+mod vmctl;
+
 const DUMMY: &str = r#"<primitive id="d1" class="ocf" provider="pacemaker" type="Dummy"/>"#;
 
 /// The rules vm-ctl's original generated: no guest where ping is missing or below 100, none

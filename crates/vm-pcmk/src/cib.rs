@@ -1,0 +1,264 @@
+//! A snapshot of the whole CIB, and what we look up in it.
+//!
+//! Every command reads the CIB once ([`crate::Pacemaker::snapshot`]), decides on that snapshot,
+//! and writes the edited snapshot back with [`crate::Pacemaker::replace_if_unchanged`]: the CIB
+//! manager accepts the replacement only if the CIB's version is still the one we read, so a
+//! concurrent writer (another vm-ctl, pcs, crmsh, a status update) is never overwritten; the
+//! command is re-evaluated on a fresh snapshot instead ([`crate::Pacemaker::transact`]).
+
+use std::fmt;
+
+use crate::xml::{Element, XmlError};
+
+/// The CIB's version triple. Any change bumps it: configuration changes bump `epoch`,
+/// status changes `num_updates`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CibVersion {
+    /// Bumped only by administrators, to force a configuration on a cluster.
+    pub admin_epoch: u64,
+    /// Bumped by every configuration change.
+    pub epoch: u64,
+    /// Bumped by every status change, reset by configuration changes.
+    pub num_updates: u64,
+}
+
+impl fmt::Display for CibVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}",
+            self.admin_epoch, self.epoch, self.num_updates
+        )
+    }
+}
+
+/// The CIB could not be read as one.
+#[derive(Debug, thiserror::Error)]
+pub enum CibError {
+    /// Not XML.
+    #[error("The CIB is not well-formed XML")]
+    Xml(#[from] XmlError),
+    /// XML, but not a CIB.
+    #[error("The CIB's root element is <{0}>, expected <cib>")]
+    NotACib(String),
+}
+
+/// The whole CIB document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cib {
+    root: Element,
+}
+
+impl Cib {
+    /// Parse `cibadmin --query` output (or a CIB file).
+    pub fn parse(xml: &str) -> Result<Self, CibError> {
+        let root = Element::parse(xml)?;
+        if root.name != "cib" {
+            return Err(CibError::NotACib(root.name));
+        }
+        Ok(Self { root })
+    }
+
+    /// The document's root element.
+    pub fn root(&self) -> &Element {
+        &self.root
+    }
+
+    /// The document's root element, for edits.
+    pub fn root_mut(&mut self) -> &mut Element {
+        &mut self.root
+    }
+
+    /// The document as XML.
+    pub fn to_xml(&self) -> String {
+        self.root.to_xml()
+    }
+
+    /// The version this snapshot was taken at.
+    pub fn version(&self) -> CibVersion {
+        let num = |a: &str| {
+            self.root
+                .get(a)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default()
+        };
+        CibVersion {
+            admin_epoch: num("admin_epoch"),
+            epoch: num("epoch"),
+            num_updates: num("num_updates"),
+        }
+    }
+
+    /// A section of `<configuration>` (`resources`, `constraints`, `nodes`, `crm_config`, ...).
+    pub fn section(&self, name: &str) -> Option<&Element> {
+        self.root.path(&["configuration", name])
+    }
+
+    /// A section of `<configuration>`, created if missing, for edits.
+    pub fn section_mut(&mut self, name: &str) -> &mut Element {
+        self.root
+            .find_or_create("configuration")
+            .find_or_create(name)
+    }
+
+    /// Names (`uname`) of the nodes in the configuration.
+    pub fn node_names(&self) -> Vec<&str> {
+        self.section("nodes")
+            .map(|nodes| {
+                nodes
+                    .elements()
+                    .filter(|n| n.name == "node")
+                    .filter_map(|n| n.get("uname"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The resource (primitive, clone, group, bundle) with id `id`, at any depth.
+    pub fn resource(&self, id: &str) -> Option<&Element> {
+        self.section("resources")?.find_id(id)
+    }
+
+    /// Whether `id` is a clone (or promotable clone / legacy master) resource.
+    pub fn is_clone(&self, id: &str) -> bool {
+        self.resource(id)
+            .is_some_and(|r| r.name == "clone" || r.name == "master")
+    }
+
+    /// A cluster property from `crm_config` (the first set that has it), as Pacemaker's tools
+    /// would report it; `None` when unset (Pacemaker then applies its default).
+    pub fn cluster_property(&self, name: &str) -> Option<&str> {
+        self.section("crm_config")?
+            .elements()
+            .filter(|s| s.name == "cluster_property_set")
+            .flat_map(Element::elements)
+            .find(|nv| nv.name == "nvpair" && nv.get("name") == Some(name))
+            .and_then(|nv| nv.get("value"))
+    }
+
+    /// Whether fencing is enabled (`stonith-enabled`, default true).
+    pub fn stonith_enabled(&self) -> bool {
+        self.cluster_property("stonith-enabled").is_none_or(is_true)
+    }
+
+    /// Constraints that name resource `rsc` anywhere (as `rsc`, `with-rsc`, `first`, `then`,
+    /// or in a resource set).
+    pub fn constraints_of(&self, rsc: &str) -> Vec<&Element> {
+        let Some(constraints) = self.section("constraints") else {
+            return Vec::new();
+        };
+        constraints
+            .elements()
+            .filter(|c| refers_to(c, rsc))
+            .collect()
+    }
+
+    /// A meta attribute of a resource (first `meta_attributes` set that has it).
+    pub fn meta_attribute(&self, rsc: &str, name: &str) -> Option<&str> {
+        nvpair_value(self.resource(rsc)?, "meta_attributes", name)
+    }
+
+    /// An instance attribute (parameter) of a resource, from its unconditional sets.
+    pub fn instance_attribute(&self, rsc: &str, name: &str) -> Option<&str> {
+        nvpair_value(self.resource(rsc)?, "instance_attributes", name)
+    }
+}
+
+/// Pacemaker's idea of a true value.
+pub fn is_true(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "true" | "on" | "yes" | "y" | "1"
+    )
+}
+
+fn refers_to(constraint: &Element, rsc: &str) -> bool {
+    ["rsc", "with-rsc", "first", "then"]
+        .iter()
+        .any(|a| constraint.get(a) == Some(rsc))
+        || constraint
+            .descendants()
+            .iter()
+            .any(|e| e.name == "resource_ref" && e.id() == Some(rsc))
+}
+
+fn nvpair_value<'a>(rsc: &'a Element, set: &str, name: &str) -> Option<&'a str> {
+    rsc.elements()
+        .filter(|s| s.name == set && s.find("rule").is_none())
+        .flat_map(Element::elements)
+        .find(|nv| nv.name == "nvpair" && nv.get("name") == Some(name))
+        .and_then(|nv| nv.get("value"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CIB: &str = r#"<cib admin_epoch="0" epoch="12" num_updates="3">
+  <configuration>
+    <crm_config>
+      <cluster_property_set id="cib-bootstrap-options">
+        <nvpair id="o1" name="stonith-enabled" value="false"/>
+      </cluster_property_set>
+    </crm_config>
+    <nodes><node id="1" uname="n1"/><node id="2" uname="n2"/></nodes>
+    <resources>
+      <primitive id="vm1" class="ocf" provider="heartbeat" type="VirtualDomain">
+        <instance_attributes id="vm1-ia"><nvpair id="vm1-ia-c" name="config" value="/x.xml"/></instance_attributes>
+        <meta_attributes id="vm1-ma"><nvpair id="vm1-ma-t" name="target-role" value="Stopped"/></meta_attributes>
+      </primitive>
+      <clone id="clnPing"><primitive id="ping" class="ocf" provider="pacemaker" type="ping"/></clone>
+    </resources>
+    <constraints>
+      <rsc_location id="l1" rsc="vm1" node="n1" score="200"/>
+      <rsc_colocation id="c1" rsc="vm1" with-rsc="clnPing" score="INFINITY"/>
+      <rsc_order id="o1" first="clnPing" then="vm1" kind="Optional"/>
+      <rsc_order id="o2" first="clnPing" then="vm10" kind="Optional"/>
+      <rsc_colocation id="s1" score="INFINITY"><resource_set id="s1-set"><resource_ref id="vm1"/></resource_set></rsc_colocation>
+    </constraints>
+  </configuration>
+  <status/>
+</cib>"#;
+
+    #[test]
+    fn reads_version_nodes_resources_and_properties() {
+        let cib = Cib::parse(CIB).unwrap();
+        assert_eq!(
+            cib.version(),
+            CibVersion {
+                admin_epoch: 0,
+                epoch: 12,
+                num_updates: 3
+            }
+        );
+        assert_eq!(cib.version().to_string(), "0.12.3");
+        assert_eq!(cib.node_names(), ["n1", "n2"]);
+        assert!(cib.resource("ping").is_some());
+        assert!(cib.is_clone("clnPing"));
+        assert!(!cib.is_clone("vm1"));
+        assert!(!cib.stonith_enabled());
+        assert_eq!(cib.meta_attribute("vm1", "target-role"), Some("Stopped"));
+        assert_eq!(cib.instance_attribute("vm1", "config"), Some("/x.xml"));
+    }
+
+    #[test]
+    fn constraints_of_matches_exact_ids_and_sets() {
+        let cib = Cib::parse(CIB).unwrap();
+        let ids: Vec<_> = cib
+            .constraints_of("vm1")
+            .iter()
+            .filter_map(|c| c.id())
+            .collect();
+        assert_eq!(ids, ["l1", "c1", "o1", "s1"]);
+    }
+
+    #[test]
+    fn stonith_defaults_to_enabled() {
+        let cib = Cib::parse("<cib><configuration/></cib>").unwrap();
+        assert!(cib.stonith_enabled());
+        assert!(matches!(
+            Cib::parse("<nodes/>"),
+            Err(CibError::NotACib(n)) if n == "nodes"
+        ));
+    }
+}

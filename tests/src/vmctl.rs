@@ -1,0 +1,156 @@
+//! A vm-ctl test bed on an offline CIB file: a two-node CIB with the host clones vm-ctl.conf
+//! names, domain XML files, a vm-ctl.conf, and a private lock file; helpers that run the real
+//! `vm-ctl` binary against it and check every write with `crm_verify`.
+
+use std::path::{Path, PathBuf};
+
+use vm_common::process::{Cmd, Output};
+
+use crate::cib::CibFile;
+use crate::{project_bin, run_ok};
+
+/// The vm-ctl.conf the bed writes (the shipped defaults plus one pingd and one diskd clone).
+pub const CONFIG: &str = "\
+vm_cfg_ext=.xml
+vm_allow_migrate=off
+vm_stonith=off
+vm_ocf=ocf:heartbeat:VirtualDomain
+vm_hypervisor=qemu:///system
+vm_migration_transport=tcp
+vm_pingd1=(clnPingd default_ping_set)
+vm_diskd1=(clnDiskd1 diskcheck_status)
+";
+
+/// A vm-ctl bed on a CIB file.
+#[derive(Debug)]
+pub struct VmCtlBed {
+    /// The CIB file.
+    pub cib: CibFile,
+    config: PathBuf,
+    xml_dir: PathBuf,
+    lock: PathBuf,
+}
+
+impl VmCtlBed {
+    /// Two nodes with healthy ping/disk attributes, clones `clnPingd` and `clnDiskd1`,
+    /// stonith disabled, the default config.
+    pub fn new() -> Self {
+        Self::with_config(CONFIG)
+    }
+
+    /// Same, with another vm-ctl.conf body (`vm_cfg_dir` is added).
+    pub fn with_config(config: &str) -> Self {
+        let cib = CibFile::two_nodes();
+        for clone in ["clnPingd", "clnDiskd1"] {
+            cib.create_in(
+                "resources",
+                &format!(
+                    r#"<clone id="{clone}"><primitive id="{clone}-p" class="ocf" provider="pacemaker" type="Dummy"/></clone>"#
+                ),
+            );
+        }
+        let dir = cib.dir().to_path_buf();
+        let xml_dir = dir.join("domains");
+        std::fs::create_dir_all(&xml_dir).unwrap();
+        let bed = Self {
+            config: dir.join("vm-ctl.conf"),
+            lock: dir.join("vm-ctl.lock"),
+            xml_dir,
+            cib,
+        };
+        bed.write_config(config);
+        bed
+    }
+
+    /// Replace vm-ctl.conf's body.
+    pub fn write_config(&self, body: &str) {
+        let text = format!("vm_cfg_dir={}\n{body}", self.xml_dir.display());
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// vm-ctl.conf's path.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The directory of domain XML files.
+    pub fn xml_dir(&self) -> &Path {
+        &self.xml_dir
+    }
+
+    /// Write a domain XML for `name` (with a vmconnectd channel under /var/lib/libvirt/qemu).
+    pub fn domain(&self, name: &str) -> PathBuf {
+        let path = self.xml_dir.join(format!("{name}.xml"));
+        std::fs::write(&path, domain_xml(name)).unwrap();
+        path
+    }
+
+    /// `vm-ctl --config <bed's> ARGS` on the bed's CIB file.
+    pub fn cmd(&self, args: &[&str]) -> Cmd {
+        Cmd::new(project_bin("vm-ctl"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("CIB_file", self.cib.path())
+            .env("VM_CTL_LOCK", &self.lock)
+    }
+
+    /// Run vm-ctl; it must succeed and leave a CIB crm_verify accepts.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = run_ok(&self.cmd(args));
+        self.cib.assert_valid();
+        out
+    }
+
+    /// Run vm-ctl; it must fail with `code` and leave the CIB file byte for byte as it was.
+    pub fn fails(&self, args: &[&str], code: i32) -> Output {
+        let before = std::fs::read(self.cib.path()).unwrap();
+        let cmd = self.cmd(args);
+        let out = cmd.run().unwrap();
+        assert_eq!(
+            out.code(),
+            Some(code),
+            "`{}`: expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            cmd.display(),
+            out.stdout_text(),
+            out.stderr_text()
+        );
+        assert_eq!(
+            std::fs::read(self.cib.path()).unwrap(),
+            before,
+            "`{}` failed but changed the CIB",
+            cmd.display()
+        );
+        out
+    }
+
+    /// Let the (simulated) cluster carry out what the configuration asks: `crm_simulate -S -X`
+    /// (`--in-place`) with both nodes up writes the resulting status into the file.
+    pub fn settle(&self) {
+        let nodes = self.cib.nodes();
+        let mut cmd = Cmd::new("crm_simulate")
+            .arg("--xml-file")
+            .arg(self.cib.path());
+        for n in &nodes {
+            cmd = cmd.args(["--node-up", n]);
+        }
+        run_ok(&cmd.args(["--quorum", "1", "--simulate", "--in-place"]));
+    }
+}
+
+impl Default for VmCtlBed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A minimal libvirt domain XML for offline tests.
+pub fn domain_xml(name: &str) -> String {
+    format!(
+        "<domain type='qemu'>\n  <name>{name}</name>\n  <uuid>00000000-0000-4000-8000-{:012x}</uuid>\n  \
+         <memory unit='MiB'>64</memory>\n  <devices>\n    <channel type='unix'>\n      \
+         <source mode='bind' path='/var/lib/libvirt/qemu/{name}'/>\n      \
+         <target type='virtio' name='vmconnectd'/>\n    </channel>\n  </devices>\n</domain>\n",
+        name.len()
+    )
+}

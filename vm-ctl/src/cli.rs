@@ -1,0 +1,302 @@
+//! vm-ctl's command line (clap definitions only: `xtask` generates the man page and shell
+//! completions from them).
+//!
+//! The syntax is the original vm-ctl's (`resource add <dom>[,<dom>...] -a <node> [-m on|off]`,
+//! ...), extended with `--wait`, `show`, `check` and the global options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::Format;
+
+const EXAMPLES: &str = "\
+Examples:
+  vm-ctl resource add web1,web2 -a node1 -m on     # two guests, preferring node1, live migration on
+  vm-ctl --dry-run resource add db1 -a node2       # show the crm text and XML, validate, write nothing
+  vm-ctl resource start web1,web2 --wait           # start and wait until both run (120 s at most)
+  vm-ctl resource move web1 -n node2               # live-migrate (or stop/start) web1 to node2
+  vm-ctl resource list                             # domain, resource, migration, preferred/running node
+  vm-ctl location move -b node1                    # make every guest's current node its preferred node
+  vm-ctl check                                     # pre-flight checks with the fix for each finding
+  CIB_file=/tmp/cib.xml vm-ctl resource list       # work on an offline CIB file
+
+Exit status: 0 success (including \"already present\"), 1 unexpected error, 2 usage,
+3 vm-ctl.conf, 4 bad domain/node name, 5 domain XML, 6 node, 7 missing host clone,
+8 fencing disabled with vm_stonith=on, 9 guest not managed by vm-ctl, 10 configured
+differently / managed by another resource, 11 guest state forbids it, 12 Pacemaker would not
+place it there, 13 result would fail crm_verify, 14 --wait timed out, 15 another vm-ctl holds
+the lock, 16 Pacemaker tool or CIB failure, 17 concurrent writers kept changing the CIB,
+18 check found problems.";
+
+/// Manage libvirt guests as Pacemaker VirtualDomain resources, one atomic CIB change per
+/// command. Compatible with the original vm-ctl's syntax, configuration file and resource ids.
+#[derive(Debug, Parser)]
+#[command(name = "vm-ctl", version, about, long_about = None, after_help = EXAMPLES)]
+pub struct Cli {
+    /// vm-ctl configuration file (the original vm-ctl.conf format; parsed, never executed).
+    #[arg(long, global = true, value_name = "FILE", default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Print the change as crm shell text and CIB XML, validate it, write nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    /// More log output on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// How long to wait for another vm-ctl on this host to finish.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 60)]
+    pub lock_wait: u64,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Guests as Pacemaker resources: add, delete, start, stop, move, unmove, list, show.
+    #[command(subcommand)]
+    Resource(ResourceCmd),
+    /// Preferred-node locations.
+    #[command(subcommand)]
+    Location(LocationCmd),
+    /// Pre-flight checks of guests and host clones, with the fix for each finding.
+    Check(CheckArgs),
+}
+
+/// A comma-separated domain list, as the original accepts (`d1,d2`; several arguments too).
+#[derive(Debug, Clone, Args)]
+pub struct DomainList {
+    /// Domain name(s): `dom[,dom...]`.
+    #[arg(value_name = "DOMAIN", required = true, num_args = 1..)]
+    pub domains: Vec<String>,
+}
+
+impl DomainList {
+    /// The domains, split on commas, blanks dropped, duplicates removed (first kept).
+    pub fn names(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for d in self
+            .domains
+            .iter()
+            .flat_map(|d| d.split(','))
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+        {
+            if !out.iter().any(|o| o == d) {
+                out.push(d.to_owned());
+            }
+        }
+        out
+    }
+}
+
+/// `--wait[=SECS]`: wait for the cluster (default 120 s when given without a value).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct WaitArg {
+    /// Wait until the cluster got there, at most SECS seconds (default 120).
+    #[arg(long, value_name = "SECS", num_args = 0..=1, require_equals = true, default_missing_value = "120")]
+    pub wait: Option<u64>,
+}
+
+/// `on` / `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Yes.
+    On,
+    /// No.
+    Off,
+}
+
+/// `vm-ctl resource ...`
+#[derive(Debug, Subcommand)]
+pub enum ResourceCmd {
+    /// Add guests as VirtualDomain resources (created stopped) with their preferred node,
+    /// ping/disk rules and colocation/order constraints, in one CIB change. Adding a guest
+    /// that is already configured identically reports "already present".
+    Add {
+        /// Guests to add.
+        #[command(flatten)]
+        domains: DomainList,
+        /// Preferred node.
+        #[arg(short = 'a', long = "active-node", value_name = "NODE")]
+        node: String,
+        /// Live migration (default: vm_allow_migrate from vm-ctl.conf).
+        #[arg(short = 'm', long = "migrate", value_enum)]
+        migrate: Option<OnOff>,
+    },
+    /// Delete guests' resources and every constraint on them. Refuses a running guest; waits
+    /// for a confirmed stop before removing anything.
+    Delete {
+        /// Guests to delete.
+        #[command(flatten)]
+        domains: DomainList,
+        /// Wait this long for a stop in progress to be confirmed.
+        #[command(flatten)]
+        wait: WaitArg,
+    },
+    /// Start guests (target-role=Started).
+    Start {
+        /// Guests to start.
+        #[command(flatten)]
+        domains: DomainList,
+        /// Wait until they run.
+        #[command(flatten)]
+        wait: WaitArg,
+    },
+    /// Stop guests (target-role=Stopped).
+    Stop {
+        /// Guests to stop.
+        #[command(flatten)]
+        domains: DomainList,
+        /// Wait until they are stopped.
+        #[command(flatten)]
+        wait: WaitArg,
+    },
+    /// Move a running guest to NODE (or, without -n, wherever Pacemaker prefers, away from
+    /// its current node). Checked with crm_simulate first. Waits for the move (120 s unless
+    /// --wait=SECS), then removes the temporary constraint, unless --keep is given or removing
+    /// it would send the guest straight back (then it is kept, and vm-ctl says so).
+    Move {
+        /// The guest.
+        #[arg(value_name = "DOMAIN")]
+        domain: String,
+        /// Target node.
+        #[arg(short = 'n', long = "node", value_name = "NODE")]
+        node: Option<String>,
+        /// Wait at most SECS for the move.
+        #[command(flatten)]
+        wait: WaitArg,
+        /// Keep the temporary move constraint after the move.
+        #[arg(long)]
+        keep: bool,
+        /// Do not wait: leave the temporary constraint (clear it with `resource unmove`).
+        #[arg(long, conflicts_with_all = ["wait", "keep"])]
+        no_wait: bool,
+    },
+    /// Remove a guest's temporary move constraints (cli-prefer-*, cli-ban-*).
+    Unmove {
+        /// The guest.
+        #[arg(value_name = "DOMAIN")]
+        domain: String,
+    },
+    /// List guests: domain, resource, migration, preferred node, running node, move constraint.
+    List {
+        /// Only this guest.
+        #[arg(value_name = "DOMAIN", conflicts_with = "node")]
+        domain: Option<String>,
+        /// Only guests running on this node.
+        #[arg(short = 'n', long = "node", value_name = "NODE")]
+        node: Option<String>,
+    },
+    /// Print, as crm shell text, everything vm-ctl manages for a guest.
+    Show {
+        /// The guest.
+        #[arg(value_name = "DOMAIN")]
+        domain: String,
+    },
+}
+
+/// `vm-ctl location ...`
+#[derive(Debug, Subcommand)]
+pub enum LocationCmd {
+    /// Make the node a guest runs on its preferred node (atomically: no moment without one).
+    Move {
+        /// The guest.
+        #[arg(
+            value_name = "DOMAIN",
+            required_unless_present = "before",
+            conflicts_with = "before"
+        )]
+        domain: Option<String>,
+        /// Every guest whose preferred node is NODE (and that runs elsewhere).
+        #[arg(short = 'b', long = "before", value_name = "NODE")]
+        before: Option<String>,
+    },
+}
+
+/// `vm-ctl check`
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Guests to check (default: every guest vm-ctl manages).
+    #[arg(value_name = "DOMAIN")]
+    pub domains: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn original_syntax_parses() {
+        let cli =
+            Cli::try_parse_from(["vm-ctl", "resource", "add", "d1,d2", "-a", "n1", "-m", "on"])
+                .unwrap();
+        let Command::Resource(ResourceCmd::Add {
+            domains,
+            node,
+            migrate,
+        }) = cli.command
+        else {
+            panic!("not add");
+        };
+        assert_eq!(domains.names(), ["d1", "d2"]);
+        assert_eq!(node, "n1");
+        assert_eq!(migrate, Some(OnOff::On));
+        // options before the domain, as the original allowed
+        Cli::try_parse_from(["vm-ctl", "resource", "add", "-a", "n1", "d1"]).unwrap();
+        Cli::try_parse_from(["vm-ctl", "resource", "move", "d1", "-n", "n2"]).unwrap();
+        Cli::try_parse_from(["vm-ctl", "location", "move", "-b", "n1"]).unwrap();
+        Cli::try_parse_from(["vm-ctl", "location", "move", "d1"]).unwrap();
+        Cli::try_parse_from(["vm-ctl", "location", "move"]).unwrap_err();
+        Cli::try_parse_from(["vm-ctl", "resource", "list", "d1", "-n", "n1"]).unwrap_err();
+        Cli::try_parse_from(["vm-ctl", "resource", "add", "d1", "-a", "n1", "-m", "maybe"])
+            .unwrap_err();
+    }
+
+    #[test]
+    fn wait_takes_an_optional_value() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            match cli.command {
+                Command::Resource(ResourceCmd::Start { wait, .. }) => wait.wait,
+                _ => panic!("not start"),
+            }
+        };
+        assert_eq!(parse(&["vm-ctl", "resource", "start", "d1"]), None);
+        assert_eq!(
+            parse(&["vm-ctl", "resource", "start", "d1", "--wait"]),
+            Some(120)
+        );
+        assert_eq!(
+            parse(&["vm-ctl", "resource", "start", "--wait=5", "d1"]),
+            Some(5)
+        );
+        // `--wait d1` must not swallow the domain
+        assert_eq!(
+            parse(&["vm-ctl", "resource", "start", "--wait", "d1"]),
+            Some(120)
+        );
+    }
+
+    #[test]
+    fn domain_lists_are_split_and_deduplicated() {
+        let l = DomainList {
+            domains: vec!["b, a".into(), "b,,c".into()],
+        };
+        assert_eq!(l.names(), ["b", "a", "c"]);
+    }
+}

@@ -1,0 +1,321 @@
+//! `resource add`: the guests' primitives and constraints, in one CIB change.
+//!
+//! Idempotent: a guest already configured exactly as this command would configure it is
+//! reported "already present" (runtime meta attributes such as target-role aside); one
+//! configured differently is an error that shows the difference. The domain list is all or
+//! nothing: if any guest cannot be added, none is.
+
+use std::path::PathBuf;
+
+use vm_libvirt::DomainXml;
+use vm_pcmk::xml::Element;
+use vm_pcmk::{Cib, Update};
+
+use crate::App;
+use crate::change::finish;
+use crate::cli::OnOff;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::generate::{self, GuestObjects};
+use crate::ids;
+use crate::output::{Change, GuestReport, Outcome};
+
+use super::{ATTEMPTS, check_domains};
+
+/// Meta attributes that record what the cluster is told to do with a guest right now, not how
+/// it is configured: ignored when comparing with an existing guest.
+const RUNTIME_META: [&str; 3] = ["target-role", "is-managed", "maintenance"];
+
+/// Check `<vm_cfg_dir>/<dom><vm_cfg_ext>`: it exists, is a libvirt domain XML, and names `dom`.
+pub fn check_domain_xml(config: &Config, dom: &str) -> Result<(PathBuf, DomainXml)> {
+    let path = config.domain_xml_path(dom)?;
+    let bad = |problem: String| Error::DomainXml {
+        dom: dom.to_owned(),
+        path: path.clone(),
+        problem,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        bad(format!(
+            "cannot read its XML file ({e}); put the domain's XML there (virsh dumpxml {dom}), \
+             or fix vm_cfg_dir/vm_cfg_ext in {}",
+            config.source.display()
+        ))
+    })?;
+    let xml = DomainXml::parse(&text).map_err(|e| {
+        bad(format!(
+            "its XML file is not a libvirt domain definition: {e}"
+        ))
+    })?;
+    if xml.name != dom {
+        return Err(bad(format!(
+            "its XML file describes domain {:?}, not {dom:?}",
+            xml.name
+        )));
+    }
+    Ok((path, xml))
+}
+
+/// Add `domains`, preferring `node`.
+pub fn run(app: &App, domains: &[String], node: &str, migrate: Option<OnOff>) -> Result<Outcome> {
+    check_domains(domains)?;
+    ids::check_name("node", node)?;
+    let config = app.config()?;
+    let migrate = match migrate {
+        Some(OnOff::On) => true,
+        Some(OnOff::Off) => false,
+        None => config.allow_migrate()?,
+    };
+    let mut wanted = Vec::new();
+    for dom in domains {
+        check_domain_xml(config, dom)?;
+        wanted.push((dom.clone(), generate::guest(config, dom, node, migrate)?));
+    }
+    let _lock = app.lock()?;
+    let guests = app
+        .pcmk
+        .transact(ATTEMPTS, |cib| -> Result<Update<Vec<GuestReport>>> {
+            let before = cib.clone();
+            check_cluster(app, config, cib, node)?;
+            let mut reports = Vec::new();
+            for (dom, objs) in &wanted {
+                let rsc = ids::rsc(dom);
+                managed_elsewhere(cib, dom, &rsc, objs)?;
+                let change = match compare(cib, objs) {
+                    Presence::Absent => {
+                        cib.section_mut("resources").push(objs.primitive.clone());
+                        let constraints = cib.section_mut("constraints");
+                        for c in &objs.constraints {
+                            constraints.push(c.clone());
+                        }
+                        if app.dry_run {
+                            Change::WouldChange
+                        } else {
+                            Change::Created
+                        }
+                    }
+                    Presence::Same => Change::AlreadyPresent,
+                    Presence::Differs(diff) => {
+                        return Err(Error::Differs {
+                            dom: dom.clone(),
+                            diff,
+                        });
+                    }
+                };
+                let detail = match change {
+                    Change::Created => {
+                        format!("created stopped; start it with vm-ctl resource start {dom}")
+                    }
+                    Change::AlreadyPresent
+                        if cib
+                            .resource(&rsc)
+                            .is_some_and(|p| p.find_id(&format!("{rsc}-force_stop")).is_none()) =>
+                    {
+                        "already configured (without the force_stop rule of guest fencing, as \
+                         the original vm-ctl did; see vm-ctl check); nothing changed"
+                            .to_owned()
+                    }
+                    Change::AlreadyPresent => {
+                        "already configured exactly so; nothing changed".to_owned()
+                    }
+                    _ => String::new(),
+                };
+                reports.push(GuestReport {
+                    domain: dom.clone(),
+                    resource: rsc,
+                    change,
+                    detail,
+                });
+            }
+            let result = finish(app, &before, cib, reports)?;
+            Ok(result)
+        })?;
+    Ok(Outcome {
+        guests,
+        ..Outcome::default()
+    })
+}
+
+/// The node, the clones vm-ctl.conf names, and fencing, as the guests need them.
+fn check_cluster(app: &App, config: &Config, cib: &Cib, node: &str) -> Result<()> {
+    if !cib.node_names().contains(&node) {
+        return Err(Error::UnknownNode {
+            node: node.to_owned(),
+            known: cib.node_names().join(", "),
+        });
+    }
+    let file = config.source.display().to_string();
+    let refs = [
+        (
+            "vm_pingd",
+            config
+                .pingd
+                .iter()
+                .map(|c| c.rsc.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "vm_diskd",
+            config.diskd.iter().map(|c| c.rsc.as_str()).collect(),
+        ),
+        (
+            "vm_managerd",
+            config.managerd.iter().map(|c| c.rsc.as_str()).collect(),
+        ),
+        (
+            "vm_stonithd",
+            config.stonithd.iter().map(String::as_str).collect(),
+        ),
+    ];
+    for (key, clones) in refs {
+        for (i, rsc) in clones.into_iter().enumerate() {
+            if !cib.is_clone(rsc) {
+                return Err(Error::MissingClone {
+                    key: format!("{key}{}", i + 1),
+                    rsc: rsc.to_owned(),
+                    file: file.clone(),
+                });
+            }
+        }
+    }
+    if config.stonith()? && !cib.stonith_enabled() {
+        if app.dry_run {
+            app.warn(Error::StonithDisabled { file }.to_string());
+        } else {
+            return Err(Error::StonithDisabled { file });
+        }
+    }
+    Ok(())
+}
+
+/// Refuse a domain another resource already runs (two resources would start it twice).
+fn managed_elsewhere(cib: &Cib, dom: &str, rsc: &str, objs: &GuestObjects) -> Result<()> {
+    let our_config = objs
+        .primitive
+        .descendants()
+        .into_iter()
+        .find(|e| e.name == "nvpair" && e.get("name") == Some("config"))
+        .and_then(|e| e.get("value"))
+        .unwrap_or("")
+        .to_owned();
+    let Some(resources) = cib.section("resources") else {
+        return Ok(());
+    };
+    for prim in resources
+        .descendants()
+        .into_iter()
+        .filter(|e| e.name == "primitive")
+    {
+        if prim.id() == Some(rsc) || prim.get("type") != Some("VirtualDomain") {
+            continue;
+        }
+        let id = prim.id().unwrap_or("");
+        let config = cib.instance_attribute(id, "config").unwrap_or("");
+        let same_file = !config.is_empty() && config == our_config;
+        let same_name = std::path::Path::new(config)
+            .file_stem()
+            .is_some_and(|s| s == dom);
+        if same_file || (same_name && !config.is_empty()) {
+            return Err(Error::ManagedElsewhere {
+                dom: dom.to_owned(),
+                rsc: id.to_owned(),
+                agent: format!(
+                    "{}:{}:{}",
+                    prim.get("class").unwrap_or(""),
+                    prim.get("provider").unwrap_or(""),
+                    prim.get("type").unwrap_or("")
+                ),
+                config: config.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+enum Presence {
+    Absent,
+    Same,
+    Differs(String),
+}
+
+/// How the guest's objects compare with what the CIB has under the same ids.
+fn compare(cib: &Cib, objs: &GuestObjects) -> Presence {
+    let find = |el: &Element| -> Option<Element> {
+        let id = el.id()?;
+        let found = if el.name == "primitive" {
+            cib.resource(id)
+        } else {
+            cib.section("constraints").and_then(|c| c.find_id(id))
+        };
+        found.cloned()
+    };
+    let existing: Vec<(Option<Element>, &Element)> = objs.all().map(|w| (find(w), w)).collect();
+    if existing.iter().all(|(e, _)| e.is_none()) {
+        return Presence::Absent;
+    }
+    let mut diff = Vec::new();
+    // vm-ctl's own constraints of this guest that the command would not create (e.g. the
+    // preferred-node location of another node).
+    let dom = objs
+        .primitive
+        .id()
+        .and_then(ids::dom_of)
+        .unwrap_or_default();
+    let ours = [
+        format!("locVMCTL_{dom}_"),
+        format!("colVMCTL_{dom}_"),
+        format!("odrVMCTL_{dom}_"),
+    ];
+    let wanted_ids: Vec<&str> = objs.all().filter_map(Element::id).collect();
+    if let Some(rsc) = objs.primitive.id() {
+        for c in cib.constraints_of(rsc) {
+            let id = c.id().unwrap_or("");
+            if ours.iter().any(|p| id.starts_with(p.as_str())) && !wanted_ids.contains(&id) {
+                diff.push(format!("  - {} {id} (vm-ctl would not create it)", c.name));
+            }
+        }
+    }
+    for (have, want) in &existing {
+        let want_c = normalised(want).canonical();
+        match have {
+            None => diff.push(format!(
+                "  + {} {} (missing)",
+                want.name,
+                want.id().unwrap_or("")
+            )),
+            Some(h) => {
+                let have_c = normalised(h).canonical();
+                for l in have_c.iter().filter(|l| !want_c.contains(l)) {
+                    diff.push(format!("  - {l}"));
+                }
+                for l in want_c.iter().filter(|l| !have_c.contains(l)) {
+                    diff.push(format!("  + {l}"));
+                }
+            }
+        }
+    }
+    if diff.is_empty() {
+        Presence::Same
+    } else {
+        diff.insert(
+            0,
+            "  (- in the cluster, + what vm-ctl would create)".to_owned(),
+        );
+        Presence::Differs(diff.join("\n"))
+    }
+}
+
+fn normalised(el: &Element) -> Element {
+    let mut el = el.clone();
+    if el.name == "primitive" {
+        // A guest added by the original vm-ctl has no force_stop rule; it is the same guest.
+        if let Some(rsc) = el.id().map(str::to_owned) {
+            let set = format!("{rsc}-force_stop");
+            el.remove_children(|s| s.id() == Some(set.as_str()));
+        }
+        for set in el.elements_mut().filter(|s| s.name == "meta_attributes") {
+            set.remove_children(|nv| nv.get("name").is_some_and(|n| RUNTIME_META.contains(&n)));
+        }
+        el.remove_children(|s| s.name == "meta_attributes" && s.elements().next().is_none());
+    }
+    el
+}

@@ -1,0 +1,219 @@
+//! vm-ctl's errors and their exit codes.
+//!
+//! Every error says what failed, for which object, and what to do. Each class of error has its
+//! own exit code, so scripts can tell "bad input" from "the cluster refused" from "timed out";
+//! [`Error::exit_code`] is the only place that maps one to the other (documented in
+//! `vm-ctl --help` and docs/operations.md).
+
+use std::path::PathBuf;
+
+use vm_pcmk::PcmkError;
+
+use crate::config::ConfigError;
+use crate::ids::BadName;
+use crate::lock::LockError;
+
+/// Exit codes (0 = success; 2 = usage error, as clap reports it).
+pub mod exit {
+    /// Something unexpected (a bug, or an I/O error on this host).
+    pub const UNEXPECTED: u8 = 1;
+    /// Command-line usage (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// vm-ctl.conf is missing, malformed, or lacks a key the command needs.
+    pub const CONFIG: u8 = 3;
+    /// A domain or node name that cannot be used.
+    pub const BAD_NAME: u8 = 4;
+    /// The domain's XML file is missing, unreadable or does not describe that domain.
+    pub const DOMAIN_XML: u8 = 5;
+    /// A node that is not in the cluster (or not online where it must be).
+    pub const NODE: u8 = 6;
+    /// A host clone named in vm-ctl.conf is not configured in the cluster.
+    pub const CLONE: u8 = 7;
+    /// vm_stonith=on but the cluster has stonith-enabled=false.
+    pub const STONITH: u8 = 8;
+    /// The guest is not managed by vm-ctl (no prmVMCTL_<dom> resource).
+    pub const NOT_CONFIGURED: u8 = 9;
+    /// The guest is configured differently from what the command would create, or the domain
+    /// is already managed by another resource.
+    pub const CONFLICTING_CONFIG: u8 = 10;
+    /// The guest's state forbids the command (running on delete, stopped or unmanaged on move).
+    pub const STATE: u8 = 11;
+    /// Pacemaker would not run the guest where asked (crm_simulate).
+    pub const PLACEMENT: u8 = 12;
+    /// The resulting configuration would not pass crm_verify.
+    pub const INVALID: u8 = 13;
+    /// --wait ran out before the guests got where they should.
+    pub const TIMEOUT: u8 = 14;
+    /// Another vm-ctl on this host held the lock for the whole wait.
+    pub const LOCKED: u8 = 15;
+    /// A Pacemaker tool failed or the CIB could not be read or written.
+    pub const CLUSTER: u8 = 16;
+    /// Concurrent writers kept changing the CIB; nothing was written.
+    pub const CONFLICT: u8 = 17;
+    /// `vm-ctl check` found problems.
+    pub const CHECK: u8 = 18;
+}
+
+/// Everything that can make a vm-ctl command fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// vm-ctl.conf problems.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A name that cannot be used.
+    #[error(transparent)]
+    BadName(#[from] BadName),
+    /// The domain XML file is missing or wrong.
+    #[error("Domain {dom}: {problem} ({path})")]
+    DomainXml {
+        /// The domain.
+        dom: String,
+        /// Its XML file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// A node that is not a cluster node.
+    #[error(
+        "Node {node} is not a node of this cluster (nodes: {known}); check the name with crm_node -l"
+    )]
+    UnknownNode {
+        /// The node given.
+        node: String,
+        /// The cluster's nodes.
+        known: String,
+    },
+    /// A node that is not online.
+    #[error("Node {node} is not online; bring it online or choose another node")]
+    NodeOffline {
+        /// The node given.
+        node: String,
+    },
+    /// A clone referenced by vm-ctl.conf is missing.
+    #[error(
+        "{key} names the clone {rsc}, but the cluster has no clone {rsc}; configure it, or \
+         remove {key} from {file}"
+    )]
+    MissingClone {
+        /// The config key (e.g. vm_pingd1).
+        key: String,
+        /// The clone id.
+        rsc: String,
+        /// vm-ctl.conf's path.
+        file: String,
+    },
+    /// vm_stonith=on without cluster fencing.
+    #[error(
+        "vm_stonith=on makes a failed stop fence the host (on-fail=fence), but the cluster \
+         has stonith-enabled=false; enable fencing, or set vm_stonith=off in {file}"
+    )]
+    StonithDisabled {
+        /// vm-ctl.conf's path.
+        file: String,
+    },
+    /// No vm-ctl resource for the domain.
+    #[error(
+        "Domain {dom} is not managed by vm-ctl (no resource {rsc}); add it with vm-ctl resource add {dom} -a NODE"
+    )]
+    NotConfigured {
+        /// The domain.
+        dom: String,
+        /// The resource id looked for.
+        rsc: String,
+    },
+    /// Configured, but not the way this command would configure it.
+    #[error(
+        "Domain {dom} is already configured differently:\n{diff}\nDelete it first (vm-ctl resource delete {dom}), or change vm-ctl.conf/the options to match"
+    )]
+    Differs {
+        /// The domain.
+        dom: String,
+        /// What differs (`- in the cluster`, `+ wanted`).
+        diff: String,
+    },
+    /// Another resource already runs this domain.
+    #[error(
+        "Domain {dom} is already managed by resource {rsc} ({agent} with config={config}); two resources for one guest would start it twice"
+    )]
+    ManagedElsewhere {
+        /// The domain.
+        dom: String,
+        /// The other resource.
+        rsc: String,
+        /// Its agent.
+        agent: String,
+        /// Its config parameter.
+        config: String,
+    },
+    /// The guest's state forbids the command.
+    #[error("Domain {dom}: {problem}")]
+    State {
+        /// The domain.
+        dom: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// Pacemaker would not put the guest where asked.
+    #[error("Domain {dom}: {problem}")]
+    Placement {
+        /// The domain.
+        dom: String,
+        /// Where it would go instead, and why.
+        problem: String,
+    },
+    /// crm_verify rejects the result.
+    #[error(
+        "The change would leave an invalid configuration; nothing was written. crm_verify says:\n{messages}"
+    )]
+    Invalid {
+        /// crm_verify's messages.
+        messages: String,
+    },
+    /// --wait ran out.
+    #[error("Timed out after {secs} s: {missed}")]
+    Timeout {
+        /// The wait in seconds.
+        secs: u64,
+        /// Which resources did not get where, and where they were.
+        missed: String,
+    },
+    /// The run lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// Pacemaker tool failures, CIB read/write failures.
+    #[error(transparent)]
+    Pacemaker(#[from] PcmkError),
+    /// `check` found problems.
+    #[error("{count} problem(s) found")]
+    CheckFailed {
+        /// How many findings are errors.
+        count: usize,
+    },
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => exit::CONFIG,
+            Error::BadName(_) => exit::BAD_NAME,
+            Error::DomainXml { .. } => exit::DOMAIN_XML,
+            Error::UnknownNode { .. } | Error::NodeOffline { .. } => exit::NODE,
+            Error::MissingClone { .. } => exit::CLONE,
+            Error::StonithDisabled { .. } => exit::STONITH,
+            Error::NotConfigured { .. } => exit::NOT_CONFIGURED,
+            Error::Differs { .. } | Error::ManagedElsewhere { .. } => exit::CONFLICTING_CONFIG,
+            Error::State { .. } => exit::STATE,
+            Error::Placement { .. } => exit::PLACEMENT,
+            Error::Invalid { .. } => exit::INVALID,
+            Error::Timeout { .. } => exit::TIMEOUT,
+            Error::Lock(_) => exit::LOCKED,
+            Error::Pacemaker(PcmkError::Conflict { .. }) => exit::CONFLICT,
+            Error::Pacemaker(_) => exit::CLUSTER,
+            Error::CheckFailed { .. } => exit::CHECK,
+        }
+    }
+}
+
+/// Result of a vm-ctl step.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,285 @@
+//! What a command reports, in text or JSON (`--output`).
+//!
+//! Commands return an [`Outcome`]; `main` prints it once, in the format asked for. Mutating
+//! commands report per guest whether something changed ([`Change`]), so that running a command
+//! twice reads as "already so" rather than as an error.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// What a command did to one guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    /// Resource and constraints created.
+    Created,
+    /// Already configured exactly so: nothing done.
+    AlreadyPresent,
+    /// Resource and its constraints removed.
+    Deleted,
+    /// Nothing to delete.
+    Absent,
+    /// target-role set to Started.
+    Started,
+    /// target-role set to Stopped.
+    Stopped,
+    /// target-role was already what was asked.
+    Unchanged,
+    /// Moved to another node.
+    Moved,
+    /// Temporary move constraints removed.
+    Unmoved,
+    /// Preferred-node location moved to where the guest runs.
+    PreferenceMoved,
+    /// Nothing to do for this guest (e.g. not running for `location move`).
+    Skipped,
+    /// Would be done (dry run).
+    WouldChange,
+}
+
+/// One guest's line in a mutating command's report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuestReport {
+    /// Domain name.
+    pub domain: String,
+    /// Resource id.
+    pub resource: String,
+    /// What happened.
+    pub change: Change,
+    /// A sentence for the user ("" when the change says it all).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// One row of `resource list`: the original's six columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListRow {
+    /// Domain name.
+    pub domain: String,
+    /// Resource id.
+    pub resource: String,
+    /// `on`, `off` or `NONE` (allow-migrate).
+    pub migration: String,
+    /// Preferred node or `NONE`.
+    pub preferred_node: String,
+    /// Node running it, or `Stopped`.
+    pub running_node: String,
+    /// `yes` when a temporary move constraint exists.
+    pub move_constraint: String,
+}
+
+/// What `--dry-run` shows instead of writing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DryRun {
+    /// The change as crm shell text (objects added or replaced).
+    pub crm: String,
+    /// The change as CIB XML (objects added or replaced).
+    pub xml: String,
+    /// Ids of objects the change removes.
+    pub removed: Vec<String>,
+    /// Whether crm_verify accepts the result.
+    pub valid: bool,
+    /// crm_verify's messages.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub verify_messages: String,
+}
+
+/// One finding of `vm-ctl check`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Domain (or "cluster" for cluster-wide findings).
+    pub subject: String,
+    /// `ok`, `warning` or `error`.
+    pub level: Level,
+    /// What was checked and found.
+    pub message: String,
+    /// How to fix it ("" when ok).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub fix: String,
+}
+
+/// Severity of a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Passed.
+    Ok,
+    /// Works, but should be changed.
+    Warning,
+    /// Will not work.
+    Error,
+}
+
+/// Everything a command reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// Per-guest results of a mutating command.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guests: Vec<GuestReport>,
+    /// `resource list` rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list: Option<Vec<ListRow>>,
+    /// `resource show` text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub show: Option<String>,
+    /// `check` findings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<Vec<Finding>>,
+    /// `--dry-run` result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRun>,
+    /// Warnings (also printed on stderr in text mode).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Outcome {
+    /// Render for `format`: (stdout text, stderr text).
+    pub fn render(&self, format: Format) -> (String, String) {
+        let mut err = String::new();
+        for w in &self.warnings {
+            let _ = writeln!(err, "warning: {w}");
+        }
+        match format {
+            Format::Json => {
+                let json = serde_json::to_string_pretty(self).unwrap_or_else(|e| {
+                    format!("{{\"error\": \"cannot render the report as JSON: {e}\"}}")
+                });
+                (format!("{json}\n"), err)
+            }
+            Format::Text => (self.text(), err),
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut out = String::new();
+        if let Some(dry) = &self.dry_run {
+            let _ = writeln!(out, "# dry run: nothing was written\n# crm shell:");
+            out.push_str(&dry.crm);
+            if !dry.removed.is_empty() {
+                let _ = writeln!(out, "# removed: {}", dry.removed.join(" "));
+            }
+            let _ = writeln!(out, "# CIB XML:");
+            out.push_str(&dry.xml);
+            let _ = writeln!(
+                out,
+                "# crm_verify: {}",
+                if dry.valid { "valid" } else { "INVALID" }
+            );
+            for line in dry.verify_messages.lines() {
+                let _ = writeln!(out, "#   {line}");
+            }
+        }
+        for g in &self.guests {
+            let what = match g.change {
+                Change::Created => "created",
+                Change::AlreadyPresent => "already present",
+                Change::Deleted => "deleted",
+                Change::Absent => "not configured (nothing to delete)",
+                Change::Started => "start requested",
+                Change::Stopped => "stop requested",
+                Change::Unchanged => "unchanged",
+                Change::Moved => "moved",
+                Change::Unmoved => "move constraints cleared",
+                Change::PreferenceMoved => "preferred node moved",
+                Change::Skipped => "skipped",
+                Change::WouldChange => "would change",
+            };
+            let _ = write!(out, "{}: {what} ({})", g.domain, g.resource);
+            if !g.detail.is_empty() {
+                let _ = write!(out, ": {}", g.detail);
+            }
+            out.push('\n');
+        }
+        if let Some(rows) = &self.list {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<20} {:<20} {:<20} {:<20} MOVE CONSTRAINT",
+                "DOMAIN", "RESOURCE", "MIGRATION", "PREFERRED NODE", "RUNNING NODE"
+            );
+            let dash = "-".repeat(20);
+            let _ = writeln!(out, "{dash} {dash} {dash} {dash} {dash} {dash}");
+            for r in rows {
+                let _ = writeln!(
+                    out,
+                    "{:<20} {:<20} {:<20} {:<20} {:<20} {}",
+                    r.domain,
+                    r.resource,
+                    r.migration,
+                    r.preferred_node,
+                    r.running_node,
+                    r.move_constraint
+                );
+            }
+        }
+        if let Some(show) = &self.show {
+            out.push_str(show);
+        }
+        if let Some(findings) = &self.findings {
+            for f in findings {
+                let tag = match f.level {
+                    Level::Ok => "ok     ",
+                    Level::Warning => "WARNING",
+                    Level::Error => "ERROR  ",
+                };
+                let _ = writeln!(out, "[{tag}] {}: {}", f.subject, f.message);
+                if !f.fix.is_empty() {
+                    let _ = writeln!(out, "          fix: {}", f.fix);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_has_the_original_six_columns() {
+        let o = Outcome {
+            list: Some(vec![ListRow {
+                domain: "g1".into(),
+                resource: "prmVMCTL_g1".into(),
+                migration: "on".into(),
+                preferred_node: "n1".into(),
+                running_node: "Stopped".into(),
+                move_constraint: "no".into(),
+            }]),
+            ..Outcome::default()
+        };
+        let (text, _) = o.render(Format::Text);
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["g1", "prmVMCTL_g1", "on", "n1", "Stopped", "no"]
+        );
+        let (json, _) = o.render(Format::Json);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["list"][0]["running_node"], "Stopped");
+        assert!(v.get("guests").is_none());
+    }
+
+    #[test]
+    fn warnings_go_to_stderr() {
+        let o = Outcome {
+            warnings: vec!["careful".into()],
+            ..Outcome::default()
+        };
+        let (out, err) = o.render(Format::Text);
+        assert_eq!(out, "");
+        assert_eq!(err, "warning: careful\n");
+    }
+}
