@@ -19,6 +19,10 @@
 //! Fixtures that share a daemon serialise their users with an in-process mutex plus a `flock`
 //! on a file in the state dir, so two test binaries cannot use one cluster at once either.
 
+// This crate exists to run tests: a fixture that cannot set up must fail the test loudly, so
+// unwrap/expect (panics with the cause) are the right tool here, unlike in the product crates.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod cib;
 pub mod guest;
 pub mod libvirt;

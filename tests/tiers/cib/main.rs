@@ -4,6 +4,9 @@
 //! `crm_verify`, a broken one does not, and `crm_simulate` placement reacts to the ping and disk
 //! attributes the way vm-ctl's generated rules rely on.
 
+// Test code: a failed step panics with its cause.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Instant;
 
 use vm_pcmk::Role;

@@ -2,6 +2,9 @@
 //! test-bed libvirtd, driven over its serial console and its real `vmconnectd` virtio-serial
 //! channel.
 
+// Test code: a failed step panics with its cause.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use vm_libvirt::{DomainState, Hypervisor};

@@ -1,6 +1,9 @@
 //! libvirt tier: this machine's test-bed libvirtd (`qemu:///system`) through the project's own
 //! libvirt crate (`vm-libvirt`, over the `virt` bindings).
 
+// Test code: a failed step panics with its cause.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 

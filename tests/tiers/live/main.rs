@@ -1,5 +1,8 @@
 //! Live-cluster tier: this machine's real single-node corosync + pacemakerd.
 
+// Test code: a failed step panics with its cause.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use vm_pcmk::Role;

@@ -1,6 +1,9 @@
 //! Multi-node tier: a 3-node Pacemaker cluster in namespaces with real fencing, one libvirtd per
 //! node, and a Pacemaker-managed TCG guest that live-migrates between nodes.
 
+// Test code: a failed step panics with its cause.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use vm_pcmk::Role;
