@@ -154,3 +154,104 @@ pub fn domain_xml(name: &str) -> String {
         name.len()
     )
 }
+
+/// vm-ctl against a live cluster (no `CIB_file`): a private directory with vm-ctl.conf, the
+/// domain XMLs and a lock file. `lock` lets a test run several vm-ctl at once as if on
+/// different hosts.
+#[derive(Debug)]
+pub struct LiveVmCtl {
+    dir: tempfile::TempDir,
+    /// Prefix for commands (e.g. `nsenter` into a test-bed node), empty for this machine.
+    prefix: Vec<String>,
+}
+
+impl LiveVmCtl {
+    /// A config (`body` plus `vm_cfg_dir`) in a new private directory.
+    pub fn new(body: &str) -> Self {
+        Self::in_dir(
+            tempfile::Builder::new()
+                .prefix("pmkt-vmctl-")
+                .tempdir()
+                .unwrap(),
+            body,
+        )
+    }
+
+    /// Same, in a given directory (e.g. on the multi-node bed's shared storage).
+    pub fn in_dir(dir: tempfile::TempDir, body: &str) -> Self {
+        std::fs::create_dir_all(dir.path().join("domains")).unwrap();
+        let bed = Self {
+            dir,
+            prefix: Vec::new(),
+        };
+        std::fs::write(
+            bed.config_path(),
+            format!("vm_cfg_dir={}\n{body}", bed.xml_dir().display()),
+        )
+        .unwrap();
+        bed
+    }
+
+    /// Run commands through `prefix` (e.g. `nsenter -t PID -m -n -u --`).
+    #[must_use]
+    pub fn via(mut self, prefix: &[&str]) -> Self {
+        self.prefix = prefix.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// vm-ctl.conf's path.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("vm-ctl.conf")
+    }
+
+    /// The domain XML directory (vm_cfg_dir).
+    pub fn xml_dir(&self) -> PathBuf {
+        self.dir.path().join("domains")
+    }
+
+    /// Write `<name>.xml` with `xml`.
+    pub fn domain(&self, name: &str, xml: &str) {
+        std::fs::write(self.xml_dir().join(format!("{name}.xml")), xml).unwrap();
+    }
+
+    /// `vm-ctl --config ... ARGS` on the live cluster, with lock file `lock` (in the dir).
+    pub fn cmd_with_lock(&self, lock: &str, args: &[&str]) -> Cmd {
+        let bin = project_bin("vm-ctl");
+        let mut argv: Vec<String> = self.prefix.clone();
+        argv.push(bin.display().to_string());
+        let (program, rest) = argv.split_first().unwrap();
+        Cmd::new(program)
+            .args(rest)
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .env_remove("CIB_file")
+            .env("VM_CTL_LOCK", self.dir.path().join(lock))
+            .timeout(std::time::Duration::from_secs(300))
+    }
+
+    /// `vm-ctl ARGS` with the default (shared) lock of this bed.
+    pub fn cmd(&self, args: &[&str]) -> Cmd {
+        self.cmd_with_lock("vm-ctl.lock", args)
+    }
+
+    /// Run vm-ctl; it must succeed.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        run_ok(&self.cmd(args))
+    }
+
+    /// Run vm-ctl; it must fail with `code`.
+    pub fn fails(&self, args: &[&str], code: i32) -> Output {
+        let cmd = self.cmd(args);
+        let out = cmd.run().unwrap();
+        assert_eq!(
+            out.code(),
+            Some(code),
+            "`{}`: expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            cmd.display(),
+            out.stdout_text(),
+            out.stderr_text()
+        );
+        out
+    }
+}

@@ -105,8 +105,9 @@ down() {
 
 reset() {
     running || die "live cluster is not up"
-    cibadmin --replace -o resources -X '<resources/>'
+    # constraints first: they refer to resources, and the CIB refuses dangling references
     cibadmin --replace -o constraints -X '<constraints/>'
+    cibadmin --replace -o resources -X '<resources/>'
     cibadmin --replace -o rsc_defaults -X '<rsc_defaults/>' 2>/dev/null || true
     crm_attribute --type crm_config --name stonith-enabled --update false
     crm_attribute --type crm_config --name maintenance-mode --update false

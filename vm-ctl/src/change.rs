@@ -96,7 +96,8 @@ pub fn finish<T>(app: &App, before: &Cib, after: &Cib, result: T) -> Result<Upda
     }
     if app.dry_run {
         app.set_dry_run(DryRun {
-            crm: vm_pcmk::crm::render_all(changes.upserted.iter()),
+            // ids as crmsh would give them when loading into *this* CIB
+            crm: vm_pcmk::crm::render_all_in(changes.upserted.iter(), before.root()),
             xml: changes.upserted.iter().map(Element::to_xml).collect(),
             removed: changes.removed,
             valid,

@@ -120,27 +120,60 @@ pub fn guest(config: &Config, dom: &str, node: &str, migrate: bool) -> Result<Gu
     })
 }
 
+/// Id crmsh gives the parameter set below: the second `params` block of the primitive (the
+/// first is `<rsc>-instance_attributes`), so crm text and XML round-trip exactly.
+pub fn force_stop_set_id(rsc: &str) -> String {
+    format!("{rsc}-instance_attributes-0")
+}
+
 /// The parameter set that makes a stop on a node a hard power-off when that node has
-/// `force_stop-<rsc>=true` (see the module doc).
+/// `force_stop-<rsc>=true` (see the module doc). In crm shell syntax:
+/// `params 100: rule force_stop-<rsc> eq true force_stop=true`.
 pub fn force_stop_params(rsc: &str) -> Element {
-    let set = format!("{rsc}-force_stop");
+    let set = force_stop_set_id(rsc);
     let rule = format!("{set}-rule");
     Element::new("instance_attributes")
-        .attr("id", &set)
         .attr("score", "100")
+        .attr("id", &set)
         .child(
             Element::new("rule")
-                .attr("id", &rule)
                 .attr("score", "INFINITY")
+                .attr("id", &rule)
                 .child(
                     Element::new("expression")
-                        .attr("id", format!("{rule}-expression"))
-                        .attr("attribute", ids::force_stop_attr(rsc))
                         .attr("operation", "eq")
-                        .attr("value", "true"),
+                        .attr("attribute", ids::force_stop_attr(rsc))
+                        .attr("value", "true")
+                        .attr("id", format!("{rule}-expression")),
                 ),
         )
         .child(nvpair(&set, "force_stop", "true"))
+}
+
+/// Whether `set` (a child of primitive `rsc`) is the force_stop parameter set, whatever its
+/// ids: a rule on `force_stop-<rsc> eq true` that sets `force_stop=true`.
+pub fn is_force_stop_set(rsc: &str, set: &Element) -> bool {
+    let attr = ids::force_stop_attr(rsc);
+    set.name == "instance_attributes"
+        && set.find("rule").is_some_and(|r| {
+            r.elements().any(|e| {
+                e.name == "expression"
+                    && e.get("attribute") == Some(attr.as_str())
+                    && e.get("operation") == Some("eq")
+                    && e.get("value") == Some("true")
+            })
+        })
+        && set.elements().any(|nv| {
+            nv.name == "nvpair"
+                && nv.get("name") == Some("force_stop")
+                && nv.get("value").is_some_and(vm_pcmk::cib::is_true)
+        })
+}
+
+/// Whether primitive `prim` has the force_stop parameter set.
+pub fn has_force_stop(prim: &Element) -> bool {
+    prim.id()
+        .is_some_and(|rsc| prim.elements().any(|s| is_force_stop_set(rsc, s)))
 }
 
 fn nvpair(set: &str, name: &str, value: &str) -> Element {
@@ -335,7 +368,12 @@ mod tests {
     #[test]
     fn force_stop_follows_the_node_attribute() {
         let g = guest(&config(), "g1", "n1", false).unwrap();
-        let set = g.primitive.find_id("prmVMCTL_g1-force_stop").unwrap();
+        let set = g
+            .primitive
+            .find_id("prmVMCTL_g1-instance_attributes-0")
+            .unwrap();
+        assert!(is_force_stop_set("prmVMCTL_g1", set));
+        assert!(has_force_stop(&g.primitive));
         let expr = set
             .descendants()
             .into_iter()

@@ -46,7 +46,19 @@
 //! values it would mangle (non-ASCII, control characters, spaces in rule values), ids it would
 //! generate differently — is printed in crmsh's raw form `xml <element ...>...`, which crmsh
 //! loads verbatim. Runs of spaces in attribute values are written as `&#32;` there, because
-//! crmsh collapses whitespace in `xml` lines.
+//! crmsh collapses whitespace in `xml` lines. A clone or group falls back alone: its resources
+//! still come first (crmsh needs them to exist), in whichever form they can take.
+//!
+//! # Limits (crmsh's and Pacemaker's, not the text's)
+//!
+//! - Every crmsh commit drops `type="string"` from *all* expressions in the CIB, touched or not
+//!   (it strips that default when reading the CIB and writes the difference back).
+//! - Updating a `cluster_property_set` (or `rsc_defaults` / `op_defaults`) merges: pairs
+//!   missing from the text are kept. The children of `rsc_defaults` / `op_defaults` load only
+//!   inside their wrapper element.
+//! - Pacemaker 2.1 itself stores a tab in a value as four spaces and a newline as `\n`.
+//! - crmsh checks parameter names against the agent's metadata and refuses unknown ones, and
+//!   refuses the whole load when `crm_verify` warns.
 
 use std::collections::HashSet;
 

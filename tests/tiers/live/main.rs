@@ -9,6 +9,8 @@ use vm_pcmk::Role;
 use vm_tests::live::LiveCluster;
 use vm_tests::{evidence, run_ok};
 
+mod vmctl;
+
 #[test]
 #[ignore = "tier live: needs root, corosync and pacemakerd"]
 fn live_dummy_starts_and_stops() {

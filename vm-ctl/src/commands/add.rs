@@ -309,8 +309,7 @@ fn normalised(el: &Element) -> Element {
     if el.name == "primitive" {
         // A guest added by the original vm-ctl has no force_stop rule; it is the same guest.
         if let Some(rsc) = el.id().map(str::to_owned) {
-            let set = format!("{rsc}-force_stop");
-            el.remove_children(|s| s.id() == Some(set.as_str()));
+            el.remove_children(|s| generate::is_force_stop_set(&rsc, s));
         }
         for set in el.elements_mut().filter(|s| s.name == "meta_attributes") {
             set.remove_children(|nv| nv.get("name").is_some_and(|n| RUNTIME_META.contains(&n)));

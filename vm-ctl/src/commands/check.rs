@@ -169,7 +169,7 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
     match guest::primitive(cib, dom) {
         Ok(prim) => {
             f.ok(dom, format!("managed by Pacemaker as {rsc}"));
-            if prim.find_id(&format!("{rsc}-force_stop")).is_none() {
+            if !crate::generate::has_force_stop(prim) {
                 f.push(
                     dom,
                     Level::Warning,
