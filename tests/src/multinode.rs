@@ -56,17 +56,7 @@ impl MultiNode {
                 ],
             )
             .stdout_text();
-        self.exec(
-            admin,
-            &[
-                "cibadmin",
-                "--replace",
-                "-o",
-                "resources",
-                "-X",
-                &format!("<resources>{fence}</resources>"),
-            ],
-        );
+        // constraints first: they refer to resources, and the CIB refuses dangling references
         self.exec(
             admin,
             &[
@@ -76,6 +66,17 @@ impl MultiNode {
                 "constraints",
                 "-X",
                 "<constraints/>",
+            ],
+        );
+        self.exec(
+            admin,
+            &[
+                "cibadmin",
+                "--replace",
+                "-o",
+                "resources",
+                "-X",
+                &format!("<resources>{fence}</resources>"),
             ],
         );
         self.exec(
@@ -112,19 +113,21 @@ impl MultiNode {
             .to_owned()
     }
 
+    /// The argv prefix that runs a program inside `node`'s namespaces.
+    pub fn prefix(&self, node: &str) -> Vec<String> {
+        let holder = self.holder(node);
+        ["nsenter", "-t", &holder, "-m", "-n", "-u", "--wd=/", "--"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    }
+
     /// `program` to run inside `node`'s namespaces (it talks to that node's daemons).
     pub fn cmd(&self, node: &str, program: &str) -> Cmd {
-        Cmd::new("nsenter")
-            .args([
-                "-t",
-                &self.holder(node),
-                "-m",
-                "-n",
-                "-u",
-                "--wd=/",
-                "--",
-                program,
-            ])
+        let prefix = self.prefix(node);
+        Cmd::new(&prefix[0])
+            .args(&prefix[1..])
+            .arg(program)
             .timeout(Duration::from_secs(120))
     }
 

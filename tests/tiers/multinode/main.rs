@@ -11,6 +11,8 @@ use vm_tests::guest::{Vport, domain_xml, helper_cmd, wait_ready};
 use vm_tests::multinode::MultiNode;
 use vm_tests::{evidence, run_ok, wait_for};
 
+mod vmctl;
+
 #[test]
 #[ignore = "tier multinode: needs root, namespaces, corosync and pacemakerd"]
 fn multinode_fences_a_failed_node_and_recovers_its_resource() {
