@@ -21,7 +21,7 @@ pkgs_for() {
     live) echo pacemaker pacemaker-cli-utils corosync resource-agents ;;
     libvirt) echo libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ;;
     guest) echo busybox-static cpio qemu-utils socat ;;
-    multinode) echo iproute2 util-linux ;;
+    multinode) echo iproute2 util-linux iputils-ping ;;
     lint) echo shellcheck ;;
     *) die "unknown tier '$1' (build cib live libvirt guest multinode lint all)" ;;
     esac

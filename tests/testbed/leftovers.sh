@@ -5,6 +5,10 @@
 # (Matching by name is for *checking* only; the test bed stops processes by PID.)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
+# --state-only: check only what $PMKT_STATE's own PID files and mounts say (the sandbox uses
+# it, so that a test bed running beside it is not reported as its leftover)
+STATE_ONLY=0
+[ "${1:-}" = --state-only ] && STATE_ONLY=1
 
 found=0
 report() { echo "leftover: $*"; found=1; }
@@ -15,7 +19,7 @@ settled() { ! ps -eo stat= | grep -q '^Z'; }
 wait_until 10 settled || true
 
 self_net=$(readlink /proc/self/ns/net)
-while read -r pid stat comm; do
+[ "$STATE_ONLY" = 1 ] || while read -r pid stat comm; do
     case $stat in Z*) continue ;; esac
     case $comm in
     corosync | pacemakerd | pacemaker-* | libvirtd | qemu-system-*)
@@ -26,7 +30,9 @@ while read -r pid stat comm; do
     [ "$ns" = "$self_net" ] || report "process $pid ($comm) in another network namespace ($ns)"
 done < <(ps -eo pid=,stat=,comm=)
 
-for state in "$PMKT_STATE" "${PMKT_SANDBOX_STATE:-/tmp/pmkt-sandbox}"; do
+states=("$PMKT_STATE")
+[ "$STATE_ONLY" = 1 ] || states+=("${PMKT_SANDBOX_STATE:-/tmp/pmkt-sandbox}")
+for state in "${states[@]}"; do
     if grep -q " $state" /proc/self/mounts; then
         report "mounts under $state: $(grep " $state" /proc/self/mounts | awk '{ print $2 }' | xargs)"
     fi
@@ -34,8 +40,10 @@ for state in "$PMKT_STATE" "${PMKT_SANDBOX_STATE:-/tmp/pmkt-sandbox}"; do
         pid_alive "$f" && report "$f: pid $(cat "$f") is alive"
     done < <(find "$state" -name '*.pid' 2>/dev/null)
 done
-veths=$(ip -o link show type veth 2>/dev/null | awk -F': ' '{ print $2 }' | xargs)
-[ -z "$veths" ] || report "veth interfaces in this machine's network namespace: $veths"
+if [ "$STATE_ONLY" = 0 ]; then
+    veths=$(ip -o link show type veth 2>/dev/null | awk -F': ' '{ print $2 }' | xargs)
+    [ -z "$veths" ] || report "veth interfaces in this machine's network namespace: $veths"
+fi
 
 if [ "$found" = 0 ]; then
     echo "no leftovers: no test-bed process, namespace, mount or veth remains"

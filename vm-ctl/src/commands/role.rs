@@ -67,6 +67,7 @@ pub fn run(app: &App, domains: &[String], role: Role, wait: Option<u64>) -> Resu
                 other => Ok(other),
             }
         })?;
+    let mut guests = guests;
     if let (Some(secs), false) = (wait, app.dry_run) {
         let goal = match role {
             Role::Started => Goal::Started,
@@ -77,6 +78,10 @@ pub fn run(app: &App, domains: &[String], role: Role, wait: Option<u64>) -> Resu
             .map(|d| (ids::rsc(d), goal.clone()))
             .collect();
         wait_goals(app, &targets, secs)?;
+        let status = app.pcmk.status()?;
+        for g in &mut guests {
+            g.detail = format!("now {}", crate::wait::describe_state(&status, &g.resource));
+        }
     }
     Ok(Outcome {
         guests,
