@@ -40,27 +40,37 @@ impl Changes {
 /// Compare two snapshots object by object (top-level elements of the configuration sections,
 /// matched by id).
 pub fn diff(before: &Cib, after: &Cib) -> Changes {
+    use std::collections::HashMap;
     let mut changes = Changes::default();
     for name in SECTIONS {
-        let old: Vec<&Element> = before
-            .section(name)
-            .map(|s| s.elements().collect())
-            .unwrap_or_default();
-        let new: Vec<&Element> = after
-            .section(name)
-            .map(|s| s.elements().collect())
-            .unwrap_or_default();
+        let children = |cib: &'_ Cib| -> Vec<Element> {
+            cib.section(name)
+                .map(|s| s.elements().cloned().collect())
+                .unwrap_or_default()
+        };
+        let old = children(before);
+        let new = children(after);
+        // objects by (tag, id): one lookup each, whatever the CIB's size
+        let old_by_id: HashMap<(&str, &str), &Element> = old
+            .iter()
+            .filter_map(|o| Some(((o.name.as_str(), o.id()?), o)))
+            .collect();
+        let new_ids: std::collections::HashSet<(&str, &str)> = new
+            .iter()
+            .filter_map(|n| Some((n.name.as_str(), n.id()?)))
+            .collect();
         for n in &new {
-            let same = old
-                .iter()
-                .find(|o| o.id().is_some() && o.id() == n.id() && o.name == n.name);
-            match same {
-                Some(o) if o.canonical() == n.canonical() => {}
-                _ => changes.upserted.push((*n).clone()),
+            let same = n
+                .id()
+                .and_then(|id| old_by_id.get(&(n.name.as_str(), id)))
+                // identical (the usual case) without building canonical forms
+                .is_some_and(|o| *o == n || o.canonical() == n.canonical());
+            if !same {
+                changes.upserted.push(n.clone());
             }
         }
         for o in &old {
-            if !new.iter().any(|n| n.id() == o.id() && n.name == o.name) {
+            if !o.id().is_some_and(|id| new_ids.contains(&(o.name.as_str(), id))) {
                 changes.removed.push(o.id().unwrap_or("").to_owned());
             }
         }

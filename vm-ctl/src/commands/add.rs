@@ -76,11 +76,34 @@ pub fn run(app: &App, domains: &[String], node: &str, migrate: Option<OnOff>) ->
         .transact(ATTEMPTS, |cib| -> Result<Update<Vec<GuestReport>>> {
             let before = cib.clone();
             check_cluster(app, config, cib, node)?;
+            let others = OtherGuests::of(cib, &wanted);
+            // ids in the CIB before we add anything: most adds are of new guests, and those
+            // need no comparison
+            let present: std::collections::HashSet<String> = cib
+                .root()
+                .path(&["configuration"])
+                .map(|c| {
+                    c.descendants()
+                        .into_iter()
+                        .filter_map(Element::id)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
             let mut reports = Vec::new();
             for (dom, objs) in &wanted {
                 let rsc = ids::rsc(dom);
-                managed_elsewhere(cib, dom, &rsc, objs)?;
-                let change = match compare(cib, objs) {
+                others.check(dom, objs)?;
+                let any_present = objs
+                    .all()
+                    .filter_map(Element::id)
+                    .any(|id| present.contains(id));
+                let presence = if any_present {
+                    compare(cib, objs)
+                } else {
+                    Presence::Absent
+                };
+                let change = match presence {
                     Presence::Absent => {
                         cib.section_mut("resources").push(objs.primitive.clone());
                         let constraints = cib.section_mut("constraints");
@@ -187,48 +210,70 @@ fn check_cluster(app: &App, config: &Config, cib: &Cib, node: &str) -> Result<()
     Ok(())
 }
 
-/// Refuse a domain another resource already runs (two resources would start it twice).
-fn managed_elsewhere(cib: &Cib, dom: &str, rsc: &str, objs: &GuestObjects) -> Result<()> {
-    let our_config = objs
-        .primitive
-        .descendants()
-        .into_iter()
-        .find(|e| e.name == "nvpair" && e.get("name") == Some("config"))
-        .and_then(|e| e.get("value"))
-        .unwrap_or("")
-        .to_owned();
-    let Some(resources) = cib.section("resources") else {
-        return Ok(());
-    };
-    for prim in resources
-        .descendants()
-        .into_iter()
-        .filter(|e| e.name == "primitive")
-    {
-        if prim.id() == Some(rsc) || prim.get("type") != Some("VirtualDomain") {
-            continue;
-        }
-        let id = prim.id().unwrap_or("");
-        let config = cib.instance_attribute(id, "config").unwrap_or("");
-        let same_file = !config.is_empty() && config == our_config;
-        let same_name = std::path::Path::new(config)
-            .file_stem()
-            .is_some_and(|s| s == dom);
-        if same_file || (same_name && !config.is_empty()) {
-            return Err(Error::ManagedElsewhere {
-                dom: dom.to_owned(),
-                rsc: id.to_owned(),
-                agent: format!(
+/// The VirtualDomain resources of the CIB that are not vm-ctl's resource for one of `doms`,
+/// by the domain they run: `(config path, config file stem) -> (id, agent, config)`.
+struct OtherGuests(Vec<(String, String, String, String)>);
+
+impl OtherGuests {
+    fn of(cib: &Cib, doms: &[(String, GuestObjects)]) -> Self {
+        let ours: Vec<String> = doms.iter().map(|(d, _)| ids::rsc(d)).collect();
+        let mut found = Vec::new();
+        if let Some(resources) = cib.section("resources") {
+            for prim in resources.descendants() {
+                if prim.name != "primitive" || prim.get("type") != Some("VirtualDomain") {
+                    continue;
+                }
+                let id = prim.id().unwrap_or("");
+                if ours.iter().any(|o| o == id) {
+                    continue;
+                }
+                let config = prim
+                    .elements()
+                    .filter(|s| s.name == "instance_attributes" && s.find("rule").is_none())
+                    .flat_map(Element::elements)
+                    .find(|nv| nv.get("name") == Some("config"))
+                    .and_then(|nv| nv.get("value"))
+                    .unwrap_or("");
+                let agent = format!(
                     "{}:{}:{}",
                     prim.get("class").unwrap_or(""),
                     prim.get("provider").unwrap_or(""),
                     prim.get("type").unwrap_or("")
-                ),
-                config: config.to_owned(),
-            });
+                );
+                found.push((id.to_owned(), agent, config.to_owned(), String::new()));
+            }
         }
+        Self(found)
     }
-    Ok(())
+
+    /// Refuse a domain another resource already runs (two resources would start it twice):
+    /// same config file, or a config file named after the domain.
+    fn check(&self, dom: &str, objs: &GuestObjects) -> Result<()> {
+        let our_config = objs
+            .primitive
+            .descendants()
+            .into_iter()
+            .find(|e| e.name == "nvpair" && e.get("name") == Some("config"))
+            .and_then(|e| e.get("value"))
+            .unwrap_or("");
+        for (id, agent, config, _) in &self.0 {
+            if config.is_empty() {
+                continue;
+            }
+            let same_name = std::path::Path::new(config)
+                .file_stem()
+                .is_some_and(|s| s == dom);
+            if config == our_config || same_name {
+                return Err(Error::ManagedElsewhere {
+                    dom: dom.to_owned(),
+                    rsc: id.clone(),
+                    agent: agent.clone(),
+                    config: config.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 enum Presence {
