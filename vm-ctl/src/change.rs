@@ -70,7 +70,10 @@ pub fn diff(before: &Cib, after: &Cib) -> Changes {
             }
         }
         for o in &old {
-            if !o.id().is_some_and(|id| new_ids.contains(&(o.name.as_str(), id))) {
+            if !o
+                .id()
+                .is_some_and(|id| new_ids.contains(&(o.name.as_str(), id)))
+            {
                 changes.removed.push(o.id().unwrap_or("").to_owned());
             }
         }
