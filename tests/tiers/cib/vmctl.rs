@@ -481,3 +481,98 @@ fn vmctl_concurrent_runs_on_one_file_lose_nothing() {
         "8 concurrent vm-ctl add on one CIB file: all 8 guests present",
     );
 }
+
+#[test]
+#[ignore = "tier cib: needs Pacemaker's tools"]
+fn vmctl_check_reports_each_problem_with_its_fix() {
+    let t0 = Instant::now();
+    let bed = VmCtlBed::with_config(&format!(
+        "{CONFIG}vm_stonithd1=(clnVmStonithd)\nvm_connectd_sock_dir=/var/lib/libvirt/qemu\n"
+    ));
+    bed.domain("good");
+    // no channel, no uuid
+    std::fs::write(
+        bed.xml_dir().join("bare.xml"),
+        "<domain type='qemu'><name>bare</name><devices/></domain>",
+    )
+    .unwrap();
+    // channel outside the directory vm-connectd watches
+    std::fs::write(
+        bed.xml_dir().join("elsewhere.xml"),
+        vm_tests::vmctl::domain_xml("elsewhere").replace("/var/lib/libvirt/qemu/", "/srv/sockets/"),
+    )
+    .unwrap();
+    let cmd = bed.cmd(&[
+        "--output",
+        "json",
+        "check",
+        "good",
+        "bare",
+        "elsewhere",
+        "missing",
+    ]);
+    let out = cmd.run().unwrap();
+    assert_eq!(out.code(), Some(18), "{}", out.stderr_text());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout_text()).unwrap();
+    let findings = v["findings"].as_array().unwrap();
+    let has = |subject: &str, level: &str, text: &str| {
+        findings.iter().any(|f| {
+            f["subject"] == subject
+                && f["level"] == level
+                && f["message"].as_str().unwrap().contains(text)
+        })
+    };
+    assert!(
+        has(
+            "good",
+            "ok",
+            "vmconnectd channel at /var/lib/libvirt/qemu/good"
+        ),
+        "{findings:?}"
+    );
+    assert!(has("good", "ok", "fixed <uuid>"), "{findings:?}");
+    assert!(
+        has("good", "warning", "not managed by Pacemaker"),
+        "{findings:?}"
+    );
+    assert!(
+        has("bare", "error", "no vmconnectd channel"),
+        "{findings:?}"
+    );
+    assert!(has("bare", "warning", "no <uuid>"), "{findings:?}");
+    assert!(
+        has("elsewhere", "error", "directly under /var/lib/libvirt/qemu"),
+        "{findings:?}"
+    );
+    assert!(
+        has("missing", "error", "cannot read its XML file"),
+        "{findings:?}"
+    );
+    assert!(has("cluster", "error", "clnVmStonithd"), "{findings:?}");
+    assert!(
+        has("cluster", "warning", "no vm-connectd clone"),
+        "{findings:?}"
+    );
+    assert!(
+        findings
+            .iter()
+            .filter(|f| f["level"] != "ok")
+            .all(|f| !f["fix"].as_str().unwrap_or("").is_empty()),
+        "every problem comes with its fix: {findings:?}"
+    );
+    // a guest added by vm-ctl: managed, with the force_stop rule
+    bed.write_config(CONFIG);
+    bed.ok(&["resource", "add", "good", "-a", "node1"]);
+    let out = bed.cmd(&["check", "good"]).run().unwrap();
+    let text = out.stdout_text();
+    assert!(
+        text.contains("managed by Pacemaker as prmVMCTL_good"),
+        "{text}"
+    );
+    assert!(!text.contains("no force_stop rule"), "{text}");
+    evidence(
+        IGNORE,
+        t0,
+        "vm-ctl check: channel, uuid, XML, clones, management findings each with a fix; exit 18 on errors",
+    );
+}

@@ -87,3 +87,41 @@ fn libvirt_runs_a_transient_domain_with_a_vmconnectd_channel() {
         "destroyed; transient domain gone, channel closed",
     );
 }
+
+#[test]
+#[ignore = "tier libvirt: needs root, libvirtd and QEMU"]
+fn libvirt_vmctl_check_catches_autostart() {
+    let t0 = Instant::now();
+    let _lv = HostLibvirt::acquire();
+    let bed = vm_tests::vmctl::VmCtlBed::new();
+    let xml = bed.xml_dir().join("pmkt-auto.xml");
+    std::fs::write(
+        &xml,
+        "<domain type='qemu'><name>pmkt-auto</name><memory unit='MiB'>64</memory>\
+         <os><type arch='x86_64' machine='q35'>hvm</type></os><devices/></domain>",
+    )
+    .unwrap();
+    let virsh = |args: &[&str]| {
+        vm_tests::run_ok(
+            &vm_common::process::Cmd::new("virsh")
+                .args(["-c", "qemu:///system"])
+                .args(args),
+        )
+    };
+    virsh(&["define", xml.to_str().unwrap()]);
+    virsh(&["autostart", "pmkt-auto"]);
+    let out = bed.cmd(&["check", "pmkt-auto"]).run().unwrap();
+    virsh(&["undefine", "pmkt-auto"]);
+    let text = out.stdout_text();
+    assert_eq!(out.code(), Some(18), "{text}");
+    assert!(
+        text.contains("libvirt autostart is on")
+            && text.contains("virsh autostart --disable pmkt-auto"),
+        "{text}"
+    );
+    evidence(
+        "libvirt",
+        t0,
+        "vm-ctl check: a persistently defined guest with libvirt autostart on is an error, with its fix",
+    );
+}
