@@ -293,6 +293,27 @@ fn vmctl_lifecycle_on_a_cib_file() {
         show.contains("location locVMCTL_g1_node1_ACT prmVMCTL_g1 200: node1"),
         "{show}"
     );
+    // an unmanaged guest is not moved
+    run_ok(&bed.cib.tool("crm_resource").args([
+        "--resource",
+        "prmVMCTL_g1",
+        "--meta",
+        "--set-parameter",
+        "is-managed",
+        "--parameter-value",
+        "false",
+    ]));
+    let e = bed
+        .fails(&["resource", "move", "g1", "-n", "node2", "--no-wait"], 11)
+        .stderr_text();
+    assert!(e.contains("unmanaged"), "{e}");
+    run_ok(&bed.cib.tool("crm_resource").args([
+        "--resource",
+        "prmVMCTL_g1",
+        "--meta",
+        "--delete-parameter",
+        "is-managed",
+    ]));
     // delete refuses a running guest
     let e = bed.fails(&["resource", "delete", "g1"], 11).stderr_text();
     assert!(e.contains("stop it first"), "{e}");
