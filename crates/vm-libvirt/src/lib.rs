@@ -7,11 +7,15 @@
 //! - [`domain_xml`]: pure parsing of libvirt domain XML (name, UUID, the `vmconnectd`
 //!   virtio-serial channel, autostart-relevant facts). Domain XML is operator-supplied input for
 //!   vm-ctl, so the parser rejects what it does not understand instead of guessing.
+//! - [`events`]: domain lifecycle events (started, resumed after migration, stopped) from a
+//!   libvirt event loop thread: the only `unsafe` code of the project, through `virt-sys`.
 //! - [`hypervisor`]: the [`Hypervisor`] trait and [`Libvirt`], its implementation over a libvirt
 //!   connection. Calls block; async callers use `spawn_blocking`.
 
 pub mod domain_xml;
+pub mod events;
 pub mod hypervisor;
 
 pub use domain_xml::{Channel, DomainXml, DomainXmlError, VMCONNECTD_CHANNEL};
+pub use events::{DomainEvent, EventWatcher};
 pub use hypervisor::{DomainInfo, DomainState, Hypervisor, Libvirt, LibvirtError};

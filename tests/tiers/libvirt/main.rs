@@ -125,3 +125,43 @@ fn libvirt_vmctl_check_catches_autostart() {
         "vm-ctl check: a persistently defined guest with libvirt autostart on is an error, with its fix",
     );
 }
+
+#[test]
+#[ignore = "tier libvirt: needs root, libvirtd and QEMU"]
+fn libvirt_lifecycle_events_arrive() {
+    use vm_libvirt::DomainEvent;
+    let t0 = Instant::now();
+    let lv = HostLibvirt::acquire();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _watcher = vm_libvirt::events::watch(vm_tests::libvirt::URI, move |e| {
+        let _ = tx.send(e);
+    })
+    .unwrap();
+    let dir = state_dir().join("run").join("libvirt-tier");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("pmkt-ev0.sock");
+    lv.conn()
+        .create_transient(&firmware_only_domain("pmkt-ev0", &sock))
+        .unwrap();
+    let next = |what: &str| {
+        rx.recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no {what} event"))
+    };
+    let mut seen = Vec::new();
+    loop {
+        let e = next("Started");
+        seen.push(format!("{e:?}"));
+        if e == (DomainEvent::Started { name: "pmkt-ev0".into(), migrated: false }) {
+            break;
+        }
+    }
+    lv.conn().destroy("pmkt-ev0").unwrap();
+    loop {
+        let e = next("Stopped");
+        seen.push(format!("{e:?}"));
+        if matches!(&e, DomainEvent::Stopped { name, migrated: false } if name == "pmkt-ev0") {
+            break;
+        }
+    }
+    evidence("libvirt", t0, format!("lifecycle events from libvirtd: {}", seen.join(", ")));
+}
