@@ -31,6 +31,8 @@ pub fn ensure_image() -> &'static Path {
 pub enum Vport {
     /// The test bed's echo service (greeting, then `echo:<line>` for every line).
     Echo,
+    /// The project's guest daemon, `vm-connectd -t guest`, started by the guest's init.
+    Daemon,
     /// Left alone, for a guest-side daemon started by the test.
     None,
 }
@@ -41,6 +43,7 @@ pub fn domain_xml(name: &str, rundir: &Path, logdir: &Path, vport: Vport) -> Str
     ensure_image();
     let vport = match vport {
         Vport::Echo => "echo",
+        Vport::Daemon => "daemon",
         Vport::None => "none",
     };
     run_ok(

@@ -13,6 +13,8 @@
 //! - [`libvirt`]: [`libvirt::HostLibvirt`], this machine's test-bed libvirtd (`qemu:///system`).
 //! - [`vmctl`]: [`vmctl::VmCtlBed`], the real `vm-ctl` on a CIB file with its config and
 //!   domain XMLs; every write checked with `crm_verify`, every failure checked to change nothing.
+//! - [`connectd`]: [`connectd::HostRelay`], a host-mode vm-connectd started and stopped by
+//!   PID.
 //! - [`guest`]: the TCG guest image, its domain XML, its serial console and its `vmconnectd`
 //!   channel.
 //!
@@ -24,6 +26,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cib;
+pub mod connectd;
 pub mod guest;
 pub mod libvirt;
 pub mod live;

@@ -9,7 +9,7 @@
 #             (mode='bind': QEMU is the server; the host side connects, and must reconnect
 #             after every guest start, the socket is recreated)
 #   LOGDIR  where the console transcript goes (default RUNDIR)
-# Env: VPORT=echo|none (guest's use of the port, see guest-image.sh), MEM_MIB (default 192),
+# Env: VPORT=echo|daemon|none (guest's use of the port, see guest-image.sh), MEM_MIB (default 192),
 #      IMG (kernel+initrd dir, default $PMKT_STATE/guest).
 # type='qemu' (TCG): KVM does not boot guests on the CI machines. A fixed <uuid> derived from
 # the name, so a guest keeps its identity across starts.

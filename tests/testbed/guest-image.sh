@@ -16,7 +16,9 @@
 #       pmkt.vport=echo  (default) a test echo service on the "vmconnectd" port: on every host
 #                        connection it writes "hello-from-NAME", then answers each line L with
 #                        "echo:L"; when the host goes away (EOF) it waits for the next one
-#       pmkt.vport=none  leave the port alone (a test runs vm-connectd -t guest on it)
+#       pmkt.vport=daemon  run the project's guest daemon on it: `vm-connectd -t guest`
+#                        (restarted if it exits; log in /var/log/vm-connectd.log)
+#       pmkt.vport=none  leave the port alone (a test starts what it wants on it)
 #   * powers off on the ACPI power button, so `virsh shutdown` (VirtualDomain's stop) works;
 #   * prints "PMKT-GUEST-READY name=NAME uptime=S" and leaves a root shell on ttyS0.
 set -euo pipefail
@@ -117,6 +119,11 @@ for p in /sys/class/virtio-ports/vport*; do
     [ -e "$p/name" ] || continue
     ln -sf "/dev/$(basename "$p")" "/dev/virtio-ports/$(cat "$p/name")"
 done
+if [ "$vport" = daemon ]; then
+    # the guest daemon finds the port itself (link or sysfs); a supervisor loop restarts it
+    ( while :; do vm-connectd -t guest -v >>/var/log/vm-connectd.log 2>&1; sleep 1; done ) &
+    echo $! >/run/vm-connectd-supervisor.pid
+fi
 if [ "$vport" = echo ] && [ -e /dev/virtio-ports/vmconnectd ]; then
     (
         while :; do

@@ -34,9 +34,13 @@ impl Verbosity {
 pub fn init(verbosity: Verbosity) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(verbosity.directive()));
+    // colours only for a person at a terminal: logs collected by journald, Pacemaker or a
+    // test harness must stay plain text
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .try_init();
 }

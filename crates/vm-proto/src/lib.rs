@@ -2,9 +2,38 @@
 //! its host's vm-connectd, and on both daemons' local sockets.
 //!
 //! This crate is a trust boundary: everything it decodes on the host comes from a guest, which
-//! may be hostile. It does no I/O beyond the codec. The frame format, message catalogue and
-//! limits are specified in `docs/protocol.md` (issue #4 delivers them); until then the crate
-//! holds the names both sides already agree on.
+//! may be hostile. Decoding never panics, never allocates more than [`MAX_FRAME`] plus the
+//! caller's read chunk because of a length field, and rejects anything that is not exactly as
+//! specified. The normative specification is `docs/protocol.md`; this crate implements it.
+//!
+//! Modules:
+//! - [`crc32c`]: CRC-32C (Castagnoli), table-driven, used for both frame checksums.
+//! - [`frame`]: the 28-byte frame header, [`Kind`], [`Frame`] and its encoding.
+//! - [`decoder`]: [`Decoder`], the resynchronising byte-stream decoder, and [`DecodeError`].
+//! - [`message`]: [`Message`] and the payload types, their encodings and [`MessageError`].
+//! - [`client`]: the blocking client and module API on a daemon's local unix socket (the only
+//!   I/O in this crate).
+//! - `codec` (feature `tokio-codec`): the decoder packaged as a `tokio_util` codec.
+
+pub mod client;
+#[cfg(feature = "tokio-codec")]
+pub mod codec;
+pub mod crc32c;
+pub mod decoder;
+pub mod frame;
+pub mod message;
+mod wire;
+
+pub use decoder::{DecodeError, Decoder};
+pub use frame::{
+    Frame, HEADER_LEN, Kind, MAGIC, MAX_FRAME, MAX_PAYLOAD, PROTOCOL_VERSION, PayloadTooLong,
+    encode,
+};
+pub use message::{
+    Deliver, ErrorCode, ErrorMsg, Hello, MAX_BODY, MAX_SERVICE_LEN, Message, MessageError, Origin,
+    OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role, ServiceName,
+    StatusReply, negotiate,
+};
 
 /// Name of the virtio-serial port (`<target type='virtio' name='vmconnectd'/>` in the domain
 /// XML; `/dev/virtio-ports/vmconnectd` in the guest). Kept from the original tools.

@@ -12,6 +12,8 @@ use vm_tests::guest::{Console, EchoPeer, Vport, domain_xml, wait_ready};
 use vm_tests::libvirt::HostLibvirt;
 use vm_tests::{evidence, state_dir};
 
+mod vmconnectd;
+
 #[test]
 #[ignore = "tier guest: needs root, libvirtd, QEMU and the guest image"]
 fn guest_boots_runs_project_binaries_and_echoes_over_the_channel() {

@@ -151,7 +151,10 @@ fn libvirt_lifecycle_events_arrive() {
     loop {
         let e = next("Started");
         seen.push(format!("{e:?}"));
-        if e == (DomainEvent::Started { name: "pmkt-ev0".into(), migrated: false }) {
+        if e == (DomainEvent::Started {
+            name: "pmkt-ev0".into(),
+            migrated: false,
+        }) {
             break;
         }
     }
@@ -163,5 +166,9 @@ fn libvirt_lifecycle_events_arrive() {
             break;
         }
     }
-    evidence("libvirt", t0, format!("lifecycle events from libvirtd: {}", seen.join(", ")));
+    evidence(
+        "libvirt",
+        t0,
+        format!("lifecycle events from libvirtd: {}", seen.join(", ")),
+    );
 }

@@ -1,0 +1,648 @@
+//! The blocking client side of a daemon's local unix socket, for vm-connect, the fence agents
+//! and host modules. The only I/O in this crate; std only.
+//!
+//! - [`Client`]: connect, then [`Client::ping`], [`Client::request`],
+//!   [`Client::send_request_only`], [`Client::status`].
+//! - [`Module`]: [`Module::register`] a service with the host daemon, then
+//!   [`Module::next_event`] / [`Module::next_delivery`] and [`Module::reply`] /
+//!   [`Module::error`].
+//!
+//! Every call has a deadline: connecting (a helper thread, since std has no unix connect
+//! timeout and a daemon whose backlog is full would block `connect` indefinitely), every write
+//! (`set_write_timeout`) and every wait (`set_read_timeout` recomputed from the deadline).
+//! Nothing here can block forever. Request ids are chosen here: a random-ish start, then
+//! increments, never 0.
+
+use std::{
+    collections::hash_map::RandomState,
+    hash::{BuildHasher, Hasher},
+    io::{self, Read, Write},
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant, SystemTime},
+};
+
+use crate::{
+    decoder::{DecodeError, Decoder},
+    frame::{Frame, Kind, PROTOCOL_VERSION},
+    message::{
+        Deliver, ErrorCode, ErrorMsg, Hello, Message, MessageError, Pong, Register, Reply, Request,
+        RetryReason, Role, ServiceName, negotiate,
+    },
+};
+
+/// How long [`Client::connect`] and [`Module::register`]'s connect may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Deadline for writes that have no caller-given timeout (Hello, fire-and-forget requests,
+/// module replies). A local daemon that cannot take a few hundred bytes in this time is stuck.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Deadline for the best-effort Cancel sent after a timeout: the caller is already late.
+const CANCEL_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Size of the read buffer: a quarter of the largest frame, a few reads per big reply.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A frame from the daemon broke the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The byte stream did not decode.
+    #[error("received a malformed frame")]
+    Frame(#[source] DecodeError),
+    /// A frame for this exchange did not decode as its message.
+    #[error("received a malformed {kind} message (id {id})")]
+    Message {
+        /// Kind of the frame.
+        kind: Kind,
+        /// Its id.
+        id: u64,
+        /// What was wrong with it.
+        #[source]
+        source: MessageError,
+    },
+    /// A well-formed message that does not answer what was asked.
+    #[error("received an unexpected {kind} frame (id {id})")]
+    Unexpected {
+        /// Kind of the frame.
+        kind: Kind,
+        /// Its id.
+        id: u64,
+    },
+    /// The peer's Hello offers no version this side speaks.
+    #[error(
+        "the daemon speaks protocol versions {min} to {max}; this side speaks only {PROTOCOL_VERSION}"
+    )]
+    Version {
+        /// The peer's lowest version.
+        min: u8,
+        /// The peer's highest version.
+        max: u8,
+    },
+}
+
+/// A client or module call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The socket could not be connected.
+    #[error("cannot connect to {}", path.display())]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Connecting took longer than allowed.
+    #[error("connecting to {} took longer than {timeout:?}", path.display())]
+    ConnectTimeout {
+        /// The socket path.
+        path: PathBuf,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The caller's request cannot be sent as given (bad service name, body too long, ...).
+    #[error("the request is invalid")]
+    Invalid(#[source] MessageError),
+    /// Reading or writing the socket failed.
+    #[error("cannot {op}")]
+    Io {
+        /// What was being done ("send the request", "read from the daemon").
+        op: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The daemon closed the connection.
+    #[error("the daemon closed the connection")]
+    Closed,
+    /// No answer within the caller's timeout (a Cancel was sent, best effort), or the daemon
+    /// did not take a frame within it.
+    #[error("no answer within {timeout:?}")]
+    Timeout {
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// A daemon answered Retry: not done, sending again may succeed.
+    #[error("the daemon asks to retry: {reason} ({detail})")]
+    Retry {
+        /// Why.
+        reason: RetryReason,
+        /// Free text from the daemon.
+        detail: String,
+    },
+    /// A daemon or the module answered Error.
+    #[error("the daemon answered {code}: {message}")]
+    Remote {
+        /// What kind of failure.
+        code: ErrorCode,
+        /// The daemon's explanation.
+        message: String,
+    },
+    /// The daemon broke the protocol.
+    #[error("protocol violation by the daemon")]
+    Protocol(#[source] ProtocolError),
+}
+
+impl ClientError {
+    /// Whether the caller may send the same request again (the original vm-connect's exit
+    /// code 2): a Retry answer.
+    pub fn is_retry(&self) -> bool {
+        matches!(self, ClientError::Retry { .. })
+    }
+}
+
+/// A random-ish u64: std's per-process random hash keys over the time and pid. Good enough
+/// for request-id starts and session ids, which must differ between processes and runs, not
+/// resist prediction (routing never trusts them).
+fn random_u64() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// Connects with a deadline. std has no connect timeout for unix sockets, and `connect`
+/// blocks while the listener's backlog is full; the helper thread is abandoned (and ends by
+/// itself when `connect` returns) if the deadline passes.
+fn connect_with_timeout(path: &Path, timeout: Duration) -> Result<UnixStream, ClientError> {
+    let (tx, rx) = mpsc::channel();
+    let target = path.to_path_buf();
+    thread::Builder::new()
+        .name("vm-proto-connect".into())
+        .spawn(move || {
+            // The receiver is gone if the caller gave up; the stream is then dropped.
+            let _ = tx.send(UnixStream::connect(&target));
+        })
+        .map_err(|source| ClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(source)) => Err(ClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        }),
+        Err(_) => Err(ClientError::ConnectTimeout {
+            path: path.to_path_buf(),
+            timeout,
+        }),
+    }
+}
+
+/// The instant `timeout` from now. A timeout too large to represent (`Duration::MAX` as "no
+/// limit") is capped at a year rather than overflowing, which would panic.
+fn deadline_after(timeout: Duration) -> Instant {
+    const CAP: Duration = Duration::from_secs(365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(timeout.min(CAP)).unwrap_or(now)
+}
+
+/// A read timeout for what is left until `deadline`; `None` once it has passed.
+/// (`set_read_timeout(Some(0))` is an error, so a tiny remainder is rounded up.)
+fn remaining(deadline: Instant) -> Option<Duration> {
+    let left = deadline.checked_duration_since(Instant::now())?;
+    (!left.is_zero()).then(|| left.max(Duration::from_millis(1)))
+}
+
+/// The connection shared by [`Client`] and [`Module`]: framing, ids, deadlines.
+#[derive(Debug)]
+struct Connection {
+    stream: UnixStream,
+    decoder: Decoder,
+    next_id: u64,
+    peer: Option<Hello>,
+}
+
+impl Connection {
+    fn open(path: &Path, role: Role, timeout: Duration) -> Result<Connection, ClientError> {
+        let stream = connect_with_timeout(path, timeout)?;
+        let mut conn = Connection {
+            stream,
+            decoder: Decoder::new(),
+            next_id: random_u64(),
+            peer: None,
+        };
+        let hello = Message::Hello(Hello::current(role, random_u64()));
+        conn.send(&hello.to_frame(0), WRITE_TIMEOUT, "send Hello")?;
+        Ok(conn)
+    }
+
+    fn alloc_id(&mut self) -> u64 {
+        if self.next_id == 0 {
+            self.next_id = 1;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
+
+    fn send(
+        &mut self,
+        frame: &Frame,
+        timeout: Duration,
+        op: &'static str,
+    ) -> Result<(), ClientError> {
+        // (`set_write_timeout(Some(0))` is an error, hence the floor.)
+        self.stream
+            .set_write_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .map_err(|source| ClientError::Io { op, source })?;
+        match self.stream.write_all(&frame.to_bytes()) {
+            // The daemon did not take the frame in time: it is stuck, which the caller sees as
+            // the timeout it is. (A frame cut short here is resynchronised over by the
+            // daemon's decoder.)
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(ClientError::Timeout { timeout })
+            }
+            result => result.map_err(|source| ClientError::Io { op, source }),
+        }
+    }
+
+    /// Sends Cancel for `id`, best effort: the caller has already failed with a timeout.
+    fn cancel(&mut self, id: u64) {
+        let _ = self.send(&Message::Cancel.to_frame(id), CANCEL_TIMEOUT, "send Cancel");
+    }
+
+    /// The next frame from the daemon, `None` if `deadline` passes first. A peer Hello is
+    /// checked and recorded here, never returned.
+    fn recv(&mut self, deadline: Instant) -> Result<Option<Frame>, ClientError> {
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            while let Some(item) = self.decoder.next_frame() {
+                let frame = item.map_err(|e| ClientError::Protocol(ProtocolError::Frame(e)))?;
+                if frame.kind() == Kind::Hello {
+                    self.peer_hello(&frame)?;
+                    continue;
+                }
+                return Ok(Some(frame));
+            }
+            let Some(left) = remaining(deadline) else {
+                return Ok(None);
+            };
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(|source| ClientError::Io {
+                    op: "set a read timeout",
+                    source,
+                })?;
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    // A daemon that dies mid-frame leaves a partial frame: report that.
+                    return match self.decoder.next_frame_eof() {
+                        Some(Err(e)) => Err(ClientError::Protocol(ProtocolError::Frame(e))),
+                        _ => Err(ClientError::Closed),
+                    };
+                }
+                Ok(n) => self.decoder.feed(buf.get(..n).unwrap_or_default()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(source) => {
+                    return Err(ClientError::Io {
+                        op: "read from the daemon",
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    fn peer_hello(&mut self, frame: &Frame) -> Result<(), ClientError> {
+        let hello = match frame.message() {
+            Ok(Message::Hello(hello)) => hello,
+            Ok(_) => return Err(unexpected(frame)),
+            Err(source) => return Err(malformed(frame, source)),
+        };
+        let (min, max) = hello.versions();
+        if negotiate((PROTOCOL_VERSION, PROTOCOL_VERSION), (min, max)).is_none() {
+            return Err(ClientError::Protocol(ProtocolError::Version { min, max }));
+        }
+        self.peer = Some(hello);
+        Ok(())
+    }
+
+    /// Sends `message` under a fresh id and waits for the message that answers it. Frames for
+    /// other ids (late answers to requests given up on) are skipped; Retry and Error answers
+    /// become errors, as does an Error with id 0 (about the connection as a whole). On timeout
+    /// a Cancel is sent for the id.
+    fn exchange(
+        &mut self,
+        message: &Message,
+        timeout: Duration,
+        op: &'static str,
+    ) -> Result<(u64, Message), ClientError> {
+        let deadline = deadline_after(timeout);
+        let id = self.alloc_id();
+        self.send(&message.to_frame(id), timeout, op)?;
+        loop {
+            let Some(frame) = self.recv(deadline)? else {
+                self.cancel(id);
+                return Err(ClientError::Timeout { timeout });
+            };
+            if frame.id() != id && !(frame.id() == 0 && frame.kind() == Kind::Error) {
+                continue;
+            }
+            return match frame.message() {
+                Ok(Message::Retry(retry)) => Err(ClientError::Retry {
+                    reason: retry.reason(),
+                    detail: retry.detail().to_owned(),
+                }),
+                Ok(Message::Error(error)) => Err(remote(&error)),
+                Ok(answer) => Ok((id, answer)),
+                Err(source) => Err(malformed(&frame, source)),
+            };
+        }
+    }
+}
+
+fn remote(error: &ErrorMsg) -> ClientError {
+    ClientError::Remote {
+        code: error.code(),
+        message: error.message().to_owned(),
+    }
+}
+
+fn unexpected(frame: &Frame) -> ClientError {
+    ClientError::Protocol(ProtocolError::Unexpected {
+        kind: frame.kind(),
+        id: frame.id(),
+    })
+}
+
+fn malformed(frame: &Frame, source: MessageError) -> ClientError {
+    ClientError::Protocol(ProtocolError::Message {
+        kind: frame.kind(),
+        id: frame.id(),
+        source,
+    })
+}
+
+fn unexpected_answer(id: u64, answer: &Message) -> ClientError {
+    ClientError::Protocol(ProtocolError::Unexpected {
+        kind: answer.kind(),
+        id,
+    })
+}
+
+/// A client of a daemon's local socket (vm-connect, fence agents, admin tools).
+#[derive(Debug)]
+pub struct Client {
+    conn: Connection,
+}
+
+impl Client {
+    /// Connects to the daemon socket at `path` and sends Hello (without waiting for
+    /// anything), within [`CONNECT_TIMEOUT`].
+    pub fn connect(path: &Path, role: Role) -> Result<Client, ClientError> {
+        Client::connect_timeout(path, role, CONNECT_TIMEOUT)
+    }
+
+    /// [`Client::connect`] with a caller-chosen connect timeout.
+    pub fn connect_timeout(
+        path: &Path,
+        role: Role,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        Ok(Client {
+            conn: Connection::open(path, role, timeout)?,
+        })
+    }
+
+    /// The daemon's Hello, once one has been received (they arrive while waiting for answers).
+    pub fn peer_hello(&self) -> Option<&Hello> {
+        self.conn.peer.as_ref()
+    }
+
+    /// Pings through the daemon(s) to the host daemon; its Pong names the host and its
+    /// services.
+    pub fn ping(&mut self, timeout: Duration) -> Result<Pong, ClientError> {
+        match self
+            .conn
+            .exchange(&Message::Ping, timeout, "send the ping")?
+        {
+            (_, Message::Pong(pong)) => Ok(pong),
+            (id, other) => Err(unexpected_answer(id, &other)),
+        }
+    }
+
+    /// Sends `body` to the host module serving `service` and returns its reply body.
+    pub fn request(
+        &mut self,
+        service: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ClientError> {
+        let message = request_message(service, body)?;
+        match self.conn.exchange(&message, timeout, "send the request")? {
+            (_, Message::Reply(reply)) => Ok(reply.into_body()),
+            (id, other) => Err(unexpected_answer(id, &other)),
+        }
+    }
+
+    /// Sends a request without waiting for any answer (the original vm-connect's `-R`).
+    /// Returns the id it was sent under.
+    pub fn send_request_only(&mut self, service: &str, body: &[u8]) -> Result<u64, ClientError> {
+        let message = request_message(service, body)?;
+        let id = self.conn.alloc_id();
+        self.conn
+            .send(&message.to_frame(id), WRITE_TIMEOUT, "send the request")?;
+        Ok(id)
+    }
+
+    /// Asks the daemon for its status; returns its JSON text.
+    pub fn status(&mut self, timeout: Duration) -> Result<String, ClientError> {
+        match self
+            .conn
+            .exchange(&Message::Status, timeout, "send the status request")?
+        {
+            (_, Message::StatusReply(status)) => Ok(status.into_json()),
+            (id, other) => Err(unexpected_answer(id, &other)),
+        }
+    }
+}
+
+fn request_message(service: &str, body: &[u8]) -> Result<Message, ClientError> {
+    let service = ServiceName::new(service).map_err(ClientError::Invalid)?;
+    let request = Request::new(service, body).map_err(ClientError::Invalid)?;
+    Ok(Message::Request(request))
+}
+
+/// A request delivered to a module, with the id to answer it under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The host daemon's id for this request: pass it to [`Module::reply`] or
+    /// [`Module::error`].
+    pub id: u64,
+    /// The request and where it came from.
+    pub deliver: Deliver,
+}
+
+/// What a module receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleEvent {
+    /// A request to serve.
+    Deliver(Delivery),
+    /// The requester gave up on the delivery with this id (timeout, client gone, link
+    /// changed): stop or roll back if that is still possible; any reply will be dropped.
+    Cancel {
+        /// Id of the delivery given up on.
+        id: u64,
+    },
+}
+
+/// A host module (vm-stonithd, ...) registered with the host daemon for one service.
+#[derive(Debug)]
+pub struct Module {
+    conn: Connection,
+    service: ServiceName,
+}
+
+impl Module {
+    /// Connects to the host daemon socket at `path` as a module and registers `service`,
+    /// waiting at most `timeout` in all for the daemon's acceptance.
+    pub fn register(path: &Path, service: &str, timeout: Duration) -> Result<Module, ClientError> {
+        let service = ServiceName::new(service).map_err(ClientError::Invalid)?;
+        let deadline = deadline_after(timeout);
+        let mut conn = Connection::open(path, Role::Module, timeout)?;
+        let left = remaining(deadline).unwrap_or(Duration::from_millis(1));
+        let message = Message::Register(Register::new(service.clone()));
+        match conn.exchange(&message, left, "send the registration")? {
+            (_, Message::Reply(reply)) if reply.body().is_empty() => Ok(Module { conn, service }),
+            (id, other) => Err(unexpected_answer(id, &other)),
+        }
+    }
+
+    /// The service this module serves.
+    pub fn service(&self) -> &ServiceName {
+        &self.service
+    }
+
+    /// The host daemon's Hello, once received.
+    pub fn peer_hello(&self) -> Option<&Hello> {
+        self.conn.peer.as_ref()
+    }
+
+    /// The next delivery or cancel, `None` if nothing arrives within `timeout`.
+    pub fn next_event(&mut self, timeout: Duration) -> Result<Option<ModuleEvent>, ClientError> {
+        let deadline = deadline_after(timeout);
+        let Some(frame) = self.conn.recv(deadline)? else {
+            return Ok(None);
+        };
+        match frame.message() {
+            Ok(Message::Deliver(deliver)) => Ok(Some(ModuleEvent::Deliver(Delivery {
+                id: frame.id(),
+                deliver,
+            }))),
+            Ok(Message::Cancel) => Ok(Some(ModuleEvent::Cancel { id: frame.id() })),
+            Ok(Message::Error(error)) if frame.id() == 0 => Err(remote(&error)),
+            Ok(_) => Err(unexpected(&frame)),
+            Err(source) => Err(malformed(&frame, source)),
+        }
+    }
+
+    /// The next delivery, `None` if none arrives within `timeout`. Cancels that arrive
+    /// meanwhile are dropped: use [`Module::next_event`] to act on them.
+    pub fn next_delivery(&mut self, timeout: Duration) -> Result<Option<Delivery>, ClientError> {
+        let deadline = deadline_after(timeout);
+        loop {
+            let left = remaining(deadline).unwrap_or_default();
+            match self.next_event(left)? {
+                Some(ModuleEvent::Deliver(delivery)) => return Ok(Some(delivery)),
+                Some(ModuleEvent::Cancel { .. }) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Answers delivery `id` with `body` (at most [`MAX_BODY`](crate::MAX_BODY) bytes).
+    pub fn reply(&mut self, id: u64, body: &[u8]) -> Result<(), ClientError> {
+        let reply = Reply::new(body).map_err(ClientError::Invalid)?;
+        self.conn.send(
+            &Message::Reply(reply).to_frame(id),
+            WRITE_TIMEOUT,
+            "send the reply",
+        )
+    }
+
+    /// Answers delivery `id` with an error; `message` is cut to
+    /// [`MAX_ERROR_MESSAGE_LEN`](crate::message::MAX_ERROR_MESSAGE_LEN) bytes if longer.
+    pub fn error(&mut self, id: u64, code: ErrorCode, message: &str) -> Result<(), ClientError> {
+        let error = ErrorMsg::truncated(code, message);
+        self.conn.send(
+            &Message::Error(error).to_frame(id),
+            WRITE_TIMEOUT,
+            "send the error",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_never_zero_and_increase() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(b);
+        let mut conn = Connection {
+            stream: a,
+            decoder: Decoder::new(),
+            next_id: u64::MAX,
+            peer: None,
+        };
+        assert_eq!(conn.alloc_id(), u64::MAX);
+        assert_eq!(conn.alloc_id(), 1);
+        assert_eq!(conn.alloc_id(), 2);
+    }
+
+    #[test]
+    fn huge_timeouts_do_not_overflow() {
+        assert!(deadline_after(Duration::MAX) > Instant::now());
+        assert!(remaining(deadline_after(Duration::MAX)).is_some());
+        assert_eq!(remaining(deadline_after(Duration::ZERO)), None);
+    }
+
+    #[test]
+    fn random_values_differ() {
+        assert_ne!(random_u64(), random_u64());
+    }
+
+    #[test]
+    fn connect_to_missing_socket_fails_fast() {
+        let err =
+            Client::connect(Path::new("/nonexistent/vm-proto.sock"), Role::Client).unwrap_err();
+        assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "cannot connect to /nonexistent/vm-proto.sock"
+        );
+    }
+
+    #[test]
+    fn invalid_requests_are_refused_before_sending() {
+        assert!(matches!(
+            request_message("Bad Name", b""),
+            Err(ClientError::Invalid(_))
+        ));
+        assert!(matches!(
+            request_message("ok", &vec![0; crate::MAX_BODY + 1]),
+            Err(ClientError::Invalid(_))
+        ));
+    }
+}

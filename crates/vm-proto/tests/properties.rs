@@ -1,0 +1,303 @@
+//! Property tests of the codec: messages round-trip; a stream decodes the same however it is
+//! split; garbage, torn frames and corrupted frames between good frames never panic the
+//! decoder, never produce a frame that was not on the wire, and never hide the good frames;
+//! arbitrary input keeps the decoder's memory bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use proptest::{collection::vec, prelude::*};
+use vm_proto::{
+    Decoder, Deliver, ErrorCode, ErrorMsg, Frame, HEADER_LEN, Hello, Kind, MAGIC, MAX_FRAME,
+    MAX_PAYLOAD, Message, Origin, OriginSource, Pong, Register, Reply, Request, Retry, RetryReason,
+    Role, ServiceName, StatusReply, crc32c::crc32c,
+};
+
+/// The longest prefix of `s` within `max` bytes, cut at a character boundary.
+fn cut(mut s: String, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s
+}
+
+fn text(max: usize) -> impl Strategy<Value = String> {
+    any::<String>().prop_map(move |s| cut(s, max))
+}
+
+fn service() -> impl Strategy<Value = ServiceName> {
+    "[a-z0-9_.-]{1,32}".prop_map(|s| ServiceName::new(s).unwrap())
+}
+
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    vec(any::<u8>(), 0..300)
+}
+
+fn uuid() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    ]
+}
+
+fn pick<T: Clone + std::fmt::Debug + 'static>(all: &'static [T]) -> impl Strategy<Value = T> {
+    prop::sample::select(all)
+}
+
+/// Arbitrary valid messages, built through the validating constructors.
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (
+            1u8..=255,
+            any::<u8>(),
+            pick(Role::ALL),
+            any::<u64>(),
+            text(64)
+        )
+            .prop_map(|(min, extra, role, session, software)| {
+                let max = min.saturating_add(extra);
+                Message::Hello(Hello::new(min, max, role, session, software).unwrap())
+            }),
+        Just(Message::Ping),
+        (text(255), vec(service(), 0..=32))
+            .prop_map(|(host, services)| Message::Pong(Pong::new(host, services).unwrap())),
+        (service(), body())
+            .prop_map(|(service, body)| Message::Request(Request::new(service, body).unwrap())),
+        (
+            "[^\u{0}]{1,40}",
+            uuid(),
+            pick(OriginSource::ALL),
+            service(),
+            body()
+        )
+            .prop_map(|(domain, uuid, source, service, body)| {
+                let origin = Origin::new(cut(domain, 255), uuid, source).unwrap();
+                Message::Deliver(Deliver::new(origin, service, body).unwrap())
+            }),
+        body().prop_map(|body| Message::Reply(Reply::new(body).unwrap())),
+        (pick(RetryReason::ALL), text(255))
+            .prop_map(|(reason, detail)| Message::Retry(Retry::new(reason, detail).unwrap())),
+        (pick(ErrorCode::ALL), text(1024))
+            .prop_map(|(code, message)| Message::Error(ErrorMsg::new(code, message).unwrap())),
+        service().prop_map(|service| Message::Register(Register::new(service))),
+        Just(Message::Status),
+        text(300).prop_map(|json| Message::StatusReply(StatusReply::new(json).unwrap())),
+        Just(Message::Cancel),
+    ]
+}
+
+/// Arbitrary sound frames (any kind byte, any id, small payloads).
+fn frame() -> impl Strategy<Value = Frame> {
+    (any::<u8>(), any::<u64>(), vec(any::<u8>(), 0..200))
+        .prop_map(|(kind, id, payload)| Frame::new(Kind::from_u8(kind), id, payload).unwrap())
+}
+
+/// A header whose header CRC is right but whose payload will not match: the decoder waits
+/// for `len` bytes and then rejects them.
+fn lying_header(kind: u8, id: u64, len: u32, payload_crc: u32) -> Vec<u8> {
+    let mut h = MAGIC.to_vec();
+    h.extend_from_slice(&[1, kind, 0, 0]);
+    h.extend_from_slice(&id.to_be_bytes());
+    h.extend_from_slice(&len.to_be_bytes());
+    h.extend_from_slice(&payload_crc.to_be_bytes());
+    let crc = crc32c(&h);
+    h.extend_from_slice(&crc.to_be_bytes());
+    h
+}
+
+/// Things a reader of a character device sees between frames: random bytes, magic and
+/// partial magic, the head of a frame whose writer died, a frame with one byte corrupted,
+/// and a sound header announcing a payload that never matches.
+fn garbage_piece() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        vec(any::<u8>(), 0..64),
+        Just(MAGIC.to_vec()),
+        (1usize..4).prop_map(|n| MAGIC[..n].to_vec()),
+        (frame(), any::<prop::sample::Index>()).prop_map(|(f, at)| {
+            let bytes = f.to_bytes();
+            let keep = 1 + at.index(bytes.len() - 1);
+            bytes[..keep].to_vec()
+        }),
+        (frame(), any::<prop::sample::Index>(), 1u8..=255).prop_map(|(f, at, flip)| {
+            let mut bytes = f.to_bytes();
+            let i = at.index(bytes.len());
+            bytes[i] ^= flip;
+            bytes
+        }),
+        (
+            any::<u8>(),
+            any::<u64>(),
+            0..=MAX_PAYLOAD as u32,
+            any::<u32>()
+        )
+            .prop_map(|(kind, id, len, crc)| lying_header(kind, id, len, crc)),
+    ]
+}
+
+fn garbage() -> impl Strategy<Value = Vec<u8>> {
+    vec(garbage_piece(), 0..4).prop_map(|pieces| pieces.concat())
+}
+
+/// Cuts `input` into chunks at the given (arbitrary) points.
+fn chunks<'a>(input: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+    points.push(0);
+    points.push(input.len());
+    points.sort_unstable();
+    points.windows(2).map(|w| &input[w[0]..w[1]]).collect()
+}
+
+/// Feeds the chunks, draining after each, then flushes as at end of stream. Checks the memory
+/// bound at every step. Returns the frames and the number of errors.
+fn decode_chunks(parts: &[&[u8]]) -> (Vec<Frame>, usize) {
+    let mut decoder = Decoder::new();
+    let mut frames = Vec::new();
+    let mut errors = 0;
+    let mut take = |item: Result<Frame, vm_proto::DecodeError>| match item {
+        Ok(frame) => frames.push(frame),
+        Err(_) => errors += 1,
+    };
+    for part in parts {
+        decoder.feed(part);
+        assert!(decoder.buffered_len() <= MAX_FRAME + part.len());
+        while let Some(item) = decoder.next_frame() {
+            take(item);
+        }
+        assert!(decoder.buffered_len() < MAX_FRAME);
+    }
+    while let Some(item) = decoder.next_frame_eof() {
+        take(item);
+    }
+    assert_eq!(decoder.buffered_len(), 0);
+    (frames, errors)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+proptest! {
+    #[test]
+    fn message_round_trips(message in message(), id in 1u64..) {
+        let (kind, payload) = message.encode();
+        prop_assert_eq!(kind, message.kind());
+        prop_assert_eq!(Message::decode(kind, &payload), Ok(message.clone()));
+        let id = if kind == Kind::Hello { 0 } else { id };
+        let (frames, errors) = decode_chunks(&[&message.to_frame(id).to_bytes()]);
+        prop_assert_eq!(errors, 0);
+        prop_assert_eq!(frames.len(), 1);
+        prop_assert_eq!(frames[0].id(), id);
+        prop_assert_eq!(frames[0].message(), Ok(message));
+    }
+
+    #[test]
+    fn split_stream_decodes_the_same(
+        frames in vec(frame(), 1..8),
+        cuts in vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let input: Vec<u8> = frames.iter().flat_map(Frame::to_bytes).collect();
+        let (decoded, errors) = decode_chunks(&chunks(&input, &cuts));
+        prop_assert_eq!(errors, 0);
+        prop_assert_eq!(decoded, frames);
+    }
+
+    #[test]
+    fn garbage_between_frames_is_survived(
+        items in vec((garbage(), frame()), 1..6),
+        tail in garbage(),
+        cuts in vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        // Garbage that holds a sound frame by itself (essentially impossible) is not garbage.
+        for (junk, _) in &items {
+            prop_assume!(decode_chunks(&[junk]).0.is_empty());
+        }
+        let mut input = Vec::new();
+        for (junk, frame) in &items {
+            input.extend_from_slice(junk);
+            input.extend_from_slice(&frame.to_bytes());
+        }
+        input.extend_from_slice(&tail);
+        let (decoded, _) = decode_chunks(&chunks(&input, &cuts));
+        // Only frames that were on the wire, byte for byte with their checksums...
+        for frame in &decoded {
+            prop_assert!(contains(&input, &frame.to_bytes()), "invented {:?}", frame);
+        }
+        // ...and every good frame, in order.
+        let expected: Vec<Frame> = items.into_iter().map(|(_, frame)| frame).collect();
+        let mut found = decoded.iter();
+        for frame in &expected {
+            prop_assert!(found.any(|f| f == frame), "lost {:?} in {:?}", frame, decoded);
+        }
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics_and_stays_bounded(
+        pieces in vec(prop_oneof![garbage_piece(), frame().prop_map(|f| f.to_bytes())], 0..12),
+        chunk in 1usize..5000,
+    ) {
+        let input = pieces.concat();
+        let parts: Vec<&[u8]> = input.chunks(chunk).collect();
+        let (frames, _) = decode_chunks(&parts);
+        for frame in &frames {
+            prop_assert!(contains(&input, &frame.to_bytes()));
+            let _ = frame.message();
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic(input in vec(any::<u8>(), 0..2048), chunk in 1usize..300) {
+        let parts: Vec<&[u8]> = input.chunks(chunk).collect();
+        let (frames, _) = decode_chunks(&parts);
+        for frame in &frames {
+            let _ = frame.message();
+        }
+    }
+
+    #[test]
+    fn message_decode_never_panics(kind in any::<u8>(), payload in vec(any::<u8>(), 0..600)) {
+        let _ = Message::decode(Kind::from_u8(kind), &payload);
+    }
+
+    #[test]
+    fn mutated_payloads_are_rejected_or_valid(
+        message in message(),
+        at in any::<prop::sample::Index>(),
+        flip in any::<u8>(),
+        extra in vec(any::<u8>(), 0..3),
+        truncate in any::<bool>(),
+    ) {
+        let (kind, mut payload) = message.encode();
+        if !payload.is_empty() {
+            let i = at.index(payload.len());
+            payload[i] ^= flip;
+            if truncate {
+                payload.truncate(i);
+            }
+        }
+        payload.extend_from_slice(&extra);
+        // Whatever decodes must re-encode to exactly these bytes: nothing is accepted loosely.
+        if let Ok(decoded) = Message::decode(kind, &payload) {
+            prop_assert_eq!(decoded.encode(), (kind, payload));
+        }
+    }
+}
+
+#[test]
+fn a_header_claiming_the_maximum_holds_at_most_one_frame() {
+    // The worst case for memory: a sound header announcing MAX_PAYLOAD, then a slow trickle.
+    let mut decoder = Decoder::new();
+    decoder.feed(&lying_header(6, 1, MAX_PAYLOAD as u32, 0));
+    let mut fed = HEADER_LEN;
+    while fed < MAX_FRAME - 1 {
+        decoder.feed(&[0u8; 1000][..(MAX_FRAME - 1 - fed).min(1000)]);
+        fed = (fed + 1000).min(MAX_FRAME - 1);
+        assert!(decoder.next_frame().is_none());
+        assert!(decoder.buffered_len() < MAX_FRAME);
+    }
+    decoder.feed(&[0]);
+    assert!(matches!(
+        decoder.next_frame(),
+        Some(Err(vm_proto::DecodeError::PayloadChecksum { .. }))
+    ));
+}

@@ -1,0 +1,105 @@
+//! Frames over async byte streams: the protocol crate's decoder and encoder driven by tokio.
+//!
+//! A reader yields decoded frames and, separately, decode errors (offences by the peer: the
+//! decoder has already resynchronised, so the caller logs and keeps reading). A writer task
+//! owns the write half and drains a bounded queue, so a peer that stops reading can fill its
+//! own queue but never blocks the code that routes frames for everybody else.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use vm_proto::{DecodeError, Decoder, Frame};
+
+/// What the reader got.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A well-formed frame.
+    Frame(Frame),
+    /// Bytes that were not a valid frame (already skipped).
+    Offence(DecodeError),
+}
+
+/// Reads frames from `R`.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    decoder: Decoder,
+    buf: Box<[u8]>,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Wrap a read half.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            decoder: Decoder::new(),
+            buf: vec![0; 16 * 1024].into_boxed_slice(),
+        }
+    }
+
+    /// The next frame or offence; `Ok(None)` at end of stream.
+    pub async fn next(&mut self) -> io::Result<Option<Incoming>> {
+        loop {
+            match self.decoder.next_frame() {
+                Some(Ok(frame)) => return Ok(Some(Incoming::Frame(frame))),
+                Some(Err(e)) => return Ok(Some(Incoming::Offence(e))),
+                None => {}
+            }
+            let n = self.inner.read(&mut self.buf).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.decoder.feed(&self.buf[..n]);
+        }
+    }
+
+    /// Forget any partial frame (the peer went away; what it half-sent is void).
+    pub fn reset(&mut self) {
+        self.decoder = Decoder::new();
+    }
+}
+
+/// Sending side of a peer's bounded outgoing queue.
+pub type Outbox = mpsc::Sender<Frame>;
+
+/// Outgoing frames queued per peer before frames for it are dropped.
+pub const OUTBOX_FRAMES: usize = 64;
+
+/// Per-frame write deadline: a peer that does not read for this long gets its connection
+/// closed by the writer task rather than holding memory forever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Spawn the writer task for `w`; returns the queue to send frames through. The task ends
+/// (dropping the write half) when every sender is gone or a write fails or times out.
+pub fn spawn_writer<W>(mut w: W, label: String) -> Outbox
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::channel::<Frame>(OUTBOX_FRAMES);
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            let bytes = frame.to_bytes();
+            match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(&bytes)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %label, error = %e, "write failed");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(peer = %label, "peer has not read for {WRITE_TIMEOUT:?}; closing its connection");
+                    break;
+                }
+            }
+        }
+        let _ = w.shutdown().await;
+    });
+    tx
+}
+
+/// Queue `frame` for a peer without waiting; `false` when the peer's queue is full or gone
+/// (the frame is dropped: one slow peer must not hold up anyone else).
+pub fn offer(outbox: &Outbox, frame: Frame) -> bool {
+    outbox.try_send(frame).is_ok()
+}

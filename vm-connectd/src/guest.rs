@@ -1,0 +1,406 @@
+//! Guest mode: the port to the host on one side, local clients (vm-connect, fence agents) on
+//! the other, many concurrent requests multiplexed over the one port.
+//!
+//! Each client request gets a fresh link id; the reply from the host is matched back to the
+//! client and id that asked. When the host side changes — the port reports the host gone, or
+//! a host Hello with a new session arrives (host daemon restarted, guest live-migrated to
+//! another host) — every request in flight gets `Retry LinkChanged`: it may have been lost,
+//! and the caller retries at the (new) host. With no host, requests get `Retry NoHost` at once.
+//! Nothing waits forever: every request has a deadline.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use vm_proto::{
+    Decoder, ErrorCode, ErrorMsg, Frame, Hello, Message, Retry, RetryReason, Role, StatusReply,
+};
+
+fn retry(reason: RetryReason, detail: &str) -> Message {
+    Message::Retry(Retry::truncated(reason, detail))
+}
+
+fn error(code: ErrorCode, message: &str) -> Message {
+    Message::Error(ErrorMsg::truncated(code, message))
+}
+
+use crate::frames::{FrameReader, Incoming, Outbox, offer, spawn_writer};
+use crate::limits;
+use crate::local;
+use crate::port::{self, PortEvent, PortSpec, PortWriter};
+
+/// Guest-mode settings.
+#[derive(Debug, Clone)]
+pub struct GuestConfig {
+    /// The port.
+    pub port: PortSpec,
+    /// The local socket for clients.
+    pub socket: PathBuf,
+    /// Deadline for the host's answer to a request.
+    pub request_timeout: Duration,
+}
+
+/// Errors that stop the guest daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// The port.
+    #[error(transparent)]
+    Port(#[from] port::PortError),
+    /// The local socket.
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+}
+
+type ClientId = u64;
+
+#[derive(Debug)]
+struct Waiting {
+    client: ClientId,
+    client_req: u64,
+    what: &'static str,
+    started: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    up: bool,
+    host_session: Option<u64>,
+    host_software: String,
+    since: Option<SystemTime>,
+    writer: Option<PortWriter>,
+    clients: HashMap<ClientId, Outbox>,
+    pending: HashMap<u64, Waiting>,
+    next_id: u64,
+    changes: u64,
+    served: u64,
+    offences: u64,
+}
+
+impl State {
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn send_client(&self, client: ClientId, msg: &Message, id: u64) {
+        if let Some(o) = self.clients.get(&client) {
+            let _ = offer(o, msg.to_frame(id));
+        }
+    }
+
+    /// Everything in flight may be lost: tell its clients to retry.
+    fn fail_all(&mut self, reason: RetryReason, detail: &str) {
+        let pending = std::mem::take(&mut self.pending);
+        for (_, w) in pending {
+            self.send_client(w.client, &retry(reason, detail), w.client_req);
+        }
+    }
+
+    fn send_host(&self, frame: &Frame) -> bool {
+        self.writer
+            .as_ref()
+            .is_some_and(|w| w.offer(frame.to_bytes()))
+    }
+}
+
+struct Guest {
+    cfg: GuestConfig,
+    port: PathBuf,
+    session: u64,
+    state: Mutex<State>,
+}
+
+impl Guest {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn hello(&self) -> Frame {
+        Message::Hello(Hello::current(Role::GuestDaemon, self.session)).to_frame(0)
+    }
+}
+
+/// Run guest mode until `shutdown` completes.
+pub async fn run(
+    cfg: GuestConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), GuestError> {
+    let port = port::resolve(&cfg.port)?;
+    let listener = local::bind(&cfg.socket)?;
+    let (ev_tx, ev_rx) = mpsc::channel::<PortEvent>(256);
+    let writer = port::open(&port, ev_tx).await?;
+    let guest = Arc::new(Guest {
+        cfg: cfg.clone(),
+        port: port.clone(),
+        session: crate::rand_u64(),
+        state: Mutex::new(State::default()),
+    });
+    guest.lock().writer = Some(writer.clone());
+    // The first write waits for a host side; its completion is our "host connected".
+    let _ = writer.offer(guest.hello().to_bytes());
+    tracing::info!(port = %port.display(), socket = %cfg.socket.display(), "vm-connectd guest mode started");
+    crate::notify::ready();
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        () = port_loop(Arc::clone(&guest), ev_rx) => tracing::error!("port closed"),
+        () = accept_loop(Arc::clone(&guest), listener) => tracing::error!("local socket closed"),
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    Ok(())
+}
+
+async fn port_loop(guest: Arc<Guest>, mut events: mpsc::Receiver<PortEvent>) {
+    let mut decoder = Decoder::new();
+    // Until the host introduces itself after we came up, say hello again now and then: a
+    // host daemon may have been mid-frame from our previous life and swallowed the first one.
+    let mut hello_retry = Duration::from_secs(2);
+    loop {
+        let waiting_for_host = {
+            let st = guest.lock();
+            st.up && st.host_session.is_none()
+        };
+        let ev = if waiting_for_host {
+            match tokio::time::timeout(hello_retry, events.recv()).await {
+                Ok(ev) => ev,
+                Err(_) => {
+                    let st = guest.lock();
+                    let _ = st.send_host(&guest.hello());
+                    hello_retry = (hello_retry * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            }
+        } else {
+            events.recv().await
+        };
+        let Some(ev) = ev else { return };
+        match ev {
+            PortEvent::Up => {
+                let mut st = guest.lock();
+                st.up = true;
+                st.since = Some(SystemTime::now());
+                hello_retry = Duration::from_secs(2);
+                // (our Hello is what got through; for a socket port, say it now)
+                if matches!(st.writer, Some(PortWriter::Unix(_))) {
+                    let _ = st.send_host(&guest.hello());
+                }
+                tracing::info!(port = %guest.port.display(), "host side connected");
+            }
+            PortEvent::Down => {
+                decoder = Decoder::new();
+                let mut st = guest.lock();
+                st.up = false;
+                st.host_session = None;
+                st.changes += 1;
+                st.fail_all(
+                    RetryReason::LinkChanged,
+                    "the host side went away (host daemon restart or migration)",
+                );
+                // The next write waits for a host side again.
+                let _ = st.send_host(&guest.hello());
+                tracing::info!("host side gone; waiting for it to come back");
+            }
+            PortEvent::Data(bytes) => {
+                decoder.feed(&bytes);
+                while let Some(next) = decoder.next_frame() {
+                    match next {
+                        Ok(frame) => on_host_frame(&guest, frame),
+                        Err(e) => {
+                            guest.lock().offences += 1;
+                            tracing::warn!("bad bytes from the host side: {e}; skipped");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn on_host_frame(guest: &Guest, frame: Frame) {
+    let id = frame.id();
+    let msg = match frame.message() {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("undecodable message from the host: {e}");
+            return;
+        }
+    };
+    let mut st = guest.lock();
+    match msg {
+        Message::Hello(h) => {
+            if st.host_session != Some(h.session()) {
+                if st.host_session.is_some() || !st.pending.is_empty() {
+                    // A different host side than the one our requests went to.
+                    st.changes += 1;
+                    st.fail_all(
+                        RetryReason::LinkChanged,
+                        "a new host side took over (migration or restart)",
+                    );
+                }
+                tracing::info!(host = %h.software(), "host introduced itself");
+                st.host_session = Some(h.session());
+                st.host_software = h.software().to_owned();
+                // make sure the host knows us (it may have (re)connected without our Hello)
+                let _ = st.send_host(&guest.hello());
+            }
+        }
+        Message::Pong(_) | Message::Reply(_) | Message::Retry(_) | Message::Error(_) => {
+            match st.pending.remove(&id) {
+                Some(w) => {
+                    st.served += 1;
+                    tracing::debug!(what = w.what, elapsed = ?w.started.elapsed(), "answered");
+                    st.send_client(w.client, &msg, w.client_req);
+                }
+                None => tracing::debug!(id, "answer for a request no longer waiting; dropped"),
+            }
+        }
+        other => {
+            st.offences += 1;
+            tracing::warn!(
+                "the host sent a {} message, which hosts do not send to guests; ignored",
+                other.kind()
+            );
+        }
+    }
+}
+
+async fn accept_loop(guest: Arc<Guest>, listener: UnixListener) {
+    let mut next: ClientId = 0;
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                next += 1;
+                tokio::spawn(serve_client(Arc::clone(&guest), next, stream));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_client(guest: Arc<Guest>, client: ClientId, stream: UnixStream) {
+    let (rd, wr) = stream.into_split();
+    let outbox = spawn_writer(wr, format!("client {client}"));
+    guest.lock().clients.insert(client, outbox.clone());
+    let mut reader = FrameReader::new(rd);
+    while let Ok(Some(incoming)) = reader.next().await {
+        let Incoming::Frame(frame) = incoming else {
+            continue;
+        };
+        let id = frame.id();
+        match frame.message() {
+            Ok(Message::Hello(_)) => {}
+            Ok(Message::Status) => {
+                let reply = match StatusReply::new(status_json(&guest)) {
+                    Ok(r) => Message::StatusReply(r),
+                    Err(e) => error(ErrorCode::Internal, &e.to_string()),
+                };
+                let _ = offer(&outbox, reply.to_frame(id));
+            }
+            Ok(msg @ (Message::Ping | Message::Request(_))) => forward(&guest, client, id, msg),
+            Ok(Message::Cancel) => {
+                let mut st = guest.lock();
+                let key = st
+                    .pending
+                    .iter()
+                    .find(|(_, w)| w.client == client && w.client_req == id)
+                    .map(|(k, _)| *k);
+                if let Some(k) = key {
+                    st.pending.remove(&k);
+                    let _ = st.send_host(&Message::Cancel.to_frame(k));
+                }
+            }
+            Ok(other) => {
+                let err = error(
+                    ErrorCode::Unsupported,
+                    &format!("{} is not accepted here", other.kind()),
+                );
+                let _ = offer(&outbox, err.to_frame(id));
+            }
+            Err(e) => {
+                let _ = offer(
+                    &outbox,
+                    error(ErrorCode::BadRequest, &e.to_string()).to_frame(id),
+                );
+            }
+        }
+    }
+    let mut st = guest.lock();
+    st.clients.remove(&client);
+    st.pending.retain(|_, w| w.client != client);
+}
+
+/// Send a client's Ping or Request to the host under a fresh id, with a deadline.
+fn forward(guest: &Arc<Guest>, client: ClientId, client_req: u64, msg: Message) {
+    let mut st = guest.lock();
+    if !st.up || st.host_session.is_none() {
+        st.send_client(
+            client,
+            &retry(RetryReason::NoHost, "no host side is connected right now"),
+            client_req,
+        );
+        return;
+    }
+    let key = st.next();
+    let what = if matches!(msg, Message::Ping) {
+        "ping"
+    } else {
+        "request"
+    };
+    if !st.send_host(&msg.to_frame(key)) {
+        st.send_client(
+            client,
+            &retry(RetryReason::Busy, "the port is not accepting frames"),
+            client_req,
+        );
+        return;
+    }
+    st.pending.insert(
+        key,
+        Waiting {
+            client,
+            client_req,
+            what,
+            started: Instant::now(),
+        },
+    );
+    drop(st);
+    let g = Arc::clone(guest);
+    let timeout = guest.cfg.request_timeout;
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        let mut st = g.lock();
+        if let Some(w) = st.pending.remove(&key) {
+            st.send_client(
+                w.client,
+                &error(ErrorCode::Timeout, "the host did not answer in time"),
+                w.client_req,
+            );
+        }
+    });
+}
+
+fn status_json(guest: &Guest) -> String {
+    let st = guest.lock();
+    serde_json::json!({
+        "mode": "guest",
+        "port": guest.port.display().to_string(),
+        "host_connected": st.up,
+        "host_session": st.host_session.map(|s| format!("{s:016x}")),
+        "host_software": st.host_software,
+        "since": st.since.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+        "clients": st.clients.len(),
+        "pending": st.pending.len(),
+        "host_changes": st.changes,
+        "answered": st.served,
+        "offences": st.offences,
+        "request_timeout_secs": limits::GUEST_REQUEST_TIMEOUT.as_secs(),
+    })
+    .to_string()
+}

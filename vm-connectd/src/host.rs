@@ -1,0 +1,742 @@
+//! Host mode: one link per local guest (QEMU's `vmconnectd` channel socket, QEMU listening),
+//! the local socket where host modules (vm-stonithd) register, and the routing between them.
+//!
+//! Routing state lives here and only here: a guest's request is recorded as (link, the guest's
+//! request id) under a fresh id of ours before it reaches a module, and a module's reply is
+//! matched back through that record — so a reply can only reach the guest that asked, and
+//! nothing a guest writes can address another guest or register as a module. Every guest has
+//! its own bounded outgoing queue, in-flight limit and rate limit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::net::{UnixListener, UnixStream};
+use vm_proto::{
+    Deliver, ErrorCode, ErrorMsg, Frame, Hello, Message, Origin, OriginSource, Pong, Reply, Retry,
+    RetryReason, Role, ServiceName, StatusReply,
+};
+
+use crate::discovery::{self, Discovered};
+use crate::frames::{FrameReader, Incoming, Outbox, offer, spawn_writer};
+use crate::limits::{self, OffenceLog, RateLimit};
+use crate::local::{self, PeerCred};
+
+/// Host-mode settings.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Directory holding the guests' channel sockets.
+    pub sock_dir: PathBuf,
+    /// The local socket for modules and admin tools.
+    pub socket: PathBuf,
+    /// libvirt URI for guest identities and lifecycle events (`None`: socket names only).
+    pub libvirt_uri: Option<String>,
+    /// This host's name, reported in Pong.
+    pub node: String,
+    /// Module reply deadline.
+    pub request_timeout: Duration,
+}
+
+type LinkId = u64;
+type ConnId = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum LinkState {
+    Connecting,
+    Up,
+}
+
+#[derive(Debug)]
+struct Link {
+    path: PathBuf,
+    origin: Origin,
+    state: LinkState,
+    outbox: Option<Outbox>,
+    session: u64,
+    guest_software: String,
+    since: SystemTime,
+    last_rx: Option<SystemTime>,
+    last_tx: Option<SystemTime>,
+    inflight: usize,
+    requests: u64,
+    dropped: u64,
+    offences: OffenceLog,
+    rate: RateLimit,
+}
+
+#[derive(Debug)]
+struct Module {
+    conn: ConnId,
+    outbox: Outbox,
+    pid: i32,
+    since: SystemTime,
+}
+
+#[derive(Debug)]
+struct Pending {
+    link: LinkId,
+    link_req: u64,
+    module_conn: ConnId,
+    service: String,
+    started: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    links: HashMap<LinkId, Link>,
+    by_path: HashMap<PathBuf, LinkId>,
+    modules: HashMap<String, Module>,
+    pending: HashMap<u64, Pending>,
+    next_id: u64,
+}
+
+impl State {
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn services(&self) -> Vec<ServiceName> {
+        let mut s: Vec<ServiceName> = self
+            .modules
+            .keys()
+            .filter_map(|k| ServiceName::new(k.as_str()).ok())
+            .collect();
+        s.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        s
+    }
+
+    fn pong(&self, node: &str) -> Message {
+        match Pong::new(node, self.services()) {
+            Ok(p) => Message::Pong(p),
+            Err(e) => Message::Error(ErrorMsg::truncated(ErrorCode::Internal, &e.to_string())),
+        }
+    }
+
+    /// Answer a guest on its link (dropped if its queue is full: it is not reading).
+    fn send_link(&mut self, link: LinkId, msg: &Message, id: u64) {
+        if let Some(l) = self.links.get_mut(&link) {
+            if let Some(outbox) = &l.outbox {
+                if offer(outbox, msg.to_frame(id)) {
+                    l.last_tx = Some(SystemTime::now());
+                } else {
+                    l.dropped += 1;
+                    tracing::warn!(guest = %l.origin.domain(), "guest is not reading its channel; dropped a frame for it");
+                }
+            }
+        }
+    }
+}
+
+/// The daemon's shared state.
+#[derive(Debug)]
+pub struct Host {
+    cfg: HostConfig,
+    state: Mutex<State>,
+}
+
+impl Host {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than stopping the daemon would; keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Errors that stop the host daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The local socket could not be set up.
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+    /// The guest socket directory could not be watched.
+    #[error(transparent)]
+    Discovery(#[from] discovery::DiscoveryError),
+}
+
+/// Run host mode until `shutdown` completes.
+pub async fn run(
+    cfg: HostConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), HostError> {
+    let host = Arc::new(Host {
+        cfg: cfg.clone(),
+        state: Mutex::new(State::default()),
+    });
+    let listener = local::bind(&cfg.socket)?;
+    let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<Discovered>(1024);
+    let _discovery = discovery::start(&cfg.sock_dir, cfg.libvirt_uri.clone(), found_tx)?;
+    tracing::info!(
+        socket = %cfg.socket.display(),
+        dir = %cfg.sock_dir.display(),
+        libvirt = cfg.libvirt_uri.as_deref().unwrap_or("(off)"),
+        "vm-connectd host mode started"
+    );
+    crate::notify::ready();
+    let accept = accept_loop(Arc::clone(&host), listener);
+    let links = async {
+        while let Some(found) = found_rx.recv().await {
+            ensure_link(&host, found);
+        }
+    };
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        () = accept => tracing::error!("local socket closed"),
+        () = links => tracing::error!("guest discovery stopped"),
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    Ok(())
+}
+
+/// Start a link to a discovered guest socket unless one is already up or connecting.
+fn ensure_link(host: &Arc<Host>, found: Discovered) {
+    let id = {
+        let mut st = host.lock();
+        if let Some(&existing) = st.by_path.get(&found.path) {
+            // Better identity (libvirt) for a link known only by its socket name.
+            if let Some(l) = st.links.get_mut(&existing) {
+                if found.origin.source() == OriginSource::Libvirt
+                    && l.origin.source() != OriginSource::Libvirt
+                {
+                    l.origin = found.origin;
+                }
+            }
+            return;
+        }
+        let id = st.next();
+        st.by_path.insert(found.path.clone(), id);
+        st.links.insert(
+            id,
+            Link {
+                path: found.path.clone(),
+                origin: found.origin.clone(),
+                state: LinkState::Connecting,
+                outbox: None,
+                session: crate::rand_u64(),
+                guest_software: String::new(),
+                since: SystemTime::now(),
+                last_rx: None,
+                last_tx: None,
+                inflight: 0,
+                requests: 0,
+                dropped: 0,
+                offences: OffenceLog::default(),
+                rate: RateLimit::default(),
+            },
+        );
+        id
+    };
+    tokio::spawn(link_task(Arc::clone(host), id, found));
+}
+
+/// Connect to a guest's socket (QEMU listens; right after QEMU creates the file it may not be
+/// listening yet, so retry with a growing delay for a bounded time), then serve the link.
+async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
+    let name = found.origin.domain().to_owned();
+    let stream = connect_with_backoff(&found.path).await;
+    let Some(stream) = stream else {
+        tracing::info!(guest = %name, socket = %found.path.display(), "guest socket is not accepting connections; waiting for the next event");
+        forget_link(&host, id);
+        return;
+    };
+    let (rd, wr) = stream.into_split();
+    let outbox = spawn_writer(wr, format!("guest {name}"));
+    let session = {
+        let mut st = host.lock();
+        let Some(l) = st.links.get_mut(&id) else {
+            return;
+        };
+        l.state = LinkState::Up;
+        l.outbox = Some(outbox.clone());
+        l.since = SystemTime::now();
+        l.session
+    };
+    tracing::info!(guest = %name, socket = %found.path.display(), source = ?found.origin.source(), "connected to guest");
+    // The guest learns that a (new) host serves it: requests it had in flight elsewhere are
+    // void, and it tells its clients to retry.
+    let hello = Message::Hello(Hello::current(Role::HostDaemon, session));
+    let _ = offer(&outbox, hello.to_frame(0));
+    let mut reader = FrameReader::new(rd);
+    loop {
+        match reader.next().await {
+            Ok(Some(Incoming::Frame(frame))) => on_guest_frame(&host, id, frame),
+            Ok(Some(Incoming::Offence(e))) => offence(&host, id, &e.to_string()),
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(guest = %name, error = %e, "read failed");
+                break;
+            }
+        }
+    }
+    tracing::info!(guest = %name, "guest link closed");
+    forget_link(&host, id);
+}
+
+async fn connect_with_backoff(path: &Path) -> Option<UnixStream> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(20);
+    loop {
+        match UnixStream::connect(path).await {
+            Ok(s) => return Some(s),
+            Err(e) => {
+                if started.elapsed() > Duration::from_secs(30) {
+                    tracing::debug!(socket = %path.display(), error = %e, "giving up connecting");
+                    return None;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Remove a link; its requests still in flight at modules are forgotten (their replies are
+/// dropped when they come).
+fn forget_link(host: &Host, id: LinkId) {
+    let mut st = host.lock();
+    if let Some(l) = st.links.remove(&id) {
+        st.by_path.remove(&l.path);
+    }
+    st.pending.retain(|_, p| p.link != id);
+}
+
+fn offence(host: &Host, id: LinkId, what: &str) {
+    let mut st = host.lock();
+    if let Some(l) = st.links.get_mut(&id) {
+        if let Some(suppressed) = l.offences.record() {
+            let more = if suppressed > 0 {
+                format!(" ({suppressed} more since the last report)")
+            } else {
+                String::new()
+            };
+            tracing::warn!(guest = %l.origin.domain(), "guest protocol violation: {what}; ignored{more}");
+        }
+    }
+}
+
+fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) {
+    {
+        let mut st = host.lock();
+        let Some(l) = st.links.get_mut(&id) else {
+            return;
+        };
+        l.last_rx = Some(SystemTime::now());
+        if !l.rate.allow() {
+            l.dropped += 1;
+            if let Some(s) = l.offences.record() {
+                tracing::warn!(guest = %l.origin.domain(), "guest exceeds {} frames/s; dropping its frames ({s} more dropped since the last report)", limits::RATE_PER_SEC);
+            }
+            return;
+        }
+    }
+    let req_id = frame.id();
+    let msg = match frame.message() {
+        Ok(m) => m,
+        Err(e) => {
+            return offence(
+                host,
+                id,
+                &format!("undecodable {} message: {e}", frame.kind()),
+            );
+        }
+    };
+    match msg {
+        Message::Hello(h) => {
+            let mut st = host.lock();
+            let session = match st.links.get_mut(&id) {
+                Some(l) => {
+                    l.guest_software = h.software().to_owned();
+                    l.session
+                }
+                None => return,
+            };
+            // A (re)started guest daemon introduces itself: tell it who we are.
+            let reply = Message::Hello(Hello::current(Role::HostDaemon, session));
+            st.send_link(id, &reply, 0);
+        }
+        Message::Ping => {
+            let mut st = host.lock();
+            let pong = st.pong(&host.cfg.node);
+            st.send_link(id, &pong, req_id);
+        }
+        Message::Request(r) => route_request(host, id, req_id, r),
+        Message::Cancel => {
+            let mut st = host.lock();
+            let found = st
+                .pending
+                .iter()
+                .find(|(_, p)| p.link == id && p.link_req == req_id)
+                .map(|(k, p)| (*k, p.module_conn));
+            if let Some((key, conn)) = found {
+                st.pending.remove(&key);
+                if let Some(l) = st.links.get_mut(&id) {
+                    l.inflight = l.inflight.saturating_sub(1);
+                }
+                if let Some(m) = st.modules.values().find(|m| m.conn == conn) {
+                    let _ = offer(&m.outbox, Message::Cancel.to_frame(key));
+                }
+            }
+        }
+        other => offence(
+            host,
+            id,
+            &format!("sent a {} message, which guests may not send", other.kind()),
+        ),
+    }
+}
+
+fn route_request(host: &Arc<Host>, link: LinkId, link_req: u64, req: vm_proto::Request) {
+    let mut st = host.lock();
+    let Some(l) = st.links.get_mut(&link) else {
+        return;
+    };
+    l.requests += 1;
+    if l.inflight >= limits::MAX_INFLIGHT_PER_GUEST {
+        let retry = Message::Retry(Retry::truncated(
+            RetryReason::Busy,
+            "too many requests in flight",
+        ));
+        st.send_link(link, &retry, link_req);
+        return;
+    }
+    let origin = l.origin.clone();
+    let service = req.service().clone();
+    let Some(module) = st.modules.get(service.as_str()) else {
+        let retry = Message::Retry(Retry::truncated(
+            RetryReason::NoModule,
+            &format!("no {} module on host {}", service.as_str(), host.cfg.node),
+        ));
+        st.send_link(link, &retry, link_req);
+        return;
+    };
+    let (outbox, conn) = (module.outbox.clone(), module.conn);
+    let key = st.next();
+    let deliver = match Deliver::new(origin, service.clone(), req.into_body()) {
+        Ok(d) => Message::Deliver(d),
+        Err(e) => {
+            let err = Message::Error(ErrorMsg::truncated(ErrorCode::BadRequest, &e.to_string()));
+            st.send_link(link, &err, link_req);
+            return;
+        }
+    };
+    if !offer(&outbox, deliver.to_frame(key)) {
+        let retry = Message::Retry(Retry::truncated(RetryReason::Busy, "the module is busy"));
+        st.send_link(link, &retry, link_req);
+        return;
+    }
+    if let Some(l) = st.links.get_mut(&link) {
+        l.inflight += 1;
+    }
+    st.pending.insert(
+        key,
+        Pending {
+            link,
+            link_req,
+            module_conn: conn,
+            service: service.as_str().to_owned(),
+            started: Instant::now(),
+        },
+    );
+    drop(st);
+    let h = Arc::clone(host);
+    let timeout = host.cfg.request_timeout;
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        expire(&h, key);
+    });
+}
+
+/// A module did not answer in time: the guest gets `Error Timeout`, the module a Cancel.
+fn expire(host: &Host, key: u64) {
+    let mut st = host.lock();
+    let Some(p) = st.pending.remove(&key) else {
+        return;
+    };
+    if let Some(l) = st.links.get_mut(&p.link) {
+        l.inflight = l.inflight.saturating_sub(1);
+        tracing::warn!(guest = %l.origin.domain(), service = %p.service, "module did not answer within {:?}", host.cfg.request_timeout);
+    }
+    let err = Message::Error(ErrorMsg::truncated(
+        ErrorCode::Timeout,
+        &format!("the {} module did not answer in time", p.service),
+    ));
+    st.send_link(p.link, &err, p.link_req);
+    if let Some(m) = st.modules.values().find(|m| m.conn == p.module_conn) {
+        let _ = offer(&m.outbox, Message::Cancel.to_frame(key));
+    }
+}
+
+/// A module answered request `key` (from connection `conn`): pass it to the guest that asked.
+fn module_answer(host: &Host, conn: ConnId, key: u64, msg: Message) {
+    let mut st = host.lock();
+    match st.pending.get(&key) {
+        Some(p) if p.module_conn == conn => {}
+        Some(_) => {
+            tracing::warn!(
+                request = key,
+                "a module answered a request it was not given; ignored"
+            );
+            return;
+        }
+        None => {
+            tracing::debug!(
+                request = key,
+                "answer for a request no longer pending (timed out, cancelled or its guest left)"
+            );
+            return;
+        }
+    }
+    let Some(p) = st.pending.remove(&key) else {
+        return;
+    };
+    if let Some(l) = st.links.get_mut(&p.link) {
+        l.inflight = l.inflight.saturating_sub(1);
+    }
+    tracing::debug!(request = key, service = %p.service, elapsed = ?p.started.elapsed(), "answered");
+    st.send_link(p.link, &msg, p.link_req);
+}
+
+async fn accept_loop(host: Arc<Host>, listener: UnixListener) {
+    let mut next_conn: ConnId = 0;
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept on the local socket failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        next_conn += 1;
+        let cred = local::peer_cred(&stream);
+        tokio::spawn(serve_local(Arc::clone(&host), next_conn, stream, cred));
+    }
+}
+
+/// A connection on the local socket: a module (Register, then Deliver/Reply), an admin
+/// (Status) or a local client (Ping).
+async fn serve_local(host: Arc<Host>, conn: ConnId, stream: UnixStream, cred: PeerCred) {
+    let (rd, wr) = stream.into_split();
+    let outbox = spawn_writer(wr, format!("local pid {}", cred.pid));
+    let mut reader = FrameReader::new(rd);
+    let mut services: Vec<String> = Vec::new();
+    loop {
+        let frame = match reader.next().await {
+            Ok(Some(Incoming::Frame(f))) => f,
+            Ok(Some(Incoming::Offence(e))) => {
+                tracing::warn!(pid = cred.pid, "local peer sent bad bytes: {e}");
+                continue;
+            }
+            Ok(None) | Err(_) => break,
+        };
+        let id = frame.id();
+        let msg = match frame.message() {
+            Ok(m) => m,
+            Err(e) => {
+                let err =
+                    Message::Error(ErrorMsg::truncated(ErrorCode::BadRequest, &e.to_string()));
+                let _ = offer(&outbox, err.to_frame(id));
+                continue;
+            }
+        };
+        match msg {
+            Message::Hello(_) | Message::Cancel => {}
+            Message::Register(r) => {
+                let service = r.service().as_str().to_owned();
+                let answer = register(&host, conn, &cred, &outbox, &service);
+                if answer.is_ok() {
+                    services.push(service);
+                }
+                let reply = match answer.and_then(|()| {
+                    Reply::new(Vec::new())
+                        .map_err(|e| ErrorMsg::truncated(ErrorCode::Internal, &e.to_string()))
+                }) {
+                    Ok(r) => Message::Reply(r),
+                    Err(e) => Message::Error(e),
+                };
+                let _ = offer(&outbox, reply.to_frame(id));
+            }
+            Message::Reply(_) | Message::Error(_) | Message::Retry(_) => {
+                module_answer(&host, conn, id, msg);
+            }
+            Message::Ping => {
+                let pong = host.lock().pong(&host.cfg.node);
+                let _ = offer(&outbox, pong.to_frame(id));
+            }
+            Message::Status => {
+                let reply = match StatusReply::new(status_json(&host)) {
+                    Ok(r) => Message::StatusReply(r),
+                    Err(e) => {
+                        Message::Error(ErrorMsg::truncated(ErrorCode::Internal, &e.to_string()))
+                    }
+                };
+                let _ = offer(&outbox, reply.to_frame(id));
+            }
+            other => {
+                let err = Message::Error(ErrorMsg::truncated(
+                    ErrorCode::Unsupported,
+                    &format!(
+                        "{} is not accepted on the host's local socket",
+                        other.kind()
+                    ),
+                ));
+                let _ = offer(&outbox, err.to_frame(id));
+            }
+        }
+    }
+    if !services.is_empty() {
+        unregister(&host, conn, &services);
+    }
+}
+
+/// Register `service` for module connection `conn`: only root may serve guests, and one
+/// module per service (a second one is refused, not silently swapped in).
+fn register(
+    host: &Host,
+    conn: ConnId,
+    cred: &PeerCred,
+    outbox: &Outbox,
+    service: &str,
+) -> Result<(), ErrorMsg> {
+    // root, or the daemon's own user (which could do anything the daemon does anyway; it is
+    // what lets the daemon run unprivileged in tests)
+    let own = nix::unistd::geteuid().as_raw();
+    if cred.uid != 0 && cred.uid != own {
+        tracing::warn!(
+            pid = cred.pid,
+            uid = cred.uid,
+            service,
+            "refused a module registration from a non-root process"
+        );
+        return Err(ErrorMsg::truncated(
+            ErrorCode::Forbidden,
+            "only root may register a module",
+        ));
+    }
+    let mut st = host.lock();
+    if let Some(m) = st.modules.get(service) {
+        return Err(ErrorMsg::truncated(
+            ErrorCode::Forbidden,
+            &format!("service {service} is already served by pid {}", m.pid),
+        ));
+    }
+    st.modules.insert(
+        service.to_owned(),
+        Module {
+            conn,
+            outbox: outbox.clone(),
+            pid: cred.pid,
+            since: SystemTime::now(),
+        },
+    );
+    tracing::info!(service, pid = cred.pid, "module registered");
+    Ok(())
+}
+
+/// A module went away: its services are gone, and guests waiting on it are told to retry.
+fn unregister(host: &Host, conn: ConnId, services: &[String]) {
+    let mut st = host.lock();
+    st.modules
+        .retain(|s, m| !(m.conn == conn && services.contains(s)));
+    let orphans: Vec<u64> = st
+        .pending
+        .iter()
+        .filter(|(_, p)| p.module_conn == conn)
+        .map(|(k, _)| *k)
+        .collect();
+    for key in orphans {
+        if let Some(p) = st.pending.remove(&key) {
+            if let Some(l) = st.links.get_mut(&p.link) {
+                l.inflight = l.inflight.saturating_sub(1);
+            }
+            let retry = Message::Retry(Retry::truncated(
+                RetryReason::NoModule,
+                &format!("the {} module went away", p.service),
+            ));
+            st.send_link(p.link, &retry, p.link_req);
+        }
+    }
+    tracing::info!(services = ?services, "module unregistered");
+}
+
+#[derive(Serialize)]
+struct GuestStatus<'a> {
+    domain: &'a str,
+    uuid: &'a str,
+    identity: &'static str,
+    socket: String,
+    state: LinkState,
+    since: u64,
+    last_rx: Option<u64>,
+    last_tx: Option<u64>,
+    guest_software: &'a str,
+    inflight: usize,
+    requests: u64,
+    dropped: u64,
+    offences: u64,
+}
+
+#[derive(Serialize)]
+struct ModuleStatus<'a> {
+    service: &'a str,
+    pid: i32,
+    since: u64,
+}
+
+fn epoch(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The status report of `vm-connectd status`, as JSON.
+fn status_json(host: &Host) -> String {
+    let st = host.lock();
+    let mut guests: Vec<GuestStatus<'_>> = st
+        .links
+        .values()
+        .map(|l| GuestStatus {
+            domain: l.origin.domain(),
+            uuid: l.origin.uuid(),
+            identity: match l.origin.source() {
+                OriginSource::Libvirt => "libvirt",
+                OriginSource::SocketName => "socket-name",
+            },
+            socket: l.path.display().to_string(),
+            state: l.state,
+            since: epoch(l.since),
+            last_rx: l.last_rx.map(epoch),
+            last_tx: l.last_tx.map(epoch),
+            guest_software: &l.guest_software,
+            inflight: l.inflight,
+            requests: l.requests,
+            dropped: l.dropped,
+            offences: l.offences.total,
+        })
+        .collect();
+    guests.sort_by(|a, b| a.domain.cmp(b.domain));
+    let mut modules: Vec<ModuleStatus<'_>> = st
+        .modules
+        .iter()
+        .map(|(s, m)| ModuleStatus {
+            service: s,
+            pid: m.pid,
+            since: epoch(m.since),
+        })
+        .collect();
+    modules.sort_by(|a, b| a.service.cmp(b.service));
+    serde_json::json!({
+        "mode": "host",
+        "node": host.cfg.node,
+        "socket_dir": host.cfg.sock_dir.display().to_string(),
+        "guests": guests,
+        "modules": modules,
+        "pending": st.pending.len(),
+    })
+    .to_string()
+}

@@ -1,0 +1,131 @@
+//! vm-connectd: the relay between guests and their host over the `vmconnectd` virtio-serial
+//! channel, and vm-connect, its client.
+//!
+//! - [`host`]: host mode: a link per local guest, the local socket where modules register,
+//!   routing with all state kept here (never taken from the wire). (feature `libvirt`)
+//! - [`discovery`]: finding guests' channel sockets: directory scan, inotify, libvirt
+//!   lifecycle events; identities from libvirt. (feature `libvirt`)
+//! - [`guest`]: guest mode: the port to the host, local clients, retry on host changes.
+//! - [`port`]: the virtio-serial port (or a test socket) as events and a writer.
+//! - [`frames`]: protocol frames over async streams, bounded per-peer queues.
+//! - [`local`]: the local socket (0600, SO_PEERCRED).
+//! - [`limits`]: per-guest bounds (in-flight, rate, timeouts) and offence logging.
+//! - [`notify`]: readiness for service managers.
+//!
+//! The static guest build (`--no-default-features`) leaves host mode and libvirt out.
+
+pub mod frames;
+pub mod guest;
+pub mod limits;
+pub mod local;
+pub mod notify;
+pub mod port;
+
+#[cfg(feature = "libvirt")]
+pub mod discovery;
+#[cfg(feature = "libvirt")]
+pub mod host;
+
+/// This software, as reported in Hello.
+pub const SOFTWARE: &str = concat!("vm-connectd ", env!("CARGO_PKG_VERSION"));
+
+/// A random-enough 64-bit value for session ids (no crypto needed: it only tells one link or
+/// daemon life from the next).
+pub fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}
+
+/// A future that completes on SIGTERM or SIGINT (the daemons' shutdown signal).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the default action (exit) still stops us.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// A human-readable rendering of a daemon's status JSON.
+pub fn status_text(json: &str) -> String {
+    use std::fmt::Write as _;
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return format!("{json}\n");
+    };
+    let mut out = String::new();
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    if v["mode"] == "host" {
+        let _ = writeln!(
+            out,
+            "host {} (guest sockets in {}), {} request(s) pending",
+            s(&v["node"]),
+            s(&v["socket_dir"]),
+            s(&v["pending"])
+        );
+        let _ = writeln!(out, "modules:");
+        for m in v["modules"].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "  {:<12} pid {}", s(&m["service"]), s(&m["pid"]));
+        }
+        let _ = writeln!(
+            out,
+            "{:<20} {:<11} {:<10} {:>8} {:>8} {:>6} {:>6}  SOCKET",
+            "GUEST", "IDENTITY", "LINK", "RX(age)", "TX(age)", "REQS", "BAD"
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let age = |t: &serde_json::Value| {
+            t.as_u64()
+                .map_or("-".to_owned(), |t| format!("{}s", now.saturating_sub(t)))
+        };
+        for g in v["guests"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<11} {:<10} {:>8} {:>8} {:>6} {:>6}  {}",
+                s(&g["domain"]),
+                s(&g["identity"]),
+                s(&g["state"]),
+                age(&g["last_rx"]),
+                age(&g["last_tx"]),
+                s(&g["requests"]),
+                s(&g["offences"]),
+                s(&g["socket"])
+            );
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "guest port {}: host {}connected ({}), {} client(s), {} pending, {} host change(s)",
+            s(&v["port"]),
+            if v["host_connected"] == true {
+                ""
+            } else {
+                "NOT "
+            },
+            s(&v["host_software"]),
+            s(&v["clients"]),
+            s(&v["pending"]),
+            s(&v["host_changes"])
+        );
+    }
+    out
+}

@@ -1,0 +1,232 @@
+//! The guest's end of the channel: the virtio-serial port (or, for tests, a unix socket
+//! standing in for it), turned into a stream of [`PortEvent`]s and a writer.
+//!
+//! A virtio-serial port is a character device with connection semantics of its own: reads
+//! return end-of-file while no host side is connected (and keep doing so at once, so a read
+//! loop would spin), and a blocking write waits until a host side connects. The port is
+//! therefore driven by two threads: the writer reports the first successful write after a
+//! disconnection as "host connected" (that is exactly when the kernel let it through) and only
+//! then lets the reader read again; the reader reports end-of-file as "host gone".
+
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+/// Where the guest daemon's port is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortSpec {
+    /// `/dev/virtio-ports/vmconnectd`, or the `vportNpM` device whose sysfs name is
+    /// `vmconnectd` when udev did not create the link.
+    Auto,
+    /// A given path: a character device, or a unix socket (tests).
+    Path(PathBuf),
+}
+
+/// What happens on the port.
+#[derive(Debug)]
+pub enum PortEvent {
+    /// A host side is connected (again).
+    Up,
+    /// Bytes from the host.
+    Data(Vec<u8>),
+    /// The host side went away (host daemon stopped, guest migrated, ...).
+    Down,
+}
+
+/// Writes to the port.
+#[derive(Debug, Clone)]
+pub enum PortWriter {
+    /// To the device's writer thread.
+    Device(std::sync::mpsc::SyncSender<Vec<u8>>),
+    /// To the unix socket's writer task.
+    Unix(mpsc::Sender<Vec<u8>>),
+}
+
+impl PortWriter {
+    /// Queue bytes for the host; false when the queue is full (the host side is gone or not
+    /// reading: the caller treats the frame as lost).
+    pub fn offer(&self, bytes: Vec<u8>) -> bool {
+        match self {
+            PortWriter::Device(tx) => tx.try_send(bytes).is_ok(),
+            PortWriter::Unix(tx) => tx.try_send(bytes).is_ok(),
+        }
+    }
+}
+
+/// The port could not be found or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// No port named vmconnectd.
+    #[error(
+        "No virtio-serial port named {} (no {} and none in /sys/class/virtio-ports); add the \
+         vmconnectd channel to the guest's domain XML",
+        vm_proto::CHANNEL_NAME,
+        vm_proto::GUEST_PORT_PATH
+    )]
+    NotFound,
+    /// Opening failed.
+    #[error("Cannot open the port {path}")]
+    Open {
+        /// The port.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Find the port.
+pub fn resolve(spec: &PortSpec) -> Result<PathBuf, PortError> {
+    if let PortSpec::Path(p) = spec {
+        return Ok(p.clone());
+    }
+    let link = Path::new(vm_proto::GUEST_PORT_PATH);
+    if link.exists() {
+        return Ok(link.to_owned());
+    }
+    // udev did not run: find the port whose name is vmconnectd, as udev's rule would
+    let entries = std::fs::read_dir("/sys/class/virtio-ports").map_err(|_| PortError::NotFound)?;
+    for e in entries.filter_map(Result::ok) {
+        let name = std::fs::read_to_string(e.path().join("name")).unwrap_or_default();
+        if name.trim() == vm_proto::CHANNEL_NAME {
+            return Ok(Path::new("/dev").join(e.file_name()));
+        }
+    }
+    Err(PortError::NotFound)
+}
+
+/// Open the port and start its I/O; events go to `events`.
+pub async fn open(path: &Path, events: mpsc::Sender<PortEvent>) -> Result<PortWriter, PortError> {
+    let is_socket = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket {
+        Ok(open_unix(path.to_owned(), events))
+    } else {
+        open_device(path, events)
+    }
+}
+
+fn open_device(path: &Path, events: mpsc::Sender<PortEvent>) -> Result<PortWriter, PortError> {
+    let open_err = |source| PortError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    // one open file description for both directions: a port can be opened only once
+    let mut wfile = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(open_err)?;
+    let mut rfile = wfile.try_clone().map_err(open_err)?;
+    let connected = Arc::new(AtomicBool::new(false));
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
+    let (wtx, wrx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+    let (c, ev) = (Arc::clone(&connected), events.clone());
+    std::thread::Builder::new()
+        .name("port-writer".into())
+        .spawn(move || {
+            for bytes in wrx {
+                // blocks while no host side is connected
+                match wfile.write_all(&bytes) {
+                    Ok(()) => {
+                        if !c.swap(true, Ordering::AcqRel) {
+                            let _ = resume_tx.send(());
+                            if ev.blocking_send(PortEvent::Up).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "port write failed");
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+        })
+        .map_err(open_err)?;
+    std::thread::Builder::new()
+        .name("port-reader".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 16 * 1024];
+            // wait for the writer to see a host side before every read phase
+            while resume_rx.recv().is_ok() {
+                loop {
+                    match rfile.read(&mut buf) {
+                        Ok(0) | Err(_) => {
+                            connected.store(false, Ordering::Release);
+                            if events.blocking_send(PortEvent::Down).is_err() {
+                                return;
+                            }
+                            break;
+                        }
+                        Ok(n) => {
+                            if events
+                                .blocking_send(PortEvent::Data(buf[..n].to_vec()))
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        })
+        .map_err(open_err)?;
+    Ok(PortWriter::Device(wtx))
+}
+
+/// A unix socket standing in for the port (tests): connect (retrying while it is not there),
+/// report Up, relay bytes, report Down at end of stream and connect again.
+fn open_unix(path: PathBuf, events: mpsc::Sender<PortEvent>) -> PortWriter {
+    let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(64);
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let stream = match UnixStream::connect(&path).await {
+                Ok(s) => s,
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            delay = Duration::from_millis(20);
+            let (mut rd, mut wr) = stream.into_split();
+            if events.send(PortEvent::Up).await.is_err() {
+                return;
+            }
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                tokio::select! {
+                    r = rd.read(&mut buf) => match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if events.send(PortEvent::Data(buf[..n].to_vec())).await.is_err() {
+                                return;
+                            }
+                        }
+                    },
+                    w = wrx.recv() => match w {
+                        Some(bytes) => {
+                            if wr.write_all(&bytes).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => return,
+                    },
+                }
+            }
+            if events.send(PortEvent::Down).await.is_err() {
+                return;
+            }
+        }
+    });
+    PortWriter::Unix(wtx)
+}

@@ -1,0 +1,321 @@
+//! Host mode, wire level: the real daemon, fake guests that play QEMU's side of the channel
+//! socket and speak raw bytes, fake modules through the protocol crate's client API.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, Peer};
+use vm_proto::client::{Module, ModuleEvent};
+use vm_proto::{
+    ErrorCode, Frame, Kind, Message, Pong, Register, Reply, Request, RetryReason, ServiceName,
+};
+
+fn request(service: &str, body: &[u8]) -> Message {
+    Message::Request(Request::new(ServiceName::new(service).unwrap(), body.to_vec()).unwrap())
+}
+
+#[test]
+fn ping_is_answered_by_the_host_daemon_with_exact_bytes() {
+    let d = Daemon::host(&[]);
+    let mut g = d.guest_peer("g1");
+    g.send_raw(&Message::Ping.to_frame(7).to_bytes());
+    let got = g.recv();
+    let want = Message::Pong(Pong::new("h1", Vec::new()).unwrap())
+        .to_frame(7)
+        .to_bytes();
+    assert_eq!(got.to_bytes(), want, "Pong from host h1, no services, id 7");
+    // the same bytes, pinned: magic, version, kind 3, flags, id 7, len 5 (u16 2 + "h1" + u8 0)
+    assert_eq!(
+        &want[..20],
+        &[
+            0x56, 0x4D, 0x43, 0x01, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 5
+        ]
+    );
+    assert_eq!(&want[28..], &[0, 2, b'h', b'1', 0]);
+    let status = d.status();
+    assert_eq!(status["guests"][0]["domain"], "g1");
+    assert_eq!(status["guests"][0]["identity"], "socket-name");
+    assert_eq!(status["guests"][0]["state"], "up");
+}
+
+#[test]
+fn requests_reach_the_module_with_their_origin_and_replies_only_the_asker() {
+    let d = Daemon::host(&[]);
+    let mut module = Module::register(&d.socket, "stonith", Duration::from_secs(5)).unwrap();
+    let mut g1 = d.guest_peer("g1");
+    let mut g2 = d.guest_peer("g2");
+    // the module shows in Pong
+    g1.send(&Message::Ping, 1);
+    let pong = g1.recv_kind(Kind::Pong).message().unwrap();
+    let Message::Pong(p) = pong else { panic!() };
+    assert_eq!(
+        p.services().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        ["stonith"]
+    );
+
+    g1.send(&request("stonith", b"off g2"), 11);
+    let delivery = module
+        .next_delivery(Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        delivery.deliver.origin().domain(),
+        "g1",
+        "origin from the link, not the wire"
+    );
+    assert_eq!(delivery.deliver.body(), b"off g2");
+    // g2 forges a reply with the module's id and with g1's id: both are offences, dropped
+    let forged = Message::Reply(Reply::new(b"OK (forged)".to_vec()).unwrap());
+    g2.send(&forged, delivery.id);
+    g2.send(&forged, 11);
+    module.reply(delivery.id, b"done").unwrap();
+    let f = g1.recv_kind(Kind::Reply);
+    assert_eq!(f.id(), 11, "answered under g1's own id");
+    let Message::Reply(r) = f.message().unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.body(), b"done");
+    assert!(
+        g1.try_recv(Duration::from_millis(300)).is_none(),
+        "exactly one answer"
+    );
+    assert!(
+        g2.try_recv(Duration::from_millis(300)).is_none(),
+        "g2 gets nothing"
+    );
+    d.wait_for(
+        || {
+            d.log_text().contains("guest=g2")
+                && d.log_text()
+                    .contains("Reply message, which guests may not send")
+        },
+        "the offence log line",
+    );
+}
+
+#[test]
+fn a_guest_cannot_register_as_a_module() {
+    let d = Daemon::host(&[]);
+    let mut g = d.guest_peer("g1");
+    g.send(
+        &Message::Register(Register::new(ServiceName::new("stonith").unwrap())),
+        3,
+    );
+    g.send(&Message::Ping, 4);
+    let f = g.recv_kind(Kind::Pong);
+    let Message::Pong(p) = f.message().unwrap() else {
+        panic!()
+    };
+    assert!(
+        p.services().is_empty(),
+        "a guest's Register must not register anything"
+    );
+    g.send(&request("stonith", b"x"), 5);
+    let f = g.recv_kind(Kind::Retry);
+    let Message::Retry(r) = f.message().unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.reason(), RetryReason::NoModule);
+    d.wait_for(
+        || {
+            d.log_text()
+                .contains("Register message, which guests may not send")
+        },
+        "the offence log line",
+    );
+}
+
+#[test]
+fn garbage_oversize_and_half_frames_are_survived() {
+    let mut d = Daemon::host(&[]);
+    let mut g = d.guest_peer("g1");
+    // garbage
+    g.send_raw(b"\x00\x01 this is not a frame at all \xff\xfe");
+    // a header announcing 4 GiB (its header CRC fixed up so only the length is wrong)
+    let mut big = Message::Ping.to_frame(9).to_bytes();
+    big[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
+    let crc = vm_proto::crc32c::crc32c(&big[..24]);
+    big[24..28].copy_from_slice(&crc.to_be_bytes());
+    g.send_raw(&big[..28]);
+    // a header with a wrong CRC
+    let mut bad = Message::Ping.to_frame(10).to_bytes();
+    bad[27] ^= 0xff;
+    g.send_raw(&bad);
+    // a frame in two halves
+    let ping = Message::Ping.to_frame(12).to_bytes();
+    g.send_raw(&ping[..13]);
+    std::thread::sleep(Duration::from_millis(200));
+    g.send_raw(&ping[13..]);
+    let f = g.recv_kind(Kind::Pong);
+    assert_eq!(f.id(), 12, "the split frame was answered after the garbage");
+    assert!(d.alive());
+    let log = d.log_text();
+    assert!(log.contains("guest protocol violation"), "{log}");
+    assert!(d.status()["guests"][0]["offences"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn a_flooding_guest_does_not_stall_the_others() {
+    let mut d = Daemon::host(&[]);
+    let flooder = d.guest_peer("flood");
+    let mut g = d.guest_peer("quiet");
+    let mut w = flooder.stream.try_clone().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = std::sync::Arc::clone(&stop);
+    let flood = std::thread::spawn(move || {
+        let ping = Message::Ping.to_frame(1).to_bytes();
+        let junk = vec![0xAAu8; 4096];
+        w.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut sent = 0usize;
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            use std::io::Write;
+            // pings (rate limit) and garbage (offences), never reading the answers
+            if w.write_all(&ping).is_err() || w.write_all(&junk).is_err() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            sent += 1;
+        }
+        sent
+    });
+    for i in 1..=50 {
+        g.send(&Message::Ping, 100 + i);
+        let f = g.recv_kind(Kind::Pong);
+        assert_eq!(f.id(), 100 + i);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert!(sent > 100, "the flood ran ({sent} rounds)");
+    assert!(d.alive());
+    let status = d.status();
+    let flood_status = status["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["domain"] == "flood")
+        .unwrap()
+        .clone();
+    assert!(
+        flood_status["dropped"].as_u64().unwrap() > 0
+            || flood_status["offences"].as_u64().unwrap() > 0,
+        "{flood_status}"
+    );
+    drop(flooder);
+}
+
+#[test]
+fn a_guest_that_never_reads_only_loses_its_own_answers() {
+    let mut d = Daemon::host(&[]);
+    let mut deaf = d.guest_peer("deaf");
+    let mut g = d.guest_peer("g1");
+    // far more pings than its queue and socket buffers hold; it never reads
+    let ping = Message::Ping.to_frame(5).to_bytes();
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 300)
+        .collect();
+    for _ in 0..20 {
+        deaf.send_raw(&burst);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    g.send(&Message::Ping, 77);
+    assert_eq!(g.recv_kind(Kind::Pong).id(), 77);
+    assert!(d.alive());
+    let status = d.status();
+    let deaf_status = status["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["domain"] == "deaf")
+        .unwrap()
+        .clone();
+    assert!(
+        deaf_status["dropped"].as_u64().unwrap() > 0,
+        "{deaf_status}"
+    );
+}
+
+#[test]
+fn unanswered_requests_time_out_and_busy_guests_are_told_to_retry() {
+    let d = Daemon::host(&["--request-timeout", "1"]);
+    let mut module = Module::register(&d.socket, "slow", Duration::from_secs(5)).unwrap();
+    let mut g = d.guest_peer("g1");
+    g.send(&request("slow", b"1"), 1);
+    let f = g.recv_kind(Kind::Error);
+    assert_eq!(f.id(), 1);
+    let Message::Error(e) = f.message().unwrap() else {
+        panic!()
+    };
+    assert_eq!(e.code(), ErrorCode::Timeout);
+    // the module got the request and then its cancel
+    let mut cancelled = false;
+    for _ in 0..3 {
+        match module.next_event(Duration::from_secs(3)).unwrap() {
+            Some(ModuleEvent::Cancel { .. }) => cancelled = true,
+            Some(ModuleEvent::Deliver(_)) => {}
+            None => break,
+        }
+    }
+    assert!(cancelled, "the module is told the request was given up");
+    // 16 in flight are accepted, the 17th is refused
+    for i in 0..17u64 {
+        g.send(&request("slow", b"x"), 1000 + i);
+    }
+    let f = g.recv_kind(Kind::Retry);
+    assert_eq!(f.id(), 1016);
+    let Message::Retry(r) = f.message().unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.reason(), RetryReason::Busy);
+}
+
+#[test]
+fn a_restarted_guest_is_reconnected() {
+    let d = Daemon::host(&[]);
+    let g = d.guest_peer("g1");
+    drop(g); // QEMU exits: the socket file stays until the next start replaces it
+    std::fs::remove_file(d.guests_dir().join("g1")).unwrap();
+    d.wait_for(
+        || d.status()["guests"].as_array().unwrap().is_empty(),
+        "the link to close",
+    );
+    let mut g = d.guest_peer("g1"); // QEMU starts again
+    g.send(&Message::Ping, 2);
+    assert_eq!(g.recv_kind(Kind::Pong).id(), 2);
+}
+
+#[test]
+fn only_one_module_per_service_and_replies_must_come_from_it() {
+    let d = Daemon::host(&[]);
+    let mut m1 = Module::register(&d.socket, "stonith", Duration::from_secs(5)).unwrap();
+    let second = Module::register(&d.socket, "stonith", Duration::from_secs(5));
+    assert!(
+        second.is_err(),
+        "a second module for the same service is refused"
+    );
+    let mut other = Module::register(&d.socket, "other", Duration::from_secs(5)).unwrap();
+    let mut g = d.guest_peer("g1");
+    g.send(&request("stonith", b"x"), 9);
+    let delivery = m1.next_delivery(Duration::from_secs(5)).unwrap().unwrap();
+    // another module answering a request it was not given: ignored
+    other.reply(delivery.id, b"forged").unwrap();
+    assert!(g.try_recv(Duration::from_millis(300)).is_none());
+    m1.reply(delivery.id, b"real").unwrap();
+    let f = g.recv_kind(Kind::Reply);
+    let Message::Reply(r) = f.message().unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.body(), b"real");
+    // when the module goes away, its pending requests are answered retry
+    g.send(&request("stonith", b"y"), 10);
+    let _ = m1.next_delivery(Duration::from_secs(5)).unwrap().unwrap();
+    drop(m1);
+    let f = g.recv_kind(Kind::Retry);
+    assert_eq!(f.id(), 10);
+    let _ = Frame::new(Kind::Ping, 1, Vec::new());
+}
