@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, Peer};
+use common::Daemon;
 use vm_proto::client::{Module, ModuleEvent};
 use vm_proto::{
     ErrorCode, Frame, Kind, Message, Pong, Register, Reply, Request, RetryReason, ServiceName,
