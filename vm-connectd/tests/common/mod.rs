@@ -108,7 +108,7 @@ impl Daemon {
             match listener.accept() {
                 Ok((s, _)) => break s,
                 Err(_) if t0.elapsed() < Duration::from_secs(20) => {
-                    std::thread::sleep(Duration::from_millis(10))
+                    std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(e) => panic!("daemon never connected to {name}: {e}\n{}", self.log_text()),
             }
