@@ -66,7 +66,7 @@ fn guest_vmconnectd_relays_over_real_virtio_serial() {
         g["guest_software"]
             .as_str()
             .unwrap()
-            .starts_with("vm-connectd"),
+            .starts_with("pm-kvm-tools"),
         "{status}"
     );
     evidence(
