@@ -35,7 +35,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Self {
             inner,
             decoder: Decoder::new(),
-            buf: vec![0; 16 * 1024].into_boxed_slice(),
+            // small: thousands of links each hold one; a frame spans several reads if it must
+            buf: vec![0; 4 * 1024].into_boxed_slice(),
         }
     }
 

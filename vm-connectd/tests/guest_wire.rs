@@ -29,11 +29,26 @@ fn host_hello(session: u64) -> Message {
     Message::Hello(Hello::current(Role::HostDaemon, session))
 }
 
+/// Wait until the guest daemon has taken in the host side's Hello `session` (until then it
+/// answers requests "retry, no host", correctly, but not what a test wants to exercise).
+fn wait_host_known(d: &Daemon, session: u64) {
+    let want = format!("{session:016x}");
+    d.wait_for(
+        || {
+            Client::connect(&d.socket, Role::Client)
+                .and_then(|mut c| c.status(Duration::from_secs(2)))
+                .is_ok_and(|s| s.contains(&want))
+        },
+        "the host Hello to be taken in",
+    );
+}
+
 #[test]
 fn ping_and_requests_are_relayed_to_the_host_and_answered() {
     let (d, listener) = Daemon::guest(&[]);
     let mut host = accept_host_side(&listener);
     host.send(&host_hello(1), 0);
+    wait_host_known(&d, 1);
     let socket = d.socket.clone();
     let ping = std::thread::spawn(move || {
         let mut c = Client::connect(&socket, Role::Client).unwrap();
@@ -78,6 +93,7 @@ fn a_new_host_side_makes_waiting_clients_retry() {
     let (d, listener) = Daemon::guest(&[]);
     let mut host = accept_host_side(&listener);
     host.send(&host_hello(1), 0);
+    wait_host_known(&d, 1);
     let socket = d.socket.clone();
     let waiting = std::thread::spawn(move || {
         let mut c = Client::connect(&socket, Role::Client).unwrap();
@@ -97,6 +113,7 @@ fn when_the_host_side_goes_away_clients_are_told_and_the_daemon_reconnects() {
     let (mut d, listener) = Daemon::guest(&[]);
     let mut host = accept_host_side(&listener);
     host.send(&host_hello(1), 0);
+    wait_host_known(&d, 1);
     let socket = d.socket.clone();
     let waiting = std::thread::spawn(move || {
         let mut c = Client::connect(&socket, Role::Client).unwrap();
@@ -118,6 +135,7 @@ fn when_the_host_side_goes_away_clients_are_told_and_the_daemon_reconnects() {
     // the daemon comes back by itself when a host side is there again
     let mut host = accept_host_side(&listener);
     host.send(&host_hello(3), 0);
+    wait_host_known(&d, 3);
     let socket = d.socket.clone();
     let ping = std::thread::spawn(move || {
         let mut c = Client::connect(&socket, Role::Client).unwrap();
@@ -144,6 +162,7 @@ fn vm_connect_exit_codes() {
     };
     let mut host = accept_host_side(&listener);
     host.send(&host_hello(1), 0);
+    wait_host_known(&d, 1);
     // answered: 0, body on stdout
     let h = std::thread::spawn(move || {
         let f = host.recv_kind(Kind::Request);

@@ -19,7 +19,6 @@ use std::{
     io::{self, Read, Write},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
-    sync::mpsc,
     thread,
     time::{Duration, Instant, SystemTime},
 };
@@ -168,32 +167,51 @@ fn random_u64() -> u64 {
     hasher.finish()
 }
 
-/// Connects with a deadline. std has no connect timeout for unix sockets, and `connect`
-/// blocks while the listener's backlog is full; the helper thread is abandoned (and ends by
-/// itself when `connect` returns) if the deadline passes.
+/// Connects with a deadline. std has no connect timeout for unix sockets, and a blocking
+/// `connect` waits while the listener's backlog is full; a non-blocking `connect` instead
+/// fails with EAGAIN then, and is retried until the deadline. (No helper thread: starting one
+/// costs tens of milliseconds on the emulated CPUs guests may run on.)
 fn connect_with_timeout(path: &Path, timeout: Duration) -> Result<UnixStream, ClientError> {
-    let (tx, rx) = mpsc::channel();
-    let target = path.to_path_buf();
-    thread::Builder::new()
-        .name("vm-proto-connect".into())
-        .spawn(move || {
-            // The receiver is gone if the caller gave up; the stream is then dropped.
-            let _ = tx.send(UnixStream::connect(&target));
-        })
-        .map_err(|source| ClientError::Connect {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(source)) => Err(ClientError::Connect {
-            path: path.to_path_buf(),
-            source,
-        }),
-        Err(_) => Err(ClientError::ConnectTimeout {
-            path: path.to_path_buf(),
-            timeout,
-        }),
+    use nix::errno::Errno;
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    use std::os::fd::AsRawFd;
+    let io_err = |e: Errno| ClientError::Connect {
+        path: path.to_path_buf(),
+        source: std::io::Error::from(e),
+    };
+    let deadline = deadline_after(timeout);
+    let addr = UnixAddr::new(path).map_err(io_err)?;
+    loop {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(io_err)?;
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => {
+                let stream = UnixStream::from(fd);
+                stream
+                    .set_nonblocking(false)
+                    .map_err(|source| ClientError::Connect {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                return Ok(stream);
+            }
+            // backlog full: the daemon is busy accepting; try again shortly
+            Err(Errno::EAGAIN) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(Errno::EAGAIN) => {
+                return Err(ClientError::ConnectTimeout {
+                    path: path.to_path_buf(),
+                    timeout,
+                });
+            }
+            Err(e) => return Err(io_err(e)),
+        }
     }
 }
 
@@ -219,19 +237,25 @@ struct Connection {
     decoder: Decoder,
     next_id: u64,
     peer: Option<Hello>,
+    /// Our Hello, sent together with the first frame: one write, one wake-up of the daemon
+    /// (which matters on emulated CPUs, where each costs milliseconds).
+    hello: Option<Vec<u8>>,
 }
 
 impl Connection {
     fn open(path: &Path, role: Role, timeout: Duration) -> Result<Connection, ClientError> {
         let stream = connect_with_timeout(path, timeout)?;
-        let mut conn = Connection {
+        let conn = Connection {
             stream,
             decoder: Decoder::new(),
             next_id: random_u64(),
             peer: None,
+            hello: Some(
+                Message::Hello(Hello::current(role, random_u64()))
+                    .to_frame(0)
+                    .to_bytes(),
+            ),
         };
-        let hello = Message::Hello(Hello::current(role, random_u64()));
-        conn.send(&hello.to_frame(0), WRITE_TIMEOUT, "send Hello")?;
         Ok(conn)
     }
 
@@ -254,7 +278,9 @@ impl Connection {
         self.stream
             .set_write_timeout(Some(timeout.max(Duration::from_millis(1))))
             .map_err(|source| ClientError::Io { op, source })?;
-        match self.stream.write_all(&frame.to_bytes()) {
+        let mut bytes = self.hello.take().unwrap_or_default();
+        frame.write_to(&mut bytes);
+        match self.stream.write_all(&bytes) {
             // The daemon did not take the frame in time: it is stuck, which the caller sees as
             // the timeout it is. (A frame cut short here is resynchronised over by the
             // daemon's decoder.)
@@ -605,6 +631,7 @@ mod tests {
             decoder: Decoder::new(),
             next_id: u64::MAX,
             peer: None,
+            hello: None,
         };
         assert_eq!(conn.alloc_id(), u64::MAX);
         assert_eq!(conn.alloc_id(), 1);

@@ -1,0 +1,150 @@
+//! `pmkt-bench-connectd`: load on a host-mode vm-connectd with simulated guests.
+//!
+//! ```text
+//! pmkt-bench-connectd VM_CONNECTD_BINARY [GUESTS=500] [RATE=1000] [SECS=10]
+//! ```
+//! Creates GUESTS unix sockets where QEMU's would be (the test plays QEMU: it listens, the
+//! daemon connects), starts `vm-connectd -t host --no-libvirt` on them, waits until it has
+//! connected to every one, then sends RATE pings per second spread over all guests for SECS
+//! seconds, each guest reading its pongs on its own thread. Prints the daemon's RSS and the
+//! round-trip percentiles; exits non-zero if a ping went unanswered.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vm_proto::{Decoder, Kind, Message};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(bin) = args.first() else {
+        eprintln!("usage: pmkt-bench-connectd VM_CONNECTD_BINARY [GUESTS] [RATE] [SECS]");
+        std::process::exit(2);
+    };
+    let arg = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let (guests, rate, secs) = (arg(1, 500) as usize, arg(2, 1000), arg(3, 10));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gdir = dir.path().join("guests");
+    std::fs::create_dir_all(&gdir).expect("guest dir");
+    let listeners: Vec<UnixListener> = (0..guests)
+        .map(|i| UnixListener::bind(gdir.join(format!("g{i:04}"))).expect("bind"))
+        .collect();
+    let socket = dir.path().join("vmc.sock");
+    let mut daemon = Command::new(bin)
+        .args(["-t", "host", "--no-libvirt", "--node", "bench", "-d"])
+        .arg(&gdir)
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start vm-connectd");
+    let t_connect = Instant::now();
+    // accept every connection (the daemon found the sockets by its start-up scan)
+    let streams: Vec<UnixStream> = listeners
+        .iter()
+        .map(|l| {
+            let (s, _) = l.accept().expect("accept");
+            s
+        })
+        .collect();
+    let connected = t_connect.elapsed();
+    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let rtts: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut writers = Vec::new();
+    for s in &streams {
+        let mut reader = s.try_clone().expect("clone");
+        writers.push(s.try_clone().expect("clone"));
+        let (sent, rtts) = (Arc::clone(&sent), Arc::clone(&rtts));
+        std::thread::spawn(move || {
+            let mut dec = Decoder::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                dec.feed(&buf[..n]);
+                while let Some(Ok(frame)) = dec.next_frame() {
+                    if frame.kind() == Kind::Pong {
+                        let now = Instant::now();
+                        if let Some(t) = sent.lock().expect("lock").remove(&frame.id()) {
+                            rtts.lock().expect("lock").push(now - t);
+                        }
+                    }
+                }
+            }
+        });
+    }
+    // warm-up: one ping per guest
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_idle = rss_kib(daemon.id());
+    let total = rate * secs;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now();
+    for i in 0..total {
+        let due = start + interval * u32::try_from(i).unwrap_or(u32::MAX);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let id = i + 1;
+        let w = &mut writers[(i as usize) % guests];
+        sent.lock().expect("lock").insert(id, Instant::now());
+        let _ = w.write_all(&Message::Ping.to_frame(id).to_bytes());
+    }
+    let send_time = start.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sent.lock().expect("lock").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rss_load = rss_kib(daemon.id());
+    let lost = sent.lock().expect("lock").len();
+    let mut v = rtts.lock().expect("lock").clone();
+    v.sort();
+    let pct = |p: f64| {
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "vm-connectd host mode, {guests} simulated guests (unix sockets standing in for QEMU's)"
+    );
+    println!(
+        "  all {guests} guests connected in {:.2} s",
+        connected.as_secs_f64()
+    );
+    println!(
+        "  RSS: {:.1} MiB idle, {:.1} MiB under load",
+        rss_idle as f64 / 1024.0,
+        rss_load as f64 / 1024.0
+    );
+    println!(
+        "  {} pings at {rate}/s over {:.1} s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, lost {lost}",
+        v.len(),
+        send_time.as_secs_f64(),
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(daemon.id()).unwrap_or(0)),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = daemon.wait();
+    if lost > 0 {
+        std::process::exit(1);
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
