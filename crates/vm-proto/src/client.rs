@@ -237,9 +237,6 @@ struct Connection {
     decoder: Decoder,
     next_id: u64,
     peer: Option<Hello>,
-    /// Our Hello, sent together with the first frame: one write, one wake-up of the daemon
-    /// (which matters on emulated CPUs, where each costs milliseconds).
-    hello: Option<Vec<u8>>,
 }
 
 impl Connection {
@@ -278,9 +275,7 @@ impl Connection {
         self.stream
             .set_write_timeout(Some(timeout.max(Duration::from_millis(1))))
             .map_err(|source| ClientError::Io { op, source })?;
-        let mut bytes = self.hello.take().unwrap_or_default();
-        frame.write_to(&mut bytes);
-        match self.stream.write_all(&bytes) {
+        match self.stream.write_all(&frame.to_bytes()) {
             // The daemon did not take the frame in time: it is stuck, which the caller sees as
             // the timeout it is. (A frame cut short here is resynchronised over by the
             // daemon's decoder.)
@@ -631,7 +626,6 @@ mod tests {
             decoder: Decoder::new(),
             next_id: u64::MAX,
             peer: None,
-            hello: None,
         };
         assert_eq!(conn.alloc_id(), u64::MAX);
         assert_eq!(conn.alloc_id(), 1);
