@@ -242,17 +242,14 @@ struct Connection {
 impl Connection {
     fn open(path: &Path, role: Role, timeout: Duration) -> Result<Connection, ClientError> {
         let stream = connect_with_timeout(path, timeout)?;
-        let conn = Connection {
+        let mut conn = Connection {
             stream,
             decoder: Decoder::new(),
             next_id: random_u64(),
             peer: None,
-            hello: Some(
-                Message::Hello(Hello::current(role, random_u64()))
-                    .to_frame(0)
-                    .to_bytes(),
-            ),
         };
+        let hello = Message::Hello(Hello::current(role, random_u64()));
+        conn.send(&hello.to_frame(0), WRITE_TIMEOUT, "send Hello")?;
         Ok(conn)
     }
 
