@@ -120,61 +120,9 @@ pub fn guest(config: &Config, dom: &str, node: &str, migrate: bool) -> Result<Gu
     })
 }
 
-/// Id crmsh gives the parameter set below: the second `params` block of the primitive (the
-/// first is `<rsc>-instance_attributes`), so crm text and XML round-trip exactly.
-pub fn force_stop_set_id(rsc: &str) -> String {
-    format!("{rsc}-instance_attributes-0")
-}
-
-/// The parameter set that makes a stop on a node a hard power-off when that node has
-/// `force_stop-<rsc>=true` (see the module doc). In crm shell syntax:
-/// `params 100: rule force_stop-<rsc> eq true force_stop=true`.
-pub fn force_stop_params(rsc: &str) -> Element {
-    let set = force_stop_set_id(rsc);
-    let rule = format!("{set}-rule");
-    Element::new("instance_attributes")
-        .attr("score", "100")
-        .attr("id", &set)
-        .child(
-            Element::new("rule")
-                .attr("score", "INFINITY")
-                .attr("id", &rule)
-                .child(
-                    Element::new("expression")
-                        .attr("operation", "eq")
-                        .attr("attribute", ids::force_stop_attr(rsc))
-                        .attr("value", "true")
-                        .attr("id", format!("{rule}-expression")),
-                ),
-        )
-        .child(nvpair(&set, "force_stop", "true"))
-}
-
-/// Whether `set` (a child of primitive `rsc`) is the force_stop parameter set, whatever its
-/// ids: a rule on `force_stop-<rsc> eq true` that sets `force_stop=true`.
-pub fn is_force_stop_set(rsc: &str, set: &Element) -> bool {
-    let attr = ids::force_stop_attr(rsc);
-    set.name == "instance_attributes"
-        && set.find("rule").is_some_and(|r| {
-            r.elements().any(|e| {
-                e.name == "expression"
-                    && e.get("attribute") == Some(attr.as_str())
-                    && e.get("operation") == Some("eq")
-                    && e.get("value") == Some("true")
-            })
-        })
-        && set.elements().any(|nv| {
-            nv.name == "nvpair"
-                && nv.get("name") == Some("force_stop")
-                && nv.get("value").is_some_and(vm_pcmk::cib::is_true)
-        })
-}
-
-/// Whether primitive `prim` has the force_stop parameter set.
-pub fn has_force_stop(prim: &Element) -> bool {
-    prim.id()
-        .is_some_and(|rsc| prim.elements().any(|s| is_force_stop_set(rsc, s)))
-}
+pub use vm_pcmk::virtualdomain::{
+    force_stop_params, force_stop_set_id, has_force_stop, is_force_stop_set,
+};
 
 fn nvpair(set: &str, name: &str, value: &str) -> Element {
     Element::new("nvpair")

@@ -66,62 +66,10 @@ pub fn migration(cib: &Cib, dom: &str) -> &'static str {
     }
 }
 
-/// Set the `target-role` meta attribute of resource `rsc` in `cib` to `role`: every
-/// unconditional `target-role` nvpair is updated; if there is none, one is added to the first
-/// unconditional `meta_attributes` set (created as `<rsc>-meta_attributes`, the id crmsh and
-/// crm_resource use). Returns whether anything changed.
+/// Set `rsc`'s target-role to `role` in its unconditional meta attributes; returns whether
+/// anything changed.
 pub fn set_target_role(cib: &mut Cib, rsc: &str, role: &str) -> bool {
-    let Some(prim) = find_resource_mut(cib.section_mut("resources"), rsc) else {
-        return false;
-    };
-    let mut found = false;
-    let mut changed = false;
-    for set in prim
-        .elements_mut()
-        .filter(|s| s.name == "meta_attributes" && s.find("rule").is_none())
-    {
-        for nv in set
-            .elements_mut()
-            .filter(|nv| nv.name == "nvpair" && nv.get("name") == Some("target-role"))
-        {
-            found = true;
-            if nv.get("value") != Some(role) {
-                nv.set_attr("value", role);
-                changed = true;
-            }
-        }
-    }
-    if found {
-        return changed;
-    }
-    let set_id = format!("{rsc}-meta_attributes");
-    let has_set = prim
-        .elements()
-        .any(|s| s.name == "meta_attributes" && s.find("rule").is_none());
-    if !has_set {
-        prim.push(Element::new("meta_attributes").attr("id", &set_id));
-    }
-    if let Some(set) = prim
-        .elements_mut()
-        .find(|s| s.name == "meta_attributes" && s.find("rule").is_none())
-    {
-        let id = format!("{}-target-role", set.id().unwrap_or(&set_id));
-        set.push(
-            Element::new("nvpair")
-                .attr("id", id)
-                .attr("name", "target-role")
-                .attr("value", role),
-        );
-    }
-    true
-}
-
-/// The resource with id `id` anywhere under `resources`, mutable.
-pub fn find_resource_mut<'a>(el: &'a mut Element, id: &str) -> Option<&'a mut Element> {
-    if el.id() == Some(id) {
-        return Some(el);
-    }
-    el.elements_mut().find_map(|c| find_resource_mut(c, id))
+    cib.set_meta_attribute(rsc, "target-role", role)
 }
 
 /// Remove resource `rsc` (wherever it sits under `resources`) and every constraint naming it:

@@ -52,11 +52,7 @@ pub fn order(dom: &str, rsc: &str) -> String {
     format!("odrVMCTL_{dom}_{rsc}")
 }
 
-/// The node attribute that, set to `true` on a node, makes the guest's stop there a hard
-/// power-off (VirtualDomain's `force_stop`). Same name as the original tool's.
-pub fn force_stop_attr(rsc: &str) -> String {
-    format!("force_stop-{rsc}")
-}
+pub use vm_pcmk::virtualdomain::force_stop_attr;
 
 /// Pacemaker's temporary "move here" constraint (what `crm_resource --move --node` writes).
 pub fn cli_prefer(rsc: &str) -> String {

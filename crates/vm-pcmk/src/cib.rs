@@ -162,6 +162,71 @@ impl Cib {
     pub fn instance_attribute(&self, rsc: &str, name: &str) -> Option<&str> {
         nvpair_value(self.resource(rsc)?, "instance_attributes", name)
     }
+
+    /// The resource with id `id`, at any depth, for edits.
+    pub fn resource_mut(&mut self, id: &str) -> Option<&mut Element> {
+        find_id_mut(self.section_mut("resources"), id)
+    }
+
+    /// Sets meta attribute `name` of resource `rsc` to `value` in its unconditional
+    /// `meta_attributes` (every such nvpair, so no other set overrides it), creating the set
+    /// and nvpair with the ids crmsh would give when missing. Returns whether anything
+    /// changed (`false` also when the resource does not exist).
+    pub fn set_meta_attribute(&mut self, rsc: &str, name: &str, value: &str) -> bool {
+        self.resource_mut(rsc)
+            .is_some_and(|r| set_nvpair(r, "meta_attributes", name, value))
+    }
+
+    /// Removes meta attribute `name` from resource `rsc`'s unconditional sets; returns whether
+    /// there was one.
+    pub fn remove_meta_attribute(&mut self, rsc: &str, name: &str) -> bool {
+        self.resource_mut(rsc)
+            .is_some_and(|r| remove_nvpair(r, "meta_attributes", name))
+    }
+
+    /// Sets instance attribute (parameter) `name` of resource `rsc`, as
+    /// [`Cib::set_meta_attribute`] does for meta attributes.
+    pub fn set_instance_attribute(&mut self, rsc: &str, name: &str, value: &str) -> bool {
+        self.resource_mut(rsc)
+            .is_some_and(|r| set_nvpair(r, "instance_attributes", name, value))
+    }
+
+    /// Removes instance attribute `name` from resource `rsc`'s unconditional sets.
+    pub fn remove_instance_attribute(&mut self, rsc: &str, name: &str) -> bool {
+        self.resource_mut(rsc)
+            .is_some_and(|r| remove_nvpair(r, "instance_attributes", name))
+    }
+
+    /// A permanent node attribute (the node's unconditional `instance_attributes` in the
+    /// `nodes` section; not the transient ones attrd keeps in `status`).
+    pub fn node_attribute(&self, node: &str, name: &str) -> Option<&str> {
+        nvpair_value(self.node(node)?, "instance_attributes", name)
+    }
+
+    /// Sets permanent node attribute `name` of node `node` (by uname); returns whether
+    /// anything changed (`false` also when there is no such node).
+    pub fn set_node_attribute(&mut self, node: &str, name: &str, value: &str) -> bool {
+        self.node_mut(node)
+            .is_some_and(|n| set_nvpair(n, "instance_attributes", name, value))
+    }
+
+    /// Removes permanent node attribute `name` from node `node`; returns whether it was set.
+    pub fn remove_node_attribute(&mut self, node: &str, name: &str) -> bool {
+        self.node_mut(node)
+            .is_some_and(|n| remove_nvpair(n, "instance_attributes", name))
+    }
+
+    fn node(&self, uname: &str) -> Option<&Element> {
+        self.section("nodes")?
+            .elements()
+            .find(|n| n.name == "node" && n.get("uname") == Some(uname))
+    }
+
+    fn node_mut(&mut self, uname: &str) -> Option<&mut Element> {
+        self.section_mut("nodes")
+            .elements_mut()
+            .find(|n| n.name == "node" && n.get("uname") == Some(uname))
+    }
 }
 
 /// Pacemaker's idea of a true value.
@@ -180,6 +245,79 @@ fn refers_to(constraint: &Element, rsc: &str) -> bool {
             .descendants()
             .iter()
             .any(|e| e.name == "resource_ref" && e.id() == Some(rsc))
+}
+
+fn find_id_mut<'a>(el: &'a mut Element, id: &str) -> Option<&'a mut Element> {
+    if el.id() == Some(id) {
+        return Some(el);
+    }
+    el.elements_mut().find_map(|c| find_id_mut(c, id))
+}
+
+/// Sets `name` in `owner`'s unconditional `set_name` sets (see [`Cib::set_meta_attribute`]).
+fn set_nvpair(owner: &mut Element, set_name: &str, name: &str, value: &str) -> bool {
+    let mut found = false;
+    let mut changed = false;
+    for set in owner
+        .elements_mut()
+        .filter(|s| s.name == set_name && s.find("rule").is_none())
+    {
+        for nv in set
+            .elements_mut()
+            .filter(|nv| nv.name == "nvpair" && nv.get("name") == Some(name))
+        {
+            found = true;
+            if nv.get("value") != Some(value) {
+                nv.set_attr("value", value);
+                changed = true;
+            }
+        }
+    }
+    if found {
+        return changed;
+    }
+    // ids as crmsh and crm_attribute make them: `<owner>-<set kind>` for a resource's set,
+    // `nodes-<node id>` for a node's, then `<set id>-<name>` for the pair
+    let owner_id = owner.id().unwrap_or("pmkt").to_owned();
+    let default_set_id = if owner.name == "node" {
+        format!("nodes-{owner_id}")
+    } else {
+        format!("{owner_id}-{set_name}")
+    };
+    if !owner
+        .elements()
+        .any(|s| s.name == set_name && s.find("rule").is_none())
+    {
+        owner.push(Element::new(set_name).attr("id", &default_set_id));
+    }
+    if let Some(set) = owner
+        .elements_mut()
+        .find(|s| s.name == set_name && s.find("rule").is_none())
+    {
+        let id = format!("{}-{name}", set.id().unwrap_or(&default_set_id));
+        set.push(
+            Element::new("nvpair")
+                .attr("id", id)
+                .attr("name", name)
+                .attr("value", value),
+        );
+    }
+    true
+}
+
+/// Removes `name` from `owner`'s unconditional `set_name` sets, and sets left empty.
+fn remove_nvpair(owner: &mut Element, set_name: &str, name: &str) -> bool {
+    let mut removed = 0;
+    for set in owner
+        .elements_mut()
+        .filter(|s| s.name == set_name && s.find("rule").is_none())
+    {
+        removed += set.remove_children(|nv| nv.name == "nvpair" && nv.get("name") == Some(name));
+    }
+    if removed > 0 {
+        owner.remove_children(|s| s.name == set_name && s.elements().next().is_none());
+    }
+    removed > 0
 }
 
 fn nvpair_value<'a>(rsc: &'a Element, set: &str, name: &str) -> Option<&'a str> {
@@ -239,6 +377,40 @@ mod tests {
         assert!(!cib.stonith_enabled());
         assert_eq!(cib.meta_attribute("vm1", "target-role"), Some("Stopped"));
         assert_eq!(cib.instance_attribute("vm1", "config"), Some("/x.xml"));
+    }
+
+    #[test]
+    fn attribute_edits_create_update_and_remove() {
+        let mut cib = Cib::parse(CIB).unwrap();
+        // meta: update in place, then add a new pair to the existing set
+        assert!(cib.set_meta_attribute("vm1", "target-role", "Started"));
+        assert!(!cib.set_meta_attribute("vm1", "target-role", "Started"));
+        assert!(cib.set_meta_attribute("vm1", "pmkt-x", "1"));
+        assert!(cib.root().find_id("vm1-ma-pmkt-x").is_some());
+        assert!(cib.remove_meta_attribute("vm1", "pmkt-x"));
+        assert!(!cib.remove_meta_attribute("vm1", "pmkt-x"));
+        // instance attributes of a nested primitive: set created with crmsh's id
+        assert!(cib.set_instance_attribute("ping", "force_stop", "true"));
+        assert_eq!(cib.instance_attribute("ping", "force_stop"), Some("true"));
+        assert!(
+            cib.root()
+                .find_id("ping-instance_attributes-force_stop")
+                .is_some()
+        );
+        assert!(cib.remove_instance_attribute("ping", "force_stop"));
+        assert!(cib.root().find_id("ping-instance_attributes").is_none());
+        // permanent node attributes, ids as crm_attribute makes them
+        assert!(cib.set_node_attribute("n2", "force_stop-vm1", "true"));
+        assert_eq!(cib.node_attribute("n2", "force_stop-vm1"), Some("true"));
+        assert!(cib.root().find_id("nodes-2-force_stop-vm1").is_some());
+        assert_eq!(cib.node_attribute("n1", "force_stop-vm1"), None);
+        assert!(cib.remove_node_attribute("n2", "force_stop-vm1"));
+        assert!(!cib.set_node_attribute("nope", "a", "b"));
+        assert!(!cib.set_meta_attribute("nope", "a", "b"));
+        // the original document is back, apart from the target-role value
+        let mut want = Cib::parse(CIB).unwrap();
+        want.set_meta_attribute("vm1", "target-role", "Started");
+        assert_eq!(cib, want);
     }
 
     #[test]

@@ -13,11 +13,14 @@
 //!   very same XML (ids included), for dry runs and `resource show`.
 //! - [`status`]: the typed view of `crm_mon --output-as=xml` and of `crm_simulate`'s revised
 //!   status (which node runs what, in which role).
+//! - [`virtualdomain`]: VirtualDomain specifics: the rule that makes a guest's stop a hard
+//!   power-off when a node attribute says so.
 
 pub mod cib;
 pub mod crm;
 pub mod status;
 pub mod tools;
+pub mod virtualdomain;
 pub mod xml;
 
 pub use cib::{Cib, CibVersion};

@@ -1,0 +1,131 @@
+//! Who may ask for what: the checks made on an opened request before anything is done.
+//!
+//! The host knows which guest a request came from by the channel it arrived on (the origin
+//! vm-connectd attaches), never by anything the guest says. The key proves which guest cluster
+//! sealed it. A request is carried out only if the origin is a member of that cluster, the
+//! requester named inside the seal is that member, and the target is one the cluster may fence.
+
+use vm_seal::{FenceRequest, Name};
+
+use crate::config::ClusterPolicy;
+
+/// Why a request is refused (each maps to one log line and a Refused reply).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The channel the request came over does not belong to a member of the key's cluster.
+    #[error(
+        "request sealed with guest cluster {cluster}'s key arrived over the channel of {origin}, \
+         which is not a member of {cluster}"
+    )]
+    ForeignChannel {
+        /// The key's cluster.
+        cluster: Name,
+        /// The guest whose channel it came over.
+        origin: String,
+    },
+    /// The requester named in the seal is not the guest whose channel it came over.
+    #[error(
+        "request names requester {requester} but arrived over the channel of {origin} \
+         (whose node name is {expected})"
+    )]
+    RequesterMismatch {
+        /// Who the request says it is from.
+        requester: Name,
+        /// The channel's guest.
+        origin: Name,
+        /// The node name expected for it.
+        expected: Name,
+    },
+    /// The cluster may not fence the target.
+    #[error("guest cluster {cluster} may not fence {target} (not among its targets)")]
+    ForeignTarget {
+        /// The cluster.
+        cluster: Name,
+        /// The target asked for.
+        target: Name,
+    },
+}
+
+/// Checks `request`, sealed with `cluster`'s key, arriving over `origin`'s channel.
+pub fn check(cluster: &ClusterPolicy, origin: &str, request: &FenceRequest) -> Result<(), Refusal> {
+    let Some(member) = cluster.members.iter().find(|m| m.as_str() == origin) else {
+        return Err(Refusal::ForeignChannel {
+            cluster: cluster.name.clone(),
+            origin: origin.to_owned(),
+        });
+    };
+    let expected = cluster.node_name(member);
+    if request.requester != *expected && request.requester != *member {
+        return Err(Refusal::RequesterMismatch {
+            requester: request.requester.clone(),
+            origin: member.clone(),
+            expected: expected.clone(),
+        });
+    }
+    if let Some(target) = &request.target
+        && !cluster.targets.contains(target)
+    {
+        return Err(Refusal::ForeignTarget {
+            cluster: cluster.name.clone(),
+            target: target.clone(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
+    use vm_seal::Action;
+
+    fn n(s: &str) -> Name {
+        Name::new(s).unwrap()
+    }
+
+    fn policy() -> ClusterPolicy {
+        ClusterPolicy {
+            name: n("web"),
+            members: BTreeSet::from([n("web1"), n("web2")]),
+            targets: BTreeSet::from([n("web1"), n("web2")]),
+            node_names: BTreeMap::from([(n("web1"), n("www-a"))]),
+            resources: BTreeMap::new(),
+            legacy: false,
+        }
+    }
+
+    fn req(requester: &str, target: &str) -> FenceRequest {
+        FenceRequest::new(
+            Action::Off,
+            Some(n(target)),
+            n(requester),
+            Duration::from_secs(1),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn member_fencing_a_target_is_allowed() {
+        check(&policy(), "web2", &req("web2", "web1")).unwrap();
+        // by node name or by domain name
+        check(&policy(), "web1", &req("www-a", "web2")).unwrap();
+        check(&policy(), "web1", &req("web1", "web2")).unwrap();
+    }
+
+    #[test]
+    fn every_mismatch_is_refused() {
+        assert!(matches!(
+            check(&policy(), "db1", &req("web2", "web1")),
+            Err(Refusal::ForeignChannel { .. })
+        ));
+        assert!(matches!(
+            check(&policy(), "web2", &req("web1", "web1")),
+            Err(Refusal::RequesterMismatch { .. })
+        ));
+        assert!(matches!(
+            check(&policy(), "web2", &req("web2", "db1")),
+            Err(Refusal::ForeignTarget { .. })
+        ));
+    }
+}

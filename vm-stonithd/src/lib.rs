@@ -1,0 +1,14 @@
+//! vm-stonithd: carries out fence requests from guest clusters through the host Pacemaker
+//! cluster.
+//!
+//! A guest's fence agent seals a request ([`vm_seal`]) and sends it over its virtio-serial
+//! channel; the host vm-connectd delivers it to this daemon (registered as the `stonith`
+//! module) together with the guest the channel belongs to. The daemon opens the request with
+//! the guest cluster's key, checks freshness ([`vm_seal::ReplayGuard`]) and authorisation
+//! ([`authz`]), carries it out through the CIB ([`plan`], [`fence`]) and confirms it from the
+//! cluster's status before it seals an "OK".
+
+pub mod authz;
+pub mod config;
+pub mod keys;
+pub mod plan;

@@ -1,0 +1,509 @@
+//! The CIB changes a fence makes, as pure edits of a CIB snapshot (applied with
+//! [`vm_pcmk::Pacemaker::transact`], so each is one atomic compare-and-swap write).
+//!
+//! `off` sets, in one change: the guest's `target-role=Stopped`; what makes its stop a hard
+//! power-off (the node attribute `force_stop-<rsc>=true` on every node when the primitive has
+//! vm-ctl's rule-based `force_stop` set, else the primitive's own `force_stop=true` parameter);
+//! and a **journal** meta attribute `pmkt-fence` on the primitive recording who started the fence
+//! and what to restore. `on` sets `target-role=Started` and the journal. Once the host cluster
+//! confirms, [`finish`] removes the journal and the power-off switch, keeping the new role;
+//! on timeout or failure, [`rollback`] restores the role as it was.
+//!
+//! Keeping the journal in the CIB, in the very change it describes, means there is never a
+//! change without its record: a vm-stonithd that crashes mid-fence finds its own records at
+//! start and rolls them back ([`journals`]); a record whose owner's deadline passed long ago
+//! (its node died) is taken over by the next fence of that guest or cleaned by any daemon.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use vm_pcmk::Cib;
+use vm_pcmk::virtualdomain::{FORCE_STOP_PARAM, force_stop_attr, has_force_stop, is_virtual_domain};
+use vm_seal::Name;
+
+/// The journal meta attribute.
+pub const JOURNAL_ATTR: &str = "pmkt-fence";
+/// Format tag of journal values.
+const JOURNAL_VERSION: &str = "v1";
+/// How long after its deadline another daemon may take over or clean a journal entry.
+pub const TAKEOVER_GRACE: Duration = Duration::from_secs(30);
+
+/// Why a target cannot be fenced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// No resource for the target.
+    #[error(
+        "no VirtualDomain resource for guest {target} in the host CIB (looked for {looked}); \
+         add it with `vm-ctl resource add {target}`, or map it in vm-stonithd.toml `resources`"
+    )]
+    NoResource {
+        /// The target.
+        target: Name,
+        /// What was looked for.
+        looked: String,
+    },
+    /// More than one candidate.
+    #[error("guest {target} matches several VirtualDomain resources ({found}); map it in vm-stonithd.toml `resources`")]
+    Ambiguous {
+        /// The target.
+        target: Name,
+        /// The candidates.
+        found: String,
+    },
+    /// The resource is not a VirtualDomain primitive.
+    #[error("resource {rsc} for guest {target} is not an ocf VirtualDomain primitive")]
+    NotVirtualDomain {
+        /// The target.
+        target: Name,
+        /// The resource.
+        rsc: String,
+    },
+    /// Another fence of the same guest, with another action, is in progress.
+    #[error("a fence '{action}' of {rsc} by {owner} is in progress (until {deadline}); retry after it")]
+    Busy {
+        /// The resource.
+        rsc: String,
+        /// Its action.
+        action: String,
+        /// Who runs it.
+        owner: String,
+        /// Its deadline (Unix seconds).
+        deadline: u64,
+    },
+}
+
+/// What makes the guest's stop a hard power-off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForceMode {
+    /// Nothing (an `on`).
+    None,
+    /// The node attribute `force_stop-<rsc>=true` on every node (vm-ctl's rule).
+    NodeAttr,
+    /// The primitive's `force_stop` parameter, whose prior value (if any) is kept.
+    Param(Option<String>),
+}
+
+/// Who carries out a fence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Host node name.
+    pub node: String,
+    /// vm-stonithd's pid.
+    pub pid: u32,
+    /// The request's nonce (hex), to tell fences of one daemon apart.
+    pub request: String,
+}
+
+impl Owner {
+    fn to_token(&self) -> String {
+        format!("{}/{}/{}", self.node, self.pid, self.request)
+    }
+
+    fn from_token(s: &str) -> Option<Owner> {
+        let mut it = s.split('/');
+        let (node, pid, request) = (it.next()?, it.next()?, it.next()?);
+        if it.next().is_some() || node.is_empty() {
+            return None;
+        }
+        Some(Owner {
+            node: node.to_owned(),
+            pid: pid.parse().ok()?,
+            request: request.to_owned(),
+        })
+    }
+}
+
+/// A journal entry: the fence in progress on one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journal {
+    /// `off` or `on`.
+    pub action: String,
+    /// Who carries it out.
+    pub owner: Owner,
+    /// When it must be over (Unix seconds).
+    pub deadline: u64,
+    /// target-role before the fence (`None`: unset).
+    pub prior_role: Option<String>,
+    /// How the stop is forced.
+    pub force: ForceMode,
+}
+
+impl Journal {
+    /// The attribute value.
+    pub fn to_value(&self) -> String {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+        let force = match &self.force {
+            ForceMode::None => "none".to_owned(),
+            ForceMode::NodeAttr => "attr".to_owned(),
+            ForceMode::Param(prior) => format!("param:{}", opt(prior)),
+        };
+        format!(
+            "{JOURNAL_VERSION} {} {} {} {} {force}",
+            self.action,
+            self.owner.to_token(),
+            self.deadline,
+            opt(&self.prior_role)
+        )
+    }
+
+    /// Parses an attribute value; `None` if it is not one of ours.
+    pub fn parse(value: &str) -> Option<Journal> {
+        let f: Vec<&str> = value.split(' ').collect();
+        let [JOURNAL_VERSION, action, owner, deadline, role, force] = f.as_slice() else {
+            return None;
+        };
+        let opt = |s: &str| (s != "-").then(|| s.to_owned());
+        let force = match *force {
+            "none" => ForceMode::None,
+            "attr" => ForceMode::NodeAttr,
+            p => ForceMode::Param(opt(p.strip_prefix("param:")?)),
+        };
+        Some(Journal {
+            action: (*action).to_owned(),
+            owner: Owner::from_token(owner)?,
+            deadline: deadline.parse().ok()?,
+            prior_role: opt(role),
+            force,
+        })
+    }
+
+    /// Whether the owner's time is up (plus a grace period) at `now`.
+    pub fn expired(&self, now: SystemTime) -> bool {
+        unix(now) > self.deadline.saturating_add(TAKEOVER_GRACE.as_secs())
+    }
+}
+
+/// Unix seconds of `t`.
+pub fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Finds the host resource of guest `target`: the configured override, else `prmVMCTL_<target>`
+/// (what vm-ctl creates), else the one VirtualDomain primitive whose `config` file is named
+/// `<target>.xml`.
+pub fn target_resource(cib: &Cib, target: &Name, overrides: Option<&String>) -> Result<String, PlanError> {
+    let check = |rsc: &str| -> Result<String, PlanError> {
+        match cib.resource(rsc) {
+            Some(p) if is_virtual_domain(p) => Ok(rsc.to_owned()),
+            Some(_) => Err(PlanError::NotVirtualDomain {
+                target: target.clone(),
+                rsc: rsc.to_owned(),
+            }),
+            None => Err(PlanError::NoResource {
+                target: target.clone(),
+                looked: rsc.to_owned(),
+            }),
+        }
+    };
+    if let Some(rsc) = overrides {
+        return check(rsc);
+    }
+    let vmctl = format!("prmVMCTL_{target}");
+    if cib.resource(&vmctl).is_some() {
+        return check(&vmctl);
+    }
+    let file = format!("{target}.xml");
+    let found: Vec<&str> = cib
+        .section("resources")
+        .map(|r| r.descendants())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| is_virtual_domain(p))
+        .filter(|p| {
+            p.elements()
+                .filter(|s| s.name == "instance_attributes")
+                .flat_map(|s| s.elements())
+                .any(|nv| {
+                    nv.get("name") == Some("config")
+                        && nv.get("value").is_some_and(|v| {
+                            std::path::Path::new(v).file_name() == Some(file.as_ref())
+                        })
+                })
+        })
+        .filter_map(|p| p.id())
+        .collect();
+    match found.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err(PlanError::NoResource {
+            target: target.clone(),
+            looked: format!("{vmctl}, or a VirtualDomain with config .../{file}"),
+        }),
+        many => Err(PlanError::Ambiguous {
+            target: target.clone(),
+            found: many.join(", "),
+        }),
+    }
+}
+
+/// The journal entry on `rsc`, if any.
+pub fn journal(cib: &Cib, rsc: &str) -> Option<Journal> {
+    cib.meta_attribute(rsc, JOURNAL_ATTR).and_then(Journal::parse)
+}
+
+/// Every resource with a journal entry.
+pub fn journals(cib: &Cib) -> Vec<(String, Journal)> {
+    cib.section("resources")
+        .map(|r| r.descendants())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.name == "primitive")
+        .filter_map(|p| {
+            let id = p.id()?;
+            Some((id.to_owned(), journal(cib, id)?))
+        })
+        .collect()
+}
+
+/// What [`begin`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// The CIB was edited: write it; this journal entry is ours.
+    Started(Journal),
+    /// Another owner runs the same action and is within its time: wait with it, write nothing.
+    Joined(Journal),
+}
+
+/// Starts `action` ("off" or "on") on `rsc` for `owner`, until `deadline`.
+pub fn begin(
+    cib: &mut Cib,
+    rsc: &str,
+    action: &str,
+    owner: &Owner,
+    deadline: SystemTime,
+    now: SystemTime,
+) -> Result<Begin, PlanError> {
+    let mut prior_role = cib.meta_attribute(rsc, "target-role").map(str::to_owned);
+    if let Some(j) = journal(cib, rsc) {
+        if j.owner == *owner {
+            return Ok(Begin::Joined(j));
+        }
+        if !j.expired(now) {
+            if j.action == action {
+                return Ok(Begin::Joined(j));
+            }
+            return Err(PlanError::Busy {
+                rsc: rsc.to_owned(),
+                action: j.action,
+                owner: j.owner.to_token(),
+                deadline: j.deadline,
+            });
+        }
+        // Take over a dead owner's entry: what it recorded is the state before any fence.
+        undo_force(cib, rsc, &j.force);
+        prior_role = j.prior_role;
+    }
+    let force = if action == "off" {
+        let prim = cib.resource(rsc);
+        if prim.is_some_and(has_force_stop) {
+            let attr = force_stop_attr(rsc);
+            let nodes: Vec<String> = cib.node_names().into_iter().map(str::to_owned).collect();
+            for node in nodes {
+                cib.set_node_attribute(&node, &attr, "true");
+            }
+            ForceMode::NodeAttr
+        } else {
+            let prior = cib.instance_attribute(rsc, FORCE_STOP_PARAM).map(str::to_owned);
+            cib.set_instance_attribute(rsc, FORCE_STOP_PARAM, "true");
+            ForceMode::Param(prior)
+        }
+    } else {
+        ForceMode::None
+    };
+    cib.set_meta_attribute(rsc, "target-role", if action == "off" { "Stopped" } else { "Started" });
+    let entry = Journal {
+        action: action.to_owned(),
+        owner: owner.clone(),
+        deadline: unix(deadline),
+        prior_role,
+        force,
+    };
+    cib.set_meta_attribute(rsc, JOURNAL_ATTR, &entry.to_value());
+    Ok(Begin::Started(entry))
+}
+
+/// Ends the fence on `rsc` owned by `owner` as done: removes the journal and the power-off
+/// switch, keeps the new target-role. Returns whether the CIB changed (`false` when the entry
+/// is gone or belongs to someone else).
+pub fn finish(cib: &mut Cib, rsc: &str, owner: &Owner) -> bool {
+    end(cib, rsc, Some(owner), false)
+}
+
+/// Ends the fence on `rsc` owned by `owner` (any owner if `None`) as failed: restores the
+/// target-role it found, removes the journal and the power-off switch. Returns whether the CIB
+/// changed.
+pub fn rollback(cib: &mut Cib, rsc: &str, owner: Option<&Owner>) -> bool {
+    end(cib, rsc, owner, true)
+}
+
+fn end(cib: &mut Cib, rsc: &str, owner: Option<&Owner>, restore: bool) -> bool {
+    let Some(j) = journal(cib, rsc) else {
+        return false;
+    };
+    if owner.is_some_and(|o| *o != j.owner) {
+        return false;
+    }
+    undo_force(cib, rsc, &j.force);
+    if restore {
+        match &j.prior_role {
+            Some(role) => cib.set_meta_attribute(rsc, "target-role", role),
+            None => cib.remove_meta_attribute(rsc, "target-role"),
+        };
+    }
+    cib.remove_meta_attribute(rsc, JOURNAL_ATTR);
+    true
+}
+
+fn undo_force(cib: &mut Cib, rsc: &str, force: &ForceMode) {
+    match force {
+        ForceMode::None => {}
+        ForceMode::NodeAttr => {
+            let attr = force_stop_attr(rsc);
+            let nodes: Vec<String> = cib.node_names().into_iter().map(str::to_owned).collect();
+            for node in nodes {
+                cib.remove_node_attribute(&node, &attr);
+            }
+        }
+        ForceMode::Param(Some(v)) => {
+            cib.set_instance_attribute(rsc, FORCE_STOP_PARAM, v);
+        }
+        ForceMode::Param(None) => {
+            cib.remove_instance_attribute(rsc, FORCE_STOP_PARAM);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cib(with_rule: bool) -> Cib {
+        let rule = if with_rule {
+            vm_pcmk::crm::render_xml(&vm_pcmk::virtualdomain::force_stop_params("prmVMCTL_g1"))
+        } else {
+            String::new()
+        };
+        Cib::parse(&format!(
+            r#"<cib admin_epoch="0" epoch="1" num_updates="0"><configuration><crm_config/>
+            <nodes><node id="1" uname="n1"/><node id="2" uname="n2"/></nodes>
+            <resources>
+              <primitive id="prmVMCTL_g1" class="ocf" provider="heartbeat" type="VirtualDomain">
+                <instance_attributes id="a"><nvpair id="a-c" name="config" value="/etc/libvirt/qemu/g1.xml"/></instance_attributes>
+                {rule}
+                <meta_attributes id="m"><nvpair id="m-t" name="target-role" value="Started"/></meta_attributes>
+              </primitive>
+              <primitive id="vm_other" class="ocf" provider="heartbeat" type="VirtualDomain">
+                <instance_attributes id="b"><nvpair id="b-c" name="config" value="/srv/vm/g2.xml"/></instance_attributes>
+              </primitive>
+              <primitive id="d" class="ocf" provider="pacemaker" type="Dummy"/>
+            </resources><constraints/></configuration><status/></cib>"#
+        ))
+        .unwrap()
+    }
+
+    fn owner(node: &str) -> Owner {
+        Owner {
+            node: node.into(),
+            pid: 42,
+            request: "00ff".into(),
+        }
+    }
+
+    fn n(s: &str) -> Name {
+        Name::new(s).unwrap()
+    }
+
+    #[test]
+    fn resolves_targets() {
+        let c = cib(false);
+        assert_eq!(target_resource(&c, &n("g1"), None).unwrap(), "prmVMCTL_g1");
+        assert_eq!(target_resource(&c, &n("g2"), None).unwrap(), "vm_other");
+        assert!(matches!(
+            target_resource(&c, &n("g3"), None),
+            Err(PlanError::NoResource { .. })
+        ));
+        assert!(matches!(
+            target_resource(&c, &n("g3"), Some(&"d".to_owned())),
+            Err(PlanError::NotVirtualDomain { .. })
+        ));
+    }
+
+    #[test]
+    fn off_with_the_rule_sets_node_attributes_and_rollback_restores_everything() {
+        let now = SystemTime::now();
+        let before = cib(true);
+        let mut c = before.clone();
+        let Begin::Started(j) = begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), now, now).unwrap() else {
+            panic!("not started")
+        };
+        assert_eq!(j.force, ForceMode::NodeAttr);
+        assert_eq!(j.prior_role.as_deref(), Some("Started"));
+        assert_eq!(c.meta_attribute("prmVMCTL_g1", "target-role"), Some("Stopped"));
+        for node in ["n1", "n2"] {
+            assert_eq!(c.node_attribute(node, "force_stop-prmVMCTL_g1"), Some("true"));
+        }
+        assert_eq!(journal(&c, "prmVMCTL_g1"), Some(j.clone()));
+        assert_eq!(journals(&c).len(), 1);
+        // someone else's rollback does nothing; ours restores the CIB exactly
+        assert!(!rollback(&mut c.clone(), "prmVMCTL_g1", Some(&owner("n2"))));
+        assert!(rollback(&mut c, "prmVMCTL_g1", Some(&owner("n1"))));
+        assert_eq!(c, before);
+    }
+
+    #[test]
+    fn off_without_the_rule_uses_the_parameter_and_finish_keeps_it_stopped() {
+        let now = SystemTime::now();
+        let mut c = cib(false);
+        let Begin::Started(j) = begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), now, now).unwrap() else {
+            panic!("not started")
+        };
+        assert_eq!(j.force, ForceMode::Param(None));
+        assert_eq!(c.instance_attribute("prmVMCTL_g1", "force_stop"), Some("true"));
+        assert!(finish(&mut c, "prmVMCTL_g1", &owner("n1")));
+        assert_eq!(c.instance_attribute("prmVMCTL_g1", "force_stop"), None);
+        assert_eq!(c.meta_attribute("prmVMCTL_g1", "target-role"), Some("Stopped"));
+        assert_eq!(journal(&c, "prmVMCTL_g1"), None);
+        assert!(!finish(&mut c, "prmVMCTL_g1", &owner("n1")));
+    }
+
+    #[test]
+    fn concurrent_fences_join_refuse_or_take_over() {
+        let now = SystemTime::now();
+        let mut c = cib(true);
+        let deadline = now + Duration::from_secs(60);
+        begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), deadline, now).unwrap();
+        let mut c2 = c.clone();
+        assert!(matches!(
+            begin(&mut c2, "prmVMCTL_g1", "off", &owner("n2"), deadline, now),
+            Ok(Begin::Joined(_))
+        ));
+        assert_eq!(c2, c, "joining writes nothing");
+        assert!(matches!(
+            begin(&mut c2, "prmVMCTL_g1", "on", &owner("n2"), deadline, now),
+            Err(PlanError::Busy { .. })
+        ));
+        // long after n1's deadline, n2 takes over and keeps the original prior role
+        let later = deadline + TAKEOVER_GRACE + Duration::from_secs(1);
+        let Begin::Started(j) =
+            begin(&mut c2, "prmVMCTL_g1", "on", &owner("n2"), later, later).unwrap()
+        else {
+            panic!("no takeover")
+        };
+        assert_eq!(j.prior_role.as_deref(), Some("Started"));
+        assert_eq!(c2.node_attribute("n1", "force_stop-prmVMCTL_g1"), None);
+        assert_eq!(c2.meta_attribute("prmVMCTL_g1", "target-role"), Some("Started"));
+    }
+
+    #[test]
+    fn journal_values_round_trip_and_junk_is_not_ours() {
+        let j = Journal {
+            action: "off".into(),
+            owner: owner("node-a.example"),
+            deadline: 1_700_000_000,
+            prior_role: None,
+            force: ForceMode::Param(Some("false".into())),
+        };
+        assert_eq!(Journal::parse(&j.to_value()), Some(j));
+        for junk in ["", "v2 off a/1/x 1 - attr", "v1 off a 1 - attr", "v1 off a/x/y 1 - attr"] {
+            assert_eq!(Journal::parse(junk), None, "{junk:?}");
+        }
+    }
+}
