@@ -8,7 +8,7 @@
 #            (taken from vm-ctl's own result, so the configurations are identical)
 #   crmsh    `crm configure load update` of the same objects as crm text (vm-ctl's --dry-run)
 #   pcs      the per-guest pcs commands a user types (8 `pcs -f` calls per guest, the original
-#            block without vm-ctl's force_stop rule); measured for PCS_N guests (default 3) and
+#            block); measured for PCS_N guests (default 3) and
 #            extrapolated linearly to N, a lower bound (pcs calls get slower as the CIB grows)
 # Each timed run starts from a fresh copy of the same base CIB (2 nodes, clones clnPingd and
 # clnDiskd1, stonith disabled); inputs are generated before timing. Prints the median of RUNS
@@ -48,7 +48,7 @@ vm_cfg_dir=$W/xml
 vm_cfg_ext=.xml
 vm_allow_migrate=off
 vm_stonith=off
-vm_ocf=ocf:heartbeat:VirtualDomain
+vm_ocf=ocf:pm-kvm-tools:VirtualDomain
 vm_pingd1=(clnPingd default_ping_set)
 vm_diskd1=(clnDiskd1 diskcheck_status)
 CONF

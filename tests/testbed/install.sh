@@ -39,8 +39,19 @@ for tier in "${tiers[@]}"; do
         fi
     done
 done
+# The project's own host-side agents, where a package would put them: the live tiers run
+# guests as ocf:pm-kvm-tools:VirtualDomain (vm-ctl.conf's vm_ocf).
+install_project_agents() {
+    case " ${tiers[*]} " in
+    *" live "* | *" multinode "*)
+        install -D -m 0755 "$REPO_DIR/agents/ocf/VirtualDomain" \
+            /usr/lib/ocf/resource.d/pm-kvm-tools/VirtualDomain
+        ;;
+    esac
+}
 if [ ${#missing[@]} -eq 0 ]; then
     log "install: every package for '${tiers[*]}' is present"
+    install_project_agents
     exit 0
 fi
 # de-duplicate, keep order
@@ -63,4 +74,5 @@ if ! install_all; then
     apt_get update
     install_all || die "apt-get install failed for: ${missing[*]}"
 fi
+install_project_agents
 log "install: done in $(elapsed "$t0") s"

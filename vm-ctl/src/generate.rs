@@ -15,11 +15,9 @@
 //! (the location/colocation/order triple for every `vm_pingdN`, `vm_diskdN`, `vm_managerdN`,
 //! the colocation/order pair for every `vm_stonithdN`).
 //!
-//! One addition, for guest fencing: a rule-based parameter set that turns VirtualDomain's
-//! stock `force_stop` parameter on, for this guest, on nodes where the node attribute
-//! `force_stop-prmVMCTL_<dom>` is `true` — the original's mechanism (which needed a patched
-//! agent), expressed with a stock agent. vm-stonithd sets that attribute before it stops the
-//! guest, so a fence is a hard power-off, never a graceful shutdown.
+//! Guest fencing needs nothing in the block itself: it depends on the agent (`vm_ocf`), which
+//! for a hard power-off on fence is `ocf:pm-kvm-tools:VirtualDomain` (see
+//! [`vm_pcmk::virtualdomain`]); `vm-ctl check` warns about guests with another agent.
 
 use vm_pcmk::xml::Element;
 
@@ -88,10 +86,7 @@ pub fn guest(config: &Config, dom: &str, node: &str, migrate: bool) -> Result<Gu
             Some(stop_on_fail),
         ))
         .child(op(&rsc, "migrate_from", &config.migrate_from_op, None));
-    primitive = primitive
-        .child(params)
-        .child(force_stop_params(&rsc))
-        .child(meta)
+    primitive = primitive.child(params).child(meta)
         .child(ops);
 
     let mut constraints = vec![
@@ -119,10 +114,6 @@ pub fn guest(config: &Config, dom: &str, node: &str, migrate: bool) -> Result<Gu
         constraints,
     })
 }
-
-pub use vm_pcmk::virtualdomain::{
-    force_stop_params, force_stop_set_id, has_force_stop, is_force_stop_set,
-};
 
 fn nvpair(set: &str, name: &str, value: &str) -> Element {
     Element::new("nvpair")
@@ -310,30 +301,6 @@ mod tests {
                 .unwrap()
                 .get("value"),
             Some("false")
-        );
-    }
-
-    #[test]
-    fn force_stop_follows_the_node_attribute() {
-        let g = guest(&config(), "g1", "n1", false).unwrap();
-        let set = g
-            .primitive
-            .find_id("prmVMCTL_g1-instance_attributes-0")
-            .unwrap();
-        assert!(is_force_stop_set("prmVMCTL_g1", set));
-        assert!(has_force_stop(&g.primitive));
-        let expr = set
-            .descendants()
-            .into_iter()
-            .find(|e| e.name == "expression")
-            .unwrap();
-        assert_eq!(expr.get("attribute"), Some("force_stop-prmVMCTL_g1"));
-        assert_eq!(
-            set.elements()
-                .find(|e| e.name == "nvpair")
-                .unwrap()
-                .get("name"),
-            Some("force_stop")
         );
     }
 

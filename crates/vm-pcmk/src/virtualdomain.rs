@@ -1,16 +1,22 @@
-//! What this project knows about `ocf:heartbeat:VirtualDomain` resources beyond the generic
-//! CIB: how a guest's stop is made a hard power-off with the stock agent.
+//! What this project knows about VirtualDomain resources beyond the generic CIB: how a guest's
+//! stop is made a hard power-off.
 //!
-//! The stock agent's `force_stop` parameter makes every stop a `virsh destroy`. Guest fencing
-//! needs that only for the stop a fence causes, so the parameter comes from a rule-based set
-//! that applies on nodes whose node attribute `force_stop-<rsc>` is `true` (the attribute the
-//! original pm_kvm_tools' patched agent read). vm-ctl adds the set to every guest it creates;
-//! vm-stonithd sets the attribute in the same CIB change that stops the guest.
+//! The stock `ocf:heartbeat:VirtualDomain` stops a guest gracefully (and destroys it only when
+//! the stop timeout is nearly spent) unless its `force_stop` parameter is on. Guest fencing
+//! needs a hard power-off for the stop a fence causes and for no other, and Pacemaker runs a
+//! stop with the parameters the resource was *started* with, so the parameter cannot be
+//! switched on for one stop. The project therefore ships `ocf:pm-kvm-tools:VirtualDomain`
+//! (`agents/ocf/VirtualDomain`), the stock agent whose stop is a destroy on a node where the
+//! node attribute `force_stop-<rsc>` is `true` (the attribute the original pm_kvm_tools'
+//! patched agent read). vm-stonithd sets it in the same CIB change that stops the guest.
 
 use crate::xml::Element;
 
-/// The stock agent's parameter that makes a stop a hard power-off.
-pub const FORCE_STOP_PARAM: &str = "force_stop";
+/// The provider of the project's VirtualDomain agent.
+pub const HARD_STOP_PROVIDER: &str = "pm-kvm-tools";
+
+/// The agent vm-ctl configures for guests, as `class:provider:type`.
+pub const HARD_STOP_AGENT: &str = "ocf:pm-kvm-tools:VirtualDomain";
 
 /// The node attribute that, set to `true` on a node, makes resource `rsc`'s stop there a hard
 /// power-off. Same name as the original tool's.
@@ -19,72 +25,41 @@ pub fn force_stop_attr(rsc: &str) -> String {
 }
 
 /// Whether `prim` is a VirtualDomain primitive (any provider: resource-agents ships it as
-/// `ocf:heartbeat:VirtualDomain`, the original tool used a patched `ocf:extra:VirtualDomain`).
+/// `ocf:heartbeat:VirtualDomain`, the original tool used a patched `ocf:extra:VirtualDomain`,
+/// this project ships `ocf:pm-kvm-tools:VirtualDomain`).
 pub fn is_virtual_domain(prim: &Element) -> bool {
     prim.name == "primitive"
         && prim.get("class") == Some("ocf")
         && prim.get("type") == Some("VirtualDomain")
 }
 
-/// Id crmsh gives the parameter set below: the second `params` block of the primitive (the
-/// first is `<rsc>-instance_attributes`), so crm text and XML round-trip exactly.
-pub fn force_stop_set_id(rsc: &str) -> String {
-    format!("{rsc}-instance_attributes-0")
+/// Whether a fence of `prim` is a hard power-off: it uses the project's agent, which honours
+/// [`force_stop_attr`] at stop time.
+pub fn stops_hard_on_fence(prim: &Element) -> bool {
+    is_virtual_domain(prim) && prim.get("provider") == Some(HARD_STOP_PROVIDER)
 }
 
-/// The parameter set that makes a stop on a node a hard power-off when that node has
-/// `force_stop-<rsc>=true` (see the module doc). In crm shell syntax:
-/// `params 100: rule force_stop-<rsc> eq true force_stop=true`.
-pub fn force_stop_params(rsc: &str) -> Element {
-    let set = force_stop_set_id(rsc);
-    let rule = format!("{set}-rule");
-    Element::new("instance_attributes")
-        .attr("score", "100")
-        .attr("id", &set)
-        .child(
-            Element::new("rule")
-                .attr("score", "INFINITY")
-                .attr("id", &rule)
-                .child(
-                    Element::new("expression")
-                        .attr("operation", "eq")
-                        .attr("attribute", force_stop_attr(rsc))
-                        .attr("value", "true")
-                        .attr("id", format!("{rule}-expression")),
-                ),
-        )
-        .child(nvpair(&set, FORCE_STOP_PARAM, "true"))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Whether `set` (a child of primitive `rsc`) is the force_stop parameter set, whatever its
-/// ids: a rule on `force_stop-<rsc> eq true` that sets `force_stop=true`.
-pub fn is_force_stop_set(rsc: &str, set: &Element) -> bool {
-    let attr = force_stop_attr(rsc);
-    set.name == "instance_attributes"
-        && set.find("rule").is_some_and(|r| {
-            r.elements().any(|e| {
-                e.name == "expression"
-                    && e.get("attribute") == Some(attr.as_str())
-                    && e.get("operation") == Some("eq")
-                    && e.get("value") == Some("true")
-            })
-        })
-        && set.elements().any(|nv| {
-            nv.name == "nvpair"
-                && nv.get("name") == Some(FORCE_STOP_PARAM)
-                && nv.get("value").is_some_and(crate::cib::is_true)
-        })
-}
-
-/// Whether primitive `prim` has the force_stop parameter set.
-pub fn has_force_stop(prim: &Element) -> bool {
-    prim.id()
-        .is_some_and(|rsc| prim.elements().any(|s| is_force_stop_set(rsc, s)))
-}
-
-fn nvpair(set: &str, name: &str, value: &str) -> Element {
-    Element::new("nvpair")
-        .attr("name", name)
-        .attr("value", value)
-        .attr("id", format!("{set}-{name}"))
+    #[test]
+    fn recognises_the_agents() {
+        let p = |provider: &str, kind: &str| {
+            Element::new("primitive")
+                .attr("class", "ocf")
+                .attr("provider", provider)
+                .attr("type", kind)
+        };
+        assert!(stops_hard_on_fence(&p("pm-kvm-tools", "VirtualDomain")));
+        assert!(!stops_hard_on_fence(&p("heartbeat", "VirtualDomain")));
+        assert!(is_virtual_domain(&p("heartbeat", "VirtualDomain")));
+        assert!(is_virtual_domain(&p("extra", "VirtualDomain")));
+        assert!(!is_virtual_domain(&p("pacemaker", "Dummy")));
+        assert_eq!(force_stop_attr("prmVMCTL_g1"), "force_stop-prmVMCTL_g1");
+        assert_eq!(
+            HARD_STOP_AGENT,
+            format!("ocf:{HARD_STOP_PROVIDER}:VirtualDomain")
+        );
+    }
 }

@@ -385,7 +385,11 @@ fn crm_load(cib: &std::path::Path, text: &str) {
 #[ignore = "tier cib: needs Pacemaker's tools and crmsh"]
 fn vmctl_manages_a_cib_written_by_the_original_tool() {
     let t0 = Instant::now();
-    let bed = VmCtlBed::new();
+    // the old cluster's agent is the stock one (the original's vm_ocf named its own)
+    let bed = VmCtlBed::with_config(&CONFIG.replace(
+        "ocf:pm-kvm-tools:VirtualDomain",
+        "ocf:heartbeat:VirtualDomain",
+    ));
     bed.domain("old1");
     crm_load(bed.cib.path(), &original_block(bed.xml_dir()));
     bed.cib.assert_valid();
@@ -581,7 +585,7 @@ fn vmctl_check_reports_each_problem_with_its_fix() {
             .all(|f| !f["fix"].as_str().unwrap_or("").is_empty()),
         "every problem comes with its fix: {findings:?}"
     );
-    // a guest added by vm-ctl: managed, with the force_stop rule
+    // a guest added by vm-ctl with the shipped agent: managed, fenced with a hard power-off
     bed.write_config(CONFIG);
     bed.ok(&["resource", "add", "good", "-a", "node1"]);
     let out = bed.cmd(&["check", "good"]).run().unwrap();
@@ -590,7 +594,20 @@ fn vmctl_check_reports_each_problem_with_its_fix() {
         text.contains("managed by Pacemaker as prmVMCTL_good"),
         "{text}"
     );
-    assert!(!text.contains("no force_stop rule"), "{text}");
+    assert!(!text.contains("graceful shutdown"), "{text}");
+    // one with the stock agent: its fence would be a graceful shutdown first, and check says so
+    bed.write_config(&CONFIG.replace(
+        "ocf:pm-kvm-tools:VirtualDomain",
+        "ocf:heartbeat:VirtualDomain",
+    ));
+    bed.domain("plain");
+    bed.ok(&["resource", "add", "plain", "-a", "node1"]);
+    let text = bed.cmd(&["check", "plain"]).run().unwrap().stdout_text();
+    assert!(
+        text.contains("its agent is ocf:heartbeat:VirtualDomain: a fence of this guest is a graceful shutdown")
+            && text.contains("vm_ocf=ocf:pm-kvm-tools:VirtualDomain"),
+        "{text}"
+    );
     evidence(
         IGNORE,
         t0,

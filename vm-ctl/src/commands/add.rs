@@ -128,15 +128,6 @@ pub fn run(app: &App, domains: &[String], node: &str, migrate: Option<OnOff>) ->
                     Change::Created => {
                         format!("created stopped; start it with vm-ctl resource start {dom}")
                     }
-                    Change::AlreadyPresent
-                        if cib
-                            .resource(&rsc)
-                            .is_some_and(|p| p.find_id(&format!("{rsc}-force_stop")).is_none()) =>
-                    {
-                        "already configured (without the force_stop rule of guest fencing, as \
-                         the original vm-ctl did; see vm-ctl check); nothing changed"
-                            .to_owned()
-                    }
                     Change::AlreadyPresent => {
                         "already configured exactly so; nothing changed".to_owned()
                     }
@@ -352,10 +343,6 @@ fn compare(cib: &Cib, objs: &GuestObjects) -> Presence {
 fn normalised(el: &Element) -> Element {
     let mut el = el.clone();
     if el.name == "primitive" {
-        // A guest added by the original vm-ctl has no force_stop rule; it is the same guest.
-        if let Some(rsc) = el.id().map(str::to_owned) {
-            el.remove_children(|s| generate::is_force_stop_set(&rsc, s));
-        }
         for set in el.elements_mut().filter(|s| s.name == "meta_attributes") {
             set.remove_children(|nv| nv.get("name").is_some_and(|n| RUNTIME_META.contains(&n)));
         }

@@ -169,12 +169,27 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
     match guest::primitive(cib, dom) {
         Ok(prim) => {
             f.ok(dom, format!("managed by Pacemaker as {rsc}"));
-            if !crate::generate::has_force_stop(prim) {
+            if !vm_pcmk::virtualdomain::stops_hard_on_fence(prim) {
+                let agent = format!(
+                    "{}:{}:{}",
+                    prim.get("class").unwrap_or("?"),
+                    prim.get("provider").unwrap_or("?"),
+                    prim.get("type").unwrap_or("?")
+                );
                 f.push(
                     dom,
                     Level::Warning,
-                    "no force_stop rule (created by the original vm-ctl?): a fence of this guest cannot be a hard power-off",
-                    format!("re-create it: vm-ctl resource stop {dom} --wait; vm-ctl resource delete {dom}; vm-ctl resource add {dom} -a NODE"),
+                    format!(
+                        "its agent is {agent}: a fence of this guest is a graceful shutdown, \
+                         destroyed only when the stop timeout is nearly spent"
+                    ),
+                    format!(
+                        "install agents/ocf/VirtualDomain as {}, set vm_ocf={} and re-create the \
+                         resource: vm-ctl resource stop {dom} --wait; vm-ctl resource delete {dom}; \
+                         vm-ctl resource add {dom} -a NODE",
+                        vm_pcmk::virtualdomain::HARD_STOP_AGENT,
+                        vm_pcmk::virtualdomain::HARD_STOP_AGENT
+                    ),
                 );
             }
         }
