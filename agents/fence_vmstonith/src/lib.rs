@@ -1,0 +1,445 @@
+//! `fence_vmstonith`: the guest cluster's fence agent. It asks the host cluster, through this
+//! guest's vm-connectd and the host's vm-stonithd, to power a peer guest off (or on, or
+//! reboot it), and succeeds only on an authentic, confirmed answer.
+//!
+//! - [`options`]: the command line and the stdin `name=value` lines, from one table;
+//! - [`metadata`]: `-o metadata` and `--help`;
+//! - [`request`]: sealing, sending, retrying, opening the reply.
+//!
+//! [`run`] ties them together and returns the exit code; `main` only hands it the process's
+//! arguments and streams. Exit codes follow fence-agents: 0 success, 1 failure or bad usage,
+//! and for `status` 0 on, 2 off, 1 unknown.
+
+pub mod metadata;
+pub mod options;
+pub mod request;
+
+use std::error::Error;
+use std::fmt;
+use std::io::{Read, Write};
+use std::thread;
+
+use vm_seal::{Action, Key, Name, PowerState};
+
+use crate::metadata::AGENT;
+use crate::options::{AgentAction, Options};
+use crate::request::{Context, Deadline, RequestError};
+
+/// Exit codes.
+pub mod exit {
+    /// Success; for `status`: the guest is on.
+    pub const SUCCESS: u8 = 0;
+    /// Failure, bad usage, or an unknown status.
+    pub const FAILURE: u8 = 1;
+    /// `status`: the guest is off.
+    pub const OFF: u8 = 2;
+}
+
+/// Log lines on stderr, one per event: `fence_vmstonith: <level>: <what>`.
+pub struct Log<'a> {
+    out: &'a mut dyn Write,
+    verbose: bool,
+}
+
+impl fmt::Debug for Log<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Log")
+            .field("verbose", &self.verbose)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Log<'a> {
+    /// A log writing to `out`; `verbose` lets [`Log::debug`] lines through.
+    pub fn new(out: &'a mut dyn Write, verbose: bool) -> Log<'a> {
+        Log { out, verbose }
+    }
+
+    fn line(&mut self, level: &str, msg: fmt::Arguments<'_>) {
+        // a log that cannot be written must not change what the agent does
+        let _ = writeln!(self.out, "{AGENT}: {level}: {msg}");
+    }
+
+    /// The action failed.
+    pub fn error(&mut self, msg: fmt::Arguments<'_>) {
+        self.line("error", msg);
+    }
+
+    /// Something went wrong that the agent handles (retries, skipped input).
+    pub fn warn(&mut self, msg: fmt::Arguments<'_>) {
+        self.line("warning", msg);
+    }
+
+    /// Progress, with `-v` only.
+    pub fn debug(&mut self, msg: fmt::Arguments<'_>) {
+        if self.verbose {
+            self.line("debug", msg);
+        }
+    }
+}
+
+/// An error and its sources on one line, `outer: inner: innermost`.
+pub fn chain(e: &dyn Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        // some errors already quote their source in their own message: do not repeat it
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = inner.source();
+    }
+    s
+}
+
+/// `s` made safe for a one-line log: control characters become spaces.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Runs the agent: parses `argv` (without the program name), or `stdin` when `argv` is
+/// empty; writes results to `out` and log lines to `err`; returns the exit code.
+pub fn run(argv: &[String], stdin: &mut dyn Read, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let parsed = if argv.is_empty() {
+        options::parse_stdin(stdin).map(|s| (s.options, s.warnings))
+    } else {
+        options::parse_args(argv).map(|o| (o, Vec::new()))
+    };
+    let (opts, warnings) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "{AGENT}: error: {}\nTry '{AGENT} --help' for the options.",
+                one_line(&e)
+            );
+            return exit::FAILURE;
+        }
+    };
+    let mut log = Log::new(err, opts.verbose);
+    for w in &warnings {
+        log.warn(format_args!("{w}"));
+    }
+    if opts.help {
+        return emit(out, &metadata::usage(), &mut log);
+    }
+    if opts.version {
+        return emit(
+            out,
+            &format!("{AGENT} {}\n", env!("CARGO_PKG_VERSION")),
+            &mut log,
+        );
+    }
+    if opts.action == AgentAction::Metadata {
+        return emit(out, &metadata::metadata(), &mut log);
+    }
+    let checked = match check(&opts) {
+        Ok(c) => c,
+        Err(e) => {
+            log.error(format_args!("{}: {e}", opts.action.as_str()));
+            return exit::FAILURE;
+        }
+    };
+    let key = match Key::load(&opts.key_file) {
+        Ok(k) => k,
+        Err(e) => {
+            log.error(format_args!(
+                "{}: cannot use the key: {}",
+                opts.action.as_str(),
+                chain(&e)
+            ));
+            return exit::FAILURE;
+        }
+    };
+    if opts.action == AgentAction::ValidateAll {
+        log.debug(format_args!(
+            "validate-all: options are valid; key {} of guest cluster {} (fingerprint {})",
+            key.id(),
+            key.cluster(),
+            key.fingerprint()
+        ));
+        return exit::SUCCESS;
+    }
+    let ctx = Context {
+        key: &key,
+        socket: &opts.socket,
+        requester: &checked.requester,
+    };
+    if matches!(opts.action, AgentAction::Off | AgentAction::Reboot) && !opts.delay.is_zero() {
+        log.debug(format_args!(
+            "{}: waiting {:.1?} before fencing (delay)",
+            opts.action.as_str(),
+            opts.delay
+        ));
+        thread::sleep(opts.delay);
+    }
+    let deadline = Deadline::after(opts.timeout);
+    act(
+        &opts,
+        &ctx,
+        checked.target.as_ref(),
+        deadline,
+        out,
+        &mut log,
+    )
+}
+
+/// The names the action needs, validated.
+struct Checked {
+    target: Option<Name>,
+    requester: Name,
+}
+
+fn check(opts: &Options) -> Result<Checked, String> {
+    let target = match (&opts.plug, opts.action.needs_target()) {
+        (Some(p), true) => Some(Name::new(p.as_str()).map_err(|e| {
+            format!(
+                "invalid target {:?} (-n/--plug, stdin plug or port): {e}",
+                one_line(p)
+            )
+        })?),
+        (None, true) => {
+            return Err(
+                "no target: give the guest's domain name with -n/--plug (stdin: plug= or port=)"
+                    .to_owned(),
+            );
+        }
+        (_, false) => None,
+    };
+    let requester = match &opts.requester {
+        Some(r) => Name::new(r.as_str())
+            .map_err(|e| format!("invalid --requester {:?}: {e}", one_line(r)))?,
+        None => default_requester()?,
+    };
+    Ok(Checked { target, requester })
+}
+
+/// This machine's hostname up to the first dot.
+fn default_requester() -> Result<Name, String> {
+    let host = nix::unistd::gethostname()
+        .map_err(|e| format!("cannot read the hostname ({e}); give --requester"))?;
+    let host = host.to_string_lossy();
+    let short = host.split('.').next().unwrap_or_default();
+    Name::new(short).map_err(|e| {
+        format!(
+            "the hostname {:?} is not usable as the requester name ({e}); give --requester",
+            one_line(&host)
+        )
+    })
+}
+
+fn emit(out: &mut dyn Write, text: &str, log: &mut Log<'_>) -> u8 {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => exit::SUCCESS,
+        Err(e) => {
+            log.error(format_args!("cannot write the output: {e}"));
+            exit::FAILURE
+        }
+    }
+}
+
+/// A failed request's log line.
+fn failed(log: &mut Log<'_>, what: &str, e: &RequestError) -> u8 {
+    log.error(format_args!("{what} failed: {}", chain(e)));
+    exit::FAILURE
+}
+
+fn act(
+    opts: &Options,
+    ctx: &Context<'_>,
+    target: Option<&Name>,
+    deadline: Deadline,
+    out: &mut dyn Write,
+    log: &mut Log<'_>,
+) -> u8 {
+    let power = |action: Action| match target {
+        Some(t) => format!("{action} of {t}"),
+        None => action.to_string(),
+    };
+    let simple = |action: Action, success: &str, out: &mut dyn Write, log: &mut Log<'_>| {
+        match request::request(ctx, action, target, deadline, log) {
+            Ok(_) => emit(out, success, log),
+            Err(e) => failed(log, &power(action), &e),
+        }
+    };
+    match opts.action {
+        AgentAction::On => simple(Action::On, "Success: Powered ON\n", out, log),
+        AgentAction::Off => simple(Action::Off, "Success: Powered OFF\n", out, log),
+        AgentAction::Reboot => simple(Action::Reboot, "Success: Rebooted\n", out, log),
+        AgentAction::Monitor => simple(Action::Monitor, "", out, log),
+        AgentAction::Status => match request::request(ctx, Action::Status, target, deadline, log) {
+            Ok(reply) => match reply.state {
+                PowerState::On => emit(out, "Status: ON\n", log),
+                PowerState::Off => match emit(out, "Status: OFF\n", log) {
+                    exit::SUCCESS => exit::OFF,
+                    other => other,
+                },
+                PowerState::Unknown => {
+                    log.error(format_args!(
+                        "{}: the host cluster does not know the power state: {}",
+                        power(Action::Status),
+                        one_line(&reply.message)
+                    ));
+                    exit::FAILURE
+                }
+            },
+            Err(e) => failed(log, &power(Action::Status), &e),
+        },
+        AgentAction::List | AgentAction::ListStatus => {
+            let targets = match request::request(ctx, Action::List, None, deadline, log) {
+                Ok(reply) => reply.targets,
+                Err(e) => return failed(log, "list", &e),
+            };
+            if opts.action == AgentAction::List {
+                let text: String = targets.iter().map(|t| format!("{t},\n")).collect();
+                return emit(out, &text, log);
+            }
+            list_status(ctx, &targets, deadline, out, log)
+        }
+        // handled before a key is loaded
+        AgentAction::Metadata | AgentAction::ValidateAll => exit::SUCCESS,
+    }
+}
+
+/// `name,,on|off` per target; a target whose state cannot be learnt within the deadline is
+/// printed as `unknown` and makes the action fail.
+fn list_status(
+    ctx: &Context<'_>,
+    targets: &[Name],
+    deadline: Deadline,
+    out: &mut dyn Write,
+    log: &mut Log<'_>,
+) -> u8 {
+    let mut code = exit::SUCCESS;
+    for t in targets {
+        let state = match request::request(ctx, Action::Status, Some(t), deadline, log) {
+            Ok(reply) => match reply.state {
+                PowerState::On => "on",
+                PowerState::Off => "off",
+                PowerState::Unknown => {
+                    log.error(format_args!(
+                        "status of {t}: the host cluster does not know the power state: {}",
+                        one_line(&reply.message)
+                    ));
+                    code = exit::FAILURE;
+                    "unknown"
+                }
+            },
+            Err(e) => {
+                code = failed(log, &format!("status of {t}"), &e);
+                "unknown"
+            }
+        };
+        if emit(out, &format!("{t},,{state}\n"), log) != exit::SUCCESS {
+            return exit::FAILURE;
+        }
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_with(argv: &[&str], stdin: &str) -> (u8, String, String) {
+        let argv: Vec<String> = argv.iter().map(|s| (*s).to_owned()).collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(&argv, &mut stdin.as_bytes(), &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn metadata_help_and_version_need_no_key() {
+        let (code, out, _) = run_with(&["-o", "metadata", "--key-file", "/nonexistent"], "");
+        assert_eq!(code, 0);
+        assert!(out.contains("<resource-agent name=\"fence_vmstonith\""));
+        let (code, out, _) = run_with(&[], "action=metadata\n");
+        assert_eq!(code, 0);
+        assert!(out.starts_with("<?xml"));
+        let (code, out, _) = run_with(&["--help"], "");
+        assert_eq!(code, 0);
+        assert!(out.contains("--key-file"));
+        let (code, out, _) = run_with(&["-V"], "");
+        assert_eq!((code, out.trim()), (0, "fence_vmstonith 0.1.0"));
+    }
+
+    #[test]
+    fn bad_usage_exits_1_with_a_reason() {
+        let (code, out, err) = run_with(&["--bogus"], "");
+        assert_eq!(code, 1);
+        assert!(out.is_empty());
+        assert!(
+            err.contains("unknown option --bogus") && err.contains("--help"),
+            "{err}"
+        );
+        let (code, _, err) = run_with(&["-o", "off", "--key-file", "/nonexistent"], "");
+        assert_eq!(code, 1);
+        assert!(err.contains("no target"), "{err}");
+        let (code, _, err) = run_with(&["-o", "off", "-n", "a;b"], "");
+        assert_eq!(code, 1);
+        assert!(err.contains("invalid target"), "{err}");
+        let (code, _, err) = run_with(&["-o", "list", "--requester", "$(x)"], "");
+        assert_eq!(code, 1);
+        assert!(err.contains("invalid --requester"), "{err}");
+    }
+
+    #[test]
+    fn validate_all_loads_the_key() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let key = Key::generate("web").unwrap();
+        key.write_new(&path).unwrap();
+        let p = path.to_str().unwrap();
+        let (code, _, err) = run_with(
+            &["-o", "validate-all", "--key-file", p, "--requester", "web1"],
+            "",
+        );
+        assert_eq!(code, 0, "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (code, _, err) = run_with(
+            &["-o", "validate-all", "--key-file", p, "--requester", "web1"],
+            "",
+        );
+        assert_eq!(code, 1);
+        assert!(err.contains("chmod 600"), "{err}");
+        // the key never shows in the log, even with -v
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let secret = text.lines().find_map(|l| l.strip_prefix("key = ")).unwrap();
+        let (code, _, err) = run_with(
+            &[
+                "-v",
+                "-o",
+                "validate-all",
+                "--key-file",
+                p,
+                "--requester",
+                "web1",
+            ],
+            "",
+        );
+        assert_eq!(code, 0);
+        assert!(
+            err.contains("fingerprint") && !err.contains(secret),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(one_line("a\nb\tc"), "a b c");
+        let e = RequestError::Seal(vm_seal::SealError::Tag);
+        assert!(chain(&e).starts_with("cannot seal the request: authentication failed"));
+        let e = Key::load(std::path::Path::new("/nonexistent/k")).unwrap_err();
+        assert_eq!(chain(&e).matches("os error 2").count(), 1, "{}", chain(&e));
+    }
+}
