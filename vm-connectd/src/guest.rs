@@ -144,7 +144,7 @@ pub async fn run(
     // The first write waits for a host side; its completion is our "host connected".
     let _ = writer.offer(guest.hello().to_bytes());
     tracing::info!(port = %port.display(), socket = %cfg.socket.display(), "vm-connectd guest mode started");
-    crate::notify::ready();
+    vm_common::notify::ready();
     tokio::select! {
         () = shutdown => tracing::info!("shutting down"),
         () = port_loop(Arc::clone(&guest), ev_rx) => tracing::error!("port closed"),

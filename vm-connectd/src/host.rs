@@ -177,7 +177,7 @@ pub async fn run(
         libvirt = cfg.libvirt_uri.as_deref().unwrap_or("(off)"),
         "vm-connectd host mode started"
     );
-    crate::notify::ready();
+    vm_common::notify::ready();
     let accept = accept_loop(Arc::clone(&host), listener);
     let links = async {
         while let Some(found) = found_rx.recv().await {

@@ -18,7 +18,6 @@ pub mod frames;
 pub mod guest;
 pub mod limits;
 pub mod local;
-pub mod notify;
 pub mod port;
 
 #[cfg(feature = "libvirt")]

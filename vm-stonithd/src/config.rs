@@ -192,9 +192,8 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        let name = |what: &str, s: &str| {
-            Name::new(s).map_err(|e| invalid(format!("{what} {s:?}: {e}")))
-        };
+        let name =
+            |what: &str, s: &str| Name::new(s).map_err(|e| invalid(format!("{what} {s:?}: {e}")));
         let mut clusters = BTreeMap::new();
         for c in raw.cluster {
             let cname = name("cluster name", &c.name)?;
@@ -264,7 +263,9 @@ impl Config {
             socket: raw
                 .socket
                 .unwrap_or_else(|| PathBuf::from(vm_proto::DEFAULT_SOCKET)),
-            key_dir: raw.key_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR)),
+            key_dir: raw
+                .key_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR)),
             clock_window: secs(raw.clock_window, 30, "clock_window")?,
             max_timeout: secs(raw.max_timeout, 300, "max_timeout")?,
             max_requests: match raw.max_requests.unwrap_or(64) {
@@ -274,6 +275,16 @@ impl Config {
             clusters,
             legacy,
         })
+    }
+
+    /// Clusters that list the guest named `domain` (unchecked text) as a member.
+    pub fn clusters_of_str<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> impl Iterator<Item = &'a ClusterPolicy> {
+        self.clusters
+            .values()
+            .filter(move |c| c.members.iter().any(|m| m.as_str() == domain))
     }
 
     /// Clusters that list `domain` as a member.
@@ -317,9 +328,7 @@ fn legacy_decrypt(raw: RawLegacy) -> Result<LegacyDecrypt, String> {
                 ok_code: raw.decrypt_ok_code.unwrap_or(0),
             })
         }
-        (Some(_), Some(_)) => {
-            Err("legacy: set password_file or decrypt_command, not both".into())
-        }
+        (Some(_), Some(_)) => Err("legacy: set password_file or decrypt_command, not both".into()),
         (None, None) => Err(
             "legacy.enabled is true but neither password_file nor decrypt_command is set".into(),
         ),
@@ -361,8 +370,14 @@ mod tests {
     fn mistakes_are_errors_with_the_fix() {
         for (text, want) in [
             ("colour = 1", "unknown field"),
-            ("[[cluster]]\nname = \"a\"\nmembers = []", "members` is empty"),
-            ("[[cluster]]\nname = \"a;b\"\nmembers = [\"x\"]", "cluster name"),
+            (
+                "[[cluster]]\nname = \"a\"\nmembers = []",
+                "members` is empty",
+            ),
+            (
+                "[[cluster]]\nname = \"a;b\"\nmembers = [\"x\"]",
+                "cluster name",
+            ),
             (
                 "[[cluster]]\nname = \"a\"\nmembers = [\"x\"]\n[[cluster]]\nname = \"a\"\nmembers = [\"y\"]",
                 "defined twice",
@@ -381,11 +396,17 @@ mod tests {
 
     #[test]
     fn legacy_needs_one_way_to_decrypt() {
-        let c = parse("[legacy]\nenabled = true\ndecrypt_command = [\"openssl\", \"des-ede3\", \"-d\"]")
-            .unwrap();
+        let c = parse(
+            "[legacy]\nenabled = true\ndecrypt_command = [\"openssl\", \"des-ede3\", \"-d\"]",
+        )
+        .unwrap();
         assert!(matches!(
             c.legacy,
-            Some(LegacyDecrypt::Command { stdin: true, ok_code: 0, .. })
+            Some(LegacyDecrypt::Command {
+                stdin: true,
+                ok_code: 0,
+                ..
+            })
         ));
         let c = parse("[legacy]\nenabled = false\npassword_file = \"/x\"").unwrap();
         assert_eq!(c.legacy, None);

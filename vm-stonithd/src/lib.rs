@@ -10,5 +10,8 @@
 
 pub mod authz;
 pub mod config;
+pub mod daemon;
+pub mod fence;
 pub mod keys;
 pub mod plan;
+pub mod watch;

@@ -1,10 +1,10 @@
 //! The CIB changes a fence makes, as pure edits of a CIB snapshot (applied with
 //! [`vm_pcmk::Pacemaker::transact`], so each is one atomic compare-and-swap write).
 //!
-//! `off` sets, in one change: the guest's `target-role=Stopped`; what makes its stop a hard
-//! power-off (the node attribute `force_stop-<rsc>=true` on every node when the primitive has
-//! vm-ctl's rule-based `force_stop` set, else the primitive's own `force_stop=true` parameter);
-//! and a **journal** meta attribute `pmkt-fence` on the primitive recording who started the fence
+//! `off` sets, in one change: the guest's `target-role=Stopped`; the node attribute
+//! `force_stop-<rsc>=true` on every node, which makes the stop a hard power-off wherever the
+//! guest runs (`ocf:pm-kvm-tools:VirtualDomain` reads it when the stop runs, see
+//! [`vm_pcmk::virtualdomain`]); and a **journal** meta attribute `pmkt-fence` on the primitive recording who started the fence
 //! and what to restore. `on` sets `target-role=Started` and the journal. Once the host cluster
 //! confirms, [`finish`] removes the journal and the power-off switch, keeping the new role;
 //! on timeout or failure, [`rollback`] restores the role as it was.
@@ -17,7 +17,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use vm_pcmk::Cib;
-use vm_pcmk::virtualdomain::{FORCE_STOP_PARAM, force_stop_attr, has_force_stop, is_virtual_domain};
+use vm_pcmk::virtualdomain::{force_stop_attr, is_virtual_domain};
 use vm_seal::Name;
 
 /// The journal meta attribute.
@@ -42,7 +42,9 @@ pub enum PlanError {
         looked: String,
     },
     /// More than one candidate.
-    #[error("guest {target} matches several VirtualDomain resources ({found}); map it in vm-stonithd.toml `resources`")]
+    #[error(
+        "guest {target} matches several VirtualDomain resources ({found}); map it in vm-stonithd.toml `resources`"
+    )]
     Ambiguous {
         /// The target.
         target: Name,
@@ -58,7 +60,9 @@ pub enum PlanError {
         rsc: String,
     },
     /// Another fence of the same guest, with another action, is in progress.
-    #[error("a fence '{action}' of {rsc} by {owner} is in progress (until {deadline}); retry after it")]
+    #[error(
+        "a fence '{action}' of {rsc} by {owner} is in progress (until {deadline}); retry after it"
+    )]
     Busy {
         /// The resource.
         rsc: String,
@@ -76,10 +80,8 @@ pub enum PlanError {
 pub enum ForceMode {
     /// Nothing (an `on`).
     None,
-    /// The node attribute `force_stop-<rsc>=true` on every node (vm-ctl's rule).
+    /// The node attribute `force_stop-<rsc>=true` on every node.
     NodeAttr,
-    /// The primitive's `force_stop` parameter, whose prior value (if any) is kept.
-    Param(Option<String>),
 }
 
 /// Who carries out a fence.
@@ -132,9 +134,8 @@ impl Journal {
     pub fn to_value(&self) -> String {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
         let force = match &self.force {
-            ForceMode::None => "none".to_owned(),
-            ForceMode::NodeAttr => "attr".to_owned(),
-            ForceMode::Param(prior) => format!("param:{}", opt(prior)),
+            ForceMode::None => "none",
+            ForceMode::NodeAttr => "attr",
         };
         format!(
             "{JOURNAL_VERSION} {} {} {} {} {force}",
@@ -155,7 +156,7 @@ impl Journal {
         let force = match *force {
             "none" => ForceMode::None,
             "attr" => ForceMode::NodeAttr,
-            p => ForceMode::Param(opt(p.strip_prefix("param:")?)),
+            _ => return None,
         };
         Some(Journal {
             action: (*action).to_owned(),
@@ -180,7 +181,11 @@ pub fn unix(t: SystemTime) -> u64 {
 /// Finds the host resource of guest `target`: the configured override, else `prmVMCTL_<target>`
 /// (what vm-ctl creates), else the one VirtualDomain primitive whose `config` file is named
 /// `<target>.xml`.
-pub fn target_resource(cib: &Cib, target: &Name, overrides: Option<&String>) -> Result<String, PlanError> {
+pub fn target_resource(
+    cib: &Cib,
+    target: &Name,
+    overrides: Option<&String>,
+) -> Result<String, PlanError> {
     let check = |rsc: &str| -> Result<String, PlanError> {
         match cib.resource(rsc) {
             Some(p) if is_virtual_domain(p) => Ok(rsc.to_owned()),
@@ -236,7 +241,8 @@ pub fn target_resource(cib: &Cib, target: &Name, overrides: Option<&String>) -> 
 
 /// The journal entry on `rsc`, if any.
 pub fn journal(cib: &Cib, rsc: &str) -> Option<Journal> {
-    cib.meta_attribute(rsc, JOURNAL_ATTR).and_then(Journal::parse)
+    cib.meta_attribute(rsc, JOURNAL_ATTR)
+        .and_then(Journal::parse)
 }
 
 /// Every resource with a journal entry.
@@ -292,23 +298,24 @@ pub fn begin(
         prior_role = j.prior_role;
     }
     let force = if action == "off" {
-        let prim = cib.resource(rsc);
-        if prim.is_some_and(has_force_stop) {
-            let attr = force_stop_attr(rsc);
-            let nodes: Vec<String> = cib.node_names().into_iter().map(str::to_owned).collect();
-            for node in nodes {
-                cib.set_node_attribute(&node, &attr, "true");
-            }
-            ForceMode::NodeAttr
-        } else {
-            let prior = cib.instance_attribute(rsc, FORCE_STOP_PARAM).map(str::to_owned);
-            cib.set_instance_attribute(rsc, FORCE_STOP_PARAM, "true");
-            ForceMode::Param(prior)
+        let attr = force_stop_attr(rsc);
+        let nodes: Vec<String> = cib.node_names().into_iter().map(str::to_owned).collect();
+        for node in nodes {
+            cib.set_node_attribute(&node, &attr, "true");
         }
+        ForceMode::NodeAttr
     } else {
         ForceMode::None
     };
-    cib.set_meta_attribute(rsc, "target-role", if action == "off" { "Stopped" } else { "Started" });
+    cib.set_meta_attribute(
+        rsc,
+        "target-role",
+        if action == "off" {
+            "Stopped"
+        } else {
+            "Started"
+        },
+    );
     let entry = Journal {
         action: action.to_owned(),
         owner: owner.clone(),
@@ -362,12 +369,6 @@ fn undo_force(cib: &mut Cib, rsc: &str, force: &ForceMode) {
                 cib.remove_node_attribute(&node, &attr);
             }
         }
-        ForceMode::Param(Some(v)) => {
-            cib.set_instance_attribute(rsc, FORCE_STOP_PARAM, v);
-        }
-        ForceMode::Param(None) => {
-            cib.remove_instance_attribute(rsc, FORCE_STOP_PARAM);
-        }
     }
 }
 
@@ -375,27 +376,21 @@ fn undo_force(cib: &mut Cib, rsc: &str, force: &ForceMode) {
 mod tests {
     use super::*;
 
-    fn cib(with_rule: bool) -> Cib {
-        let rule = if with_rule {
-            vm_pcmk::crm::render_xml(&vm_pcmk::virtualdomain::force_stop_params("prmVMCTL_g1"))
-        } else {
-            String::new()
-        };
-        Cib::parse(&format!(
+    fn cib() -> Cib {
+        Cib::parse(
             r#"<cib admin_epoch="0" epoch="1" num_updates="0"><configuration><crm_config/>
             <nodes><node id="1" uname="n1"/><node id="2" uname="n2"/></nodes>
             <resources>
               <primitive id="prmVMCTL_g1" class="ocf" provider="heartbeat" type="VirtualDomain">
                 <instance_attributes id="a"><nvpair id="a-c" name="config" value="/etc/libvirt/qemu/g1.xml"/></instance_attributes>
-                {rule}
                 <meta_attributes id="m"><nvpair id="m-t" name="target-role" value="Started"/></meta_attributes>
               </primitive>
               <primitive id="vm_other" class="ocf" provider="heartbeat" type="VirtualDomain">
                 <instance_attributes id="b"><nvpair id="b-c" name="config" value="/srv/vm/g2.xml"/></instance_attributes>
               </primitive>
               <primitive id="d" class="ocf" provider="pacemaker" type="Dummy"/>
-            </resources><constraints/></configuration><status/></cib>"#
-        ))
+            </resources><constraints/></configuration><status/></cib>"#,
+        )
         .unwrap()
     }
 
@@ -413,7 +408,7 @@ mod tests {
 
     #[test]
     fn resolves_targets() {
-        let c = cib(false);
+        let c = cib();
         assert_eq!(target_resource(&c, &n("g1"), None).unwrap(), "prmVMCTL_g1");
         assert_eq!(target_resource(&c, &n("g2"), None).unwrap(), "vm_other");
         assert!(matches!(
@@ -427,18 +422,26 @@ mod tests {
     }
 
     #[test]
-    fn off_with_the_rule_sets_node_attributes_and_rollback_restores_everything() {
+    fn off_sets_node_attributes_and_rollback_restores_everything() {
         let now = SystemTime::now();
-        let before = cib(true);
+        let before = cib();
         let mut c = before.clone();
-        let Begin::Started(j) = begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), now, now).unwrap() else {
+        let Begin::Started(j) =
+            begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), now, now).unwrap()
+        else {
             panic!("not started")
         };
         assert_eq!(j.force, ForceMode::NodeAttr);
         assert_eq!(j.prior_role.as_deref(), Some("Started"));
-        assert_eq!(c.meta_attribute("prmVMCTL_g1", "target-role"), Some("Stopped"));
+        assert_eq!(
+            c.meta_attribute("prmVMCTL_g1", "target-role"),
+            Some("Stopped")
+        );
         for node in ["n1", "n2"] {
-            assert_eq!(c.node_attribute(node, "force_stop-prmVMCTL_g1"), Some("true"));
+            assert_eq!(
+                c.node_attribute(node, "force_stop-prmVMCTL_g1"),
+                Some("true")
+            );
         }
         assert_eq!(journal(&c, "prmVMCTL_g1"), Some(j.clone()));
         assert_eq!(journals(&c).len(), 1);
@@ -449,25 +452,38 @@ mod tests {
     }
 
     #[test]
-    fn off_without_the_rule_uses_the_parameter_and_finish_keeps_it_stopped() {
+    fn finish_keeps_it_stopped_and_clears_the_rest() {
         let now = SystemTime::now();
-        let mut c = cib(false);
-        let Begin::Started(j) = begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), now, now).unwrap() else {
-            panic!("not started")
-        };
-        assert_eq!(j.force, ForceMode::Param(None));
-        assert_eq!(c.instance_attribute("prmVMCTL_g1", "force_stop"), Some("true"));
+        let mut c = cib();
+        begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), now, now).unwrap();
         assert!(finish(&mut c, "prmVMCTL_g1", &owner("n1")));
-        assert_eq!(c.instance_attribute("prmVMCTL_g1", "force_stop"), None);
-        assert_eq!(c.meta_attribute("prmVMCTL_g1", "target-role"), Some("Stopped"));
+        assert_eq!(c.node_attribute("n1", "force_stop-prmVMCTL_g1"), None);
+        assert_eq!(
+            c.meta_attribute("prmVMCTL_g1", "target-role"),
+            Some("Stopped")
+        );
         assert_eq!(journal(&c, "prmVMCTL_g1"), None);
         assert!(!finish(&mut c, "prmVMCTL_g1", &owner("n1")));
+        // `on` touches no attribute and restores the role it found on rollback
+        let Begin::Started(j) = begin(&mut c, "prmVMCTL_g1", "on", &owner("n1"), now, now).unwrap()
+        else {
+            panic!("not started")
+        };
+        assert_eq!(
+            (j.force, j.prior_role.as_deref()),
+            (ForceMode::None, Some("Stopped"))
+        );
+        assert!(rollback(&mut c, "prmVMCTL_g1", None));
+        assert_eq!(
+            c.meta_attribute("prmVMCTL_g1", "target-role"),
+            Some("Stopped")
+        );
     }
 
     #[test]
     fn concurrent_fences_join_refuse_or_take_over() {
         let now = SystemTime::now();
-        let mut c = cib(true);
+        let mut c = cib();
         let deadline = now + Duration::from_secs(60);
         begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), deadline, now).unwrap();
         let mut c2 = c.clone();
@@ -489,7 +505,10 @@ mod tests {
         };
         assert_eq!(j.prior_role.as_deref(), Some("Started"));
         assert_eq!(c2.node_attribute("n1", "force_stop-prmVMCTL_g1"), None);
-        assert_eq!(c2.meta_attribute("prmVMCTL_g1", "target-role"), Some("Started"));
+        assert_eq!(
+            c2.meta_attribute("prmVMCTL_g1", "target-role"),
+            Some("Started")
+        );
     }
 
     #[test]
@@ -499,10 +518,16 @@ mod tests {
             owner: owner("node-a.example"),
             deadline: 1_700_000_000,
             prior_role: None,
-            force: ForceMode::Param(Some("false".into())),
+            force: ForceMode::NodeAttr,
         };
         assert_eq!(Journal::parse(&j.to_value()), Some(j));
-        for junk in ["", "v2 off a/1/x 1 - attr", "v1 off a 1 - attr", "v1 off a/x/y 1 - attr"] {
+        for junk in [
+            "",
+            "v2 off a/1/x 1 - attr",
+            "v1 off a 1 - attr",
+            "v1 off a/x/y 1 - attr",
+            "v1 off a/1/x 1 - param",
+        ] {
             assert_eq!(Journal::parse(junk), None, "{junk:?}");
         }
     }

@@ -3,7 +3,9 @@
 //! - [`process`]: run an external program (argv, never a shell) with a hard deadline and
 //!   captured output. Every call to a Pacemaker tool or `virsh` goes through it, so no external
 //!   call can hang a daemon or the CLI.
+//! - [`notify`]: readiness for service managers (`READY=1` on `$NOTIFY_SOCKET`).
 //! - [`logging`]: the `tracing` subscriber every binary installs once, at start.
 
 pub mod logging;
+pub mod notify;
 pub mod process;

@@ -5,7 +5,7 @@
 //!   [`Client::send_request_only`], [`Client::status`].
 //! - [`Module`]: [`Module::register`] a service with the host daemon, then
 //!   [`Module::next_event`] / [`Module::next_delivery`] and [`Module::reply`] /
-//!   [`Module::error`].
+//!   [`Module::error`], or, to answer from several threads, [`Module::sender`].
 //!
 //! Every call has a deadline: connecting (a helper thread, since std has no unix connect
 //! timeout and a daemon whose backlog is full would block `connect` indefinitely), every write
@@ -19,6 +19,7 @@ use std::{
     io::{self, Read, Write},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant, SystemTime},
 };
@@ -607,6 +608,64 @@ impl Module {
             WRITE_TIMEOUT,
             "send the error",
         )
+    }
+}
+
+impl Module {
+    /// A sending half for answering deliveries from other threads while this `Module` keeps
+    /// reading events. After taking one, answer only through senders: their writes are
+    /// serialised with each other, not with [`Module::reply`].
+    pub fn sender(&self) -> Result<ModuleSender, ClientError> {
+        let stream = self
+            .conn
+            .stream
+            .try_clone()
+            .map_err(|source| ClientError::Io {
+                op: "clone the module connection",
+                source,
+            })?;
+        Ok(ModuleSender {
+            stream: Arc::new(Mutex::new(stream)),
+        })
+    }
+}
+
+/// The sending half of a [`Module`]: cheap to clone, usable from any thread; each frame is
+/// written whole under a lock, so answers from concurrent workers never interleave.
+#[derive(Debug, Clone)]
+pub struct ModuleSender {
+    stream: Arc<Mutex<UnixStream>>,
+}
+
+impl ModuleSender {
+    /// Answers delivery `id` with `body` (at most [`MAX_BODY`](crate::MAX_BODY) bytes).
+    pub fn reply(&self, id: u64, body: &[u8]) -> Result<(), ClientError> {
+        let reply = Reply::new(body).map_err(ClientError::Invalid)?;
+        self.send(&Message::Reply(reply).to_frame(id), "send the reply")
+    }
+
+    /// Answers delivery `id` with an error (`message` cut to fit).
+    pub fn error(&self, id: u64, code: ErrorCode, message: &str) -> Result<(), ClientError> {
+        let error = ErrorMsg::truncated(code, message);
+        self.send(&Message::Error(error).to_frame(id), "send the error")
+    }
+
+    fn send(&self, frame: &Frame, op: &'static str) -> Result<(), ClientError> {
+        // A worker that panicked while holding the lock cannot have left half a frame: the
+        // write below is the only thing done under it, and write_all either completes or
+        // fails the connection.
+        let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        stream
+            .set_write_timeout(Some(WRITE_TIMEOUT))
+            .map_err(|source| ClientError::Io { op, source })?;
+        stream
+            .write_all(&frame.to_bytes())
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout {
+                    timeout: WRITE_TIMEOUT,
+                },
+                _ => ClientError::Io { op, source },
+            })
     }
 }
 

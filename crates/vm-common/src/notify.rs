@@ -1,5 +1,5 @@
 //! Readiness for service managers: `READY=1` on `$NOTIFY_SOCKET` (systemd `Type=notify`),
-//! sent once the daemon's local socket is listening. Nothing happens without the variable.
+//! sent once the daemon is ready to serve. Nothing happens without the variable.
 
 use std::os::unix::net::UnixDatagram;
 

@@ -1,0 +1,595 @@
+//! The daemon: registered with the host vm-connectd as the `stonith` module, it opens each
+//! delivered request, decides, carries it out on a worker thread and answers.
+//!
+//! One log line per request says who asked (the guest whose channel it came over), what, and
+//! how it ended; refusals say why. A malformed, unauthenticated or unauthorised request changes
+//! nothing. The connection to vm-connectd is re-made when it drops (vm-connectd restarts), and
+//! answers for requests in flight then are lost: their requesters time out or are told to
+//! retry by vm-connectd, and the fences roll back (their Cancel never came, but the connection
+//! loss cancels them).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use vm_proto::client::{ClientError, Delivery, Module, ModuleEvent, ModuleSender};
+use vm_proto::message::ErrorCode;
+use vm_seal::envelope::{self, MAGIC};
+use vm_seal::{Action, FenceReply, FenceRequest, Name, Outcome, PowerState, ReplayGuard};
+
+use crate::authz;
+use crate::config::{Config, LegacyDecrypt};
+use crate::fence::{Executor, Job, error_chain};
+use crate::keys::KeyRing;
+use crate::plan;
+
+/// The service name vm-stonithd registers.
+pub const SERVICE: &str = "stonith";
+/// Transient node attribute where each vm-stonithd publishes the keys it holds (for
+/// `vm-ctl check`): `cluster:keyid:fingerprint`, comma-separated, sorted.
+pub const KEYS_ATTR: &str = "pmkt-fence-keys";
+/// Time kept back from a request's timeout for the reply to travel back.
+const REPLY_MARGIN: Duration = Duration::from_millis(300);
+/// How many requests the replay guard remembers at most.
+const REPLAY_CAPACITY: usize = 100_000;
+/// How often journal entries are checked for leftovers while idle.
+const JANITOR_PERIOD: Duration = Duration::from_secs(60);
+/// Longest legacy request accepted (an op, a space, a token).
+const MAX_LEGACY_LEN: usize = 600;
+
+/// How a request is answered.
+#[derive(Debug)]
+pub enum Answer {
+    /// A sealed reply.
+    Sealed(Vec<u8>),
+    /// A legacy plain reply (`OK` / `NG`).
+    Plain(&'static str),
+    /// An error frame: the request could not be opened, so no sealed reply is possible.
+    Error(ErrorCode, String),
+}
+
+/// The daemon's state.
+#[derive(Debug)]
+pub struct Daemon {
+    config_path: PathBuf,
+    config: RwLock<Arc<Config>>,
+    keys: RwLock<Arc<KeyRing>>,
+    replay: Mutex<ReplayGuard>,
+    executor: Executor,
+    node: String,
+    cancels: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    workers: AtomicUsize,
+}
+
+impl Daemon {
+    /// A daemon with `config` (read from `config_path`) and its keys, acting as host node
+    /// `node`.
+    pub fn new(
+        config_path: PathBuf,
+        config: Config,
+        keys: KeyRing,
+        executor: Executor,
+        node: String,
+    ) -> Daemon {
+        let replay = ReplayGuard::new(config.clock_window, SystemTime::now(), REPLAY_CAPACITY);
+        Daemon {
+            config_path,
+            config: RwLock::new(Arc::new(config)),
+            keys: RwLock::new(Arc::new(keys)),
+            replay: Mutex::new(replay),
+            executor,
+            node,
+            cancels: Mutex::new(HashMap::new()),
+            workers: AtomicUsize::new(0),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn keys(&self) -> Arc<KeyRing> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-reads the configuration and keys (SIGHUP); keeps the old ones if the new
+    /// configuration is invalid.
+    pub fn reload(&self) {
+        match Config::load(&self.config_path) {
+            Ok(config) => match load_keys(&config) {
+                Ok(keys) => {
+                    *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+                    *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+                    tracing::info!("configuration and keys reloaded");
+                    self.publish_keys();
+                }
+                Err(e) => tracing::error!("reload: {e}; keeping the previous configuration"),
+            },
+            Err(e) => tracing::error!("reload: {e}; keeping the previous configuration"),
+        }
+    }
+
+    /// Publishes the keys held here as the transient node attribute [`KEYS_ATTR`] (best
+    /// effort: it only serves `vm-ctl check`).
+    pub fn publish_keys(&self) {
+        let value = published_keys(&self.keys());
+        let out = vm_common::process::Cmd::new("attrd_updater")
+            .args(["--name", KEYS_ATTR, "--update"])
+            .arg(if value.is_empty() {
+                "-"
+            } else {
+                value.as_str()
+            })
+            .timeout(Duration::from_secs(10))
+            .run();
+        match out {
+            Ok(o) if o.success() => tracing::debug!(%value, "keys published"),
+            Ok(o) => tracing::warn!(
+                "cannot publish the keys held here for vm-ctl check: attrd_updater: {}",
+                o.stderr_text().trim()
+            ),
+            Err(e) => tracing::warn!(
+                "cannot publish the keys held here for vm-ctl check: {}",
+                error_chain(&e)
+            ),
+        }
+    }
+
+    /// Cleans fence journal entries left by a crashed vm-stonithd or a dead node.
+    pub fn janitor(&self) {
+        let idle = self.workers.load(Ordering::SeqCst) == 0;
+        match self.executor.janitor(&|_| !idle) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(cleaned = n, "fence journal checked"),
+            Err(e) => tracing::warn!("cannot check the fence journal: {}", error_chain(&e)),
+        }
+    }
+
+    /// Answers one delivery (runs on a worker thread; blocks while the fence runs).
+    pub fn handle(&self, delivery: &Delivery, cancel: Arc<AtomicBool>) -> Answer {
+        let received = Instant::now();
+        let origin = delivery.deliver.origin();
+        let body = delivery.deliver.body();
+        let span = tracing::info_span!("request", id = delivery.id, origin = origin.domain());
+        let _e = span.enter();
+        if body.starts_with(&MAGIC) {
+            self.sealed(origin.domain(), body, received, cancel)
+        } else {
+            self.legacy(origin.domain(), body, cancel)
+        }
+    }
+
+    fn sealed(
+        &self,
+        origin: &str,
+        body: &[u8],
+        received: Instant,
+        cancel: Arc<AtomicBool>,
+    ) -> Answer {
+        let header = match envelope::peek(body) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!("refused: not a sealed request: {e}");
+                return Answer::Error(ErrorCode::BadRequest, format!("not a sealed request: {e}"));
+            }
+        };
+        let keys = self.keys();
+        let Some(key) = keys.get(header.key_id) else {
+            tracing::warn!(key_id = %header.key_id, "refused: sealed with an unknown key (not in the key directory: wrong or rotated-out key, or a forgery)");
+            return Answer::Error(
+                ErrorCode::Forbidden,
+                format!("unknown key {}", header.key_id),
+            );
+        };
+        let opened = match FenceRequest::open(key, body) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(key_id = %header.key_id, cluster = %key.cluster(), "refused: {e}");
+                return Answer::Error(
+                    ErrorCode::Forbidden,
+                    "the request failed authentication".into(),
+                );
+            }
+        };
+        let req = &opened.request;
+        let nonce = opened.header.nonce;
+        let config = self.config();
+        let seal = |reply: FenceReply| match reply.seal(key, &nonce) {
+            Ok(b) => Answer::Sealed(b),
+            Err(e) => Answer::Error(ErrorCode::Internal, format!("cannot seal the reply: {e}")),
+        };
+        let target = req.target.as_ref().map_or("-", Name::as_str);
+        let refuse = |why: String| {
+            tracing::warn!(cluster = %key.cluster(), action = %req.action, target, requester = %req.requester, "refused: {why}");
+            seal(FenceReply::new(Outcome::Refused, PowerState::Unknown, why))
+        };
+        let Some(policy) = config.clusters.get(key.cluster()) else {
+            return refuse(format!(
+                "the key belongs to guest cluster {}, which vm-stonithd.toml does not define",
+                key.cluster()
+            ));
+        };
+        let fresh = self.replay.lock().unwrap_or_else(|e| e.into_inner()).check(
+            key.id(),
+            nonce,
+            req.timestamp,
+            SystemTime::now(),
+        );
+        if let Err(e) = fresh {
+            return refuse(e.to_string());
+        }
+        if let Err(e) = authz::check(policy, origin, req) {
+            return refuse(e.to_string());
+        }
+        if req.action == Action::List {
+            let mut reply = FenceReply::new(
+                Outcome::Done,
+                PowerState::Unknown,
+                "targets of this guest cluster",
+            );
+            reply.targets = policy.targets.iter().cloned().collect();
+            tracing::info!(cluster = %policy.name, action = "list", "answered");
+            return seal(reply);
+        }
+        let timeout = req
+            .timeout
+            .min(config.max_timeout)
+            .saturating_sub(REPLY_MARGIN);
+        let job = Job {
+            action: req.action,
+            target: req.target.clone(),
+            resource: req
+                .target
+                .as_ref()
+                .and_then(|t| policy.resources.get(t).cloned()),
+            deadline: received + timeout,
+            cancel,
+            request: nonce.to_string(),
+        };
+        let reply = self.executor.run(&job);
+        tracing::info!(
+            cluster = %policy.name, action = %req.action, target, requester = %req.requester,
+            outcome = ?reply.outcome, state = ?reply.state, elapsed_ms = received.elapsed().as_millis() as u64,
+            "{}", reply.message
+        );
+        seal(reply)
+    }
+
+    fn legacy(&self, origin: &str, body: &[u8], cancel: Arc<AtomicBool>) -> Answer {
+        let config = self.config();
+        let Some(decrypt) = &config.legacy else {
+            tracing::warn!(
+                "refused: not a sealed request, and legacy mode is off (a legacy token needs [legacy] enabled = true)"
+            );
+            return Answer::Error(
+                ErrorCode::BadRequest,
+                "not a sealed request (legacy mode is off)".into(),
+            );
+        };
+        let ng = |why: String| {
+            tracing::warn!("legacy request refused: {why}");
+            Answer::Plain("NG")
+        };
+        let Some((op, token)) = parse_legacy(body) else {
+            return ng("not `on|off|reset|status TOKEN`".into());
+        };
+        let clusters: Vec<_> = config
+            .clusters_of_str(origin)
+            .filter(|c| c.legacy)
+            .collect();
+        if clusters.is_empty() {
+            return ng(format!(
+                "{origin} is not a member of a guest cluster with legacy = true in vm-stonithd.toml"
+            ));
+        }
+        let rsc = match decrypt_legacy(decrypt, token) {
+            Ok(r) => r,
+            Err(e) => return ng(format!("the token does not decrypt: {e}")),
+        };
+        // which target of the requester's clusters has that resource?
+        let cib = match vm_pcmk::Pacemaker::live().snapshot() {
+            Ok(c) => c,
+            Err(e) => return ng(format!("cannot read the CIB: {}", error_chain(&e))),
+        };
+        let target = clusters.iter().find_map(|c| {
+            c.targets.iter().find(|t| {
+                plan::target_resource(&cib, t, c.resources.get(*t)).is_ok_and(|r| r == rsc)
+            })
+        });
+        let Some(target) = target.cloned() else {
+            return ng(format!(
+                "{rsc} is not the resource of a guest that {origin}'s cluster may fence"
+            ));
+        };
+        let action = match op {
+            "on" => Action::On,
+            "off" => Action::Off,
+            "reset" => Action::Reboot,
+            _ => Action::Status,
+        };
+        let job = Job {
+            action,
+            target: Some(target.clone()),
+            resource: Some(rsc.clone()),
+            deadline: Instant::now() + config.max_timeout,
+            cancel,
+            // the journal's request id; legacy requests have no nonce of their own
+            request: format!(
+                "legacy-{}",
+                vm_seal::Nonce::random()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ),
+        };
+        let reply = self.executor.run(&job);
+        let ok = reply.outcome == Outcome::Done;
+        tracing::info!(action = op, %target, %rsc, outcome = ?reply.outcome, legacy = true, "{}", reply.message);
+        Answer::Plain(if ok { "OK" } else { "NG" })
+    }
+
+    /// Serves vm-connectd until `shutdown` is set, reconnecting when the connection drops.
+    pub fn serve(self: &Arc<Self>, socket: &std::path::Path, shutdown: &AtomicBool) {
+        let mut backoff = Duration::from_millis(200);
+        let mut logged_down = false;
+        while !shutdown.load(Ordering::SeqCst) {
+            match Module::register(socket, SERVICE, Duration::from_secs(5)) {
+                Ok(module) => {
+                    tracing::info!(socket = %socket.display(), "registered with vm-connectd as the {SERVICE} module");
+                    vm_common::notify::ready();
+                    logged_down = false;
+                    backoff = Duration::from_millis(200);
+                    self.serve_connection(module, shutdown);
+                }
+                Err(e) => {
+                    if logged_down {
+                        tracing::debug!("vm-connectd still unreachable: {}", error_chain(&e));
+                    } else {
+                        tracing::warn!(socket = %socket.display(), "cannot register with vm-connectd (retrying): {}", error_chain(&e));
+                        logged_down = true;
+                    }
+                }
+            }
+            if !shutdown.load(Ordering::SeqCst) {
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+
+    fn serve_connection(self: &Arc<Self>, mut module: Module, shutdown: &AtomicBool) {
+        let sender = match module.sender() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("{}", error_chain(&e));
+                return;
+            }
+        };
+        let mut last_janitor = Instant::now();
+        loop {
+            if shutdown.load(Ordering::SeqCst) {
+                return;
+            }
+            match module.next_event(Duration::from_millis(500)) {
+                Ok(Some(ModuleEvent::Deliver(d))) => self.dispatch(d, &sender),
+                Ok(Some(ModuleEvent::Cancel { id })) => {
+                    if let Some(flag) = self
+                        .cancels
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&id)
+                    {
+                        tracing::info!(id, "the requester gave up: rolling back");
+                        flag.store(true, Ordering::SeqCst);
+                        self.executor.watcher().poke();
+                    }
+                }
+                Ok(None) => {
+                    if last_janitor.elapsed() >= JANITOR_PERIOD {
+                        last_janitor = Instant::now();
+                        self.janitor();
+                    }
+                }
+                Err(e) => {
+                    let closed = matches!(e, ClientError::Closed);
+                    tracing::warn!(
+                        "connection to vm-connectd {}: reconnecting; requests in flight are cancelled",
+                        if closed {
+                            "closed".to_owned()
+                        } else {
+                            error_chain(&e)
+                        }
+                    );
+                    self.cancel_all();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, d: Delivery, sender: &ModuleSender) {
+        let max = self.config().max_requests;
+        if self.workers.load(Ordering::SeqCst) >= max {
+            tracing::warn!(
+                id = d.id,
+                origin = d.deliver.origin().domain(),
+                "refused: busy ({max} requests in progress)"
+            );
+            let _ = sender.error(d.id, ErrorCode::Internal, "vm-stonithd is busy; retry");
+            return;
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(d.id, cancel.clone());
+        self.workers.fetch_add(1, Ordering::SeqCst);
+        let me = Arc::clone(self);
+        let sender = sender.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("req-{}", d.id))
+            .spawn(move || {
+                let answer = me.handle(&d, cancel);
+                let sent = match answer {
+                    Answer::Sealed(b) => sender.reply(d.id, &b),
+                    Answer::Plain(s) => sender.reply(d.id, s.as_bytes()),
+                    Answer::Error(code, msg) => sender.error(d.id, code, &msg),
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(
+                        id = d.id,
+                        "cannot send the answer (vm-connectd gone?): {}",
+                        error_chain(&e)
+                    );
+                }
+                me.cancels
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&d.id);
+                me.workers.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a worker thread: {e}");
+            self.workers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Cancels every request in flight (their fences roll back).
+    pub fn cancel_all(&self) {
+        for flag in self
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            flag.store(true, Ordering::SeqCst);
+        }
+        self.executor.watcher().poke();
+    }
+
+    /// Waits up to `limit` for workers to finish (after [`Daemon::cancel_all`]).
+    pub fn drain(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while self.workers.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= until {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
+    /// The host node this daemon acts as.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+}
+
+/// Loads the keys of the configured key directory, logging unusable files.
+pub fn load_keys(config: &Config) -> Result<KeyRing, String> {
+    let (ring, problems) = KeyRing::load(&config.key_dir).map_err(|e| {
+        format!(
+            "cannot read the key directory {}: {e}",
+            config.key_dir.display()
+        )
+    })?;
+    for p in problems {
+        tracing::error!(file = %p.path.display(), "key not used: {}", p.problem);
+    }
+    for name in config.clusters.keys() {
+        if ring.of_cluster(name.as_str()).next().is_none() {
+            tracing::error!(cluster = %name, "guest cluster {name} has no key in {}: its requests will be refused (vm-ctl stonith keygen {name})", config.key_dir.display());
+        }
+    }
+    Ok(ring)
+}
+
+/// The [`KEYS_ATTR`] value for `keys`.
+pub fn published_keys(keys: &KeyRing) -> String {
+    let mut items: Vec<String> = keys
+        .keys()
+        .iter()
+        .map(|k| format!("{}:{}:{}", k.cluster(), k.id(), k.fingerprint()))
+        .collect();
+    items.sort();
+    items.join(",")
+}
+
+fn parse_legacy(body: &[u8]) -> Option<(&str, &str)> {
+    if body.len() > MAX_LEGACY_LEN {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let (op, token) = text.split_once(' ')?;
+    matches!(op, "on" | "off" | "reset" | "status").then_some(())?;
+    (!token.is_empty() && !token.contains(char::is_whitespace)).then_some((op, token))
+}
+
+fn decrypt_legacy(how: &LegacyDecrypt, token: &str) -> Result<String, String> {
+    use vm_seal::legacy;
+    match how {
+        LegacyDecrypt::Password { file, digests } => {
+            let password = legacy::Password::from_file(file).map_err(|e| e.to_string())?;
+            legacy::decrypt_token(token, &password, digests).map_err(|e| e.to_string())
+        }
+        LegacyDecrypt::Command {
+            argv,
+            stdin,
+            ok_code,
+        } => {
+            let cmd = legacy::DecryptCommand::new(
+                argv.clone(),
+                *stdin,
+                *ok_code,
+                Duration::from_secs(10),
+            )
+            .map_err(|e| e.to_string())?;
+            cmd.run(token).map_err(|e| e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_bodies_are_parsed_strictly() {
+        assert_eq!(
+            parse_legacy(b"off U2FsdGVkX1abc"),
+            Some(("off", "U2FsdGVkX1abc"))
+        );
+        assert_eq!(parse_legacy(b"reset x"), Some(("reset", "x")));
+        for bad in [
+            &b"kill x"[..],
+            b"off",
+            b"off ",
+            b"off a b",
+            b"off a\n",
+            b"\xff x",
+        ] {
+            assert_eq!(parse_legacy(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_legacy(&[b'a'; 700]), None);
+    }
+
+    #[test]
+    fn published_keys_are_sorted_and_secret_free() {
+        let a = vm_seal::Key::generate("web").unwrap();
+        let b = vm_seal::Key::generate("db").unwrap();
+        let v = published_keys(&KeyRing::from_keys([a, b]));
+        let items: Vec<&str> = v.split(',').collect();
+        assert_eq!(items.len(), 2);
+        assert!(
+            items[0].starts_with("db:") && items[1].starts_with("web:"),
+            "{v}"
+        );
+        assert!(items.iter().all(|i| i.split(':').count() == 3));
+    }
+}

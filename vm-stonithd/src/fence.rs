@@ -1,0 +1,483 @@
+//! Carrying out a fence through the host cluster, and confirming it from the cluster's status.
+//!
+//! Every step is bounded by the request's deadline. `off`: one compare-and-swap CIB write
+//! ([`plan::begin`]: target-role=Stopped, the force-stop node attribute, the journal), then a
+//! wait, woken by cluster events ([`Watcher`]), until `crm_mon` shows the guest's resource
+//! stopped on every node; then [`plan::finish`]. On timeout, cancel or failure:
+//! [`plan::rollback`]. `on` is the same with target-role=Started and "running on one node".
+//! Requests for the same resource are serialised in this daemon; across the host cluster's
+//! nodes the journal does it (a second daemon joins a fence in progress or is told to retry).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use vm_pcmk::{ClusterStatus, Pacemaker, PcmkError, Role, Update};
+use vm_seal::{Action, FenceReply, Name, Outcome, PowerState};
+
+use crate::plan::{self, Begin, Owner, PlanError};
+use crate::watch::{FALLBACK, Watcher};
+
+/// Attempts of one compare-and-swap CIB change before giving up (other writers keep winning).
+const CAS_ATTEMPTS: u32 = 10;
+/// Least time a tool call gets, even when the deadline is nearer (a killed `cibadmin --replace`
+/// could have written; better to let it finish).
+const MIN_TOOL_TIME: Duration = Duration::from_secs(2);
+
+/// What a fence is asked to do.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The action (not `list`: the daemon answers that from its configuration).
+    pub action: Action,
+    /// The target guest (for off/on/reboot/status).
+    pub target: Option<Name>,
+    /// The configured resource id for the target, if any.
+    pub resource: Option<String>,
+    /// When the requester stops waiting.
+    pub deadline: Instant,
+    /// Set when the requester gave up (or the daemon stops): roll back.
+    pub cancel: Arc<AtomicBool>,
+    /// Identifies the request in the journal (its nonce, hex).
+    pub request: String,
+}
+
+/// Why a fence step failed.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Pcmk(#[from] PcmkError),
+    #[error("the request timed out while {0}")]
+    Timeout(&'static str),
+    #[error("the request was cancelled while {0}")]
+    Cancelled(&'static str),
+    #[error("{0}")]
+    Blocked(String),
+}
+
+impl StepError {
+    fn outcome(&self) -> Outcome {
+        match self {
+            StepError::Timeout(_) | StepError::Cancelled(_) => Outcome::TimedOut,
+            _ => Outcome::Failed,
+        }
+    }
+}
+
+/// Carries out fences on this host node.
+#[derive(Debug)]
+pub struct Executor {
+    pcmk: Pacemaker,
+    watcher: Watcher,
+    node: String,
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl Executor {
+    /// An executor acting as host node `node` on the CIB `pcmk` designates.
+    pub fn new(pcmk: Pacemaker, watcher: Watcher, node: String) -> Executor {
+        Executor {
+            pcmk,
+            watcher,
+            node,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The watcher waits use.
+    pub fn watcher(&self) -> &Watcher {
+        &self.watcher
+    }
+
+    /// Runs `job` and says how it ended. Never reports `Done` for a power change that the
+    /// cluster's status does not show.
+    pub fn run(&self, job: &Job) -> FenceReply {
+        match job.action {
+            Action::Monitor => self.monitor(job),
+            Action::Status => self.status(job),
+            Action::Off | Action::On => self.power(job, job.action),
+            Action::Reboot => {
+                let off = self.power(job, Action::Off);
+                if off.outcome != Outcome::Done {
+                    return off;
+                }
+                let on = self.power(job, Action::On);
+                if on.outcome == Outcome::Done {
+                    FenceReply::new(
+                        Outcome::Done,
+                        PowerState::On,
+                        "rebooted: off confirmed, then started",
+                    )
+                } else {
+                    // The fence itself (off) is done and confirmed; say so, with the failure.
+                    FenceReply::new(
+                        Outcome::Done,
+                        PowerState::Off,
+                        format!("off confirmed; starting it again failed: {}", on.message),
+                    )
+                }
+            }
+            Action::List => FenceReply::new(
+                Outcome::Failed,
+                PowerState::Unknown,
+                "list is answered by the daemon",
+            ),
+        }
+    }
+
+    fn pcmk_until(&self, deadline: Instant) -> Pacemaker {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.pcmk
+            .clone()
+            .with_timeout(left.clamp(MIN_TOOL_TIME, vm_pcmk::tools::TOOL_TIMEOUT))
+    }
+
+    fn monitor(&self, job: &Job) -> FenceReply {
+        match self.pcmk_until(job.deadline).status() {
+            Ok(st) if st.nodes.iter().any(|n| n.is_dc) => FenceReply::new(
+                Outcome::Done,
+                PowerState::Unknown,
+                format!(
+                    "host node {} reached the host cluster (it has a DC)",
+                    self.node
+                ),
+            ),
+            Ok(_) => FenceReply::new(
+                Outcome::Failed,
+                PowerState::Unknown,
+                "the host cluster has no DC",
+            ),
+            Err(e) => FenceReply::new(Outcome::Failed, PowerState::Unknown, error_chain(&e)),
+        }
+    }
+
+    fn resource(&self, job: &Job) -> Result<(String, Name), StepError> {
+        let target = job
+            .target
+            .clone()
+            .ok_or(StepError::Blocked("the request names no target".into()))?;
+        let cib = self.pcmk_until(job.deadline).snapshot()?;
+        let rsc = plan::target_resource(&cib, &target, job.resource.as_ref())?;
+        Ok((rsc, target))
+    }
+
+    fn status(&self, job: &Job) -> FenceReply {
+        let result = self.resource(job).and_then(|(rsc, target)| {
+            let st = self.pcmk_until(job.deadline).status()?;
+            Ok(if active(&st, &rsc) {
+                FenceReply::new(
+                    Outcome::Done,
+                    PowerState::On,
+                    format!("{target} ({rsc}) is running"),
+                )
+            } else {
+                FenceReply::new(
+                    Outcome::Done,
+                    PowerState::Off,
+                    format!("{target} ({rsc}) is stopped"),
+                )
+            })
+        });
+        result
+            .unwrap_or_else(|e| FenceReply::new(e.outcome(), PowerState::Unknown, error_chain(&e)))
+    }
+
+    fn lock_for(&self, rsc: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(rsc.to_owned()).or_default().clone()
+    }
+
+    /// `off` or `on`, confirmed.
+    fn power(&self, job: &Job, action: Action) -> FenceReply {
+        let (rsc, target) = match self.resource(job) {
+            Ok(x) => x,
+            Err(e) => return FenceReply::new(e.outcome(), PowerState::Unknown, error_chain(&e)),
+        };
+        let lock = self.lock_for(&rsc);
+        // serialise fences of one guest in this daemon (bounded: the job's own deadline)
+        let _guard = loop {
+            match lock.try_lock() {
+                Ok(g) => break g,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if Instant::now() >= job.deadline || job.cancel.load(Ordering::Relaxed) {
+                        return FenceReply::new(
+                            Outcome::TimedOut,
+                            PowerState::Unknown,
+                            format!(
+                                "another fence of {target} was still running when this request timed out"
+                            ),
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        let (verb, state) = match action {
+            Action::Off => ("off", PowerState::Off),
+            _ => ("on", PowerState::On),
+        };
+        let owner = Owner {
+            node: self.node.clone(),
+            pid: std::process::id(),
+            request: job.request.clone(),
+        };
+        let span = tracing::info_span!("fence", %target, %rsc, action = verb);
+        let _e = span.enter();
+        let t0 = Instant::now();
+        match self.power_steps(job, &rsc, verb, &owner) {
+            Ok(joined) => {
+                tracing::info!(
+                    elapsed_ms = t0.elapsed().as_millis() as u64,
+                    joined,
+                    "{verb} confirmed by the host cluster"
+                );
+                FenceReply::new(
+                    Outcome::Done,
+                    state,
+                    format!(
+                        "{target} ({rsc}) is {} (confirmed by the host cluster{})",
+                        if verb == "off" {
+                            "stopped on every node"
+                        } else {
+                            "running"
+                        },
+                        if joined {
+                            ", joining a fence already in progress"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            }
+            Err(e) => {
+                let msg = error_chain(&e);
+                tracing::warn!(
+                    elapsed_ms = t0.elapsed().as_millis() as u64,
+                    "{verb} failed: {msg}"
+                );
+                FenceReply::new(
+                    e.outcome(),
+                    PowerState::Unknown,
+                    format!("{verb} of {target} ({rsc}) failed: {msg}"),
+                )
+            }
+        }
+    }
+
+    /// Returns whether the fence joined one in progress.
+    fn power_steps(
+        &self,
+        job: &Job,
+        rsc: &str,
+        verb: &str,
+        owner: &Owner,
+    ) -> Result<bool, StepError> {
+        let deadline_wall =
+            SystemTime::now() + job.deadline.saturating_duration_since(Instant::now());
+        // already there? (an `off` of a stopped guest still pins target-role=Stopped below)
+        let begun = self
+            .pcmk_until(job.deadline)
+            .transact(CAS_ATTEMPTS, |cib| -> Result<Update<Begin>, StepError> {
+                let prim = cib.resource(rsc);
+                if prim.is_some_and(|p| !vm_pcmk::virtualdomain::stops_hard_on_fence(p)) && verb == "off" {
+                    tracing::warn!("{rsc} does not use ocf:pm-kvm-tools:VirtualDomain: its stop is a graceful shutdown first (vm-ctl check)");
+                }
+                match plan::begin(cib, rsc, verb, owner, deadline_wall, SystemTime::now())? {
+                    b @ Begin::Started(_) => Ok(Update::Write(b)),
+                    b @ Begin::Joined(_) => Ok(Update::Unchanged(b)),
+                }
+            });
+        let joined = match begun {
+            Ok(Begin::Started(_)) => false,
+            Ok(Begin::Joined(j)) => {
+                tracing::info!(owner = ?j.owner, "a fence of the same guest is in progress: waiting for it");
+                true
+            }
+            // nothing was written: nothing to roll back
+            Err(e) => return Err(e),
+        };
+        let result = self.wait_for(job, rsc, verb);
+        if joined {
+            return result.map(|()| true);
+        }
+        match result {
+            Ok(()) => {
+                // Confirmed. Clearing the journal and force-stop attribute is housekeeping: if it
+                // fails, the janitor finishes it; the fence itself is done.
+                if let Err(e) = self.end(rsc, owner, false) {
+                    tracing::warn!(
+                        "{verb} confirmed, but clearing its journal failed (the janitor will): {}",
+                        error_chain(&e)
+                    );
+                }
+                Ok(false)
+            }
+            Err(e) => {
+                if let Err(re) = self.end(rsc, owner, true) {
+                    tracing::error!(
+                        "rolling back the {verb} failed (the janitor will retry): {}",
+                        error_chain(&re)
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn end(&self, rsc: &str, owner: &Owner, rollback: bool) -> Result<(), StepError> {
+        // Housekeeping gets its own time, independent of the request's deadline.
+        self.pcmk
+            .clone()
+            .with_timeout(Duration::from_secs(30))
+            .transact(CAS_ATTEMPTS, |cib| -> Result<Update<()>, StepError> {
+                let changed = if rollback {
+                    plan::rollback(cib, rsc, Some(owner))
+                } else {
+                    plan::finish(cib, rsc, owner)
+                };
+                Ok(if changed {
+                    Update::Write(())
+                } else {
+                    Update::Unchanged(())
+                })
+            })
+    }
+
+    /// Waits until `rsc` is stopped everywhere (`off`) or running on one node (`on`).
+    fn wait_for(&self, job: &Job, rsc: &str, verb: &str) -> Result<(), StepError> {
+        let what = if verb == "off" {
+            "waiting for the guest to stop"
+        } else {
+            "waiting for the guest to start"
+        };
+        loop {
+            let seen = self.watcher.generation();
+            match self.pcmk_until(job.deadline).status() {
+                Ok(st) => {
+                    if reached(&st, rsc, verb) {
+                        return Ok(());
+                    }
+                    if let Some(why) = blocked(&st, rsc) {
+                        return Err(StepError::Blocked(why));
+                    }
+                }
+                // a transient failure to read the status is retried until the deadline
+                Err(e) => tracing::debug!("cannot read the status (retrying): {}", error_chain(&e)),
+            }
+            if job.cancel.load(Ordering::Relaxed) {
+                return Err(StepError::Cancelled(what));
+            }
+            let left = job.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StepError::Timeout(what));
+            }
+            self.watcher.wait_change(seen, left.min(FALLBACK));
+        }
+    }
+
+    /// Finishes or rolls back journal entries nobody in this process is working on: entries of
+    /// this node's earlier vm-stonithd (crashed mid-fence) and long-expired ones of any node.
+    /// A finished fence (the guest already where it was sent) is finished, anything else is
+    /// rolled back. Returns how many entries were cleaned.
+    pub fn janitor(&self, active: &dyn Fn(&str) -> bool) -> Result<usize, PcmkError> {
+        let pcmk = self.pcmk.clone().with_timeout(Duration::from_secs(30));
+        let cib = pcmk.snapshot()?;
+        let now = SystemTime::now();
+        let stale: Vec<(String, plan::Journal)> = plan::journals(&cib)
+            .into_iter()
+            .filter(|(rsc, j)| {
+                let ours = j.owner.node == self.node;
+                let orphan = ours && (j.owner.pid != std::process::id() || !active(rsc));
+                orphan || (!ours && j.expired(now))
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let status = pcmk.status()?;
+        let mut cleaned = 0;
+        for (rsc, j) in stale {
+            let done = reached(&status, &rsc, &j.action);
+            let result = pcmk.transact(CAS_ATTEMPTS, |cib| -> Result<Update<bool>, PcmkError> {
+                // re-read: act only if the entry is still the one we saw
+                if plan::journal(cib, &rsc).as_ref() != Some(&j) {
+                    return Ok(Update::Unchanged(false));
+                }
+                let changed = if done {
+                    plan::finish(cib, &rsc, &j.owner)
+                } else {
+                    plan::rollback(cib, &rsc, Some(&j.owner))
+                };
+                Ok(if changed {
+                    Update::Write(true)
+                } else {
+                    Update::Unchanged(false)
+                })
+            });
+            match result {
+                Ok(true) => {
+                    cleaned += 1;
+                    tracing::warn!(%rsc, owner = ?j.owner, action = %j.action,
+                        "{} a fence left unfinished by {} (journal cleaned)",
+                        if done { "finished" } else { "rolled back" },
+                        if j.owner.node == self.node { "an earlier vm-stonithd on this node" } else { "another node" });
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(%rsc, "cannot clean a fence journal entry: {}", error_chain(&e));
+                }
+            }
+        }
+        Ok(cleaned)
+    }
+}
+
+/// Whether any instance of `rsc` is active (running, starting, stopping, migrating) anywhere.
+fn active(st: &ClusterStatus, rsc: &str) -> bool {
+    st.instances(rsc)
+        .any(|r| r.role != Role::Stopped || !r.nodes.is_empty())
+}
+
+fn reached(st: &ClusterStatus, rsc: &str, verb: &str) -> bool {
+    if verb == "off" {
+        // present in the status (a resource missing from it is not "confirmed stopped") and
+        // inactive on every node
+        st.instances(rsc).next().is_some() && !active(st, rsc)
+    } else {
+        let started: Vec<_> = st
+            .instances(rsc)
+            .filter(|r| r.role == Role::Started)
+            .collect();
+        started.len() == 1 && started.iter().all(|r| r.nodes.len() == 1)
+    }
+}
+
+/// Why waiting for `rsc` is pointless (Pacemaker will not act on it), if it is.
+fn blocked(st: &ClusterStatus, rsc: &str) -> Option<String> {
+    st.instances(rsc).find(|r| !r.managed).map(|r| {
+        format!(
+            "{rsc} is unmanaged or blocked ({} on {}{}): the host cluster will not act on it; see crm_mon",
+            r.role,
+            if r.nodes.is_empty() { "no node".to_owned() } else { r.nodes.join(",") },
+            if r.failed { ", failed" } else { "" }
+        )
+    })
+}
+
+/// An error and its sources, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s
+}
