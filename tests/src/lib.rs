@@ -31,6 +31,7 @@ pub mod guest;
 pub mod libvirt;
 pub mod live;
 pub mod multinode;
+pub mod stonith;
 pub mod vmctl;
 
 use std::fs::File;

@@ -1,11 +1,13 @@
 #!/bin/bash
 # The guest tier's image: Debian's own kernel (extracted from its .deb, never installed on this
 # machine) and a busybox initramfs that carries the project's guest-side binaries as static musl
-# builds (vm-connectd, vm-connect) and its guest agents.
+# builds (vm-connectd, vm-connect) and its guest fence agents: fence_vmstonith (links OpenSSL, so
+# it is built for this machine and carried with the shared libraries it needs, as a Debian
+# guest would have them) and the cluster-glue plugin external/vm-stonith.
 #
 # Usage: guest-image.sh [--no-build]
 #   Output: $PMKT_STATE/guest/{vmlinuz,initrd.img}; rebuilt only when an input changed.
-#   --no-build  use the musl binaries already in target/ instead of running cargo.
+#   --no-build  use the binaries already in target/ instead of running cargo.
 #
 # The guest's init (see init below):
 #   * loads the virtio modules (Debian builds VIRTIO_PCI and VIRTIO_CONSOLE as modules) and
@@ -27,6 +29,7 @@ OUT=$PMKT_STATE/guest
 MUSL_TARGET=x86_64-unknown-linux-musl
 BIN_DIR=$REPO_DIR/target/$MUSL_TARGET/guest
 GUEST_BINS=(vm-connectd vm-connect)
+AGENT_BIN=$REPO_DIR/target/guest/fence_vmstonith
 
 if [ "${1:-}" != --no-build ]; then
     if ! rustup target list --installed 2>/dev/null | grep -qx "$MUSL_TARGET"; then
@@ -37,7 +40,10 @@ if [ "${1:-}" != --no-build ]; then
     # The guest build leaves out host-only features (libvirt) so it links nothing dynamic.
     (cd "$REPO_DIR" && cargo build --quiet --profile guest --target "$MUSL_TARGET" \
         -p vm-connectd --no-default-features --bins)
+    (cd "$REPO_DIR" && cargo build --quiet --profile guest -p fence-vmstonith)
 fi
+[ -x "$AGENT_BIN" ] || die "missing guest binary $AGENT_BIN"
+
 for b in "${GUEST_BINS[@]}"; do
     [ -x "$BIN_DIR/$b" ] || die "missing guest binary $BIN_DIR/$b"
     if ldd "$BIN_DIR/$b" >/dev/null 2>&1 && ! ldd "$BIN_DIR/$b" 2>&1 | grep -q 'statically linked'; then
@@ -69,7 +75,7 @@ stamp=$( {
     cat "$0"
     echo "$KVER"
     for b in "${GUEST_BINS[@]}"; do sha256sum "$BIN_DIR/$b"; done
-    find "$REPO_DIR/agents" -type f -path '*guest*' -print0 2>/dev/null | sort -z | xargs -0r sha256sum
+    sha256sum "$AGENT_BIN" "$REPO_DIR/agents/stonith/external/vm-stonith"
 } | sha256sum | cut -d' ' -f1)
 if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$stamp" ] && [ -f "$OUT/initrd.img" ]; then
     log "guest image up to date ($OUT)"
@@ -92,8 +98,16 @@ for m in $MODS; do
 done
 install -m 0755 "$BIN_DIR/vm-connectd" "$R/usr/sbin/vm-connectd"
 install -m 0755 "$BIN_DIR/vm-connect" "$R/usr/bin/vm-connect"
-# guest-side agents, when the project has them
-if [ -d "$REPO_DIR/agents/guest" ]; then cp -a "$REPO_DIR/agents/guest/." "$R/usr/sbin/"; fi
+ln -s ../bin/vm-connect "$R/usr/sbin/vm-connect" # the original's path, which agents use
+# the guest fence agents, where a package would put them, with the agent's shared libraries
+install -m 0755 "$AGENT_BIN" "$R/usr/sbin/fence_vmstonith"
+install -D -m 0755 "$REPO_DIR/agents/stonith/external/vm-stonith" \
+    "$R/usr/lib/stonith/plugins/external/vm-stonith"
+for lib in $(ldd "$AGENT_BIN" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+    mkdir -p "$R$(dirname "$lib")"
+    cp -L "$lib" "$R$lib"
+done
+mkdir -p "$R/etc/pm-kvm-tools" && chmod 0700 "$R/etc/pm-kvm-tools"
 
 cat >"$R/init" <<'INIT'
 #!/bin/sh

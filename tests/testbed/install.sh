@@ -18,7 +18,7 @@ pkgs_for() {
     case $1 in
     build) echo pkg-config libvirt-dev libssl-dev gcc musl-tools ;;
     cib) echo pacemaker pacemaker-cli-utils crmsh pcs resource-agents ;;
-    live) echo pacemaker pacemaker-cli-utils corosync resource-agents ;;
+    live) echo pacemaker pacemaker-cli-utils corosync resource-agents cluster-glue ;;
     libvirt) echo libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ;;
     guest) echo busybox-static cpio qemu-utils socat ;;
     multinode) echo iproute2 util-linux iputils-ping ;;

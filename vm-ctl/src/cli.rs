@@ -19,15 +19,18 @@ Examples:
   vm-ctl resource list                             # domain, resource, migration, preferred/running node
   vm-ctl location move -b node1                    # make every guest's current node its preferred node
   vm-ctl check                                     # pre-flight checks with the fix for each finding
+  vm-ctl stonith keygen web --members w1,w2        # new key of guest cluster web, and what next
+  vm-ctl stonith guest-config web --members w1,w2  # fence devices for inside the guests (crm, pcs)
   CIB_file=/tmp/cib.xml vm-ctl resource list       # work on an offline CIB file
 
 Exit status: 0 success (including \"already present\"), 1 unexpected error, 2 usage,
-3 vm-ctl.conf, 4 bad domain/node name, 5 domain XML, 6 node, 7 missing host clone,
+3 vm-ctl.conf, 4 bad domain/node/guest cluster name, 5 domain XML, 6 node, 7 missing host clone,
 8 fencing disabled with vm_stonith=on, 9 guest not managed by vm-ctl, 10 configured
 differently / managed by another resource, 11 guest state forbids it, 12 Pacemaker would not
 place it there, 13 result would fail crm_verify, 14 --wait timed out, 15 another vm-ctl holds
 the lock, 16 Pacemaker tool or CIB failure, 17 concurrent writers kept changing the CIB,
-18 check found problems.";
+18 check found problems, 19 a key could not be created or written, 20 a legacy token could
+not be made (password file), 21 unusable stonith option (--members, --key-file).";
 
 /// Manage libvirt guests as Pacemaker VirtualDomain resources, one atomic CIB change per
 /// command. Compatible with the original vm-ctl's syntax, configuration file and resource ids.
@@ -66,8 +69,13 @@ pub enum Command {
     /// Preferred-node locations.
     #[command(subcommand)]
     Location(LocationCmd),
-    /// Pre-flight checks of guests and host clones, with the fix for each finding.
+    /// Pre-flight checks of guests, host clones and guest-cluster fence keys, with the fix for
+    /// each finding.
     Check(CheckArgs),
+    /// Guest clusters fencing their guests through vm-stonithd: keys, the guests' fence
+    /// configuration, legacy tokens.
+    #[command(subcommand)]
+    Stonith(StonithCmd),
 }
 
 /// A comma-separated domain list, as the original accepts (`d1,d2`; several arguments too).
@@ -227,6 +235,111 @@ pub struct CheckArgs {
     /// Guests to check (default: every guest vm-ctl manages).
     #[arg(value_name = "DOMAIN")]
     pub domains: Vec<String>,
+    /// Where vm-stonithd's files are.
+    #[command(flatten)]
+    pub fence: FencePaths,
+}
+
+/// Where the host's guest-cluster keys and vm-stonithd's configuration are.
+#[derive(Debug, Clone, Args)]
+pub struct FencePaths {
+    /// Directory of the guest clusters' keys [default: key_dir from vm-stonithd.toml, else
+    /// /etc/pm-kvm-tools/keys].
+    #[arg(long, value_name = "DIR", env = "VM_CTL_KEY_DIR")]
+    pub key_dir: Option<PathBuf>,
+    /// vm-stonithd's configuration file (read for its guest clusters and key_dir).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "VM_STONITHD_CONFIG",
+        default_value = crate::stonith::DEFAULT_STONITHD_CONFIG
+    )]
+    pub stonithd_config: PathBuf,
+}
+
+/// Key-derivation digest of legacy tokens (`openssl enc -md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Md {
+    /// MD5: what the original's hosts (OpenSSL 1.0) decrypt, and what vm-stonithd tries first.
+    Md5,
+    /// SHA-256: the `openssl enc` default since OpenSSL 1.1.
+    Sha256,
+}
+
+impl From<Md> for vm_seal::legacy::Digest {
+    fn from(md: Md) -> Self {
+        match md {
+            Md::Md5 => vm_seal::legacy::Digest::Md5,
+            Md::Sha256 => vm_seal::legacy::Digest::Sha256,
+        }
+    }
+}
+
+/// `vm-ctl stonith ...`
+#[derive(Debug, Subcommand)]
+pub enum StonithCmd {
+    /// Create a new key for guest cluster CLUSTER, as <DIR>/<CLUSTER>-<keyid>.key (mode 0600,
+    /// never overwriting), and print how to install it on the other host nodes and in the
+    /// guests. Running it again for the same cluster makes a second key (rotation). The key
+    /// itself is never printed.
+    Keygen {
+        /// The guest cluster's name.
+        #[arg(value_name = "CLUSTER")]
+        cluster: String,
+        /// Its guests, for the printed vm-stonithd.toml table: `dom[=node][,dom...]`.
+        #[arg(long, value_name = "DOM[=NODE],...")]
+        members: Vec<String>,
+        /// Where the key directory and vm-stonithd.toml are.
+        #[command(flatten)]
+        fence: FencePaths,
+    },
+    /// Print the legacy (pm_kvm_tools) encrypted resource id of a guest as `DOMAIN:TOKEN`, for
+    /// the hostlist of the guest cluster's external/vm-stonith device.
+    Token {
+        /// The guest's libvirt domain name.
+        #[arg(value_name = "DOMAIN")]
+        domain: String,
+        /// The host resource the token names [default: prmVMCTL_<DOMAIN>].
+        #[arg(long, value_name = "RSC")]
+        resource: Option<String>,
+        /// File whose first line is the password (mode 0600) [default: the original's public
+        /// password].
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Key-derivation digest.
+        #[arg(long, value_enum, default_value_t = Md::Md5)]
+        md: Md,
+    },
+    /// Print the fence configuration of guest cluster CLUSTER for Pacemaker inside its guests,
+    /// in crm shell and pcs syntax: a fence_vmstonith device mapping guest node names to
+    /// domains, then meatware, as a fencing topology (stonith-helper optional, commented out).
+    GuestConfig {
+        /// The guest cluster's name.
+        #[arg(value_name = "CLUSTER")]
+        cluster: String,
+        /// Its guests: `dom[=node][,dom...]` (node: the guest's node name in its cluster,
+        /// default the domain name).
+        #[arg(long, value_name = "DOM[=NODE],...", required = true)]
+        members: Vec<String>,
+        /// The key file in the guests.
+        #[arg(long, value_name = "PATH", default_value = crate::stonith::GUEST_KEY_FILE, conflicts_with = "legacy")]
+        key_file: String,
+        /// fence_vmstonith's timeout in seconds; Pacemaker's device timeouts get 20 s more.
+        #[arg(long, value_name = "SECS", default_value_t = crate::stonith::AGENT_TIMEOUT_SECS,
+              value_parser = clap::value_parser!(u64).range(1..=crate::stonith::AGENT_MAX_TIMEOUT_SECS))]
+        timeout: u64,
+        /// Print the cluster-glue external/vm-stonith device with legacy tokens instead (for
+        /// migrating from pm_kvm_tools; no real protection).
+        #[arg(long)]
+        legacy: bool,
+        /// With --legacy: file whose first line is the token password (mode 0600) [default: the
+        /// original's public password].
+        #[arg(long, value_name = "FILE", requires = "legacy")]
+        password_file: Option<PathBuf>,
+        /// With --legacy: key-derivation digest of the tokens.
+        #[arg(long, value_enum, default_value_t = Md::Md5, requires = "legacy")]
+        md: Md,
+    },
 }
 
 #[cfg(test)]
@@ -290,6 +403,89 @@ mod tests {
             parse(&["vm-ctl", "resource", "start", "--wait", "d1"]),
             Some(120)
         );
+    }
+
+    #[test]
+    fn stonith_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "vm-ctl",
+            "stonith",
+            "keygen",
+            "web",
+            "--members",
+            "a,b",
+            "--members",
+            "c=n3",
+        ])
+        .unwrap();
+        let Command::Stonith(StonithCmd::Keygen {
+            cluster,
+            members,
+            fence,
+        }) = cli.command
+        else {
+            panic!("not keygen");
+        };
+        assert_eq!(cluster, "web");
+        assert_eq!(members, ["a,b", "c=n3"]);
+        assert_eq!(
+            fence.stonithd_config,
+            std::path::Path::new(crate::stonith::DEFAULT_STONITHD_CONFIG)
+        );
+        let cli = Cli::try_parse_from(["vm-ctl", "stonith", "token", "g1"]).unwrap();
+        let Command::Stonith(StonithCmd::Token { md, resource, .. }) = cli.command else {
+            panic!("not token");
+        };
+        assert_eq!((md, resource), (Md::Md5, None));
+        let cli = Cli::try_parse_from([
+            "vm-ctl",
+            "stonith",
+            "guest-config",
+            "web",
+            "--members",
+            "a",
+            "--legacy",
+            "--md",
+            "sha256",
+        ])
+        .unwrap();
+        let Command::Stonith(StonithCmd::GuestConfig {
+            timeout,
+            legacy,
+            md,
+            ..
+        }) = cli.command
+        else {
+            panic!("not guest-config");
+        };
+        assert_eq!((timeout, legacy, md), (40, true, Md::Sha256));
+        for bad in [
+            &["vm-ctl", "stonith", "guest-config", "web"][..],
+            &[
+                "vm-ctl",
+                "stonith",
+                "guest-config",
+                "web",
+                "--members",
+                "a",
+                "--md",
+                "md5",
+            ],
+            &[
+                "vm-ctl",
+                "stonith",
+                "guest-config",
+                "web",
+                "--members",
+                "a",
+                "--timeout",
+                "0",
+            ],
+            &["vm-ctl", "stonith", "token", "g1", "--md", "sha1"],
+        ] {
+            Cli::try_parse_from(bad).unwrap_err();
+        }
+        Cli::try_parse_from(["vm-ctl", "check", "--key-dir", "/k", "g1"]).unwrap();
     }
 
     #[test]

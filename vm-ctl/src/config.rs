@@ -1377,7 +1377,7 @@ mod tests {
         assert_eq!(config.stonith, Some(true));
         assert_eq!(
             config.ocf_agent().unwrap().to_string(),
-            "ocf:heartbeat:VirtualDomain"
+            "ocf:pm-kvm-tools:VirtualDomain"
         );
         assert_eq!(config.crmadmin_timeout, Some(10000));
         assert_eq!(config.hypervisor, "qemu:///system");

@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 
 use vm_pcmk::PcmkError;
+use vm_seal::legacy::{LegacyError, ResourceIdError};
+use vm_seal::{KeyError, NameError};
 
 use crate::config::ConfigError;
 use crate::ids::BadName;
@@ -21,7 +23,7 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// vm-ctl.conf is missing, malformed, or lacks a key the command needs.
     pub const CONFIG: u8 = 3;
-    /// A domain or node name that cannot be used.
+    /// A domain, node or guest cluster name (or a resource id) that cannot be used.
     pub const BAD_NAME: u8 = 4;
     /// The domain's XML file is missing, unreadable or does not describe that domain.
     pub const DOMAIN_XML: u8 = 5;
@@ -52,6 +54,15 @@ pub mod exit {
     pub const CONFLICT: u8 = 17;
     /// `vm-ctl check` found problems.
     pub const CHECK: u8 = 18;
+    /// `stonith keygen`: the key directory could not be created or the key file not written.
+    pub const KEY: u8 = 19;
+    /// `stonith token` / `guest-config --legacy`: no legacy token could be made (password file
+    /// unreadable, empty or readable by others; OpenSSL failure).
+    pub const LEGACY_TOKEN: u8 = 20;
+    /// A `stonith` option cannot be used as given: a domain or node named twice in --members,
+    /// a name that a host map or hostlist cannot carry (`:`), a --key-file path with characters
+    /// that would need quoting.
+    pub const STONITH_OPTION: u8 = 21;
 }
 
 /// Everything that can make a vm-ctl command fail.
@@ -189,6 +200,63 @@ pub enum Error {
         /// How many findings are errors.
         count: usize,
     },
+    /// A guest cluster, domain or guest node name that cannot travel in a fence request.
+    #[error("{what} {name:?} cannot be used")]
+    FenceName {
+        /// "guest cluster name", "domain name", "guest node name".
+        what: &'static str,
+        /// The name as given.
+        name: String,
+        /// Why not.
+        #[source]
+        source: NameError,
+    },
+    /// A host resource id that a legacy token cannot carry.
+    #[error("resource id {rsc:?} cannot be used in a legacy token")]
+    ResourceId {
+        /// The id as given.
+        rsc: String,
+        /// Why not.
+        #[source]
+        source: ResourceIdError,
+    },
+    /// The key directory could not be created or read.
+    #[error("cannot {op} the key directory {}", path.display())]
+    KeyDir {
+        /// What was being done.
+        op: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A new key could not be made or written.
+    #[error("cannot create a new key for guest cluster {cluster}")]
+    Key {
+        /// The guest cluster.
+        cluster: String,
+        /// Why not (the file is named there).
+        #[source]
+        source: KeyError,
+    },
+    /// A legacy token could not be made.
+    #[error("cannot make a legacy token for {rsc}")]
+    LegacyToken {
+        /// The resource id the token was for.
+        rsc: String,
+        /// Why not.
+        #[source]
+        source: LegacyError,
+    },
+    /// A `stonith` option that cannot be used as given.
+    #[error("{option}: {problem}")]
+    StonithOption {
+        /// The option (`--members`, `--key-file`).
+        option: &'static str,
+        /// What is wrong and what to do.
+        problem: String,
+    },
 }
 
 impl Error {
@@ -211,6 +279,10 @@ impl Error {
             Error::Pacemaker(PcmkError::Conflict { .. }) => exit::CONFLICT,
             Error::Pacemaker(_) => exit::CLUSTER,
             Error::CheckFailed { .. } => exit::CHECK,
+            Error::FenceName { .. } | Error::ResourceId { .. } => exit::BAD_NAME,
+            Error::KeyDir { .. } | Error::Key { .. } => exit::KEY,
+            Error::LegacyToken { .. } => exit::LEGACY_TOKEN,
+            Error::StonithOption { .. } => exit::STONITH_OPTION,
         }
     }
 }

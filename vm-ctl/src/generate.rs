@@ -86,8 +86,7 @@ pub fn guest(config: &Config, dom: &str, node: &str, migrate: bool) -> Result<Gu
             Some(stop_on_fail),
         ))
         .child(op(&rsc, "migrate_from", &config.migrate_from_op, None));
-    primitive = primitive.child(params).child(meta)
-        .child(ops);
+    primitive = primitive.child(params).child(meta).child(ops);
 
     let mut constraints = vec![
         Element::new("rsc_location")

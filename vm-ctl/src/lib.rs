@@ -16,6 +16,7 @@
 //! - [`wait`]: bounded waiting on the cluster status.
 //! - [`lock`]: one mutating vm-ctl per host.
 //! - [`output`]: the report, as text or JSON.
+//! - [`stonith`]: guest-cluster fencing: keys, what vm-stonithd publishes, guest fence config.
 //! - [`error`]: errors and exit codes.
 
 pub mod change;
@@ -28,6 +29,7 @@ pub mod guest;
 pub mod ids;
 pub mod lock;
 pub mod output;
+pub mod stonith;
 pub mod wait;
 
 use std::cell::RefCell;

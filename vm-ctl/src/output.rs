@@ -120,6 +120,50 @@ pub enum Level {
     Error,
 }
 
+/// What `stonith keygen` reports: the new key's public facts (never the key itself) and what
+/// to do with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeygenReport {
+    /// The guest cluster.
+    pub cluster: String,
+    /// The key file.
+    pub file: std::path::PathBuf,
+    /// The key id.
+    pub id: String,
+    /// The key's fingerprint.
+    pub fingerprint: String,
+    /// Whether the file was written (false: dry run).
+    pub written: bool,
+    /// Host nodes to copy the file to (empty when the CIB could not be read).
+    pub copy_to: Vec<String>,
+    /// The instructions, as printed in text mode.
+    pub instructions: String,
+}
+
+/// What `stonith token` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenReport {
+    /// The guest's domain.
+    pub domain: String,
+    /// The host resource the token names.
+    pub resource: String,
+    /// The key-derivation digest (`md5`, `sha256`).
+    pub digest: String,
+    /// The token.
+    pub token: String,
+    /// `DOMAIN:TOKEN`, for a hostlist.
+    pub entry: String,
+}
+
+/// What `stonith guest-config` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuestConfigReport {
+    /// The crm shell section.
+    pub crm: String,
+    /// The pcs section.
+    pub pcs: String,
+}
+
 /// Everything a command reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Outcome {
@@ -138,6 +182,15 @@ pub struct Outcome {
     /// `--dry-run` result.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<DryRun>,
+    /// `stonith keygen` result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keygen: Option<KeygenReport>,
+    /// `stonith token` result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenReport>,
+    /// `stonith guest-config` result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_config: Option<GuestConfigReport>,
     /// Warnings (also printed on stderr in text mode).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -224,6 +277,17 @@ impl Outcome {
         }
         if let Some(show) = &self.show {
             out.push_str(show);
+        }
+        if let Some(k) = &self.keygen {
+            out.push_str(&k.instructions);
+        }
+        if let Some(t) = &self.token {
+            let _ = writeln!(out, "{}", t.entry);
+        }
+        if let Some(g) = &self.guest_config {
+            out.push_str(&g.crm);
+            out.push('\n');
+            out.push_str(&g.pcs);
         }
         if let Some(findings) = &self.findings {
             for f in findings {

@@ -604,8 +604,9 @@ fn vmctl_check_reports_each_problem_with_its_fix() {
     bed.ok(&["resource", "add", "plain", "-a", "node1"]);
     let text = bed.cmd(&["check", "plain"]).run().unwrap().stdout_text();
     assert!(
-        text.contains("its agent is ocf:heartbeat:VirtualDomain: a fence of this guest is a graceful shutdown")
-            && text.contains("vm_ocf=ocf:pm-kvm-tools:VirtualDomain"),
+        text.contains(
+            "its agent is ocf:heartbeat:VirtualDomain: a fence of this guest is a graceful shutdown"
+        ) && text.contains("vm_ocf=ocf:pm-kvm-tools:VirtualDomain"),
         "{text}"
     );
     evidence(

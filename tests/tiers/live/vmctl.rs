@@ -13,7 +13,7 @@ use vm_tests::live::LiveCluster;
 use vm_tests::vmctl::{LiveVmCtl, domain_xml as offline_domain_xml};
 use vm_tests::{evidence, run_ok, state_dir};
 
-const CONFIG: &str = "\
+pub(crate) const CONFIG: &str = "\
 vm_cfg_ext=.xml
 vm_allow_migrate=off
 vm_stonith=off
@@ -26,7 +26,7 @@ vm_pingd1=(clnPingd default_ping_set)
 ";
 
 /// The clone vm-ctl.conf names and healthy ping on the node.
-fn prepare(cluster: &LiveCluster) {
+pub(crate) fn prepare(cluster: &LiveCluster) {
     let pcmk = cluster.pcmk();
     run_ok(&pcmk.tool("cibadmin").args([
         "--create",

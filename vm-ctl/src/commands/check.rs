@@ -1,18 +1,25 @@
-//! `check`: pre-flight checks of guests and of the host clones they depend on, each finding
-//! with its fix. Read-only.
+//! `check`: pre-flight checks of guests, of the host clones they depend on, and of this host
+//! node's guest-cluster fence keys, each finding with its fix. Read-only.
 
-use std::path::Path;
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 
 use vm_libvirt::{Hypervisor, Libvirt};
 use vm_pcmk::Cib;
+use vm_seal::{Key, KeyError};
 
 use crate::App;
+use crate::cli::{CheckArgs, FencePaths};
 use crate::commands::add::check_domain_xml;
 use crate::config::Config;
 use crate::error::Result;
 use crate::guest;
 use crate::ids;
 use crate::output::{Finding, Level, Outcome};
+use crate::stonith::published::{self, KeyStamp, LocalKey};
+use crate::stonith::{self as fencing, StonithdToml};
 
 struct Findings(Vec<Finding>);
 
@@ -36,13 +43,16 @@ impl Findings {
     }
 }
 
-/// Check `domains` (default: every guest vm-ctl manages) and the cluster around them.
-pub fn run(app: &App, domains: &[String]) -> Result<Outcome> {
+/// Check `args.domains` (default: every guest vm-ctl manages), the cluster around them, and
+/// this node's guest-cluster fence keys.
+pub fn run(app: &App, args: &CheckArgs) -> Result<Outcome> {
+    let domains = &args.domains;
     super::check_domains(domains)?;
     let config = app.config()?;
     let cib = app.pcmk.snapshot()?;
     let mut f = Findings(Vec::new());
     check_cluster(config, &cib, &mut f);
+    check_guest_fencing(&args.fence, &cib, &mut f);
     let doms: Vec<String> = if domains.is_empty() {
         guest::all(&cib).into_iter().map(|(d, _)| d).collect()
     } else {
@@ -272,4 +282,258 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
             Err(e) => f.push(dom, Level::Warning, format!("cannot look it up in libvirt: {e}"), ""),
         }
     }
+}
+
+/// This node's keys and vm-stonithd.toml, and whether every host node's vm-stonithd holds the
+/// same keys (from the `pmkt-fence-keys` attributes in the CIB status).
+fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
+    const S: &str = published::SUBJECT;
+    let toml_path = paths.stonithd_config.display();
+    let (toml, problem) = super::stonith::read_stonithd_toml(&paths.stonithd_config);
+    if let Some(p) = problem {
+        f.push(
+            S,
+            Level::Error,
+            p,
+            format!(
+                "fix {toml_path} (vm-stonithd cannot start with it), or run vm-ctl check as root"
+            ),
+        );
+    }
+    let dir = fencing::key_dir(paths.key_dir.as_deref(), toml.as_ref());
+    let dir_shown = dir.display();
+    let clusters: Vec<&str> = toml
+        .as_ref()
+        .map(StonithdToml::cluster_names)
+        .unwrap_or_default();
+    let keygen_fix = |c: &str| {
+        format!(
+            "vm-ctl stonith keygen {c}, then copy the key to every host node and into the guests as it says"
+        )
+    };
+    let (local, unusable) = match fs::metadata(&dir) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if clusters.is_empty() {
+                f.ok(
+                    S,
+                    format!(
+                        "guest fencing is not set up on this node (no {dir_shown}, no guest \
+                         cluster in {toml_path})"
+                    ),
+                );
+            } else {
+                f.push(
+                    S,
+                    Level::Error,
+                    format!(
+                        "the key directory {dir_shown} does not exist: vm-stonithd has no keys"
+                    ),
+                    keygen_fix(clusters.first().copied().unwrap_or("CLUSTER")),
+                );
+            }
+            (Vec::new(), Vec::new())
+        }
+        Err(e) => {
+            f.push(
+                S,
+                Level::Warning,
+                format!("cannot read the key directory {dir_shown}: {e}"),
+                "run vm-ctl check as root",
+            );
+            (Vec::new(), Vec::new())
+        }
+        Ok(m) if !m.is_dir() => {
+            f.push(
+                S,
+                Level::Error,
+                format!("{dir_shown} is not a directory"),
+                format!(
+                    "move {dir_shown} away, then create the keys again with vm-ctl stonith keygen"
+                ),
+            );
+            (Vec::new(), Vec::new())
+        }
+        Ok(m) => {
+            let mode = m.mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                f.push(
+                    S,
+                    Level::Error,
+                    format!(
+                        "the key directory {dir_shown} has mode {mode:04o}: group or others can \
+                         remove or replace keys"
+                    ),
+                    format!("chmod 700 {dir_shown}"),
+                );
+            } else if mode & 0o077 != 0 {
+                f.push(
+                    S,
+                    Level::Warning,
+                    format!(
+                        "the key directory {dir_shown} has mode {mode:04o}: it should be 0700 or stricter"
+                    ),
+                    format!("chmod 700 {dir_shown}"),
+                );
+            } else {
+                f.ok(S, format!("key directory {dir_shown} (mode {mode:04o})"));
+            }
+            load_keys(&dir, f)
+        }
+    };
+    for c in &clusters {
+        let n = local.iter().filter(|l| l.stamp.cluster == *c).count();
+        if n == 0 {
+            // the file names say whose the unusable files probably are
+            let prefix = format!("{c}-");
+            let theirs: Vec<String> = unusable
+                .iter()
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                })
+                .map(|p| p.display().to_string())
+                .collect();
+            let fix = if theirs.is_empty() {
+                keygen_fix(c)
+            } else {
+                format!(
+                    "make {} usable (see above), or {}",
+                    theirs.join(" "),
+                    keygen_fix(c)
+                )
+            };
+            f.push(
+                S,
+                Level::Error,
+                format!(
+                    "guest cluster {c} (in {toml_path}) has no usable key in {dir_shown}: its \
+                     guests cannot fence"
+                ),
+                fix,
+            );
+        } else {
+            f.ok(S, format!("guest cluster {c} has {n} key(s)"));
+        }
+    }
+    let mut unconfigured: Vec<&str> = local
+        .iter()
+        .map(|l| l.stamp.cluster.as_str())
+        .filter(|c| !clusters.contains(c))
+        .collect();
+    unconfigured.sort_unstable();
+    unconfigured.dedup();
+    for c in unconfigured {
+        let files: Vec<String> = local
+            .iter()
+            .filter(|l| l.stamp.cluster == c)
+            .map(|l| l.file.display().to_string())
+            .collect();
+        let (message, fix) = if toml.is_some() {
+            (
+                format!(
+                    "key(s) of guest cluster {c}, which {toml_path} does not configure: vm-stonithd \
+                     refuses its requests"
+                ),
+                format!(
+                    "add a [[cluster]] table with name = \"{c}\" and its members to {toml_path}, or \
+                     remove {}",
+                    files.join(" ")
+                ),
+            )
+        } else {
+            (
+                format!(
+                    "key(s) of guest cluster {c}, but no {toml_path}: vm-stonithd serves no guest cluster"
+                ),
+                format!(
+                    "create {toml_path} with a [[cluster]] table for {c} (vm-ctl stonith keygen \
+                     prints one)"
+                ),
+            )
+        };
+        f.push(S, Level::Warning, message, fix);
+    }
+    let nodes = published::node_keys(cib);
+    let me = super::stonith::host_names();
+    let this_node = nodes
+        .iter()
+        .map(|n| n.node.as_str())
+        .find(|n| me.iter().any(|m| m == n));
+    f.0.extend(published::compare(&local, &dir, this_node, &nodes));
+}
+
+/// Load every `*.key` file of `dir`: (the keys, the files that do not load). A file that does
+/// not load is a finding with its fix.
+fn load_keys(dir: &Path, f: &mut Findings) -> (Vec<LocalKey>, Vec<PathBuf>) {
+    const S: &str = published::SUBJECT;
+    let files = match super::stonith::key_files(dir) {
+        Ok(files) => files,
+        Err(e) => {
+            let level = if e.kind() == ErrorKind::PermissionDenied {
+                Level::Warning
+            } else {
+                Level::Error
+            };
+            f.push(
+                S,
+                level,
+                format!("cannot list the key directory {}: {e}", dir.display()),
+                "run vm-ctl check as root",
+            );
+            return (Vec::new(), Vec::new());
+        }
+    };
+    let mut local: Vec<LocalKey> = Vec::new();
+    let mut unusable = Vec::new();
+    for path in files {
+        let shown = path.display();
+        match Key::load(&path) {
+            Ok(key) => {
+                let stamp = KeyStamp::of(&key);
+                if let Some(other) = local.iter().find(|l| l.stamp.id == stamp.id) {
+                    f.push(
+                        S,
+                        Level::Error,
+                        format!(
+                            "{shown} has the same key id {} as {}: vm-stonithd ignores one of them",
+                            stamp.id,
+                            other.file.display()
+                        ),
+                        format!(
+                            "remove the file that is not in use ({shown} or {})",
+                            other.file.display()
+                        ),
+                    );
+                    continue;
+                }
+                f.ok(
+                    S,
+                    format!(
+                        "key {}:{} ({shown}) loads, fingerprint {}",
+                        stamp.cluster, stamp.id, stamp.fingerprint
+                    ),
+                );
+                local.push(LocalKey { stamp, file: path });
+            }
+            Err(e) => {
+                let (level, fix) = match &e {
+                    KeyError::Permissions { .. } => (Level::Error, format!("chmod 600 {shown}")),
+                    KeyError::Owner { .. } => (Level::Error, format!("chown root:root {shown}")),
+                    KeyError::Io { source, .. } if source.kind() == ErrorKind::PermissionDenied => {
+                        (Level::Warning, "run vm-ctl check as root".to_owned())
+                    }
+                    _ => (
+                        Level::Error,
+                        format!(
+                            "replace it: vm-ctl stonith keygen CLUSTER, install the new key on every \
+                             host node and guest, then remove {shown}"
+                        ),
+                    ),
+                };
+                f.push(S, level, format!("unusable key file: {e}"), fix);
+                unusable.push(path);
+            }
+        }
+    }
+    (local, unusable)
 }

@@ -8,11 +8,12 @@ pub mod list;
 pub mod location;
 pub mod moves;
 pub mod role;
+pub mod stonith;
 
 use std::time::Duration;
 
 use crate::App;
-use crate::cli::{Command, LocationCmd, ResourceCmd};
+use crate::cli::{Command, LocationCmd, ResourceCmd, StonithCmd};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::output::Outcome;
@@ -65,7 +66,46 @@ pub fn dispatch(app: &App, command: &Command) -> Result<Outcome> {
         Command::Location(LocationCmd::Move { domain, before }) => {
             location::run(app, domain.as_deref(), before.as_deref())
         }
-        Command::Check(args) => check::run(app, &args.domains),
+        Command::Check(args) => check::run(app, args),
+        Command::Stonith(cmd) => match cmd {
+            StonithCmd::Keygen {
+                cluster,
+                members,
+                fence,
+            } => stonith::keygen(app, cluster, members, fence),
+            StonithCmd::Token {
+                domain,
+                resource,
+                password_file,
+                md,
+            } => stonith::token(
+                app,
+                domain,
+                resource.as_deref(),
+                password_file.as_deref(),
+                *md,
+            ),
+            StonithCmd::GuestConfig {
+                cluster,
+                members,
+                key_file,
+                timeout,
+                legacy,
+                password_file,
+                md,
+            } => stonith::guest_config(
+                app,
+                cluster,
+                members,
+                stonith::GuestConfigOpts {
+                    key_file,
+                    timeout: *timeout,
+                    legacy: *legacy,
+                    password_file: password_file.as_deref(),
+                    md: *md,
+                },
+            ),
+        },
     }
 }
 

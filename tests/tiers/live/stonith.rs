@@ -1,0 +1,759 @@
+//! Guest fencing on the live single-node cluster: fence_vmstonith and the cluster-glue plugin,
+//! run inside a TCG guest over its real virtio-serial channel, by Pacemaker's fencer
+//! (stonith_admin) and by cluster-glue's `stonith` over bridged channels, through the host
+//! vm-connectd and vm-stonithd, to ocf:pm-kvm-tools:VirtualDomain destroying the target guest.
+//! Refusals, faults and load.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use vm_common::process::{Cmd, Output};
+use vm_libvirt::{DomainState, Hypervisor};
+use vm_pcmk::Role;
+use vm_proto::client::{Client, ClientError};
+use vm_proto::{ErrorCode, Role as ClientRole};
+use vm_seal::envelope::{self, SealedKind};
+use vm_seal::{Action, FenceReply, FenceRequest, Name, Nonce, Outcome, PowerState};
+use vm_tests::guest::{Console, Vport, domain_xml, wait_ready};
+use vm_tests::libvirt::HostLibvirt;
+use vm_tests::live::LiveCluster;
+use vm_tests::stonith::{BridgedGuest, StonithBed, install_fence_agents};
+use vm_tests::vmctl::{LiveVmCtl, domain_xml as offline_domain_xml};
+use vm_tests::{evidence, run_ok, state_dir, wait_for};
+
+use crate::vmctl::{CONFIG, prepare};
+
+const TIER: &str = "live";
+
+/// The test guests' run directory; the host relay serves the channel sockets in `vmconnectd/`.
+fn rundir() -> PathBuf {
+    let d = state_dir().join("run").join("live-fence");
+    std::fs::create_dir_all(d.join("vmconnectd")).unwrap();
+    d
+}
+
+/// Adds guest `name` with vm-ctl and starts it; returns its console socket once it booted.
+fn guest_up(bed: &LiveVmCtl, cluster: &LiveCluster, name: &str, vport: Vport) -> PathBuf {
+    let rd = rundir();
+    let log = rd.join(format!("{name}.console.log"));
+    let _ = std::fs::remove_file(&log);
+    bed.domain(name, &domain_xml(name, &rd, &rd, vport));
+    bed.ok(&["resource", "add", name, "-a", cluster.node()]);
+    bed.ok(&["resource", "start", name, "--wait=120"]);
+    wait_ready(&log, Duration::from_secs(120));
+    rd.join(format!("{name}.console.sock"))
+}
+
+fn running(lv: &HostLibvirt, name: &str) -> bool {
+    lv.conn()
+        .domain(name)
+        .unwrap()
+        .is_some_and(|d| d.state == DomainState::Running)
+}
+
+/// Nothing of a fence is left in the CIB for `rsc`: no journal, no force-stop attribute.
+fn assert_clean(cluster: &LiveCluster, rsc: &str) {
+    let cib = cluster.pcmk().snapshot().unwrap();
+    assert_eq!(
+        cib.meta_attribute(rsc, "pmkt-fence"),
+        None,
+        "journal left on {rsc}"
+    );
+    for node in cib.node_names() {
+        assert_eq!(
+            cib.node_attribute(node, &format!("force_stop-{rsc}")),
+            None,
+            "force_stop attribute left on {node}"
+        );
+    }
+}
+
+/// How many hard power-offs (destroy without a graceful shutdown) the agent logged for `rsc`.
+fn hard_stops(rsc: &str) -> usize {
+    let log =
+        std::fs::read_to_string(state_dir().join("live").join("pacemaker.log")).unwrap_or_default();
+    log.lines()
+        .filter(|l| {
+            l.contains(&format!("VirtualDomain({rsc})"))
+                && l.contains("Issuing forced shutdown (destroy)")
+        })
+        .count()
+}
+
+fn key_into_guest(console: &mut Console, bed: &StonithBed) {
+    let text = std::fs::read_to_string(bed.guest_key()).unwrap();
+    let out = console
+        .run(
+            &format!(
+                "mkdir -p /etc/pm-kvm-tools && umask 077 && cat > /etc/pm-kvm-tools/fence.key <<'KEY'\n{text}KEY\nls -l /etc/pm-kvm-tools/fence.key"
+            ),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    assert!(out.output.contains("-rw-------"), "{out:?}");
+}
+
+fn clusters(members: &[&str]) -> String {
+    let list: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+    format!(
+        "[[cluster]]\nname = \"gc\"\nmembers = [{}]\n",
+        list.join(", ")
+    )
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", o.stdout_text(), o.stderr_text())
+}
+
+#[test]
+#[ignore = "tier live: needs root, corosync, pacemakerd, libvirtd and the guest image"]
+fn live_fence_full_chain_over_a_real_channel() {
+    let t0 = Instant::now();
+    let cluster = LiveCluster::acquire();
+    let lv = HostLibvirt::acquire();
+    prepare(&cluster);
+    let vmctl = LiveVmCtl::new(CONFIG);
+    let (req, tgt) = ("pmkt-fa", "pmkt-fb");
+    let rsc = format!("prmVMCTL_{tgt}");
+    let rd = rundir();
+    // pmkt-fx stands in for a guest whose node name is this host's (the cluster-glue plugin run
+    // here names itself by hostname): the node_names mapping of vm-stonithd.toml
+    let config = format!(
+        "{}node_names = {{ \"pmkt-fx\" = \"{}\" }}\n",
+        clusters(&[req, tgt, "pmkt-fx"]),
+        cluster.node()
+    );
+    let stonith = StonithBed::start(&rd.join("vmconnectd"), cluster.node(), &config);
+    let console_path = guest_up(&vmctl, &cluster, req, Vport::Daemon);
+    guest_up(&vmctl, &cluster, tgt, Vport::Echo);
+    let mut console = Console::connect(&console_path).unwrap();
+    key_into_guest(&mut console, &stonith);
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "guests {req} (guest vm-connectd) and {tgt} running as VirtualDomain resources; vm-stonithd registered"
+        ),
+    );
+
+    // inside the requester guest: the agent over the real virtio-serial channel
+    let run =
+        |console: &mut Console, cmd: &str| console.run(cmd, Duration::from_secs(150)).unwrap();
+    let out = run(
+        &mut console,
+        "fence_vmstonith -o monitor && fence_vmstonith -o list",
+    );
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(out.output.contains(&format!("{tgt},")), "{out:?}");
+    let out = run(&mut console, &format!("fence_vmstonith -o status -n {tgt}"));
+    assert_eq!(
+        (out.status, out.output.trim()),
+        (0, "Status: ON"),
+        "{out:?}"
+    );
+    let hard0 = hard_stops(&rsc);
+    let out = run(&mut console, &format!("fence_vmstonith -o off -n {tgt}"));
+    // the agent has answered: the guest must already be gone
+    let gone = !running(&lv, tgt);
+    assert_eq!(out.status, 0, "{out:?}\n{}", stonith.log());
+    assert!(out.output.contains("Success: Powered OFF"), "{out:?}");
+    assert!(
+        gone,
+        "the agent reported OFF while libvirt still runs {tgt}"
+    );
+    assert!(cluster.status().nodes_with(&rsc, Role::Started).is_empty());
+    assert_eq!(
+        hard_stops(&rsc),
+        hard0 + 1,
+        "the stop was not a hard power-off"
+    );
+    assert_eq!(
+        cluster
+            .pcmk()
+            .snapshot()
+            .unwrap()
+            .meta_attribute(&rsc, "target-role"),
+        Some("Stopped")
+    );
+    assert_clean(&cluster, &rsc);
+    let out = run(&mut console, &format!("fence_vmstonith -o status -n {tgt}"));
+    assert_eq!(
+        (out.status, out.output.trim()),
+        (2, "Status: OFF"),
+        "{out:?}"
+    );
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "in-guest fence_vmstonith -o off {tgt}: OK only after libvirt lost it; destroyed, not shut down; stays Stopped, nothing left in the CIB"
+        ),
+    );
+
+    let out = run(&mut console, &format!("fence_vmstonith -o on -n {tgt}"));
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(
+        running(&lv, tgt),
+        "agent said ON, libvirt does not run {tgt}"
+    );
+    // the cluster-glue plugin, in the guest, as cluster-glue would run it
+    let out = run(
+        &mut console,
+        &format!("hostlist={tgt} /usr/lib/stonith/plugins/external/vm-stonith reset {tgt}"),
+    );
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(running(&lv, tgt));
+    assert_eq!(hard_stops(&rsc), hard0 + 2);
+    assert_eq!(
+        cluster.status().nodes_with(&rsc, Role::Started),
+        [cluster.node()]
+    );
+    assert_clean(&cluster, &rsc);
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "in-guest on, then plugin `external/vm-stonith reset {tgt}`: destroyed and started again"
+        ),
+    );
+
+    // Pacemaker's fencer and cluster-glue's stonith(8) drive the agents (here on the host, over
+    // a bridged channel of guest pmkt-fx)
+    install_fence_agents();
+    let fx = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fx");
+    let sock = fx.socket().display().to_string();
+    let key = stonith.guest_key().display().to_string();
+    let admin = |args: &[&str]| {
+        Cmd::new("stonith_admin")
+            .args(args)
+            .timeout(Duration::from_secs(150))
+    };
+    let _ = admin(&["--deregister", "pmkt-fence"]).run();
+    run_ok(&admin(&[
+        "--register",
+        "pmkt-fence",
+        "--agent",
+        "fence_vmstonith",
+        "--option",
+        &format!("socket={sock}"),
+        "--option",
+        &format!("key_file={key}"),
+        "--option",
+        "requester=pmkt-fx",
+        "--option",
+        &format!("pcmk_host_list={tgt}"),
+    ]));
+    let out = admin(&["--fence", tgt, "--timeout", "120"]).run().unwrap();
+    let gone = !running(&lv, tgt);
+    assert!(
+        out.success(),
+        "stonith_admin --fence: {}\n{}",
+        text(&out),
+        stonith.log()
+    );
+    assert!(gone);
+    assert_eq!(hard_stops(&rsc), hard0 + 3);
+    assert_clean(&cluster, &rsc);
+    let _ = admin(&["--deregister", "pmkt-fence"]).run();
+    evidence(
+        TIER,
+        t0,
+        format!("stonith_admin --fence {tgt} (fencer -> fence_vmstonith): {tgt} destroyed"),
+    );
+
+    let out = Cmd::new("stonith")
+        .args(["-t", "external/vm-stonith"])
+        .arg(format!("hostlist={tgt}"))
+        .arg(format!("socket={sock}"))
+        .arg(format!("key_file={key}"))
+        .args(["-T", "on", tgt])
+        .timeout(Duration::from_secs(150))
+        .run()
+        .unwrap();
+    assert!(out.success(), "stonith -T on: {}", text(&out));
+    assert!(running(&lv, tgt));
+    assert_clean(&cluster, &rsc);
+    evidence(
+        TIER,
+        t0,
+        format!("cluster-glue `stonith -t external/vm-stonith -T on {tgt}`: started"),
+    );
+    drop(fx);
+    vmctl.ok(&["resource", "stop", &format!("{req},{tgt}"), "--wait=120"]);
+}
+
+/// Sends `body` to the stonith service through the guest daemon at `socket`.
+fn raw(socket: &std::path::Path, body: &[u8]) -> Result<Vec<u8>, ClientError> {
+    let mut c = Client::connect(socket, ClientRole::Client)?;
+    c.request("stonith", body, Duration::from_secs(60))
+}
+
+fn n(s: &str) -> Name {
+    Name::new(s).unwrap()
+}
+
+fn sealed(
+    key: &vm_seal::Key,
+    action: Action,
+    target: Option<&str>,
+    requester: &str,
+) -> (Nonce, Vec<u8>) {
+    FenceRequest::new(action, target.map(n), n(requester), Duration::from_secs(30))
+        .unwrap()
+        .seal(key)
+        .unwrap()
+}
+
+/// A request sealed under `key` whose plaintext is hand-made: `target` is taken as raw bytes
+/// (what a hostile guest holding the key could send).
+fn hostile(key: &vm_seal::Key, requester: &str, target: &[u8]) -> Vec<u8> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut p = vec![Action::Off as u8];
+    p.extend_from_slice(&ms.to_be_bytes());
+    p.extend_from_slice(&30_000u32.to_be_bytes());
+    p.push(requester.len() as u8);
+    p.extend_from_slice(requester.as_bytes());
+    p.push(target.len() as u8);
+    p.extend_from_slice(target);
+    envelope::seal(key, SealedKind::Request, b"", &p).unwrap().1
+}
+
+fn epoch(cluster: &LiveCluster) -> (u64, u64) {
+    let v = cluster.pcmk().snapshot().unwrap().version();
+    (v.admin_epoch, v.epoch)
+}
+
+#[test]
+#[ignore = "tier live: needs root, corosync and pacemakerd"]
+fn live_fence_refusals_change_nothing() {
+    let t0 = Instant::now();
+    let cluster = LiveCluster::acquire();
+    prepare(&cluster);
+    let vmctl = LiveVmCtl::new(CONFIG);
+    // targets that exist as resources (never started: a refusal must not need them running)
+    for d in ["pmkt-fr", "pmkt-zz"] {
+        vmctl.domain(d, &offline_domain_xml(d));
+        vmctl.ok(&["resource", "add", d, "-a", cluster.node()]);
+    }
+    let rd = rundir();
+    let stonith = StonithBed::start(
+        &rd.join("vmconnectd"),
+        cluster.node(),
+        &clusters(&["pmkt-fq", "pmkt-fr"]),
+    );
+    let member = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fq");
+    let outsider = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fo");
+    let key = &stonith.key;
+    let open = |nonce: &Nonce, bytes: &[u8]| FenceReply::open(key, nonce, bytes).unwrap();
+    let before = epoch(&cluster);
+    let refused_lines = |log: &str| log.lines().filter(|l| l.contains("refused")).count();
+
+    // baseline: an honest status request is answered
+    let (nonce, req) = sealed(key, Action::Status, Some("pmkt-fr"), "pmkt-fq");
+    let reply = open(&nonce, &raw(member.socket(), &req).unwrap());
+    assert_eq!(
+        (reply.outcome, reply.state),
+        (Outcome::Done, PowerState::Off),
+        "{reply:?}"
+    );
+    let mut cases: Vec<(&str, String)> = Vec::new();
+
+    // replay of exactly those bytes
+    let reply = open(&nonce, &raw(member.socket(), &req).unwrap());
+    assert_eq!(reply.outcome, Outcome::Refused);
+    assert!(reply.message.contains("replay"), "{reply:?}");
+    cases.push(("replay", reply.message));
+    // tampered: one ciphertext bit
+    let (_, mut t) = sealed(key, Action::Off, Some("pmkt-fr"), "pmkt-fq");
+    let last = t.len() - 20;
+    t[last] ^= 1;
+    match raw(member.socket(), &t) {
+        Err(ClientError::Remote {
+            code: ErrorCode::Forbidden,
+            message,
+        }) => cases.push(("tampered", message)),
+        other => panic!("tampered request: {other:?}"),
+    }
+    // a key the host does not hold
+    let stranger = vm_seal::Key::generate("gc").unwrap();
+    match raw(
+        member.socket(),
+        &sealed(&stranger, Action::Off, Some("pmkt-fr"), "pmkt-fq").1,
+    ) {
+        Err(ClientError::Remote {
+            code: ErrorCode::Forbidden,
+            message,
+        }) => cases.push(("wrong key", message)),
+        other => panic!("wrong key: {other:?}"),
+    }
+    // a target the cluster may not fence
+    let (nonce, r) = sealed(key, Action::Off, Some("pmkt-zz"), "pmkt-fq");
+    let reply = open(&nonce, &raw(member.socket(), &r).unwrap());
+    assert_eq!(reply.outcome, Outcome::Refused);
+    assert!(reply.message.contains("may not fence"), "{reply:?}");
+    cases.push(("foreign target", reply.message));
+    // the right key over the channel of a guest outside the cluster
+    let (nonce, r) = sealed(key, Action::Off, Some("pmkt-fr"), "pmkt-fo");
+    let reply = open(&nonce, &raw(outsider.socket(), &r).unwrap());
+    assert_eq!(reply.outcome, Outcome::Refused);
+    assert!(reply.message.contains("not a member"), "{reply:?}");
+    cases.push(("foreign channel", reply.message));
+    // a member claiming to be another member
+    let (nonce, r) = sealed(key, Action::Off, Some("pmkt-fr"), "pmkt-fr");
+    let reply = open(&nonce, &raw(member.socket(), &r).unwrap());
+    assert_eq!(reply.outcome, Outcome::Refused);
+    assert!(
+        reply
+            .message
+            .contains("arrived over the channel of pmkt-fq"),
+        "{reply:?}"
+    );
+    cases.push(("requester mismatch", reply.message));
+    // a stale request
+    let mut old = FenceRequest::new(
+        Action::Off,
+        Some(n("pmkt-fr")),
+        n("pmkt-fq"),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    old.timestamp -= Duration::from_secs(600);
+    let (nonce, r) = old.seal(key).unwrap();
+    let reply = open(&nonce, &raw(member.socket(), &r).unwrap());
+    assert_eq!(reply.outcome, Outcome::Refused);
+    cases.push(("stale", reply.message));
+    // a legacy token while legacy mode is off
+    let token = vm_seal::legacy::encrypt_token(
+        "prmVMCTL_pmkt-fr",
+        &vm_seal::legacy::Password::from(vm_seal::legacy::ORIGINAL_PASSWORD),
+        vm_seal::legacy::Digest::Md5,
+    )
+    .unwrap();
+    match raw(member.socket(), format!("off {token}").as_bytes()) {
+        Err(ClientError::Remote {
+            code: ErrorCode::BadRequest,
+            message,
+        }) => cases.push(("legacy while off", message)),
+        other => panic!("legacy token: {other:?}"),
+    }
+    // shell metacharacters in every field: refused by the agent before sending, and by the
+    // daemon when a key holder sends them anyway
+    let marker = std::path::Path::new("/tmp/pmkt-fence-pwned");
+    let _ = std::fs::remove_file(marker);
+    let evil = "$(touch /tmp/pmkt-fence-pwned)";
+    for (field, args) in [
+        ("plug", vec!["-o", "off", "-n", evil]),
+        ("action", vec!["-o", evil, "-n", "pmkt-fr"]),
+    ] {
+        let out = stonith
+            .agent(member.socket(), "pmkt-fq", &args)
+            .run()
+            .unwrap();
+        assert_eq!(out.code(), Some(1), "{field}: {}", text(&out));
+    }
+    let out = stonith
+        .agent(member.socket(), evil, &["-o", "off", "-n", "pmkt-fr"])
+        .run()
+        .unwrap();
+    assert_eq!(out.code(), Some(1), "requester: {}", text(&out));
+    for (requester, target) in [
+        ("pmkt-fq", evil.as_bytes()),
+        (evil, b"pmkt-fr".as_slice()),
+        ("pmkt-fq", b"a;b\n`id`"),
+    ] {
+        match raw(member.socket(), &hostile(key, requester, target)) {
+            Err(ClientError::Remote {
+                code: ErrorCode::Forbidden,
+                message,
+            }) => cases.push(("metacharacters", message)),
+            other => panic!("hostile plaintext: {other:?}"),
+        }
+    }
+    // garbage and an oversized body
+    for body in [b"\x00\x01garbage".to_vec(), vec![b'P'; 60_000]] {
+        raw(member.socket(), &body).unwrap_err();
+    }
+    // nothing happened, nothing changed, and the daemon still serves
+    assert!(!marker.exists(), "a shell ran something");
+    assert_eq!(epoch(&cluster), before, "the CIB configuration changed");
+    let log = stonith.log();
+    assert!(
+        refused_lines(&log) >= cases.len(),
+        "one log line per refusal:\n{log}"
+    );
+    let (nonce, req) = sealed(key, Action::Monitor, None, "pmkt-fq");
+    assert_eq!(
+        open(&nonce, &raw(member.socket(), &req).unwrap()).outcome,
+        Outcome::Done
+    );
+    let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "refused, CIB epoch unchanged, daemon still serving: {}",
+            names.join(", ")
+        ),
+    );
+}
+
+/// A fence started in the background: the agent as a child process.
+fn background_off(
+    stonith: &StonithBed,
+    socket: &std::path::Path,
+    requester: &str,
+    target: &str,
+) -> std::process::Child {
+    std::process::Command::new(vm_tests::project_bin("fence_vmstonith"))
+        .arg("--socket")
+        .arg(socket)
+        .arg("--key-file")
+        .arg(stonith.guest_key())
+        .args([
+            "--requester",
+            requester,
+            "--timeout",
+            "90",
+            "-o",
+            "off",
+            "-n",
+            target,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn journal_present(cluster: &LiveCluster, rsc: &str) -> bool {
+    cluster
+        .pcmk()
+        .snapshot()
+        .is_ok_and(|c| c.meta_attribute(rsc, "pmkt-fence").is_some())
+}
+
+#[test]
+#[ignore = "tier live: needs root, corosync, pacemakerd, libvirtd and the guest image"]
+fn live_fence_faults_never_give_a_false_ok() {
+    let t0 = Instant::now();
+    let cluster = LiveCluster::acquire();
+    let lv = HostLibvirt::acquire();
+    prepare(&cluster);
+    let vmctl = LiveVmCtl::new(CONFIG);
+    let tgt = "pmkt-fc";
+    let rsc = format!("prmVMCTL_{tgt}");
+    let rd = rundir();
+    let mut stonith = StonithBed::start(
+        &rd.join("vmconnectd"),
+        cluster.node(),
+        &clusters(&["pmkt-fy", tgt]),
+    );
+    let fy = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fy");
+    guest_up(&vmctl, &cluster, tgt, Vport::None);
+    let agent = |stonith: &StonithBed, args: &[&str]| {
+        stonith.agent(fy.socket(), "pmkt-fy", args).run().unwrap()
+    };
+
+    // cibadmin fails to write: no OK, nothing changed, the guest runs on
+    let fake = stonith.dir().join("fakebin");
+    std::fs::create_dir_all(&fake).unwrap();
+    std::fs::write(
+        fake.join("cibadmin"),
+        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --replace ] && { echo 'simulated failure' >&2; exit 1; }; done\nexec /usr/sbin/cibadmin \"$@\"\n",
+    )
+    .unwrap();
+    run_ok(&Cmd::new("chmod").arg("755").arg(fake.join("cibadmin")));
+    stonith.stop_stonithd(nix::sys::signal::Signal::SIGTERM);
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    stonith.start_stonithd(&[("PATH", &path)]);
+    let before = epoch(&cluster);
+    let out = agent(&stonith, &["-o", "off", "-n", tgt, "--timeout", "30"]);
+    assert_eq!(out.code(), Some(1), "{}", text(&out));
+    assert!(running(&lv, tgt));
+    assert_eq!(epoch(&cluster), before);
+    assert_clean(&cluster, &rsc);
+    stonith.stop_stonithd(nix::sys::signal::Signal::SIGTERM);
+    stonith.start_stonithd(&[]);
+    evidence(
+        TIER,
+        t0,
+        format!("cibadmin failing: off refused with exit 1, CIB unchanged, {tgt} still running"),
+    );
+
+    // vm-stonithd killed (SIGKILL) mid-fence, then restarted
+    for round in [
+        "vm-stonithd SIGKILLed and restarted",
+        "host vm-connectd restarted",
+    ] {
+        if !running(&lv, tgt) {
+            assert_eq!(agent(&stonith, &["-o", "on", "-n", tgt]).code(), Some(0));
+        }
+        let child = background_off(&stonith, fy.socket(), "pmkt-fy", tgt);
+        wait_for(
+            "the fence's journal in the CIB",
+            Duration::from_secs(60),
+            || journal_present(&cluster, &rsc).then_some(()),
+        );
+        if round.starts_with("vm-stonithd") {
+            stonith.stop_stonithd(nix::sys::signal::Signal::SIGKILL);
+            stonith.start_stonithd(&[]);
+        } else {
+            stonith.relay.restart();
+        }
+        let out = child.wait_with_output().unwrap();
+        wait_for("the journal to be cleaned", Duration::from_secs(60), || {
+            (!journal_present(&cluster, &rsc)).then_some(())
+        });
+        assert_clean(&cluster, &rsc);
+        let ok = out.status.success();
+        if ok {
+            assert!(
+                !running(&lv, tgt),
+                "{round}: the agent said OK but {tgt} runs"
+            );
+            assert!(cluster.status().nodes_with(&rsc, Role::Started).is_empty());
+        }
+        evidence(
+            TIER,
+            t0,
+            format!(
+                "{round} mid-fence: agent {}, {tgt} {}, nothing left half-set",
+                if ok { "OK" } else { "failed" },
+                if running(&lv, tgt) { "running" } else { "off" }
+            ),
+        );
+    }
+
+    // the target fails to stop: libvirtd hangs (SIGSTOP), the fence times out and rolls back
+    if !running(&lv, tgt) {
+        assert_eq!(agent(&stonith, &["-o", "on", "-n", tgt]).code(), Some(0));
+    }
+    let pidfile = state_dir().join("libvirt").join("libvirtd.pid");
+    let libvirtd = nix::unistd::Pid::from_raw(
+        std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    nix::sys::signal::kill(libvirtd, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let t = Instant::now();
+    let out = agent(&stonith, &["-o", "off", "-n", tgt, "--timeout", "20"]);
+    let took = t.elapsed();
+    let journal_after = journal_present(&cluster, &rsc);
+    let role_after = cluster
+        .pcmk()
+        .snapshot()
+        .unwrap()
+        .meta_attribute(&rsc, "target-role")
+        .map(str::to_owned);
+    nix::sys::signal::kill(libvirtd, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert_eq!(out.code(), Some(1), "{}", text(&out));
+    assert!(took < Duration::from_secs(40), "the agent waited {took:?}");
+    assert!(!journal_after, "journal left after the timeout");
+    assert_eq!(
+        role_after.as_deref(),
+        Some("Started"),
+        "target-role not rolled back"
+    );
+    // once libvirtd runs again the cluster settles with the guest running (the stop that was
+    // issued completes, then the restored target-role starts it again)
+    cluster.wait_role(&rsc, Role::Started, Duration::from_secs(180));
+    assert_clean(&cluster, &rsc);
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "{tgt} cannot be stopped (libvirtd hung): agent failed after {:.1} s, fence rolled back, guest running again",
+            took.as_secs_f64()
+        ),
+    );
+    vmctl.ok(&["resource", "stop", tgt, "--wait=120"]);
+}
+
+#[test]
+#[ignore = "tier live: needs root, corosync, pacemakerd, libvirtd and the guest image"]
+fn live_fence_under_load() {
+    let t0 = Instant::now();
+    let cluster = LiveCluster::acquire();
+    let lv = HostLibvirt::acquire();
+    prepare(&cluster);
+    let vmctl = LiveVmCtl::new(CONFIG);
+    let rd = rundir();
+    let requesters = ["pmkt-lq1", "pmkt-lq2", "pmkt-lq3"];
+    let targets = ["pmkt-ft1", "pmkt-ft2"];
+    let mut members: Vec<&str> = requesters.to_vec();
+    members.extend(targets);
+    let stonith = StonithBed::start(&rd.join("vmconnectd"), cluster.node(), &clusters(&members));
+    let guests: Vec<BridgedGuest> = requesters
+        .iter()
+        .map(|r| BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), r))
+        .collect();
+    for t in targets {
+        guest_up(&vmctl, &cluster, t, Vport::None);
+    }
+    // 50 concurrent status requests from three guests
+    let results: Vec<(usize, Option<i32>, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                let g = &guests[i % guests.len()];
+                let cmd = stonith.agent(
+                    g.socket(),
+                    g.name(),
+                    &["-o", "status", "-n", targets[i % 2]],
+                );
+                s.spawn(move || {
+                    let out = cmd.run().unwrap();
+                    (i, out.code(), out.stdout_text())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, code, out) in &results {
+        assert_eq!(
+            (*code, out.trim()),
+            (Some(0), "Status: ON"),
+            "status request {i}"
+        );
+    }
+    evidence(
+        TIER,
+        t0,
+        "50 concurrent status requests from 3 guests: all answered ON",
+    );
+    // concurrent off on different targets, from different guests
+    let t = Instant::now();
+    let offs: Vec<Output> = std::thread::scope(|s| {
+        let hs: Vec<_> = targets
+            .iter()
+            .zip(&guests)
+            .map(|(t, g)| {
+                let cmd = stonith.agent(g.socket(), g.name(), &["-o", "off", "-n", t]);
+                s.spawn(move || cmd.run().unwrap())
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (o, tg) in offs.iter().zip(targets) {
+        assert!(o.success(), "off {tg}: {}", text(o));
+        assert!(!running(&lv, tg), "{tg} still runs after OK");
+        assert_clean(&cluster, &format!("prmVMCTL_{tg}"));
+    }
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "concurrent off of {} from two guests: both OK and destroyed in {:.1} s",
+            targets.join(" and "),
+            t.elapsed().as_secs_f64()
+        ),
+    );
+}

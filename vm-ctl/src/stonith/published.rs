@@ -1,0 +1,511 @@
+//! Are the guest-cluster keys the same on every host node?
+//!
+//! Each running vm-stonithd publishes the keys it holds in the transient node attribute
+//! [`PUBLISHED_KEYS_ATTR`] (`pmkt-fence-keys`): comma-separated `cluster:keyid:fingerprint`
+//! items, sorted ([`format_published`]). Ids and fingerprints are public (the fingerprint
+//! reveals nothing about the key), so the CIB can carry them. `vm-ctl check` reads every node's
+//! value from the CIB status section ([`node_keys`]) and compares it with the key files of the
+//! node it runs on ([`compare`]): a guest can run on any host node, so a node with a missing or
+//! different key is a node where that guest cluster cannot fence.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use vm_pcmk::Cib;
+use vm_seal::Key;
+
+use super::{PUBLISHED_KEYS_ATTR, key_file_name};
+use crate::output::{Finding, Level};
+
+/// Subject of the guest-fencing findings of `vm-ctl check`.
+pub const SUBJECT: &str = "guest-fencing";
+
+/// The public description of a key: its cluster, id and fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyStamp {
+    /// The guest cluster.
+    pub cluster: String,
+    /// The key id (16 hex digits).
+    pub id: String,
+    /// The key's fingerprint (16 hex digits).
+    pub fingerprint: String,
+}
+
+impl KeyStamp {
+    /// The stamp of `key`.
+    pub fn of(key: &Key) -> Self {
+        Self {
+            cluster: key.cluster().to_string(),
+            id: key.id().to_string(),
+            fingerprint: key.fingerprint(),
+        }
+    }
+
+    fn label(&self) -> String {
+        format!("{}:{}", self.cluster, self.id)
+    }
+}
+
+/// The attribute value for `keys`: `cluster:id:fingerprint` items, sorted, comma-separated.
+pub fn format_published(keys: &[KeyStamp]) -> String {
+    let mut items: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{}:{}:{}", k.cluster, k.id, k.fingerprint))
+        .collect();
+    items.sort();
+    items.join(",")
+}
+
+/// Parse an attribute value. Cluster names may contain `:`, ids and fingerprints cannot, so
+/// each item is split from the right. Blank items are ignored; a malformed one is an error.
+pub fn parse_published(value: &str) -> Result<Vec<KeyStamp>, String> {
+    let hex16 = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let mut parts = item.rsplitn(3, ':');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(fp), Some(id), Some(cluster))
+                    if !cluster.is_empty() && hex16(id) && hex16(fp) =>
+                {
+                    Ok(KeyStamp {
+                        cluster: cluster.to_owned(),
+                        id: id.to_ascii_lowercase(),
+                        fingerprint: fp.to_ascii_lowercase(),
+                    })
+                }
+                _ => Err(format!(
+                    "item {item:?} is not cluster:keyid:fingerprint (16 hex digits each)"
+                )),
+            }
+        })
+        .collect()
+}
+
+/// A key file of the node `vm-ctl check` runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalKey {
+    /// The key's public description.
+    pub stamp: KeyStamp,
+    /// Its file.
+    pub file: PathBuf,
+}
+
+/// What the CIB says about one host node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeKeys {
+    /// The node name (`uname`).
+    pub node: String,
+    /// Whether it is a member of the cluster right now.
+    pub online: bool,
+    /// Its [`PUBLISHED_KEYS_ATTR`] value, if it has one.
+    pub published: Option<String>,
+}
+
+/// A node_state flag (`in_ccm`, `crmd`): `true`/`online`/`member` in Pacemaker up to 2.1.6,
+/// the time since when it is so (a positive number) in later versions.
+fn is_up(value: Option<&str>) -> bool {
+    match value {
+        Some("true" | "online" | "member" | "yes") => true,
+        Some(v) => v.parse::<u64>().is_ok_and(|n| n > 0),
+        None => false,
+    }
+}
+
+/// Every host node of `cib` (configured nodes, then any other node the status section knows),
+/// whether it is online, and what its vm-stonithd publishes.
+pub fn node_keys(cib: &Cib) -> Vec<NodeKeys> {
+    let states: Vec<_> = cib
+        .root()
+        .find("status")
+        .map(|s| s.elements().filter(|e| e.name == "node_state").collect())
+        .unwrap_or_default();
+    let mut names: Vec<String> = cib.node_names().into_iter().map(str::to_owned).collect();
+    for u in states.iter().filter_map(|s| s.get("uname")) {
+        if !names.iter().any(|n| n == u) {
+            names.push(u.to_owned());
+        }
+    }
+    names
+        .into_iter()
+        .map(|node| {
+            let state = states
+                .iter()
+                .find(|s| s.get("uname") == Some(node.as_str()));
+            let online = state.is_some_and(|s| is_up(s.get("in_ccm")) && is_up(s.get("crmd")));
+            let published = state
+                .and_then(|s| s.find("transient_attributes"))
+                .and_then(|t| {
+                    t.descendants()
+                        .into_iter()
+                        .find(|e| e.name == "nvpair" && e.get("name") == Some(PUBLISHED_KEYS_ATTR))
+                })
+                .map(|nv| nv.get("value").unwrap_or_default().to_owned());
+            NodeKeys {
+                node,
+                online,
+                published,
+            }
+        })
+        .collect()
+}
+
+fn finding(level: Level, message: String, fix: String) -> Finding {
+    Finding {
+        subject: SUBJECT.to_owned(),
+        level,
+        message,
+        fix,
+    }
+}
+
+/// Compare every online node's published keys with this node's key files (`local`, from
+/// `key_dir`). `this_node` is the name of the node check runs on, when known: there, a
+/// difference means vm-stonithd has not loaded the current files.
+pub fn compare(
+    local: &[LocalKey],
+    key_dir: &Path,
+    this_node: Option<&str>,
+    nodes: &[NodeKeys],
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let nobody_publishes = nodes
+        .iter()
+        .all(|n| n.published.as_deref().is_none_or(|v| v.trim().is_empty()));
+    if local.is_empty() && nobody_publishes {
+        out.push(finding(
+            Level::Ok,
+            "no host node holds guest-cluster keys: nothing to compare".into(),
+            String::new(),
+        ));
+        return out;
+    }
+    for n in nodes {
+        let node = n.node.as_str();
+        let here = this_node == Some(node);
+        if !n.online {
+            out.push(finding(
+                Level::Ok,
+                format!("node {node} is offline: its fence keys are not compared"),
+                String::new(),
+            ));
+            continue;
+        }
+        let Some(value) = &n.published else {
+            out.push(finding(
+                Level::Warning,
+                format!(
+                    "node {node} publishes no {PUBLISHED_KEYS_ATTR} attribute: vm-stonithd not \
+                     running there? Guests there cannot be fenced by their peers"
+                ),
+                format!("start vm-stonithd on {node} (see its clone's status and its log there)"),
+            ));
+            continue;
+        };
+        let held = match parse_published(value) {
+            Ok(held) => held,
+            Err(e) => {
+                out.push(finding(
+                    Level::Warning,
+                    format!("node {node} publishes a malformed {PUBLISHED_KEYS_ATTR}: {e}"),
+                    format!("run the same vm-stonithd version on {node} as on this node"),
+                ));
+                continue;
+            }
+        };
+        let by_id: BTreeMap<&str, &KeyStamp> = held.iter().map(|k| (k.id.as_str(), k)).collect();
+        let mut problems = 0;
+        for l in local {
+            let file = l.file.display();
+            let label = l.stamp.label();
+            let copy = format!(
+                "scp -p {file} {node}:{file}, then restart vm-stonithd on {node} so it loads the key"
+            );
+            let reload = format!(
+                "restart vm-stonithd on this node ({node}) so it loads the key files in {}",
+                key_dir.display()
+            );
+            match by_id.get(l.stamp.id.as_str()) {
+                Some(k) if **k == l.stamp => {}
+                Some(k) => {
+                    problems += 1;
+                    let (message, fix) = if here {
+                        (
+                            format!(
+                                "vm-stonithd on this node ({node}) holds another key under the id \
+                                 of {label} ({file}): {}:{} with fingerprint {} there, {} in the file",
+                                k.cluster, k.id, k.fingerprint, l.stamp.fingerprint
+                            ),
+                            reload,
+                        )
+                    } else {
+                        (
+                            format!(
+                                "node {node} holds a different key {label}: fingerprint {} \
+                                 there, {} here ({file})",
+                                k.fingerprint, l.stamp.fingerprint
+                            ),
+                            format!(
+                                "{copy} (if {node}'s key is the right one, copy it here instead)"
+                            ),
+                        )
+                    };
+                    out.push(finding(Level::Error, message, fix));
+                }
+                None => {
+                    problems += 1;
+                    let (message, fix) = if here {
+                        (
+                            format!(
+                                "vm-stonithd on this node ({node}) has not loaded key {label} ({file})"
+                            ),
+                            reload,
+                        )
+                    } else {
+                        (
+                            format!(
+                                "node {node} lacks key {label} ({file}): guests of cluster {} \
+                                 running there cannot fence",
+                                l.stamp.cluster
+                            ),
+                            copy,
+                        )
+                    };
+                    out.push(finding(Level::Error, message, fix));
+                }
+            }
+        }
+        for k in &held {
+            if local.iter().any(|l| l.stamp.id == k.id) {
+                continue;
+            }
+            problems += 1;
+            let (message, fix) = if here {
+                (
+                    format!(
+                        "vm-stonithd on this node ({node}) still holds key {} (fingerprint {}), \
+                         which is no longer in {}",
+                        k.label(),
+                        k.fingerprint,
+                        key_dir.display()
+                    ),
+                    format!("restart vm-stonithd on this node ({node}) so it drops the key"),
+                )
+            } else {
+                let name = vm_seal::Name::new(k.cluster.as_str())
+                    .ok()
+                    .zip(k.id.parse().ok())
+                    .map_or_else(
+                        || "CLUSTER-KEYID.key".to_owned(),
+                        |(c, id)| key_file_name(&c, id),
+                    );
+                let dir = key_dir.display();
+                (
+                    format!(
+                        "node {node} holds key {} (fingerprint {}), which this node lacks",
+                        k.label(),
+                        k.fingerprint
+                    ),
+                    format!(
+                        "if the key is current, copy it here (scp -p {node}:{dir}/{name} {dir}/) and \
+                         restart vm-stonithd here; if it is retired, remove it on {node} and \
+                         restart vm-stonithd there"
+                    ),
+                )
+            };
+            out.push(finding(Level::Warning, message, fix));
+        }
+        if problems == 0 {
+            out.push(finding(
+                Level::Ok,
+                format!(
+                    "node {node}'s vm-stonithd holds the same {} key(s) as this node's key directory",
+                    local.len()
+                ),
+                String::new(),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(cluster: &str, id: &str, fp: &str) -> KeyStamp {
+        KeyStamp {
+            cluster: cluster.into(),
+            id: id.into(),
+            fingerprint: fp.into(),
+        }
+    }
+
+    const ID1: &str = "0011223344556677";
+    const ID2: &str = "8899aabbccddeeff";
+    const FP1: &str = "1111111111111111";
+    const FP2: &str = "2222222222222222";
+
+    fn local() -> Vec<LocalKey> {
+        vec![
+            LocalKey {
+                stamp: stamp("web", ID1, FP1),
+                file: PathBuf::from(format!("/k/web-{ID1}.key")),
+            },
+            LocalKey {
+                stamp: stamp("db:x", ID2, FP2),
+                file: PathBuf::from(format!("/k/db:x-{ID2}.key")),
+            },
+        ]
+    }
+
+    fn node(name: &str, online: bool, published: Option<&str>) -> NodeKeys {
+        NodeKeys {
+            node: name.into(),
+            online,
+            published: published.map(String::from),
+        }
+    }
+
+    #[test]
+    fn published_format_round_trips() {
+        let keys = vec![stamp("web", ID1, FP1), stamp("db:x", ID2, FP2)];
+        let v = format_published(&keys);
+        assert_eq!(v, format!("db:x:{ID2}:{FP2},web:{ID1}:{FP1}"));
+        let mut back = parse_published(&v).unwrap();
+        back.sort();
+        let mut keys = keys;
+        keys.sort();
+        assert_eq!(back, keys);
+        assert_eq!(parse_published(" ").unwrap(), []);
+        parse_published("web:123:456").unwrap_err();
+        parse_published(&format!(":{ID1}:{FP1}")).unwrap_err();
+    }
+
+    #[test]
+    fn same_keys_everywhere_is_ok() {
+        let v = format_published(&local().into_iter().map(|l| l.stamp).collect::<Vec<_>>());
+        let f = compare(
+            &local(),
+            Path::new("/k"),
+            Some("n1"),
+            &[node("n1", true, Some(&v)), node("n2", true, Some(&v))],
+        );
+        assert!(f.iter().all(|f| f.level == Level::Ok), "{f:?}");
+        assert_eq!(f.len(), 2);
+        assert!(
+            f[1].message
+                .contains("node n2's vm-stonithd holds the same 2 key(s)")
+        );
+    }
+
+    #[test]
+    fn missing_different_extra_and_silent_nodes() {
+        let other = format!("web:{ID1}:{FP2},other:{}:{FP1}", "aaaaaaaaaaaaaaaa");
+        let f = compare(
+            &local(),
+            Path::new("/k"),
+            Some("n1"),
+            &[
+                node("n2", true, Some(&other)),
+                node("n3", true, None),
+                node("n4", false, None),
+                node("n5", true, Some("garbage")),
+            ],
+        );
+        let find = |level: Level, text: &str| {
+            f.iter()
+                .find(|f| f.level == level && f.message.contains(text))
+                .unwrap_or_else(|| panic!("no {level:?} {text:?} in {f:#?}"))
+        };
+        let diff = find(
+            Level::Error,
+            &format!("node n2 holds a different key web:{ID1}"),
+        );
+        assert!(diff.message.contains(FP2) && diff.message.contains(FP1));
+        assert!(
+            diff.fix
+                .starts_with(&format!("scp -p /k/web-{ID1}.key n2:/k/web-{ID1}.key")),
+            "{}",
+            diff.fix
+        );
+        assert!(diff.fix.contains("restart vm-stonithd on n2"));
+        let lack = find(Level::Error, &format!("node n2 lacks key db:x:{ID2}"));
+        assert!(lack.fix.contains(&format!("scp -p /k/db:x-{ID2}.key n2:")));
+        let extra = find(Level::Warning, "node n2 holds key other:aaaaaaaaaaaaaaaa");
+        assert!(
+            extra
+                .fix
+                .contains("scp -p n2:/k/other-aaaaaaaaaaaaaaaa.key /k/"),
+            "{}",
+            extra.fix
+        );
+        let silent = find(Level::Warning, "node n3 publishes no pmkt-fence-keys");
+        assert!(silent.message.contains("vm-stonithd not running there?"));
+        find(Level::Ok, "node n4 is offline");
+        find(Level::Warning, "node n5 publishes a malformed");
+        assert!(
+            f.iter()
+                .filter(|f| f.level != Level::Ok)
+                .all(|f| !f.fix.is_empty()),
+            "{f:#?}"
+        );
+    }
+
+    #[test]
+    fn this_node_out_of_date_means_reload_here() {
+        let f = compare(
+            &local(),
+            Path::new("/k"),
+            Some("n1"),
+            &[node("n1", true, Some(&format!("web:{ID1}:{FP1}")))],
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].level, Level::Error);
+        assert!(
+            f[0].message
+                .contains("this node (n1) has not loaded key db:x")
+        );
+        assert!(f[0].fix.contains("restart vm-stonithd on this node (n1)"));
+    }
+
+    #[test]
+    fn nothing_anywhere_is_one_ok() {
+        let f = compare(
+            &[],
+            Path::new("/k"),
+            None,
+            &[node("n1", true, None), node("n2", true, Some(""))],
+        );
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].level, Level::Ok);
+    }
+
+    #[test]
+    fn node_keys_from_the_status_section() {
+        let cib = Cib::parse(&format!(
+            r#"<cib><configuration><nodes><node id="1" uname="n1"/><node id="2" uname="n2"/><node id="3" uname="n3"/></nodes></configuration>
+            <status>
+              <node_state id="1" uname="n1" in_ccm="true" crmd="online">
+                <transient_attributes id="1"><instance_attributes id="status-1">
+                  <nvpair id="status-1-k" name="{PUBLISHED_KEYS_ATTR}" value="web:{ID1}:{FP1}"/>
+                </instance_attributes></transient_attributes>
+              </node_state>
+              <node_state id="2" uname="n2" in_ccm="1700000000" crmd="1700000001"/>
+              <node_state id="3" uname="n3" in_ccm="false" crmd="offline"/>
+            </status></cib>"#
+        ))
+        .unwrap();
+        let n = node_keys(&cib);
+        assert_eq!(
+            n,
+            [
+                node("n1", true, Some(&format!("web:{ID1}:{FP1}"))),
+                node("n2", true, None),
+                node("n3", false, None),
+            ]
+        );
+    }
+}
