@@ -77,6 +77,9 @@ struct State {
 pub struct Watcher {
     shared: Arc<(Mutex<State>, Condvar)>,
     stop: Arc<AtomicBool>,
+    /// The running crm_mon's pid (its own process group), so that [`Watcher::stop`] can kill
+    /// it before the process exits.
+    child: Arc<Mutex<Option<i32>>>,
 }
 
 impl Watcher {
@@ -85,6 +88,7 @@ impl Watcher {
         Watcher {
             shared: Arc::new((Mutex::new(State::default()), Condvar::new())),
             stop: Arc::new(AtomicBool::new(false)),
+            child: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -126,6 +130,8 @@ impl Watcher {
             match spawn_crm_mon(agent, fifo) {
                 Ok(mut child) => {
                     tracing::debug!(pid = child.id(), "crm_mon event watcher started");
+                    *self.child.lock().unwrap_or_else(|e| e.into_inner()) =
+                        i32::try_from(child.id()).ok();
                     loop {
                         if self.stop.load(Ordering::Relaxed) {
                             kill_group(&child);
@@ -154,9 +160,12 @@ impl Watcher {
         }
     }
 
-    /// Stops crm_mon (waiters keep working on the fallback period).
+    /// Stops crm_mon now (waiters keep working on the fallback period).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(pid) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
 
     /// The current generation.
@@ -183,6 +192,7 @@ impl Watcher {
     }
 }
 
+#[allow(unsafe_code)]
 fn spawn_crm_mon(agent: &Path, fifo: &Path) -> std::io::Result<Child> {
     let mut agent_arg = std::ffi::OsString::from("--external-agent=");
     agent_arg.push(agent);
@@ -190,8 +200,8 @@ fn spawn_crm_mon(agent: &Path, fifo: &Path) -> std::io::Result<Child> {
     recipient.push(fifo);
     // text output to /dev/null keeps crm_mon in its update loop (XML would mean one-shot);
     // the long interval: updates come from CIB notifications, not from the timer
-    Command::new("crm_mon")
-        .arg(agent_arg)
+    let mut cmd = Command::new("crm_mon");
+    cmd.arg(agent_arg)
         .arg(recipient)
         .args([
             "--output-as=text",
@@ -201,15 +211,32 @@ fn spawn_crm_mon(agent: &Path, fifo: &Path) -> std::io::Result<Child> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
+        .process_group(0);
+    // crm_mon must not outlive vm-stonithd, even one killed with SIGKILL: the kernel kills it
+    // when the thread that started it (the supervisor, which lives as long as the process)
+    // dies. (crm_mon ignores SIGTERM while its main loop runs, hence SIGKILL.)
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only makes the prctl(2)
+    // and getppid(2) system calls, which are async-signal-safe; it allocates nothing and
+    // takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // the parent may have died before the prctl took effect
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("parent exited"));
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
 }
 
 use std::os::unix::process::CommandExt as _;
 
 fn kill_group(child: &Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 

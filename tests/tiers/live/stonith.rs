@@ -757,3 +757,121 @@ fn live_fence_under_load() {
         ),
     );
 }
+
+#[test]
+#[ignore = "tier live: needs root, corosync, pacemakerd, libvirtd and the guest image"]
+fn live_fence_legacy_tokens_only_when_enabled() {
+    let t0 = Instant::now();
+    let cluster = LiveCluster::acquire();
+    let lv = HostLibvirt::acquire();
+    prepare(&cluster);
+    let vmctl = LiveVmCtl::new(CONFIG);
+    let (req, tgt) = ("pmkt-fz", "pmkt-fl");
+    let rsc = format!("prmVMCTL_{tgt}");
+    vmctl.domain("pmkt-zz", &offline_domain_xml("pmkt-zz"));
+    vmctl.ok(&["resource", "add", "pmkt-zz", "-a", cluster.node()]);
+    let rd = rundir();
+    let mut stonith = StonithBed::start(
+        &rd.join("vmconnectd"),
+        cluster.node(),
+        &format!("{}legacy = true\n", clusters(&[req, tgt])),
+    );
+    let fz = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), req);
+    guest_up(&vmctl, &cluster, tgt, Vport::None);
+    let pw = stonith.dir().join("legacy.pw");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&pw)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"not-the-public-one\n").unwrap();
+    }
+    let token = |dom: &str| {
+        let out = vmctl.ok(&[
+            "stonith",
+            "token",
+            dom,
+            "--password-file",
+            &pw.display().to_string(),
+        ]);
+        out.stdout_text().trim().to_owned()
+    };
+    let entry = token(tgt);
+    assert!(entry.starts_with(&format!("{tgt}:U2FsdGVkX1")), "{entry}");
+    let plugin = |hostlist: &str, op: &str| {
+        Cmd::new(vm_tests::repo_dir().join("agents/stonith/external/vm-stonith"))
+            .args([op, tgt])
+            .env("hostlist", hostlist)
+            .env("socket", fz.socket())
+            .env("timeout", "60")
+            .env("VM_CONNECT", vm_tests::project_bin("vm-connect"))
+            .timeout(Duration::from_secs(120))
+            .run()
+            .unwrap()
+    };
+    // legacy mode off (the default): the token is refused, the guest runs on
+    let out = plugin(&entry, "off");
+    assert_ne!(out.code(), Some(0), "{}", text(&out));
+    assert!(running(&lv, tgt));
+    assert!(
+        stonith.log().contains("legacy mode is off"),
+        "{}",
+        stonith.log()
+    );
+
+    // legacy mode on, in-process decryption
+    stonith.set_legacy(&format!(
+        "[legacy]\nenabled = true\npassword_file = \"{}\"\n",
+        pw.display()
+    ));
+    stonith.stop_stonithd(nix::sys::signal::Signal::SIGTERM);
+    stonith.start_stonithd(&[]);
+    assert!(
+        stonith.log().contains("legacy mode is on"),
+        "no start-up warning"
+    );
+    let out = plugin(&entry, "off");
+    assert!(out.success(), "{}\n{}", text(&out), stonith.log());
+    assert!(!running(&lv, tgt), "legacy off said OK but {tgt} runs");
+    assert_clean(&cluster, &rsc);
+    // a valid token of a resource the cluster may not fence: NG
+    let foreign = token("pmkt-zz").replace("pmkt-zz:", &format!("{tgt}:"));
+    let out = plugin(&foreign, "on");
+    assert_ne!(out.code(), Some(0), "{}", text(&out));
+    assert!(!running(&lv, tgt));
+    assert!(
+        stonith.log().contains("is not the resource of a guest"),
+        "{}",
+        stonith.log()
+    );
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "legacy token refused while legacy mode is off; with it on, plugin off {tgt} destroyed it; a foreign resource's token NG"
+        ),
+    );
+
+    // legacy mode on, external decrypt command (argv, token on stdin, no shell)
+    stonith.set_legacy(&format!(
+        "[legacy]\nenabled = true\ndecrypt_command = [\"openssl\", \"des-ede3\", \"-d\", \"-base64\", \"-md\", \"md5\", \"-pass\", \"file:{}\"]\n",
+        pw.display()
+    ));
+    stonith.stop_stonithd(nix::sys::signal::Signal::SIGTERM);
+    stonith.start_stonithd(&[]);
+    let out = plugin(&entry, "on");
+    assert!(out.success(), "{}\n{}", text(&out), stonith.log());
+    assert!(running(&lv, tgt));
+    assert_clean(&cluster, &rsc);
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "legacy token decrypted by `openssl des-ede3 -d` run without a shell: plugin on {tgt} started it"
+        ),
+    );
+    vmctl.ok(&["resource", "stop", tgt, "--wait=120"]);
+}
