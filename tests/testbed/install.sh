@@ -39,13 +39,17 @@ for tier in "${tiers[@]}"; do
         fi
     done
 done
-# The project's own host-side agents, where a package would put them: the live tiers run
-# guests as ocf:pm-kvm-tools:VirtualDomain (vm-ctl.conf's vm_ocf).
+# The project's own host-side OCF agents, where a package would put them: the live tiers run
+# guests as ocf:pm-kvm-tools:VirtualDomain (vm-ctl.conf's vm_ocf) and the daemons as
+# ocf:pm-kvm-tools:vm-connectd / vm-stonithd clones.
 install_project_agents() {
+    local dir=/usr/lib/ocf/resource.d/pm-kvm-tools
     case " ${tiers[*]} " in
     *" live "* | *" multinode "*)
-        install -D -m 0755 "$REPO_DIR/agents/ocf/VirtualDomain" \
-            /usr/lib/ocf/resource.d/pm-kvm-tools/VirtualDomain
+        install -D -m 0755 "$REPO_DIR/agents/ocf/VirtualDomain" "$dir/VirtualDomain"
+        install -D -m 0755 "$REPO_DIR/agents/ocf/vm-daemon" "$dir/vm-daemon"
+        ln -sfn vm-daemon "$dir/vm-connectd"
+        ln -sfn vm-daemon "$dir/vm-stonithd"
         ;;
     esac
 }
