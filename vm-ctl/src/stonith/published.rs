@@ -63,7 +63,8 @@ pub fn parse_published(value: &str) -> Result<Vec<KeyStamp>, String> {
     value
         .split(',')
         .map(str::trim)
-        .filter(|item| !item.is_empty())
+        // "-": vm-stonithd runs and holds no key (attrd cannot store an empty value)
+        .filter(|item| !item.is_empty() && *item != "-")
         .map(|item| {
             let mut parts = item.rsplitn(3, ':');
             match (parts.next(), parts.next(), parts.next()) {
@@ -221,10 +222,10 @@ pub fn compare(
             let file = l.file.display();
             let label = l.stamp.label();
             let copy = format!(
-                "scp -p {file} {node}:{file}, then restart vm-stonithd on {node} so it loads the key"
+                "scp -p {file} {node}:{file}, then reload vm-stonithd on {node} (SIGHUP, or restart it) so it loads the key"
             );
             let reload = format!(
-                "restart vm-stonithd on this node ({node}) so it loads the key files in {}",
+                "reload vm-stonithd on this node ({node}) (SIGHUP, or restart it) so it loads the key files in {}",
                 key_dir.display()
             );
             match by_id.get(l.stamp.id.as_str()) {
@@ -291,7 +292,7 @@ pub fn compare(
                         k.fingerprint,
                         key_dir.display()
                     ),
-                    format!("restart vm-stonithd on this node ({node}) so it drops the key"),
+                    format!("reload vm-stonithd on this node ({node}) (SIGHUP, or restart it) so it drops the key"),
                 )
             } else {
                 let name = vm_seal::Name::new(k.cluster.as_str())
@@ -431,7 +432,7 @@ mod tests {
             "{}",
             diff.fix
         );
-        assert!(diff.fix.contains("restart vm-stonithd on n2"));
+        assert!(diff.fix.contains("reload vm-stonithd on n2"));
         let lack = find(Level::Error, &format!("node n2 lacks key db:x:{ID2}"));
         assert!(lack.fix.contains(&format!("scp -p /k/db:x-{ID2}.key n2:")));
         let extra = find(Level::Warning, "node n2 holds key other:aaaaaaaaaaaaaaaa");
@@ -468,7 +469,7 @@ mod tests {
             f[0].message
                 .contains("this node (n1) has not loaded key db:x")
         );
-        assert!(f[0].fix.contains("restart vm-stonithd on this node (n1)"));
+        assert!(f[0].fix.contains("reload vm-stonithd on this node (n1)"));
     }
 
     #[test]
