@@ -780,7 +780,7 @@ fn check_compares_the_keys_every_node_publishes() {
     .unwrap_or_else(|| panic!("{f:#?}"));
     assert!(
         diff["fix"].as_str().unwrap().starts_with(&format!(
-            "scp -p {file} node2:{file}, then restart vm-stonithd on node2"
+            "scp -p {file} node2:{file}, then reload vm-stonithd on node2"
         )),
         "{diff}"
     );
