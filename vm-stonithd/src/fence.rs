@@ -457,7 +457,7 @@ fn reached(st: &ClusterStatus, rsc: &str, verb: &str) -> bool {
 
 /// Why waiting for `rsc` is pointless (Pacemaker will not act on it), if it is.
 fn blocked(st: &ClusterStatus, rsc: &str) -> Option<String> {
-    st.instances(rsc).find(|r| !r.managed).map(|r| {
+    st.instances(rsc).find(|r| !r.managed || r.blocked).map(|r| {
         format!(
             "{rsc} is unmanaged or blocked ({} on {}{}): the host cluster will not act on it; see crm_mon",
             r.role,
@@ -480,4 +480,71 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(resource_attrs: &str, nodes: &str) -> ClusterStatus {
+        ClusterStatus::from_crm_mon_xml(&format!(
+            r#"<pacemaker-result><nodes><node name="n1" online="true"/><node name="n2" online="true"/></nodes>
+            <resources><resource id="g" resource_agent="ocf:pm-kvm-tools:VirtualDomain" {resource_attrs}>{nodes}</resource></resources></pacemaker-result>"#
+        ))
+        .unwrap()
+    }
+
+    const RUNNING: &str = r#"role="Started" managed="true" failed="false" blocked="false""#;
+
+    #[test]
+    fn off_needs_the_resource_stopped_everywhere() {
+        let stopped = st(
+            r#"role="Stopped" managed="true" failed="false" blocked="false""#,
+            "",
+        );
+        assert!(reached(&stopped, "g", "off"));
+        assert!(!active(&stopped, "g"));
+        // absent from the status is not "confirmed stopped"
+        assert!(!reached(&stopped, "other", "off"));
+        let stopping = st(r#"role="Stopping" managed="true""#, r#"<node name="n1"/>"#);
+        assert!(!reached(&stopping, "g", "off"));
+        // an unclean node still listed as running it: not stopped
+        let unclean = st(RUNNING, r#"<node name="n2"/>"#);
+        assert!(!reached(&unclean, "g", "off") && active(&unclean, "g"));
+    }
+
+    #[test]
+    fn on_needs_it_started_on_exactly_one_node() {
+        assert!(reached(&st(RUNNING, r#"<node name="n1"/>"#), "g", "on"));
+        assert!(!reached(
+            &st(RUNNING, r#"<node name="n1"/><node name="n2"/>"#),
+            "g",
+            "on"
+        ));
+        assert!(!reached(
+            &st(r#"role="Starting" managed="true""#, r#"<node name="n1"/>"#),
+            "g",
+            "on"
+        ));
+    }
+
+    #[test]
+    fn blocked_or_unmanaged_resources_fail_fast() {
+        assert_eq!(blocked(&st(RUNNING, r#"<node name="n1"/>"#), "g"), None);
+        let b = blocked(
+            &st(
+                r#"role="Started" managed="true" failed="true" blocked="true""#,
+                r#"<node name="n1"/>"#,
+            ),
+            "g",
+        );
+        assert!(b.is_some_and(|m| m.contains("blocked") && m.contains("n1")));
+        assert!(
+            blocked(
+                &st(r#"role="Started" managed="false""#, r#"<node name="n1"/>"#),
+                "g"
+            )
+            .is_some()
+        );
+    }
 }

@@ -80,6 +80,8 @@ pub struct ResourceStatus {
     pub managed: bool,
     /// A failure has been recorded.
     pub failed: bool,
+    /// Pacemaker will not act on it until an admin does (a failed stop with on-fail=block).
+    pub blocked: bool,
     /// Nodes it is active on (more than one only for a multiply-active resource).
     pub nodes: Vec<String>,
 }
@@ -214,6 +216,7 @@ fn collect_resources(
                     role: Role::parse(child.attribute("role").unwrap_or("")),
                     managed: flag(child, "managed"),
                     failed: flag(child, "failed"),
+                    blocked: flag(child, "blocked"),
                     nodes: child
                         .children()
                         .filter(|n| n.has_tag_name("node"))
