@@ -89,7 +89,7 @@ impl StonithBed {
     fn write_config(&self) -> PathBuf {
         let path = self.dir.path().join("vm-stonithd.toml");
         let text = format!(
-            "socket = \"{}\"\nkey_dir = \"{}\"\nmax_timeout = 120\n{}\n{}\n",
+            "socket = \"{}\"\nkey_dir = \"{}\"\nmax_timeout = 55\n{}\n{}\n",
             self.host_socket().display(),
             self.dir.path().join("keys").display(),
             self.clusters,

@@ -5,7 +5,8 @@
 //! socket = "/var/run/vmconnectd.sock"   # host vm-connectd's local socket
 //! key_dir = "/etc/pm-kvm-tools/keys"    # guest-cluster keys (vm-ctl stonith keygen)
 //! clock_window = 30                     # seconds a request's timestamp may be off
-//! max_timeout = 300                     # cap on a request's own timeout, seconds
+//! max_timeout = 55                      # cap on a request's own timeout, seconds (keep it
+//!                                       # below vm-connectd's --request-timeout, 60 s)
 //! max_requests = 64                     # requests carried out at once
 //!
 //! [[cluster]]
@@ -267,7 +268,7 @@ impl Config {
                 .key_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR)),
             clock_window: secs(raw.clock_window, 30, "clock_window")?,
-            max_timeout: secs(raw.max_timeout, 300, "max_timeout")?,
+            max_timeout: secs(raw.max_timeout, 55, "max_timeout")?,
             max_requests: match raw.max_requests.unwrap_or(64) {
                 0 => return Err(invalid("max_requests must be at least 1".into())),
                 n => n,

@@ -105,6 +105,13 @@ impl Daemon {
         match Config::load(&self.config_path) {
             Ok(config) => match load_keys(&config) {
                 Ok(keys) => {
+                    self.replay
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .set_window(config.clock_window);
+                    if config.socket != self.config().socket {
+                        tracing::warn!("reload: a new `socket` takes effect at the next start");
+                    }
                     *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
                     *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
                     tracing::info!("configuration and keys reloaded");

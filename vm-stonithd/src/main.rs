@@ -20,6 +20,8 @@ mod exit {
     pub const CONFIG: u8 = 2;
     /// The daemon could not start (state directory, event watcher, node name).
     pub const START: u8 = 3;
+    /// `--check`: the configuration is valid, but a guest cluster has no key.
+    pub const NO_KEY: u8 = 4;
 }
 
 /// Carry out fence requests from guest clusters through the host Pacemaker cluster.
@@ -29,8 +31,8 @@ mod exit {
 /// whom is in the configuration file. SIGHUP re-reads the configuration and keys; SIGTERM
 /// rolls back fences in progress and exits.
 ///
-/// Exit status: 0 stopped by a signal (or --check passed); 2 configuration or keys unusable;
-/// 3 cannot start.
+/// Exit status: 0 stopped by a signal (or --check passed); 2 configuration or key directory
+/// unusable (or a usage error); 3 cannot start; 4 (--check) a guest cluster has no key.
 #[derive(Debug, Parser)]
 #[command(name = "vm-stonithd", version, about, long_about)]
 struct Cli {
@@ -57,8 +59,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let cli = Cli::parse();
+    // a daemon's log has one line per request by default (info), -v for more
     vm_common::logging::init(vm_common::logging::Verbosity {
-        verbose: cli.verbose,
+        verbose: cli.verbose.saturating_add(1),
         quiet: false,
     });
     let config = match Config::load(&cli.config) {
@@ -113,7 +116,7 @@ fn main() -> ExitCode {
             .keys()
             .any(|n| keys.of_cluster(n.as_str()).next().is_none());
         return if missing {
-            ExitCode::from(exit::CONFIG)
+            ExitCode::from(exit::NO_KEY)
         } else {
             ExitCode::SUCCESS
         };

@@ -5,7 +5,8 @@
 //! symmetric (guest clocks may be ahead or behind). Since the memory is lost when the daemon
 //! restarts, requests stamped before the daemon started are refused too: a request captured
 //! before a restart cannot be replayed after it. (A guest whose clock is behind therefore gets
-//! refusals for that many seconds after a restart; its agent retries with a fresh request.)
+//! refusals for that many seconds after a restart; the agent reports the refusal, and the
+//! guest cluster's fencer retries the fence with a fresh request.)
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -89,6 +90,11 @@ impl ReplayGuard {
         }
         self.seen.insert((key, nonce), timestamp);
         Ok(())
+    }
+
+    /// Changes the accepted clock window (configuration reload).
+    pub fn set_window(&mut self, window: Duration) {
+        self.window = window;
     }
 
     /// How many requests are remembered.
