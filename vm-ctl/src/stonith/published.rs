@@ -292,7 +292,9 @@ pub fn compare(
                         k.fingerprint,
                         key_dir.display()
                     ),
-                    format!("reload vm-stonithd on this node ({node}) (SIGHUP, or restart it) so it drops the key"),
+                    format!(
+                        "reload vm-stonithd on this node ({node}) (SIGHUP, or restart it) so it drops the key"
+                    ),
                 )
             } else {
                 let name = vm_seal::Name::new(k.cluster.as_str())
