@@ -1,8 +1,8 @@
 //! A snapshot of the whole CIB, and what we look up in it.
 //!
 //! Every command reads the CIB once ([`crate::Pacemaker::snapshot`]), decides on that snapshot,
-//! and writes the edited snapshot back with [`crate::Pacemaker::replace_if_unchanged`]: the CIB
-//! manager accepts the replacement only if the CIB's version is still the one we read, so a
+//! and writes its changes back with [`crate::Pacemaker::patch_if_unchanged`]: the CIB manager
+//! accepts the patch only if the CIB's version is still the one we read, so a
 //! concurrent writer (another vm-ctl, pcs, crmsh, a status update) is never overwritten; the
 //! command is re-evaluated on a fresh snapshot instead ([`crate::Pacemaker::transact`]).
 

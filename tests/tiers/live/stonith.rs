@@ -562,7 +562,7 @@ fn live_fence_faults_never_give_a_false_ok() {
     std::fs::create_dir_all(&fake).unwrap();
     std::fs::write(
         fake.join("cibadmin"),
-        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --replace ] && { echo 'simulated failure' >&2; exit 1; }; done\nexec /usr/sbin/cibadmin \"$@\"\n",
+        "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --patch|--replace) echo 'simulated failure' >&2; exit 1;; esac; done\nexec /usr/sbin/cibadmin \"$@\"\n",
     )
     .unwrap();
     run_ok(&Cmd::new("chmod").arg("755").arg(fake.join("cibadmin")));
@@ -755,6 +755,37 @@ fn live_fence_under_load() {
             targets.join(" and "),
             t.elapsed().as_secs_f64()
         ),
+    );
+
+    // two guests fence the same target at once: serialised, both told OK, one power-off
+    let tg = targets[0];
+    let rsc = format!("prmVMCTL_{tg}");
+    let on = stonith
+        .agent(guests[2].socket(), guests[2].name(), &["-o", "on", "-n", tg])
+        .run()
+        .unwrap();
+    assert!(on.success(), "{}", text(&on));
+    let hard = hard_stops(&rsc);
+    let offs: Vec<Output> = std::thread::scope(|s| {
+        let hs: Vec<_> = guests[..2]
+            .iter()
+            .map(|g| {
+                let cmd = stonith.agent(g.socket(), g.name(), &["-o", "off", "-n", tg]);
+                s.spawn(move || cmd.run().unwrap())
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in &offs {
+        assert!(o.success(), "off {tg}: {}", text(o));
+    }
+    assert!(!running(&lv, tg));
+    assert_eq!(hard_stops(&rsc), hard + 1, "one power-off for two requests");
+    assert_clean(&cluster, &rsc);
+    evidence(
+        TIER,
+        t0,
+        format!("two guests fence {tg} at once: both OK, one hard power-off, nothing left"),
     );
 }
 
