@@ -164,24 +164,40 @@ impl Executor {
     }
 
     fn status(&self, job: &Job) -> FenceReply {
-        let result = self.resource(job).and_then(|(rsc, target)| {
-            let st = self.pcmk_until(job.deadline).status()?;
-            Ok(if active(&st, &rsc) {
-                FenceReply::new(
-                    Outcome::Done,
-                    PowerState::On,
-                    format!("{target} ({rsc}) is running"),
-                )
-            } else {
-                FenceReply::new(
-                    Outcome::Done,
-                    PowerState::Off,
-                    format!("{target} ({rsc}) is stopped"),
-                )
-            })
+        // One tool call when the status already names the resource (the usual case: a guest
+        // added by vm-ctl, or a configured resource id); the CIB only to find other ones.
+        let pcmk = self.pcmk_until(job.deadline);
+        let quick = job.target.as_ref().and_then(|target| {
+            let rsc = job
+                .resource
+                .clone()
+                .unwrap_or_else(|| format!("prmVMCTL_{target}"));
+            let st = pcmk.status().ok()?;
+            let found = st
+                .instances(&rsc)
+                .any(|r| r.agent.ends_with(":VirtualDomain"));
+            found.then(|| (rsc, target.clone(), st))
         });
-        result
-            .unwrap_or_else(|e| FenceReply::new(e.outcome(), PowerState::Unknown, error_chain(&e)))
+        let result = match quick {
+            Some(found) => Ok(found),
+            None => self.resource(job).and_then(|(rsc, target)| {
+                let st = pcmk.status()?;
+                Ok((rsc, target, st))
+            }),
+        };
+        match result {
+            Ok((rsc, target, st)) if active(&st, &rsc) => FenceReply::new(
+                Outcome::Done,
+                PowerState::On,
+                format!("{target} ({rsc}) is running"),
+            ),
+            Ok((rsc, target, _)) => FenceReply::new(
+                Outcome::Done,
+                PowerState::Off,
+                format!("{target} ({rsc}) is stopped"),
+            ),
+            Err(e) => FenceReply::new(e.outcome(), PowerState::Unknown, error_chain(&e)),
+        }
     }
 
     fn lock_for(&self, rsc: &str) -> Arc<Mutex<()>> {

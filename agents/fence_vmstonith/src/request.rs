@@ -202,6 +202,7 @@ fn attempt(
 ) -> Result<Result<FenceReply, Again>, RequestError> {
     // A fresh request every time: the host refuses a nonce it has seen, and a stale
     // timestamp. Its timeout tells the host how long this agent will still wait.
+    let started = Instant::now();
     let left = deadline.left();
     let request = FenceRequest::new(action, target.cloned(), ctx.requester.clone(), left)
         .map_err(RequestError::Seal)?;
@@ -236,8 +237,11 @@ fn attempt(
             message: crate::one_line(&reply.message),
         });
     }
+    // the round trip as this agent sees it: sealing, the whole path to the host cluster and
+    // back, opening the reply (process start-up excluded)
     log.debug(format_args!(
-        "{what}: done: {}",
+        "{what}: done in {:.1} ms (round trip): {}",
+        started.elapsed().as_secs_f64() * 1000.0,
         crate::one_line(&reply.message)
     ));
     Ok(Ok(reply))
