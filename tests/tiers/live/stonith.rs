@@ -761,7 +761,11 @@ fn live_fence_under_load() {
     let tg = targets[0];
     let rsc = format!("prmVMCTL_{tg}");
     let on = stonith
-        .agent(guests[2].socket(), guests[2].name(), &["-o", "on", "-n", tg])
+        .agent(
+            guests[2].socket(),
+            guests[2].name(),
+            &["-o", "on", "-n", tg],
+        )
         .run()
         .unwrap();
     assert!(on.success(), "{}", text(&on));
