@@ -196,6 +196,25 @@ impl CibFile {
         );
     }
 
+    /// Assert that `crm_verify` accepts the file once `nodes` are online with quorum (the
+    /// state `crm_simulate -u NODE... -q 1 -S` leaves): an offline file with fencing enabled has
+    /// nodes of unknown state, which crm_verify rightly warns about.
+    pub fn assert_valid_online(&self, nodes: &[&str]) {
+        let online = self.dir().join("online.xml");
+        let mut sim = Cmd::new("crm_simulate").arg("-x").arg(&self.path);
+        for n in nodes {
+            sim = sim.args(["-u", n]);
+        }
+        run_ok(&sim.args(["-q", "1", "-S", "-O"]).arg(&online));
+        let out = run_ok(&Cmd::new("crm_verify").args(["-V", "-x"]).arg(&online));
+        let text = format!("{}{}", out.stdout_text(), out.stderr_text());
+        assert!(
+            !text.contains("warning") && !text.contains("error"),
+            "crm_verify on {} with {nodes:?} online:\n{text}",
+            self.path.display()
+        );
+    }
+
     /// Where resources would run with every node online and quorum:
     /// `crm_simulate -x FILE -u NODE... -q 1 -S --output-as=xml`.
     pub fn placement(&self) -> ClusterStatus {

@@ -311,8 +311,9 @@ pub enum StonithCmd {
         md: Md,
     },
     /// Print the fence configuration of guest cluster CLUSTER for Pacemaker inside its guests,
-    /// in crm shell and pcs syntax: a fence_vmstonith device mapping guest node names to
-    /// domains, then meatware, as a fencing topology (stonith-helper optional, commented out).
+    /// in crm shell and pcs syntax and as cibadmin commands: a fence_vmstonith device mapping
+    /// guest node names to domains, then meatware, as a fencing topology (stonith-helper
+    /// optional, commented out).
     GuestConfig {
         /// The guest cluster's name.
         #[arg(value_name = "CLUSTER")]
@@ -339,7 +340,24 @@ pub enum StonithCmd {
         /// With --legacy: key-derivation digest of the tokens.
         #[arg(long, value_enum, default_value_t = Md::Md5, requires = "legacy")]
         md: Md,
+        /// Which syntax to print: `cibadmin` is a shell script of Pacemaker's own tools, for
+        /// guests without crmsh or pcs.
+        #[arg(long, value_enum, default_value_t = Syntax::All)]
+        syntax: Syntax,
     },
+}
+
+/// The syntaxes `stonith guest-config` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Syntax {
+    /// Every section below.
+    All,
+    /// crm shell (`crm configure load update FILE`).
+    Crm,
+    /// pcs commands.
+    Pcs,
+    /// cibadmin and crm_attribute commands (a POSIX shell script).
+    Cibadmin,
 }
 
 #[cfg(test)]

@@ -159,9 +159,14 @@ pub struct TokenReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GuestConfigReport {
     /// The crm shell section.
-    pub crm: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crm: Option<String>,
     /// The pcs section.
-    pub pcs: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcs: Option<String>,
+    /// The cibadmin section.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cibadmin: Option<String>,
 }
 
 /// Everything a command reports.
@@ -285,9 +290,13 @@ impl Outcome {
             let _ = writeln!(out, "{}", t.entry);
         }
         if let Some(g) = &self.guest_config {
-            out.push_str(&g.crm);
-            out.push('\n');
-            out.push_str(&g.pcs);
+            let sections = [&g.crm, &g.pcs, &g.cibadmin];
+            for (i, section) in sections.into_iter().flatten().enumerate() {
+                if i > 0 {
+                    out.push('\n');
+                }
+                out.push_str(section);
+            }
         }
         if let Some(findings) = &self.findings {
             for f in findings {

@@ -615,3 +615,92 @@ fn vmctl_check_reports_each_problem_with_its_fix() {
         "vm-ctl check: channel, uuid, XML, clones, management findings each with a fix; exit 18 on errors",
     );
 }
+
+#[test]
+#[ignore = "tier cib: needs Pacemaker's tools"]
+fn vmctl_guest_config_cibadmin_script_builds_a_valid_fencing_setup() {
+    let t0 = Instant::now();
+    let bed = VmCtlBed::new();
+    // a guest cluster's own CIB: its nodes are the guests' node names
+    let guest_cib = vm_tests::cib::CibSpec::default()
+        .nodes(&["web1", "www-b"])
+        .stonith(false)
+        .create();
+    let out = bed.ok(&[
+        "stonith",
+        "guest-config",
+        "web",
+        "--members",
+        "web1,web2=www-b",
+        "--syntax",
+        "cibadmin",
+    ]);
+    let script = out.stdout_text();
+    assert!(
+        !script.contains("crm configure"),
+        "only the cibadmin section"
+    );
+    // run it the way the user does (sh FILE), on the guest cluster's CIB
+    let file = guest_cib.dir().join("fence.sh");
+    std::fs::write(&file, &script).unwrap();
+    run_ok(&Cmd::new("sh").arg(&file).env("CIB_file", guest_cib.path()));
+    guest_cib.assert_valid_online(&["web1", "www-b"]);
+    let root = Element::parse(&guest_cib.xml()).unwrap();
+    let levels: Vec<(String, String, String)> = root
+        .path(&["configuration", "fencing-topology"])
+        .expect("a fencing topology")
+        .elements()
+        .map(|l| {
+            (
+                l.get("target").unwrap_or_default().to_owned(),
+                l.get("index").unwrap_or_default().to_owned(),
+                l.get("devices").unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let want = |t: &str, i: &str, d: &str| (t.to_owned(), i.to_owned(), d.to_owned());
+    assert_eq!(
+        levels,
+        vec![
+            want("web1", "1", "fence-vmstonith"),
+            want("web1", "2", "fence-meatware"),
+            want("www-b", "1", "fence-vmstonith"),
+            want("www-b", "2", "fence-meatware"),
+        ]
+    );
+    let xml = guest_cib.xml();
+    for want in [
+        r#"name="pcmk_host_map" value="web1:web1;www-b:web2""#,
+        r#"name="key_file" value="/etc/pm-kvm-tools/fence.key""#,
+        r#"name="stonith-enabled" value="true""#,
+        r#"name="stonith-timeout" value="60s""#,
+    ] {
+        assert!(xml.contains(want), "{want} missing:\n{xml}");
+    }
+    // run twice, it stops at the first object that exists and changes nothing
+    let before = guest_cib.xml();
+    let again = Cmd::new("sh")
+        .arg(&file)
+        .env("CIB_file", guest_cib.path())
+        .run()
+        .unwrap();
+    assert!(
+        !again.success(),
+        "a second run must fail: the device exists"
+    );
+    assert_eq!(
+        Element::parse(&before)
+            .unwrap()
+            .path(&["configuration"])
+            .map(Element::canonical),
+        Element::parse(&guest_cib.xml())
+            .unwrap()
+            .path(&["configuration"])
+            .map(Element::canonical)
+    );
+    evidence(
+        IGNORE,
+        t0,
+        "vm-ctl stonith guest-config --syntax cibadmin: the script builds devices, topology and properties that crm_verify accepts",
+    );
+}

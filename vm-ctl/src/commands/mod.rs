@@ -93,6 +93,7 @@ pub fn dispatch(app: &App, command: &Command) -> Result<Outcome> {
                 legacy,
                 password_file,
                 md,
+                syntax,
             } => stonith::guest_config(
                 app,
                 cluster,
@@ -103,6 +104,7 @@ pub fn dispatch(app: &App, command: &Command) -> Result<Outcome> {
                     legacy: *legacy,
                     password_file: password_file.as_deref(),
                     md: *md,
+                    syntax: *syntax,
                 },
             ),
         },

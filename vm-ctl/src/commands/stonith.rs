@@ -11,7 +11,7 @@ use vm_seal::legacy::{self, ORIGINAL_PASSWORD, Password};
 use vm_seal::{Key, KeyId, Name};
 
 use crate::App;
-use crate::cli::{FencePaths, Md};
+use crate::cli::{FencePaths, Md, Syntax};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::output::{GuestConfigReport, KeygenReport, Outcome, TokenReport};
@@ -255,6 +255,8 @@ pub struct GuestConfigOpts<'a> {
     pub password_file: Option<&'a Path>,
     /// The legacy digest.
     pub md: Md,
+    /// Which syntax to print.
+    pub syntax: Syntax,
 }
 
 /// `stonith guest-config CLUSTER --members ...`.
@@ -298,10 +300,12 @@ pub fn guest_config(
         timeout: opts.timeout,
         device,
     };
+    let want = |s: Syntax| opts.syntax == Syntax::All || opts.syntax == s;
     Ok(Outcome {
         guest_config: Some(GuestConfigReport {
-            crm: config.crm(),
-            pcs: config.pcs(),
+            crm: want(Syntax::Crm).then(|| config.crm()),
+            pcs: want(Syntax::Pcs).then(|| config.pcs()),
+            cibadmin: want(Syntax::Cibadmin).then(|| config.cibadmin()),
         }),
         ..Outcome::default()
     })

@@ -349,6 +349,128 @@ impl GuestConfig {
         );
         out
     }
+    /// The cibadmin section: a POSIX shell script of Pacemaker's own tools, for guests
+    /// without crmsh or pcs. Single quotes around the XML are safe: no value contains one.
+    pub fn cibadmin(&self) -> String {
+        let mut out = String::new();
+        self.header(
+            &mut out,
+            "cibadmin (Pacemaker's own tools)",
+            "Run it in one guest, as root: save this section to a file, then: sh FILE",
+        );
+        let helper = format!(
+            "# cibadmin --create --scope resources --xml-text '{}'\n",
+            primitive_xml(
+                HELPER_DEVICE,
+                "external/stonith-helper",
+                &self.helper_params(),
+                ("3600s", 60)
+            )
+        );
+        Self::level_comments(&mut out, &helper);
+        out.push_str("set -e\n");
+        self.device_comment(&mut out);
+        let (agent, params) = self.device_params();
+        let id = self.device_id();
+        let _ = writeln!(
+            out,
+            "cibadmin --create --scope resources --xml-text '{}'\n",
+            primitive_xml(id, agent, &params, ("60s", self.pcmk_timeout()))
+        );
+        Self::meatware_comment(&mut out);
+        let _ = writeln!(
+            out,
+            "cibadmin --create --scope resources --xml-text '{}'\n",
+            primitive_xml(
+                MEATWARE_DEVICE,
+                "meatware",
+                &self.meatware_params(),
+                ("3600s", 60)
+            )
+        );
+        let _ = writeln!(
+            out,
+            "# The levels of each guest node (with the helper: it at index 1, the others after it)."
+        );
+        let mut topology = String::from("<fencing-topology>");
+        let mut seen = std::collections::HashSet::new();
+        for (pos, m) in self.members.iter().enumerate() {
+            // an XML ID allows neither '+' nor '@', which node names may have
+            let mut tag: String = m
+                .node
+                .as_str()
+                .chars()
+                .map(|c| if c == '+' || c == '@' { '_' } else { c })
+                .collect();
+            if !seen.insert(tag.clone()) {
+                tag = format!("{tag}-{pos}");
+            }
+            for (index, device) in [(1, id), (2, MEATWARE_DEVICE)] {
+                let _ = write!(
+                    topology,
+                    "<fencing-level id=\"fl-{tag}-{index}\" target=\"{}\" index=\"{index}\" devices=\"{device}\"/>",
+                    xml_attr(m.node.as_str())
+                );
+            }
+        }
+        topology.push_str("</fencing-topology>");
+        let _ = writeln!(
+            out,
+            "cibadmin --create --scope configuration --xml-text '{topology}'\n"
+        );
+        Self::property_comment(&mut out);
+        let _ = writeln!(
+            out,
+            "crm_attribute --type crm_config --name stonith-timeout --update {}s",
+            self.pcmk_timeout()
+        );
+        let _ = writeln!(
+            out,
+            "crm_attribute --type crm_config --name stonith-enabled --update true"
+        );
+        out
+    }
+}
+
+/// `value` as XML attribute text. The names and paths in it are already restricted to
+/// characters that need no escaping; this keeps the XML well-formed regardless.
+fn xml_attr(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A stonith primitive as CIB XML: `params` are `name=value` words whose values may be
+/// double-quoted (the crmsh/pcs form of [`GuestConfig::device_params`]).
+fn primitive_xml(id: &str, agent: &str, params: &[String], monitor: (&str, u64)) -> String {
+    let mut xml = format!(
+        "<primitive id=\"{id}\" class=\"stonith\" type=\"{}\"><instance_attributes id=\"{id}-instance_attributes\">",
+        xml_attr(agent)
+    );
+    for p in params {
+        let (name, value) = p.split_once('=').unwrap_or((p.as_str(), ""));
+        let value = value.trim_matches('"');
+        let _ = write!(
+            xml,
+            "<nvpair id=\"{id}-instance_attributes-{name}\" name=\"{name}\" value=\"{}\"/>",
+            xml_attr(value)
+        );
+    }
+    let (interval, timeout) = monitor;
+    let _ = write!(
+        xml,
+        "</instance_attributes><operations><op id=\"{id}-monitor-{interval}\" name=\"monitor\" interval=\"{interval}\" timeout=\"{timeout}s\"/></operations></primitive>"
+    );
+    xml
 }
 
 #[cfg(test)]
@@ -380,6 +502,33 @@ mod tests {
             "www-a:T1 web2:T2 web3:T3"
         );
         assert_eq!(token_entry("g1", "U2Fs"), "g1:U2Fs");
+    }
+
+    #[test]
+    fn cibadmin_script_is_one_quoted_xml_per_object() {
+        let text = sealed().cibadmin();
+        let commands: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect();
+        assert_eq!(commands.len(), 6, "{text}");
+        assert_eq!(commands[0], "set -e");
+        for c in &commands[1..4] {
+            // exactly two single quotes: around the XML, never inside it
+            assert_eq!(c.matches('\'').count(), 2, "{c}");
+            assert!(c.starts_with("cibadmin --create --scope "), "{c}");
+        }
+        assert!(text.contains(
+            r#"<fencing-level id="fl-www-a-1" target="www-a" index="1" devices="fence-vmstonith"/>"#
+        ));
+        assert!(text.contains(r#"name="pcmk_host_map" value="www-a:web1;web2:web2;web3:web3""#));
+        assert_eq!(xml_attr("a&<>\"'b"), "a&amp;&lt;&gt;&quot;&apos;b");
+        let legacy = config(Device::Legacy {
+            tokens: vec!["T1".into(), "T2".into(), "T3".into()],
+        })
+        .cibadmin();
+        assert!(legacy.contains(r#"type="external/vm-stonith""#), "{legacy}");
+        assert!(legacy.contains(r#"name="hostlist" value="www-a:T1 web2:T2 web3:T3""#));
     }
 
     #[test]
