@@ -11,6 +11,14 @@
 #   LOGDIR  where the console transcript goes (default RUNDIR)
 # Env: VPORT=echo|daemon|none (guest's use of the port, see guest-image.sh), MEM_MIB (default 192),
 #      IMG (kernel+initrd dir, default $PMKT_STATE/guest).
+#   For the Debian guest-cluster image (gc-image.sh):
+#      ROOT_IMG  root disk, attached read-only (the guest's writes go to a tmpfs overlay: safe
+#                to share between guests and to live-migrate without shared-storage rules)
+#      SEED_IMG  the guest's read-only seed disk (its identity and configuration)
+#      MCAST=ADDR:PORT MAC=MAC  a virtio NIC on a multicast group: guests on any node of the
+#                test bed reach each other through it, before and after a migration
+#      CMDLINE   kernel command line (default: the busybox image's)
+#      TB_MIB    TCG translation cache (QEMU's default of 1 GiB makes each guest ~1.5 GiB RSS)
 # type='qemu' (TCG): KVM does not boot guests on the CI machines. A fixed <uuid> derived from
 # the name, so a guest keeps its identity across starts.
 set -euo pipefail
@@ -22,6 +30,21 @@ IMG=${IMG:-$PMKT_STATE/guest}
 case $NAME in *[!A-Za-z0-9_.-]*) die "guest name '$NAME' has characters outside [A-Za-z0-9_.-]" ;; esac
 h=$(printf '%s' "pmkt-guest-$NAME" | md5sum | cut -c1-32)
 UUID=${h:0:8}-${h:8:4}-4${h:13:3}-8${h:17:3}-${h:20:12}
+disk() {
+    [ -n "$2" ] || return 0
+    printf "    <disk type='file' device='disk'><driver name='qemu' type='raw' cache='unsafe'/>"
+    printf "<source file='%s'/><target dev='%s' bus='virtio'/><readonly/></disk>\n" "$2" "$1"
+}
+# the Debian image powers off on ACPI's power button (VirtualDomain's graceful stop)
+features() {
+    [ -n "${TB_MIB:-}" ] || return 0
+    printf "  <features><acpi/><tcg><tb-cache unit='MiB'>%s</tb-cache></tcg></features>\n" "$TB_MIB"
+}
+nic() {
+    [ -n "${MCAST:-}" ] || return 0
+    printf "    <interface type='mcast'><mac address='%s'/>" "${MAC:?MAC is needed with MCAST}"
+    printf "<source address='%s' port='%s'/><model type='virtio'/></interface>\n" "${MCAST%:*}" "${MCAST##*:}"
+}
 cat <<XML
 <domain type='qemu'>
   <name>$NAME</name>
@@ -32,14 +55,16 @@ cat <<XML
     <type arch='x86_64' machine='q35'>hvm</type>
     <kernel>$IMG/vmlinuz</kernel>
     <initrd>$IMG/initrd.img</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 pmkt.name=$NAME pmkt.vport=${VPORT:-echo}</cmdline>
+    <cmdline>${CMDLINE:-console=ttyS0 quiet panic=-1 pmkt.name=$NAME pmkt.vport=${VPORT:-echo}}</cmdline>
   </os>
+$(features)
   <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
+$(disk vda "${ROOT_IMG:-}"; disk vdb "${SEED_IMG:-}"; nic)
     <serial type='unix'>
       <source mode='bind' path='$RUNDIR/$NAME.console.sock'/>
       <log file='$LOGDIR/$NAME.console.log' append='off'/>

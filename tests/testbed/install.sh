@@ -1,7 +1,7 @@
 #!/bin/bash
 # Install the Debian 12 packages each test tier needs; packages already present are skipped.
 #
-# Usage: install.sh [TIER...]   TIER = build cib live libvirt guest multinode lint all (default all)
+# Usage: install.sh [TIER...]   TIER = build cib live libvirt guest gc multinode lint all (default all)
 #
 # --no-install-recommends on purpose: libvirt-daemon-system would pull systemd/systemd-sysv,
 # polkit and iptables onto a machine that has no systemd. Without it there is no libvirt-qemu
@@ -21,15 +21,16 @@ pkgs_for() {
     live) echo pacemaker pacemaker-cli-utils corosync resource-agents cluster-glue ;;
     libvirt) echo libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ;;
     guest) echo busybox-static cpio qemu-utils socat ;;
+    gc) echo debootstrap busybox-static cpio ;;
     multinode) echo iproute2 util-linux iputils-ping ;;
     lint) echo shellcheck ;;
-    *) die "unknown tier '$1' (build cib live libvirt guest multinode lint all)" ;;
+    *) die "unknown tier '$1' (build cib live libvirt guest gc multinode lint all)" ;;
     esac
 }
 
 tiers=("$@")
 [ ${#tiers[@]} -gt 0 ] || tiers=(all)
-[ "${tiers[*]}" = all ] && tiers=(build cib live libvirt guest multinode lint)
+[ "${tiers[*]}" = all ] && tiers=(build cib live libvirt guest gc multinode lint)
 
 missing=()
 for tier in "${tiers[@]}"; do

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The multi-node tier: a 2- or 3-node Pacemaker cluster on this one machine. Every node is a set
 # of namespaces (mount + net + uts) held open by a "holder" process; nodes talk over veths on a
-# private bridge (10.99.0.0/24) in a "hub" network namespace; nothing is added to this machine's
+# private bridge (10.99.0.0/24, multicast flooded: guests on different nodes reach each other
+# through a multicast group) in a "hub" network namespace; nothing is added to this machine's
 # own network. Each node has its own corosync, pacemakerd and libvirtd (--listen, for live
 # migration), its own /run, /dev/shm, /var/lib/{pacemaker,corosync,libvirt}, /etc/{corosync,
 # libvirt,hosts}; /tmp and the PID namespace are shared (guest images and VM configs sit on
@@ -132,7 +133,7 @@ up() {
     t0=$(now)
 
     start_bg "$MN/hub.pid" "$MN/hub.out" unshare -n sh -c \
-        "ip link set lo up && ip link add name br0 type bridge && ip link set br0 up &&
+        "ip link set lo up && ip link add name br0 type bridge mcast_snooping 0 && ip link set br0 up &&
          touch '$MN/hub.ready' && exec sleep infinity"
     wait_until 10 test -f "$MN/hub.ready" || die "hub namespace did not come up: $(cat "$MN/hub.out")"
 
@@ -185,6 +186,9 @@ up() {
         nsenter -t "$(cat "$MN/hub.pid")" -n ip link set "$n" master br0 up
         nexec "$n" ip addr add "$(node_ip "$n")/24" dev eth0
         nexec "$n" ip link set eth0 up
+        # multicast leaves through the bridge: guests' links between nodes (libvirt
+        # <interface type='mcast'>) join their group on it, wherever the guest runs
+        nexec "$n" ip route add 224.0.0.0/4 dev eth0
         wipe_volatile "$n"
     done
     log "multi-node: namespaces and network for $count nodes after $(elapsed "$t0") s"

@@ -1,0 +1,476 @@
+#!/bin/bash
+# The whole story: a Pacemaker cluster inside two TCG guests fences its peer through the host
+# cluster, with real parts only, and prints a timeline.
+#
+# Usage: guestcluster.sh up        host cluster, host daemons, guests and guest cluster (idempotent)
+#        guestcluster.sh scenario  the failures below, each timed, on a cluster `up` made
+#        guestcluster.sh run       up + scenario + down (what the guest tier runs)
+#        guestcluster.sh down      stop everything by PID (the multi-node test bed's down)
+#        guestcluster.sh gexec GUEST CMD [TIMEOUT]   run CMD in a guest over its serial console
+#
+# The host side is the multi-node test bed (3 nodes in namespaces, real fencing, a libvirtd per
+# node) set up the way docs/operations.md tells users: a real pingd clone, vm-connectd and
+# vm-stonithd as cluster clones (ocf:pm-kvm-tools:vm-connectd / vm-stonithd), one key for the
+# guest cluster "gc", and the guests g1, g2 added and started by vm-ctl as
+# ocf:pm-kvm-tools:VirtualDomain resources. The guests boot the Debian image of gc-image.sh
+# (read-only root, RAM overlay, a per-guest read-only seed disk with its identity, corosync.conf
+# and the cluster's key). They run guest-mode vm-connectd and a two-node corosync + Pacemaker
+# cluster over a multicast link (libvirt <interface type='mcast'>) that follows them across
+# nodes and migrations; its fencing is fence_vmstonith, configured from
+# `vm-ctl stonith guest-config --syntax cibadmin`, and a Dummy resource that prefers g2.
+#
+# The scenario: g2 live-migrates to another node; g2's cluster link is cut and g1's cluster
+# fences it through g1's host (the request crosses to the node g2 runs on); g1 live-migrates
+# while the guest cluster runs, and fences g2 again from its new host; then g2's whole host node
+# is powered off by the host cluster's fencing, and the host cluster restarts g2 elsewhere while
+# the guest cluster fences and recovers. Every step is checked (the script fails on the first
+# one that does not happen in time) and the timeline goes to $GC/timeline.txt.
+#
+# Env: PMKT_STATE (lib.sh; the sandbox sets its own), TOKEN (guest corosync token, ms, default
+# 3000), KEEP=1 (run: leave everything up, also after a failure).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+MNSH=$TESTBED_DIR/multinode.sh
+MN=$PMKT_STATE/mn
+GC=$PMKT_STATE/gc
+GCIMG=$PMKT_CACHE/gc
+BIN=$REPO_DIR/target/debug
+TB=$BIN/pmkt-tb
+TIMELINE=$GC/timeline.txt
+GUESTS=(g1 g2)
+CLUSTER=gc
+MCAST=230.0.98.1:5598
+GUEST_NET=10.98.0
+
+# --- helpers ---------------------------------------------------------------------------------
+
+on() { "$MNSH" exec "$@"; }
+# vm-ctl on node n1 (or $VMCTL_NODE), printed as the user would type it
+vmctl() {
+    echo "\$ vm-ctl $*"
+    on "${VMCTL_NODE:-n1}" "$BIN/vm-ctl" --config "$GC/vm-ctl.conf" "$@" 2>&1 | sed 's/^/  /'
+    return "${PIPESTATUS[0]}"
+}
+# the first node that answers, for host-cluster queries
+any_node() {
+    local n
+    for n in $("$MNSH" nodes); do
+        if on "$n" crm_mon --one-shot --output-as=xml >/dev/null 2>&1; then echo "$n"; return 0; fi
+    done
+    return 1
+}
+host_of() {
+    local n
+    n=$(any_node) || return 0
+    rsc_role "$MNSH" exec "$n" "prmVMCTL_$1" | awk '$1 == "Started" { print $2 }'
+}
+# gexec GUEST CMD [TIMEOUT]: CMD in the guest (its serial console, on whichever node runs it)
+gexec() {
+    local g=$1 cmd=$2 t=${3:-60} node
+    node=$(host_of "$g")
+    [ -n "$node" ] || { log "$g is not running"; return 1; }
+    on "$node" "$TB" console "/run/pmkt/$g.console.sock" "$cmd" "$t"
+}
+# guest cluster state as seen from GUEST: "ONLINE-NODES|DUMMY-ROLE DUMMY-NODE"
+gview() {
+    local xml
+    xml=$(gexec "$1" 'crm_mon --one-shot --output-as=xml' 20 2>/dev/null) || return 1
+    local online dummy
+    online=$(grep -o '<node name="[^"]*"[^>]* online="true"' <<<"$xml" | sed 's/<node name="\([^"]*\)".*/\1/' | xargs)
+    dummy=$(awk '/<resource id="dummy"/ { match($0, /role="[A-Za-z]*"/); r = substr($0, RSTART + 6, RLENGTH - 7); getline;
+            if (match($0, /<node name="[^"]*"/)) print r, substr($0, RSTART + 12, RLENGTH - 13); else print r; exit }' <<<"$xml")
+    echo "$online|$dummy"
+}
+
+# until SECS CMD...: like wait_until, for checks that take a while themselves (a console round
+# trip into a TCG guest): bounded by the clock, not by a count of tries
+until_t() {
+    local end=$(($(date +%s) + $1))
+    shift
+    while [ "$(date +%s)" -lt "$end" ]; do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
+T0=
+mark_at() {
+    local t=$1
+    shift
+    local line
+    line=$(awk -v a="$T0" -v b="$t" -v s="$*" 'BEGIN { printf "%+8.1f s  %s", b - a, s }')
+    echo "$line" | tee -a "$TIMELINE"
+}
+mark() { mark_at "$(now)" "$@"; }
+# epoch of an RFC 3339 timestamp (vm-stonithd's log) or a syslog one (Pacemaker's log)
+epoch() { date -d "$1" +%s.%N; }
+
+# --- up ----------------------------------------------------------------------------------------
+
+make_seed() {
+    local g=$1 i=$2
+    local S=$GC/seed-$g
+    rm -rf "$S"
+    mkdir -p "$S/root/etc/systemd/network" "$S/root/etc/corosync" "$S/root/var/lib/pacemaker/cib" \
+        "$S/root/etc/pm-kvm-tools" "$S/root/root"
+    echo "$g" >"$S/root/etc/hostname"
+    {
+        echo "127.0.0.1 localhost"
+        for j in "${!GUESTS[@]}"; do echo "$GUEST_NET.$((j + 1)) ${GUESTS[$j]}"; done
+    } >"$S/root/etc/hosts"
+    printf '[Match]\nName=eth0\n\n[Network]\nAddress=%s.%s/24\n' "$GUEST_NET" "$i" \
+        >"$S/root/etc/systemd/network/10-eth0.network"
+    {
+        printf 'totem {\n    version: 2\n    cluster_name: %s\n    transport: knet\n' "$CLUSTER"
+        printf '    crypto_cipher: none\n    crypto_hash: none\n    token: %s\n}\nnodelist {\n' "${TOKEN:-3000}"
+        for j in "${!GUESTS[@]}"; do
+            printf '    node {\n        name: %s\n        nodeid: %s\n        ring0_addr: %s.%s\n    }\n' \
+                "${GUESTS[$j]}" "$((j + 1))" "$GUEST_NET" "$((j + 1))"
+        done
+        printf '}\nquorum {\n    provider: corosync_votequorum\n    two_node: 1\n}\n'
+        printf 'logging {\n    to_logfile: yes\n    logfile: /var/log/corosync/corosync.log\n    to_syslog: no\n    timestamp: hires\n}\n'
+    } >"$S/root/etc/corosync/corosync.conf"
+    # A seeded CIB: dc-deadtime 2 s (the default 20 s dominates start-up) and no
+    # crm_feature_set (the guest's Pacemaker refuses one newer than its own).
+    cat >"$S/root/var/lib/pacemaker/cib/cib.xml" <<XML
+<cib admin_epoch="0" epoch="1" num_updates="0" validate-with="pacemaker-3.0">
+  <configuration>
+    <crm_config>
+      <cluster_property_set id="cib-bootstrap-options">
+        <nvpair id="opt-stonith-enabled" name="stonith-enabled" value="false"/>
+        <nvpair id="opt-dc-deadtime" name="dc-deadtime" value="2s"/>
+      </cluster_property_set>
+    </crm_config>
+    <nodes/>
+    <resources/>
+    <constraints/>
+  </configuration>
+  <status/>
+</cib>
+XML
+    # owners by name: gc-image.sh seed maps them to the image's ids
+    chown -R hacluster:haclient "$S/root/var/lib/pacemaker"
+    chmod 0750 "$S/root/var/lib/pacemaker/cib"
+    chmod 0600 "$S/root/var/lib/pacemaker/cib/cib.xml"
+    # the guest cluster's key, as operations.md step 7 installs it
+    install -m 0600 "$GC/guest-fence.key" "$S/root/etc/pm-kvm-tools/fence.key"
+    chmod 0700 "$S/root/etc/pm-kvm-tools"
+    # and its fence configuration, as vm-ctl printed it (run once, in one guest)
+    install -m 0600 "$GC/guest-fence.sh" "$S/root/root/guest-fence.sh"
+    "$TESTBED_DIR/gc-image.sh" seed "$S" "$GC/vm/$g.seed.img"
+}
+
+host_daemons() {
+    local n=$1
+    # docs/operations.md steps 2 and 5, with the test bed's paths (binaries from target/,
+    # sockets and logs in each node's own /run)
+    on "$n" cibadmin --query --xpath "//clone[@id='clnVmConnectd']" >/dev/null 2>&1 && return 0
+    on "$n" cibadmin --create -o resources -X "<clone id='clnVmConnectd'>
+  <primitive id='vm-connectd' class='ocf' provider='pm-kvm-tools' type='vm-connectd'>
+    <instance_attributes id='vm-connectd-ia'>
+      <nvpair id='vm-connectd-binary' name='binary' value='$BIN/vm-connectd'/>
+      <nvpair id='vm-connectd-sock_dir' name='sock_dir' value='/run/pmkt/vmconnectd'/>
+      <nvpair id='vm-connectd-logfile' name='logfile' value='/run/pmkt/vm-connectd.log'/>
+    </instance_attributes>
+    <operations><op id='vm-connectd-mon' name='monitor' interval='10s'/></operations>
+  </primitive>
+</clone>"
+    on "$n" cibadmin --create -o resources -X "<clone id='clnVmStonithd'>
+  <primitive id='vm-stonithd' class='ocf' provider='pm-kvm-tools' type='vm-stonithd'>
+    <instance_attributes id='vm-stonithd-ia'>
+      <nvpair id='vm-stonithd-binary' name='binary' value='$BIN/vm-stonithd'/>
+      <nvpair id='vm-stonithd-config' name='config' value='$GC/vm-stonithd.toml'/>
+      <nvpair id='vm-stonithd-logfile' name='logfile' value='/run/pmkt/vm-stonithd.log'/>
+    </instance_attributes>
+    <operations>
+      <op id='vm-stonithd-start' name='start' interval='0' timeout='30s'/>
+      <op id='vm-stonithd-stop' name='stop' interval='0' timeout='90s'/>
+      <op id='vm-stonithd-mon' name='monitor' interval='10s' timeout='20s'/>
+    </operations>
+  </primitive>
+</clone>"
+    on "$n" cibadmin --create -o constraints -X "<rsc_order id='odrVmStonithd' kind='Mandatory' first='clnVmConnectd' then='clnVmStonithd'/>"
+    on "$n" cibadmin --create -o constraints -X "<rsc_colocation id='colVmStonithd' score='INFINITY' rsc='clnVmStonithd' with-rsc='clnVmConnectd'/>"
+}
+
+clone_running_everywhere() {
+    local n count
+    count=$("$MNSH" nodes | wc -w)
+    n=$(any_node) || return 1
+    [ "$(on "$n" crm_mon --one-shot --output-as=xml 2>/dev/null |
+        grep -c "<resource id=\"$1\" [^>]*role=\"Started\"")" = "$count" ]
+}
+ping_set_everywhere() {
+    local n
+    for n in $("$MNSH" nodes); do
+        on n1 crm_attribute --node "$n" --name default_ping_set --lifetime reboot --query --quiet >/dev/null 2>&1 || return 1
+    done
+}
+guest_ready() { grep -qa PMKT-GUEST-READY "$MN/$(host_of "$1")/log-libvirt/$1.console.log" 2>/dev/null; }
+gc_online() { [ "$(gview "$1" | cut -d'|' -f1)" = "${GUESTS[*]}" ]; }
+dummy_on() { [ "$(gview "$1" | cut -d'|' -f2)" = "Started $2" ]; }
+rsc_on() {
+    local n
+    n=$(any_node) || return 1
+    [ "$(rsc_role "$MNSH" exec "$n" "$1")" = "Started $2" ]
+}
+
+up() {
+    need_root
+    T0=$(now)
+    mkdir -p "$GC/vm"
+    : >"$TIMELINE"
+    "$TESTBED_DIR/install.sh" build cib live libvirt guest multinode gc
+    log "building pm-kvm-tools"
+    (cd "$REPO_DIR" && cargo build --workspace --quiet)
+    "$TESTBED_DIR/guest-image.sh" >/dev/null
+    "$TESTBED_DIR/gc-image.sh" --no-build
+    mark "guest image ready ($GCIMG: Debian 12, Pacemaker, the project's guest binaries)"
+    NODES=3 "$MNSH" up
+    mark "host cluster up: $("$MNSH" nodes | xargs) online, real fencing (fence_pmkt_nskill)"
+
+    # a real pingd: every node pings the others and publishes default_ping_set
+    if ! on n1 cibadmin --query --xpath "//clone[@id='clnPingd']" >/dev/null 2>&1; then
+        on n1 cibadmin --create -o resources -X "<clone id='clnPingd'>
+  <primitive id='prmPingd' class='ocf' provider='pacemaker' type='ping'>
+    <instance_attributes id='prmPingd-ia'>
+      <nvpair id='prmPingd-name' name='name' value='default_ping_set'/>
+      <nvpair id='prmPingd-hosts' name='host_list' value='$("$MNSH" nodes | tr ' ' '\n' | sed 's/^n/10.99.0.1/' | xargs)'/>
+      <nvpair id='prmPingd-mult' name='multiplier' value='100'/>
+    </instance_attributes>
+    <operations><op id='prmPingd-mon' name='monitor' interval='10s' timeout='60s'/></operations>
+  </primitive>
+</clone>"
+    fi
+
+    # the guest cluster's key (operations.md step 3) and vm-stonithd's configuration (step 4)
+    if [ ! -f "$GC/guest-fence.key" ]; then
+        rm -rf "$GC/keys"
+        vmctl stonith keygen "$CLUSTER" --members "$(IFS=,; echo "${GUESTS[*]}")" --key-dir "$GC/keys" >"$GC/keygen.out"
+        install -m 0600 "$(ls "$GC/keys/$CLUSTER"-*.key)" "$GC/guest-fence.key"
+    fi
+    cat >"$GC/vm-stonithd.toml" <<TOML
+# vm-stonithd.toml of the guest-cluster scenario: the same file on every host node
+key_dir = "$GC/keys"
+max_timeout = 55
+
+[[cluster]]
+name = "$CLUSTER"
+members = [$(printf '"%s", ' "${GUESTS[@]}" | sed 's/, $//')]
+TOML
+    host_daemons n1
+    wait_until 60 ping_set_everywhere || die "pingd did not set default_ping_set on every node"
+    wait_until 90 clone_running_everywhere vm-stonithd ||
+        die "vm-stonithd is not running on every node; see /run/pmkt/vm-stonithd.log in the nodes"
+    mark "host daemons: clnPingd, clnVmConnectd, clnVmStonithd running on every node"
+
+    cat >"$GC/vm-ctl.conf" <<CONF
+# vm-ctl.conf of the guest-cluster scenario (the original format; parsed, never executed)
+vm_cfg_dir=$GC/vm
+vm_cfg_ext=.xml
+vm_allow_migrate=on
+vm_stonith=on
+vm_ocf=ocf:pm-kvm-tools:VirtualDomain
+vm_hypervisor=qemu:///system
+vm_migration_transport=tcp
+vm_start_op=(0 60s restart)
+vm_stop_op=(0 60s)
+vm_monitor_op=(10s 30s restart)
+vm_migrate_to_op=(0 120s)
+vm_migrate_from_op=(0 60s restart)
+vm_pingd1=(clnPingd default_ping_set)
+vm_stonithd1=(clnVmStonithd)
+CONF
+    local list
+    list=$(IFS=,; echo "${GUESTS[*]}")
+    # the guest cluster's fence configuration, from vm-ctl (operations.md step 8)
+    vmctl stonith guest-config "$CLUSTER" --members "$list" --syntax cibadmin | sed -n '1,8p'
+    on n1 "$BIN/vm-ctl" --config "$GC/vm-ctl.conf" stonith guest-config "$CLUSTER" \
+        --members "$list" --syntax cibadmin >"$GC/guest-fence.sh"
+    local i=0 g
+    for g in "${GUESTS[@]}"; do
+        i=$((i + 1))
+        make_seed "$g" "$i"
+        IMG=$GCIMG ROOT_IMG=$GCIMG/root.img SEED_IMG=$GC/vm/$g.seed.img MCAST=$MCAST \
+            MAC=52:54:00:98:00:0$i MEM_MIB=512 TB_MIB=256 \
+            CMDLINE="console=ttyS0 quiet net.ifnames=0 panic=-1" \
+            "$TESTBED_DIR/domain-xml.sh" "$g" /run/pmkt /var/log/libvirt >"$GC/vm/$g.xml"
+    done
+    vmctl resource add "$list" -a n1
+    vmctl resource start "$list" --wait=120
+    mark "vm-ctl: $list added (resource, location, ping rule, constraints) and started on n1"
+    for g in "${GUESTS[@]}"; do
+        until_t 180 guest_ready "$g" || die "$g did not boot; see $MN/$(host_of "$g")/log-libvirt/$g.console.log"
+    done
+    mark "guests booted (Debian 12, systemd; guest-mode vm-connectd, corosync, pacemaker)"
+    until_t 180 gc_online g1 || die "the guest cluster did not come online: $(gview g1 || true)"
+    mark "guest cluster online: ${GUESTS[*]} (corosync over the multicast link)"
+
+    # the chain, checked from inside g1 before it is needed
+    gexec g1 'vm-connect ping' 30 | sed 's/^/  g1$ vm-connect ping: /'
+    gexec g1 'fence_vmstonith -o status -n g2' 60 | sed 's/^/  g1$ fence_vmstonith -o status -n g2: /'
+
+    # fencing from vm-ctl's own output (in the seed), applied with Pacemaker's tools
+    if ! gexec g1 'cibadmin --query --xpath "//primitive[@id=\"fence-vmstonith\"]"' 20 >/dev/null 2>&1; then
+        gexec g1 'sh /root/guest-fence.sh' 120 >"$GC/guest-fence.out" ||
+            die "the guest-config script failed in g1: $(cat "$GC/guest-fence.out")"
+        # Two guests that lose each other both fence: g1 wins (guest-config suggests a delay)
+        gexec g1 'crm_resource --resource fence-vmstonith --set-parameter pcmk_delay_base --parameter-value "g1:10s" >/dev/null
+            cibadmin --create -o resources -X "<primitive id=\"dummy\" class=\"ocf\" provider=\"pacemaker\" type=\"Dummy\"><operations><op id=\"dummy-mon\" name=\"monitor\" interval=\"5s\"/></operations></primitive>"
+            cibadmin --create -o constraints -X "<rsc_location id=\"dummy-prefers-g2\" rsc=\"dummy\" node=\"g2\" score=\"100\"/>"' 60 ||
+            die "could not configure the guest cluster"
+    fi
+    until_t 120 dummy_on g1 g2 || die "dummy did not start on g2: $(gview g1 || true)"
+    mark "guest cluster: fence_vmstonith from 'vm-ctl stonith guest-config' (+ meatware), stonith-enabled, dummy on g2"
+    log "guest cluster up after $(elapsed "$T0") s"
+}
+
+# --- scenario ----------------------------------------------------------------------------------
+
+# vm-stonithd log lines of every live node (node name prefixed)
+stonithd_logs() {
+    local n
+    for n in $("$MNSH" nodes); do
+        on "$n" cat /run/pmkt/vm-stonithd.log 2>/dev/null | sed "s/^/$n /" || true
+    done
+}
+# guest_fence WHAT CUT-CMD...: cut, then follow the fence to the guest cluster's recovery
+failover() {
+    local what=$1
+    shift
+    local t_cut cut_iso t_req='' t_off='' t_dummy='' t_back='' req_node='' line deadline h1 h2
+    h1=$(host_of g1) h2=$(host_of g2)
+    t_cut=$(now)
+    # log lines after the failure only (RFC 3339 UTC timestamps compare as strings)
+    cut_iso=$(date -u -d "@$t_cut" +%Y-%m-%dT%H:%M:%S.%6NZ)
+    "$@"
+    mark_at "$t_cut" "$what"
+    deadline=$(($(date +%s) + 180))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        if [ -z "$t_off" ]; then
+            line=$(stonithd_logs | awk -v c="$cut_iso" '!f && $2 >= c && /action=reboot/ && /requester=g1/ { print; f = 1 }')
+            if [ -n "$line" ]; then
+                req_node=${line%% *}
+                local ts el
+                ts=$(awk '{ print $2 }' <<<"$line")
+                el=$(sed -n 's/.*elapsed_ms=\([0-9]*\).*/\1/p' <<<"$line")
+                t_req=$(awk -v t="$(epoch "$ts")" -v e="$el" 'BEGIN { printf "%.3f", t - e / 1000 }')
+                ts=$(on "$req_node" cat /run/pmkt/vm-stonithd.log |
+                    awk -v c="$cut_iso" '!f && $1 >= c && /off confirmed by the host cluster/ { print $1; f = 1 }')
+                grep -q 'outcome=Done' <<<"$line" || die "the fence of g2 was not done: $line"
+                [ -n "$ts" ] || die "vm-stonithd on $req_node replied done without an 'off confirmed' line"
+                # the request goes to g1's own host, never to the node that runs the target
+                [ "$req_node" = "$h1" ] || die "g1 runs on $h1, but its request reached $req_node"
+                t_off=$(epoch "$ts")
+                mark_at "$t_req" "  g1's fence request (reboot g2) reaches vm-stonithd on $req_node (g1's host)"
+                mark_at "$t_off" "  host cluster confirms g2 stopped (hard stop of prmVMCTL_g2, ran on $h2)"
+                mark_at "$(epoch "$(awk '{ print $2 }' <<<"$line")")" "  g2 started again; vm-stonithd replies: done (g1's fence succeeds)"
+            fi
+        fi
+        if [ -z "$t_dummy" ] && dummy_on g1 g1; then
+            t_dummy=$(now)
+            mark "  guest cluster recovers: dummy Started on g1"
+        fi
+        if [ -n "$t_off" ] && [ -n "$t_dummy" ]; then break; fi
+        sleep 0.5
+    done
+    [ -n "$t_off" ] || die "$what: no fence of g2 by vm-stonithd within 180 s"
+    [ -n "$t_dummy" ] || die "$what: dummy did not move to g1 within 180 s"
+    until_t 240 gc_online g1 || die "$what: g2 did not rejoin the guest cluster"
+    t_back=$(now)
+    mark_at "$t_back" "  g2 rejoined the guest cluster (on $(host_of g2)); dummy back on g2 next"
+    # the guest fencer's own record
+    gexec g1 "grep -h 'Requesting fencing\\|was terminated' /var/log/pacemaker/pacemaker.log | tail -2" 20 |
+        sed 's/^/    g1 pacemaker.log: /' | cut -c1-200 || true
+    until_t 120 dummy_on g1 g2 || die "$what: dummy did not return to g2"
+    printf '%s\n' "$what|$t_cut|$t_req|$t_off|$t_dummy|$t_back" >>"$GC/failovers"
+}
+
+cut_link() {
+    local node
+    node=$(host_of g2)
+    on "$node" virsh -c qemu:///system domif-setlink g2 52:54:00:98:00:02 down >/dev/null
+}
+
+scenario() {
+    need_root
+    [ -f "$TIMELINE" ] || die "run '$0 up' first"
+    T0=${T0:-$(now)}
+    : >"$GC/failovers"
+    local h1 h2 other n
+    # a host node fenced by an earlier run comes back first
+    for n in $("$MNSH" nodes); do
+        if [ -z "$("$MNSH" pids "$n")" ]; then
+            "$MNSH" poweron "$n"
+            wait_until 120 clone_running_everywhere vm-stonithd || die "$n did not rejoin"
+            mark "host node $n powered on again"
+        fi
+    done
+    until_t 120 gc_online g1 || die "the guest cluster is not whole: $(gview g1 || true)"
+    # 1. the guests on different nodes: g2 live-migrates while the guest cluster runs
+    h1=$(host_of g1) h2=$(host_of g2)
+    if [ "$h1" = "$h2" ]; then
+        other=$("$MNSH" nodes | tr ' ' '\n' | grep -vx "$h1" | head -1)
+        vmctl resource move g2 -n "$other" --wait=180
+        vmctl location move g2
+        until_t 120 rsc_on prmVMCTL_g2 "$other" || die "g2 did not move to $other"
+        until_t 60 gc_online g1 || die "the guest cluster lost a node during g2's live migration"
+        h2=$(host_of g2)
+        mark "g2 live-migrated to $h2 (vm-ctl resource move, then location move: $h2 preferred); guest cluster kept both nodes; g1 on $h1"
+    fi
+
+    # 2. cut g2's cluster link: g1 fences g2 through g1's host, across to g2's host
+    failover "cut g2's cluster link (virsh domif-setlink on $h2)" cut_link
+
+    # 3. g1 live-migrates while the guest cluster runs, then fences again from its new host
+    h1=$(host_of g1)
+    other=$("$MNSH" nodes | tr ' ' '\n' | grep -vx "$h1" | grep -vx "$(host_of g2)" | head -1)
+    vmctl resource move g1 -n "$other" --wait=180
+    until_t 60 gc_online g1 || die "the guest cluster lost a node during g1's live migration"
+    mark "g1 live-migrated to $(host_of g1) (vm-ctl resource move); guest cluster kept both nodes"
+    failover "cut g2's cluster link again (g1 now on $(host_of g1))" cut_link
+
+    # 4. power off g2's whole host node through the host cluster's fencing
+    h2=$(host_of g2)
+    local fencer
+    fencer=$("$MNSH" nodes | tr ' ' '\n' | grep -vx "$h2" | head -1)
+    failover "power off host node $h2 (stonith_admin --fence $h2, g2's host)" \
+        on "$fencer" stonith_admin --fence "$h2" --timeout 60
+    case $(host_of g2) in "" | "$h2") die "the host cluster did not restart g2 on another node" ;; esac
+    mark "host cluster recovered g2 on $(host_of g2); guest cluster whole again"
+    summary
+}
+
+summary() {
+    local what c r o d b
+    {
+        echo
+        echo "== failover timelines (seconds after the failure)"
+        printf '  %-58s %9s %9s %9s %9s\n' "failure" "request" "stopped" "recovered" "rejoined"
+        while IFS='|' read -r what c r o d b; do
+            awk -v w="$what" -v c="$c" -v r="$r" -v o="$o" -v d="$d" -v b="$b" 'BEGIN {
+                printf "  %-58s %9.1f %9.1f %9.1f %9.1f\n", substr(w, 1, 58), r - c, o - c, d - c, b - c }'
+        done <"$GC/failovers"
+        echo "  (request: g1's fence request reaches vm-stonithd; stopped: the host cluster confirms g2"
+        echo "   off; recovered: the guest cluster runs dummy on g1; rejoined: g2 back in the guest cluster)"
+    } | tee -a "$TIMELINE"
+    echo "timeline: $TIMELINE"
+}
+
+down() { "$MNSH" down; }
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case $cmd in
+up) up ;;
+scenario) scenario ;;
+run)
+    # nothing stays up after a failed step either (unless KEEP=1)
+    if [ "${KEEP:-0}" != 1 ]; then trap 'down' EXIT; fi
+    up
+    scenario ;;
+down) down ;;
+gexec) [ $# -ge 2 ] || die "usage: $0 gexec GUEST CMD [TIMEOUT]"; gexec "$@" ;;
+*) die "usage: $0 up|scenario|run|down|gexec GUEST CMD [TIMEOUT] (see the header)" ;;
+esac
