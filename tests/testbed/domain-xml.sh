@@ -19,6 +19,8 @@
 #                test bed reach each other through it, before and after a migration
 #      CMDLINE   kernel command line (default: the busybox image's)
 #      TB_MIB    TCG translation cache (QEMU's default of 1 GiB makes each guest ~1.5 GiB RSS)
+#      SERIAL2   a second serial port (the guest's ttyS1) on a unix socket at this path, for
+#                fence_virt's serial mode (the comparison benchmark)
 # type='qemu' (TCG): KVM does not boot guests on the CI machines. A fixed <uuid> derived from
 # the name, so a guest keeps its identity across starts.
 set -euo pipefail
@@ -39,6 +41,10 @@ disk() {
 features() {
     [ -n "${TB_MIB:-}" ] || return 0
     printf "  <features><acpi/><tcg><tb-cache unit='MiB'>%s</tb-cache></tcg></features>\n" "$TB_MIB"
+}
+serial2() {
+    [ -n "${SERIAL2:-}" ] || return 0
+    printf "    <serial type='unix'><source mode='bind' path='%s'/><target port='1'/></serial>\n" "$SERIAL2"
 }
 nic() {
     [ -n "${MCAST:-}" ] || return 0
@@ -64,7 +70,7 @@ $(features)
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-$(disk vda "${ROOT_IMG:-}"; disk vdb "${SEED_IMG:-}"; nic)
+$(disk vda "${ROOT_IMG:-}"; disk vdb "${SEED_IMG:-}"; nic; serial2)
     <serial type='unix'>
       <source mode='bind' path='$RUNDIR/$NAME.console.sock'/>
       <log file='$LOGDIR/$NAME.console.log' append='off'/>

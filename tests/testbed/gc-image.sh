@@ -19,6 +19,8 @@
 #     booted with -kernel/-initrd; only the ~20 modules the guest needs go into the image.
 #
 # Usage (as root):
+#   gc-image.sh rootfs   only the debootstrap tree (the slow, network-bound part; no binaries
+#                        needed): CI runs it in the background while Rust builds
 #   gc-image.sh [build] [--no-build]
 #       Build or refresh $PMKT_CACHE/gc/{vmlinuz,initrd.img,root.img}. Kernel command line:
 #       "console=ttyS0 quiet net.ifnames=0 panic=-1"; disks: root.img first (vda), the seed
@@ -62,7 +64,7 @@ ROOT_MODS="$INITRD_MODS drivers/char/virtio_console drivers/char/hw_random/virti
   drivers/input/evdev drivers/acpi/button fs/autofs/autofs4"
 
 usage() {
-    die "usage: gc-image.sh [build] [--no-build] | gc-image.sh seed SRC_DIR OUT_IMG"
+    die "usage: gc-image.sh [build] [--no-build] | gc-image.sh rootfs | gc-image.sh seed SRC_DIR OUT_IMG"
 }
 
 # safe_rm DIR: remove a tree that a failed debootstrap/chroot step may have left mounts in
@@ -312,18 +314,46 @@ INIT
 }
 
 # ---------------------------------------------------------------------------------------------
-build() {
-    local no_build=$1 t0 t stamp1 stamp2 size b
+# stage 1: the debootstrap tree, rebuilt only when its recipe changed; sets STAMP1
+rootfs_stage() {
+    local t stamp1
+    stamp1=$( {
+        echo "$SUITE $PKGS"
+        declare -f rootfs_debootstrap rootfs_configure
+    } | sha_of)
+    if [ -f "$OUT/rootfs.stamp" ] && [ "$(cat "$OUT/rootfs.stamp")" = "$stamp1" ] && [ -d "$ROOTFS" ]; then
+        log "gc image: rootfs up to date"
+    else
+        t=$(now)
+        rm -f "$OUT/rootfs.stamp" "$OUT/image.stamp"
+        safe_rm "$ROOTFS.new"
+        rootfs_debootstrap "$ROOTFS.new"
+        log "gc image: debootstrap done in $(elapsed "$t") s"
+        rootfs_configure "$ROOTFS.new"
+        safe_rm "$ROOTFS"
+        mv "$ROOTFS.new" "$ROOTFS"
+        echo "$stamp1" >"$OUT/rootfs.stamp"
+        log "gc image: rootfs built in $(elapsed "$t") s ($(du -sh "$ROOTFS" | cut -f1))"
+    fi
+    STAMP1=$stamp1
+}
+
+# needs root and the tools; takes the build lock (tests and the sandbox share $PMKT_CACHE)
+prepare() {
     need_root
-    t0=$(now)
     if ! command -v debootstrap >/dev/null || ! command -v cpio >/dev/null ||
         ! [ -x /bin/busybox ] || ! is_static /bin/busybox; then
         "$TESTBED_DIR/install.sh" gc
     fi
     mkdir -p "$OUT"
-    # one build at a time (tests and the sandbox share $PMKT_CACHE)
     exec 9>"$OUT/.lock"
     flock 9
+}
+
+build() {
+    local no_build=$1 t0 t stamp1 stamp2 size b
+    t0=$(now)
+    prepare
 
     if [ "$no_build" != 1 ]; then
         if ! rustup target list --installed 2>/dev/null | grep -qx "$MUSL_TARGET"; then
@@ -363,25 +393,8 @@ build() {
     KVER=$(ls "$kdir/x/lib/modules")
     KMOD=$kdir/x/lib/modules/$KVER
 
-    # --- stage 1: the debootstrap tree ---
-    stamp1=$( {
-        echo "$SUITE $PKGS"
-        declare -f rootfs_debootstrap rootfs_configure
-    } | sha_of)
-    if [ -f "$OUT/rootfs.stamp" ] && [ "$(cat "$OUT/rootfs.stamp")" = "$stamp1" ] && [ -d "$ROOTFS" ]; then
-        log "gc image: rootfs up to date"
-    else
-        t=$(now)
-        rm -f "$OUT/rootfs.stamp" "$OUT/image.stamp"
-        safe_rm "$ROOTFS.new"
-        rootfs_debootstrap "$ROOTFS.new"
-        log "gc image: debootstrap done in $(elapsed "$t") s"
-        rootfs_configure "$ROOTFS.new"
-        safe_rm "$ROOTFS"
-        mv "$ROOTFS.new" "$ROOTFS"
-        echo "$stamp1" >"$OUT/rootfs.stamp"
-        log "gc image: rootfs built in $(elapsed "$t") s ($(du -sh "$ROOTFS" | cut -f1))"
-    fi
+    rootfs_stage
+    stamp1=$STAMP1
 
     # --- stage 2: modules, binaries, initramfs, root.img ---
     stamp2=$( {
@@ -464,6 +477,11 @@ build | --no-build)
         case $a in --no-build) no_build=1 ;; *) usage ;; esac
     done
     build "$no_build"
+    ;;
+rootfs)
+    # stage 1 alone (no project binaries needed): CI starts it early, beside the Rust build
+    prepare
+    rootfs_stage
     ;;
 seed)
     [ $# -eq 3 ] || usage

@@ -5,6 +5,8 @@
 # Usage: guestcluster.sh up        host cluster, host daemons, guests and guest cluster (idempotent)
 #        guestcluster.sh scenario  the failures below, each timed, on a cluster `up` made
 #        guestcluster.sh run       up + scenario + down (what the guest tier runs)
+#        guestcluster.sh bench [N] up, then N link cuts with both guests on n1 (no migration), down:
+#                                  bench/guest-failover.sh runs it with FENCE=vmstonith and fence_virt
 #        guestcluster.sh down      stop everything by PID (the multi-node test bed's down)
 #        guestcluster.sh gexec GUEST CMD [TIMEOUT]   run CMD in a guest over its serial console
 #
@@ -41,6 +43,11 @@ GUESTS=(g1 g2)
 CLUSTER=gc
 MCAST=230.0.98.1:5598
 GUEST_NET=10.98.0
+# the guest cluster's fence device: vmstonith (fence_vmstonith through vm-stonithd) or, for the
+# comparison benchmark, fence_virt (fence_virt -> fence_virtd's serial listener, libvirt backend)
+FENCE=${FENCE:-vmstonith}
+case $FENCE in vmstonith | fence_virt) ;; *) die "FENCE must be vmstonith or fence_virt" ;; esac
+FVDIR=/run/pmkt/fence_virt # in each node: fence_virtd's serial listener takes every socket here
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -61,6 +68,14 @@ any_node() {
 }
 host_of() {
     local n
+    if [ "$FENCE" = fence_virt ]; then
+        # plain libvirt domains (fence_virtd starts and stops them behind Pacemaker)
+        for n in $("$MNSH" nodes); do
+            [ "$(on "$n" virsh -c qemu:///system domstate "$1" 2>/dev/null | head -1)" = running ] &&
+                { echo "$n"; return 0; }
+        done
+        return 0
+    fi
     n=$(any_node) || return 0
     rsc_role "$MNSH" exec "$n" "prmVMCTL_$1" | awk '$1 == "Started" { print $2 }'
 }
@@ -216,6 +231,45 @@ rsc_on() {
     [ "$(rsc_role "$MNSH" exec "$n" "$1")" = "Started $2" ]
 }
 
+# the fence_virt comparison's guest fencing: the same levels as guest-config's (the device,
+# then meatware), with fence_virt over the guest's second serial port
+fence_virt_script() {
+    local map g
+    map=$(for g in "${GUESTS[@]}"; do printf '%s:%s;' "$g" "$g"; done | sed 's/;$//')
+    cat <<SCRIPT
+set -e
+cibadmin --create --scope resources --xml-text '<primitive id="fence-virt" class="stonith" type="fence_virt"><instance_attributes id="fence-virt-ia"><nvpair id="fence-virt-serial" name="serial_device" value="/dev/ttyS1"/><nvpair id="fence-virt-map" name="pcmk_host_map" value="$map"/><nvpair id="fence-virt-check" name="pcmk_host_check" value="static-list"/><nvpair id="fence-virt-rt" name="pcmk_reboot_timeout" value="60s"/></instance_attributes><operations><op id="fence-virt-mon" name="monitor" interval="60s" timeout="60s"/></operations></primitive>'
+cibadmin --create --scope resources --xml-text '<primitive id="fence-meatware" class="stonith" type="meatware"><instance_attributes id="fence-meatware-ia"><nvpair id="fence-meatware-hl" name="hostlist" value="${GUESTS[*]}"/><nvpair id="fence-meatware-rt" name="pcmk_reboot_timeout" value="600s"/></instance_attributes><operations><op id="fence-meatware-mon" name="monitor" interval="3600s" timeout="60s"/></operations></primitive>'
+cibadmin --create --scope configuration --xml-text '<fencing-topology>$(for g in "${GUESTS[@]}"; do printf '<fencing-level id="fl-%s-1" target="%s" index="1" devices="fence-virt"/><fencing-level id="fl-%s-2" target="%s" index="2" devices="fence-meatware"/>' "$g" "$g" "$g" "$g"; done)</fencing-topology>'
+crm_attribute --type crm_config --name stonith-enabled --update true
+SCRIPT
+}
+
+# fence_virtd on n1 (serial listener, libvirt backend) and the guests as plain libvirt domains
+# there: fence_virtd destroys and starts them itself, so Pacemaker must not manage them
+fence_virtd_up() {
+    local g
+    on n1 mkdir -p "$FVDIR"
+    for g in "${GUESTS[@]}"; do
+        on n1 virsh -c qemu:///system define "$GC/vm/$g.xml" >/dev/null
+        on n1 virsh -c qemu:///system start "$g" >/dev/null
+    done
+    [ -f "$GC/fence_xvm.key" ] || { head -c 512 /dev/urandom >"$GC/fence_xvm.key"; chmod 0600 "$GC/fence_xvm.key"; }
+    {
+        printf 'fence_virtd {\n\tlistener = "serial";\n\tbackend = "libvirt";\n'
+        printf '\tmodule_path = "/usr/lib/x86_64-linux-gnu/fence-virt";\n}\n'
+        printf 'listeners {\n\tserial {\n\t\turi = "qemu:///system";\n\t\tpath = "%s";\n' "$FVDIR"
+        printf '\t\tmode = "serial";\n\t\tkey_file = "%s";\n\t}\n}\n' "$GC/fence_xvm.key"
+        printf 'backends {\n\tlibvirt {\n\t\turi = "qemu:///system";\n\t}\n}\n'
+        printf 'groups {\n\tgroup {\n\t\tname = "%s";\n' "$CLUSTER"
+        for g in "${GUESTS[@]}"; do
+            printf '\t\tuuid = "%s";\n\t\tuuid = "%s";\n' "$g" "$(on n1 virsh -c qemu:///system domuuid "$g" | head -1)"
+        done
+        printf '\t}\n}\n'
+    } >"$GC/fence_virt.conf"
+    "$MNSH" bg n1 fence_virtd /usr/sbin/fence_virtd -F -f "$GC/fence_virt.conf" -d 1
+}
+
 up() {
     need_root
     T0=$(now)
@@ -284,10 +338,14 @@ vm_stonithd1=(clnVmStonithd)
 CONF
     local list
     list=$(IFS=,; echo "${GUESTS[*]}")
-    # the guest cluster's fence configuration, from vm-ctl (operations.md step 8)
-    vmctl stonith guest-config "$CLUSTER" --members "$list" --syntax cibadmin | sed -n '1,8p'
-    on n1 "$BIN/vm-ctl" --config "$GC/vm-ctl.conf" stonith guest-config "$CLUSTER" \
-        --members "$list" --syntax cibadmin >"$GC/guest-fence.sh"
+    if [ "$FENCE" = vmstonith ]; then
+        # the guest cluster's fence configuration, from vm-ctl (operations.md step 8)
+        vmctl stonith guest-config "$CLUSTER" --members "$list" --syntax cibadmin | sed -n '1,8p'
+        on n1 "$BIN/vm-ctl" --config "$GC/vm-ctl.conf" stonith guest-config "$CLUSTER" \
+            --members "$list" --syntax cibadmin >"$GC/guest-fence.sh"
+    else
+        fence_virt_script >"$GC/guest-fence.sh"
+    fi
     local i=0 g
     for g in "${GUESTS[@]}"; do
         i=$((i + 1))
@@ -295,11 +353,17 @@ CONF
         IMG=$GCIMG ROOT_IMG=$GCIMG/root.img SEED_IMG=$GC/vm/$g.seed.img MCAST=$MCAST \
             MAC=52:54:00:98:00:0$i MEM_MIB=512 TB_MIB=256 \
             CMDLINE="console=ttyS0 quiet net.ifnames=0 panic=-1" \
+            SERIAL2=$([ "$FENCE" = fence_virt ] && echo "$FVDIR/$g.sock") \
             "$TESTBED_DIR/domain-xml.sh" "$g" /run/pmkt /var/log/libvirt >"$GC/vm/$g.xml"
     done
-    vmctl resource add "$list" -a n1
-    vmctl resource start "$list" --wait=120
-    mark "vm-ctl: $list added (resource, location, ping rule, constraints) and started on n1"
+    if [ "$FENCE" = vmstonith ]; then
+        vmctl resource add "$list" -a n1
+        vmctl resource start "$list" --wait=120
+        mark "vm-ctl: $list added (resource, location, ping rule, constraints) and started on n1"
+    else
+        fence_virtd_up
+        mark "fence_virt comparison: $list as plain libvirt domains on n1, fence_virtd (serial, libvirt) there"
+    fi
     for g in "${GUESTS[@]}"; do
         until_t 180 guest_ready "$g" || die "$g did not boot; see $MN/$(host_of "$g")/log-libvirt/$g.console.log"
     done
@@ -308,21 +372,33 @@ CONF
     mark "guest cluster online: ${GUESTS[*]} (corosync over the multicast link)"
 
     # the chain, checked from inside g1 before it is needed
-    gexec g1 'vm-connect ping' 30 | sed 's/^/  g1$ vm-connect ping: /'
-    gexec g1 'fence_vmstonith -o status -n g2' 60 | sed 's/^/  g1$ fence_vmstonith -o status -n g2: /'
+    if [ "$FENCE" = vmstonith ]; then
+        gexec g1 'vm-connect ping' 30 | sed 's/^/  g1$ vm-connect ping: /'
+        gexec g1 'fence_vmstonith -o status -n g2' 60 | sed 's/^/  g1$ fence_vmstonith -o status -n g2: /'
+    else
+        gexec g1 'fence_virt -D /dev/ttyS1 -o status -n g2 -t 20' 60 | sed 's/^/  g1$ fence_virt -o status -n g2: /'
+    fi
 
     # fencing from vm-ctl's own output (in the seed), applied with Pacemaker's tools
-    if ! gexec g1 'cibadmin --query --xpath "//primitive[@id=\"fence-vmstonith\"]"' 20 >/dev/null 2>&1; then
+    local dev=fence-vmstonith
+    [ "$FENCE" = vmstonith ] || dev=fence-virt
+    if ! gexec g1 "cibadmin --query --xpath '//primitive[@id=\"$dev\"]'" 20 >/dev/null 2>&1; then
         gexec g1 'sh /root/guest-fence.sh' 120 >"$GC/guest-fence.out" ||
             die "the guest-config script failed in g1: $(cat "$GC/guest-fence.out")"
         # Two guests that lose each other both fence: g1 wins (guest-config suggests a delay)
-        gexec g1 'crm_resource --resource fence-vmstonith --set-parameter pcmk_delay_base --parameter-value "g1:10s" >/dev/null
+        gexec g1 "crm_resource --resource $dev --set-parameter pcmk_delay_base --parameter-value g1:10s >/dev/null" 60 ||
+            die "could not set pcmk_delay_base"
+        gexec g1 '
             cibadmin --create -o resources -X "<primitive id=\"dummy\" class=\"ocf\" provider=\"pacemaker\" type=\"Dummy\"><operations><op id=\"dummy-mon\" name=\"monitor\" interval=\"5s\"/></operations></primitive>"
             cibadmin --create -o constraints -X "<rsc_location id=\"dummy-prefers-g2\" rsc=\"dummy\" node=\"g2\" score=\"100\"/>"' 60 ||
             die "could not configure the guest cluster"
     fi
     until_t 120 dummy_on g1 g2 || die "dummy did not start on g2: $(gview g1 || true)"
-    mark "guest cluster: fence_vmstonith from 'vm-ctl stonith guest-config' (+ meatware), stonith-enabled, dummy on g2"
+    if [ "$FENCE" = vmstonith ]; then
+        mark "guest cluster: fence_vmstonith from 'vm-ctl stonith guest-config' (+ meatware), stonith-enabled, dummy on g2"
+    else
+        mark "guest cluster: fence_virt (serial /dev/ttyS1), stonith-enabled, dummy on g2"
+    fi
     log "guest cluster up after $(elapsed "$T0") s"
 }
 
@@ -348,7 +424,7 @@ failover() {
     mark_at "$t_cut" "$what"
     deadline=$(($(date +%s) + 180))
     while [ "$(date +%s)" -lt "$deadline" ]; do
-        if [ -z "$t_off" ]; then
+        if [ -z "$t_off" ] && [ "$FENCE" = vmstonith ]; then
             line=$(stonithd_logs | awk -v c="$cut_iso" '!f && $2 >= c && /action=reboot/ && /requester=g1/ { print; f = 1 }')
             if [ -n "$line" ]; then
                 req_node=${line%% *}
@@ -371,20 +447,54 @@ failover() {
         if [ -z "$t_dummy" ] && dummy_on g1 g1; then
             t_dummy=$(now)
             mark "  guest cluster recovers: dummy Started on g1"
+            heal_link
         fi
-        if [ -n "$t_off" ] && [ -n "$t_dummy" ]; then break; fi
+        if [ -n "$t_dummy" ] && { [ -n "$t_off" ] || [ "$FENCE" != vmstonith ]; }; then break; fi
         sleep 0.5
     done
-    [ -n "$t_off" ] || die "$what: no fence of g2 by vm-stonithd within 180 s"
+    [ -n "$t_off" ] || [ "$FENCE" != vmstonith ] || die "$what: no fence of g2 by vm-stonithd within 180 s"
     [ -n "$t_dummy" ] || die "$what: dummy did not move to g1 within 180 s"
     until_t 240 gc_online g1 || die "$what: g2 did not rejoin the guest cluster"
     t_back=$(now)
     mark_at "$t_back" "  g2 rejoined the guest cluster (on $(host_of g2)); dummy back on g2 next"
-    # the guest fencer's own record
-    gexec g1 "grep -h 'Requesting fencing\\|was terminated' /var/log/pacemaker/pacemaker.log | tail -2" 20 |
-        sed 's/^/    g1 pacemaker.log: /' | cut -c1-200 || true
+    # the guest fencer's own record (g1's clock: within ~0.3 s of the host's under TCG)
+    local glog t_greq t_gdone
+    glog=$(gexec g1 "grep -h 'Requesting fencing (reboot) of node g2\\|Peer g2 was terminated (reboot)' /var/log/pacemaker/pacemaker.log | tail -4" 20) ||
+        die "$what: cannot read g1's pacemaker.log"
+    t_greq=$(guest_time "$t_cut" 'Requesting fencing' <<<"$glog")
+    t_gdone=$(guest_time "$t_cut" 'was terminated.*: OK' <<<"$glog")
+    if [ -z "$t_greq" ] || [ -z "$t_gdone" ]; then
+        die "$what: g1's pacemaker.log has no fence of g2 after the failure: $glog"
+    fi
+    mark_at "$t_greq" "  g1's cluster requests the fence (g1's pacemaker.log)"
+    mark_at "$t_gdone" "  g1's cluster: fence of g2 succeeded (g1's pacemaker.log)"
     until_t 120 dummy_on g1 g2 || die "$what: dummy did not return to g2"
-    printf '%s\n' "$what|$t_cut|$t_req|$t_off|$t_dummy|$t_back" >>"$GC/failovers"
+    printf '%s\n' "$what|$t_cut|$t_greq|${t_req:--}|${t_off:--}|$t_gdone|$t_dummy|$t_back" >>"$GC/failovers"
+}
+
+# guest_time SINCE PATTERN < pacemaker.log lines: epoch of the first line matching PATTERN no
+# earlier than SINCE (less 2 s for the guest clock's offset)
+guest_time() {
+    local since=$1 pattern=$2 l t
+    while IFS= read -r l; do
+        grep -q "$pattern" <<<"$l" || continue
+        t=$(epoch "$(awk '{ print $1, $2, $3 }' <<<"$l")") || continue
+        if awk -v t="$t" -v s="$since" 'BEGIN { exit !(t >= s - 2) }'; then echo "$t"; return 0; fi
+    done
+    return 0
+}
+
+# After the fence the cut is repaired. A guest restarted by the host cluster is a new QEMU
+# process with its link up; fence_virtd's reboot re-creates the domain from its live XML, which
+# carries the cut (<link state='down'/>): set it up again, and say so.
+heal_link() {
+    local node
+    node=$(host_of g2)
+    [ -n "$node" ] || return 0
+    if on "$node" virsh -c qemu:///system domif-getlink g2 52:54:00:98:00:02 2>/dev/null | grep -q down; then
+        on "$node" virsh -c qemu:///system domif-setlink g2 52:54:00:98:00:02 up >/dev/null
+        mark "  g2's link was still cut after its reboot (the restarted domain kept it): set up again"
+    fi
 }
 
 cut_link() {
@@ -443,17 +553,19 @@ scenario() {
 }
 
 summary() {
-    local what c r o d b
+    local what c gr r o gd d b
     {
         echo
-        echo "== failover timelines (seconds after the failure)"
-        printf '  %-58s %9s %9s %9s %9s\n' "failure" "request" "stopped" "recovered" "rejoined"
-        while IFS='|' read -r what c r o d b; do
-            awk -v w="$what" -v c="$c" -v r="$r" -v o="$o" -v d="$d" -v b="$b" 'BEGIN {
-                printf "  %-58s %9.1f %9.1f %9.1f %9.1f\n", substr(w, 1, 58), r - c, o - c, d - c, b - c }'
+        echo "== failover timelines (seconds after the failure; FENCE=$FENCE)"
+        printf '  %-44s %9s %8s %8s %8s %9s %8s\n' "failure" "requested" "at host" "stopped" "fenced" "recovered" "rejoined"
+        while IFS='|' read -r what c gr r o gd d b; do
+            awk -v w="$what" -v c="$c" -v gr="$gr" -v r="$r" -v o="$o" -v gd="$gd" -v d="$d" -v b="$b" '
+                function f(x) { return x == "-" ? "-" : sprintf("%.1f", x - c) }
+                BEGIN { printf "  %-44s %9s %8s %8s %8s %9s %8s\n", substr(w, 1, 44), f(gr), f(r), f(o), f(gd), f(d), f(b) }'
         done <"$GC/failovers"
-        echo "  (request: g1's fence request reaches vm-stonithd; stopped: the host cluster confirms g2"
-        echo "   off; recovered: the guest cluster runs dummy on g1; rejoined: g2 back in the guest cluster)"
+        echo "  requested: g1's cluster asks for the fence (its pacemaker.log); at host: the request reaches"
+        echo "  vm-stonithd; stopped: the host cluster confirms g2 off; fenced: g1's cluster sees the fence"
+        echo "  succeed; recovered: it runs dummy on g1; rejoined: g2 back in the guest cluster"
     } | tee -a "$TIMELINE"
     echo "timeline: $TIMELINE"
 }
@@ -470,6 +582,13 @@ run)
     if [ "${KEEP:-0}" != 1 ]; then trap 'down' EXIT; fi
     up
     scenario ;;
+bench)
+    # the comparison benchmark's part: N link cuts with both guests on n1, no migration
+    if [ "${KEEP:-0}" != 1 ]; then trap 'down' EXIT; fi
+    up
+    : >"$GC/failovers"
+    for i in $(seq "${1:-3}"); do failover "cut g2's cluster link (run $i)" cut_link; done
+    summary ;;
 down) down ;;
 gexec) [ $# -ge 2 ] || die "usage: $0 gexec GUEST CMD [TIMEOUT]"; gexec "$@" ;;
 *) die "usage: $0 up|scenario|run|down|gexec GUEST CMD [TIMEOUT] (see the header)" ;;

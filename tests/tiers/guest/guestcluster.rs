@@ -64,34 +64,38 @@ fn guest_cluster_fences_its_peer_through_the_host_cluster() {
         at.windows(2).all(|w| w[0] < w[1]),
         "steps out of order:\n{timeline}"
     );
-    // three failovers, each: fence request, host stop, guest recovery, rejoin, in that order,
-    // the request coming from g1's host and reaching across to g2
+    // three failovers, each: the guest cluster's fence request, vm-stonithd on g1's host, the
+    // host stop, the fence confirmed in the guest cluster, recovery, rejoin, in that order
     let requests: Vec<&&str> = lines
         .iter()
         .filter(|l| l.contains("g1's fence request (reboot g2) reaches vm-stonithd"))
         .collect();
     assert_eq!(requests.len(), 3, "{timeline}");
+    // columns: requested (g1's log), at host, stopped, fenced (g1's log), recovered, rejoined
     let rows: Vec<Vec<f64>> = lines
         .iter()
         .skip_while(|l| !l.contains("failure ") || !l.contains("rejoined"))
         .skip(1)
         .take(3)
         .map(|l| {
-            l.split_whitespace()
+            let mut v: Vec<f64> = l
+                .split_whitespace()
                 .rev()
-                .take(4)
+                .take(6)
                 .map(|v| v.parse::<f64>().unwrap_or(f64::NAN))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect()
+                .collect();
+            v.reverse();
+            v
         })
         .collect();
     assert_eq!(rows.len(), 3, "failover summary missing:\n{timeline}");
     for r in &rows {
-        // request <= stopped <= recovered <= rejoined, all after the failure
+        // in causal order, after the failure; times from g1's log may be off by its clock's
+        // offset from the host's (a few tenths of a second under TCG)
         assert!(
-            r.iter().all(|v| v.is_finite() && *v >= 0.0) && r.windows(2).all(|w| w[0] <= w[1]),
+            r.len() == 6
+                && r.iter().all(|v| v.is_finite() && *v >= 0.0)
+                && r.windows(2).all(|w| w[0] <= w[1] + 0.5),
             "failover out of causal order {r:?}:\n{timeline}"
         );
     }
@@ -106,7 +110,7 @@ fn guest_cluster_fences_its_peer_through_the_host_cluster() {
         t0,
         format!(
             "guest cluster g1+g2 (Pacemaker in TCG guests) fenced g2 through the host cluster 3 times (link cut, after g1's live migration, host node power-off): recovered in {:.1} / {:.1} / {:.1} s",
-            rows[0][2], rows[1][2], rows[2][2]
+            rows[0][4], rows[1][4], rows[2][4]
         ),
     );
 }
