@@ -109,6 +109,48 @@ pub fn token_entry(domain: &str, token: &str) -> String {
     format!("{domain}:{token}")
 }
 
+/// A device parameter. `quoted` values are written in double quotes in crmsh and pcs (lists,
+/// maps, paths), the others bare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Param {
+    name: &'static str,
+    value: String,
+    quoted: bool,
+}
+
+impl Param {
+    fn quoted(name: &'static str, value: impl Into<String>) -> Self {
+        Param {
+            name,
+            value: value.into(),
+            quoted: true,
+        }
+    }
+
+    fn bare(name: &'static str, value: impl Into<String>) -> Self {
+        Param {
+            name,
+            value: value.into(),
+            quoted: false,
+        }
+    }
+}
+
+/// `name=value ...` as crmsh and pcs take them.
+fn words(params: &[Param]) -> String {
+    params
+        .iter()
+        .map(|p| {
+            if p.quoted {
+                format!("{}=\"{}\"", p.name, p.value)
+            } else {
+                format!("{}={}", p.name, p.value)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl GuestConfig {
     fn node_list(&self) -> String {
         self.members
@@ -130,43 +172,43 @@ impl GuestConfig {
         self.timeout + TIMEOUT_MARGIN_SECS
     }
 
-    /// (agent, parameters) of the level-2 device, parameters as `name=value` words.
-    fn device_params(&self) -> (&'static str, Vec<String>) {
+    /// (agent, parameters) of the level-2 device.
+    fn device_params(&self) -> (&'static str, Vec<Param>) {
         let t = self.pcmk_timeout();
         let mut params = Vec::new();
         let agent = match &self.device {
             Device::Sealed { key_file } => {
-                params.push(format!("pcmk_host_map=\"{}\"", host_map(&self.members)));
-                params.push("pcmk_host_check=static-list".to_owned());
-                params.push(format!("key_file=\"{key_file}\""));
+                params.push(Param::quoted("pcmk_host_map", host_map(&self.members)));
+                params.push(Param::bare("pcmk_host_check", "static-list"));
+                params.push(Param::quoted("key_file", key_file.as_str()));
                 "fence_vmstonith"
             }
             Device::Legacy { tokens } => {
-                params.push(format!(
-                    "hostlist=\"{}\"",
-                    legacy_hostlist(&self.members, tokens)
+                params.push(Param::quoted(
+                    "hostlist",
+                    legacy_hostlist(&self.members, tokens),
                 ));
                 "external/vm-stonith"
             }
         };
-        params.push(format!("timeout={}", self.timeout));
-        params.push(format!("pcmk_reboot_timeout={t}s"));
-        params.push(format!("pcmk_off_timeout={t}s"));
+        params.push(Param::bare("timeout", self.timeout.to_string()));
+        params.push(Param::bare("pcmk_reboot_timeout", format!("{t}s")));
+        params.push(Param::bare("pcmk_off_timeout", format!("{t}s")));
         (agent, params)
     }
 
-    fn meatware_params(&self) -> Vec<String> {
+    fn meatware_params(&self) -> Vec<Param> {
         vec![
-            format!("hostlist=\"{}\"", self.node_list()),
-            format!("pcmk_reboot_timeout={MEATWARE_TIMEOUT_SECS}s"),
-            format!("pcmk_off_timeout={MEATWARE_TIMEOUT_SECS}s"),
+            Param::quoted("hostlist", self.node_list()),
+            Param::bare("pcmk_reboot_timeout", format!("{MEATWARE_TIMEOUT_SECS}s")),
+            Param::bare("pcmk_off_timeout", format!("{MEATWARE_TIMEOUT_SECS}s")),
         ]
     }
 
-    fn helper_params(&self) -> Vec<String> {
+    fn helper_params(&self) -> Vec<Param> {
         vec![
-            format!("hostlist=\"{}\"", self.node_list()),
-            "dead_check_target=\"ADDRESSES-OF-THE-GUESTS\"".to_owned(),
+            Param::quoted("hostlist", self.node_list()),
+            Param::quoted("dead_check_target", "ADDRESSES-OF-THE-GUESTS"),
         ]
     }
 
@@ -270,18 +312,18 @@ impl GuestConfig {
         };
         let helper = format!(
             "# primitive {HELPER_DEVICE} stonith:external/stonith-helper params {} op monitor interval=3600s timeout=60s\n",
-            self.helper_params().join(" "),
+            words(&self.helper_params()),
         );
         Self::level_comments(&mut out, &helper);
         self.device_comment(&mut out);
         let (agent, params) = self.device_params();
         let id = self.device_id();
         let _ = writeln!(out, "primitive {id} stonith:{agent} \\");
-        let _ = writeln!(out, "    params {} \\", params.join(" "));
+        let _ = writeln!(out, "    params {} \\", words(&params));
         let _ = writeln!(out, "{}\n", monitor("60s", self.pcmk_timeout()));
         Self::meatware_comment(&mut out);
         let _ = writeln!(out, "primitive {MEATWARE_DEVICE} stonith:meatware \\");
-        let _ = writeln!(out, "    params {} \\", self.meatware_params().join(" "));
+        let _ = writeln!(out, "    params {} \\", words(&self.meatware_params()));
         let _ = writeln!(out, "{}\n", monitor("3600s", 60));
         let _ = writeln!(
             out,
@@ -314,7 +356,7 @@ impl GuestConfig {
         );
         let helper = format!(
             "# pcs stonith create {HELPER_DEVICE} external/stonith-helper {} op monitor interval=3600s timeout=60s\n{}",
-            self.helper_params().join(" "),
+            words(&self.helper_params()),
             self.members
                 .iter()
                 .map(|m| format!("# pcs stonith level add 1 {} {HELPER_DEVICE}\n", m.node))
@@ -328,13 +370,13 @@ impl GuestConfig {
         let _ = writeln!(
             out,
             "pcs stonith create {id} {agent} {} op monitor interval=60s timeout={t}s\n",
-            params.join(" ")
+            words(&params)
         );
         Self::meatware_comment(&mut out);
         let _ = writeln!(
             out,
             "pcs stonith create {MEATWARE_DEVICE} meatware {} op monitor interval=3600s timeout=60s\n",
-            self.meatware_params().join(" ")
+            words(&self.meatware_params())
         );
         let _ = writeln!(out, "# The levels of each guest node.");
         for m in &self.members {
@@ -449,20 +491,18 @@ fn xml_attr(value: &str) -> String {
     out
 }
 
-/// A stonith primitive as CIB XML: `params` are `name=value` words whose values may be
-/// double-quoted (the crmsh/pcs form of [`GuestConfig::device_params`]).
-fn primitive_xml(id: &str, agent: &str, params: &[String], monitor: (&str, u64)) -> String {
+/// A stonith primitive as CIB XML.
+fn primitive_xml(id: &str, agent: &str, params: &[Param], monitor: (&str, u64)) -> String {
     let mut xml = format!(
         "<primitive id=\"{id}\" class=\"stonith\" type=\"{}\"><instance_attributes id=\"{id}-instance_attributes\">",
         xml_attr(agent)
     );
     for p in params {
-        let (name, value) = p.split_once('=').unwrap_or((p.as_str(), ""));
-        let value = value.trim_matches('"');
         let _ = write!(
             xml,
             "<nvpair id=\"{id}-instance_attributes-{name}\" name=\"{name}\" value=\"{}\"/>",
-            xml_attr(value)
+            xml_attr(&p.value),
+            name = p.name
         );
     }
     let (interval, timeout) = monitor;
