@@ -23,6 +23,7 @@ RUNS=${1:-3}
 GCSH=$TESTBED_DIR/guestcluster.sh
 OUT=$PMKT_STATE/bench-guest-failover
 mkdir -p "$OUT"
+"$TESTBED_DIR/install.sh" all fencevirt >/dev/null
 "$TESTBED_DIR/multinode.sh" down >/dev/null 2>&1 || true
 
 # MODES="fence_virt" re-measures one side only (the other's figures stay in $OUT)

@@ -61,15 +61,7 @@ flock -w 900 8 || die "the live cluster is in use (flock $PMKT_STATE/live.lock)"
 flock -w 900 9 || die "libvirtd is in use (flock $PMKT_STATE/libvirt.lock)"
 
 # --- packages and builds ---
-"$TB/install.sh" build live libvirt guest >/dev/null
-fv_missing=()
-for p in fence-virtd fence-virt; do # bookworm: the libvirt backend and serial listener are in fence-virtd
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || fv_missing+=("$p")
-done
-if [ ${#fv_missing[@]} -gt 0 ]; then
-    apt-cache show "${fv_missing[0]}" >/dev/null 2>&1 || apt-get -q update >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends "${fv_missing[@]}" >/dev/null
-fi
+"$TB/install.sh" build live libvirt guest fencevirt >/dev/null
 if [ "${NO_BUILD:-0}" != 1 ]; then
     (cd "$REPO" && cargo build --release --quiet -p vm-stonithd -p vm-connectd &&
         cargo build --quiet -p vm-ctl -p vm-tests --bin vm-ctl --bin pmkt-tb)

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Install the Debian 12 packages each test tier needs; packages already present are skipped.
 #
-# Usage: install.sh [TIER...]   TIER = build cib live libvirt guest gc multinode lint all (default all)
+# Usage: install.sh [TIER...]   TIER = build cib live libvirt guest gc multinode lint all (default all),
+#                               or fencevirt (the benchmarks' fence_virt/fence_virtd; not in all)
 #
 # --no-install-recommends on purpose: libvirt-daemon-system would pull systemd/systemd-sysv,
 # polkit and iptables onto a machine that has no systemd. Without it there is no libvirt-qemu
@@ -24,13 +25,19 @@ pkgs_for() {
     gc) echo debootstrap busybox-static cpio ;;
     multinode) echo iproute2 util-linux iputils-ping ;;
     lint) echo shellcheck ;;
-    *) die "unknown tier '$1' (build cib live libvirt guest gc multinode lint all)" ;;
+    # bookworm: the libvirt backend and serial listener are in fence-virtd
+    fencevirt) echo fence-virtd fence-virt ;;
+    *) die "unknown tier '$1' (build cib live libvirt guest gc multinode lint fencevirt all)" ;;
     esac
 }
 
 tiers=("$@")
 [ ${#tiers[@]} -gt 0 ] || tiers=(all)
-[ "${tiers[*]}" = all ] && tiers=(build cib live libvirt guest gc multinode lint)
+expanded=()
+for t in "${tiers[@]}"; do
+    case $t in all) expanded+=(build cib live libvirt guest gc multinode lint) ;; *) expanded+=("$t") ;; esac
+done
+tiers=("${expanded[@]}")
 
 missing=()
 for tier in "${tiers[@]}"; do
