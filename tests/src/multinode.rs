@@ -23,6 +23,48 @@ pub struct MultiNode {
 }
 
 impl MultiNode {
+    /// Defines test-bed guest `name` (domain XML on the nodes' shared storage, the channel
+    /// used as `vport`) as a live-migratable `ocf:heartbeat:VirtualDomain` resource `rsc`,
+    /// created through `admin`.
+    pub fn add_migratable_guest(
+        &self,
+        admin: &str,
+        name: &str,
+        rsc: &str,
+        vport: crate::guest::Vport,
+    ) {
+        let config = self.dir().join("vm").join(format!("{name}.xml"));
+        let xml = crate::guest::domain_xml(
+            name,
+            "/run/pmkt".as_ref(),
+            "/var/log/libvirt".as_ref(),
+            vport,
+        );
+        std::fs::write(&config, xml).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+        let primitive = format!(
+            r#"<primitive id="{rsc}" class="ocf" provider="heartbeat" type="VirtualDomain">
+  <instance_attributes id="{rsc}-ia">
+    <nvpair id="{rsc}-config" name="config" value="{}"/>
+    <nvpair id="{rsc}-hv" name="hypervisor" value="qemu:///system"/>
+    <nvpair id="{rsc}-mt" name="migration_transport" value="tcp"/>
+  </instance_attributes>
+  <meta_attributes id="{rsc}-meta"><nvpair id="{rsc}-am" name="allow-migrate" value="true"/></meta_attributes>
+  <operations>
+    <op id="{rsc}-start" name="start" interval="0" timeout="60s"/>
+    <op id="{rsc}-stop" name="stop" interval="0" timeout="60s"/>
+    <op id="{rsc}-mon" name="monitor" interval="5s" timeout="30s"/>
+    <op id="{rsc}-mto" name="migrate_to" interval="0" timeout="120s"/>
+    <op id="{rsc}-mfrom" name="migrate_from" interval="0" timeout="60s"/>
+  </operations>
+</primitive>"#,
+            config.display()
+        );
+        self.exec(
+            admin,
+            &["cibadmin", "--create", "-o", "resources", "-X", &primitive],
+        );
+    }
+
     /// Wait for exclusive use, start the cluster if needed and reset it.
     pub fn acquire() -> Self {
         let lock = Exclusive::acquire(&MULTINODE, "multinode");

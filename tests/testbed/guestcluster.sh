@@ -59,13 +59,7 @@ vmctl() {
     return "${PIPESTATUS[0]}"
 }
 # the first node that answers, for host-cluster queries
-any_node() {
-    local n
-    for n in $("$MNSH" nodes); do
-        if on "$n" crm_mon --one-shot --output-as=xml >/dev/null 2>&1; then echo "$n"; return 0; fi
-    done
-    return 1
-}
+any_node() { "$MNSH" answering; }
 host_of() {
     local n
     if [ "$FENCE" = fence_virt ]; then
@@ -95,18 +89,6 @@ gview() {
     dummy=$(awk '/<resource id="dummy"/ { match($0, /role="[A-Za-z]*"/); r = substr($0, RSTART + 6, RLENGTH - 7); getline;
             if (match($0, /<node name="[^"]*"/)) print r, substr($0, RSTART + 12, RLENGTH - 13); else print r; exit }' <<<"$xml")
     echo "$online|$dummy"
-}
-
-# until SECS CMD...: like wait_until, for checks that take a while themselves (a console round
-# trip into a TCG guest): bounded by the clock, not by a count of tries
-until_t() {
-    local end=$(($(date +%s) + $1))
-    shift
-    while [ "$(date +%s)" -lt "$end" ]; do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.5
-    done
-    return 1
 }
 
 T0=
@@ -365,10 +347,10 @@ CONF
         mark "fence_virt comparison: $list as plain libvirt domains on n1, fence_virtd (serial, libvirt) there"
     fi
     for g in "${GUESTS[@]}"; do
-        until_t 180 guest_ready "$g" || die "$g did not boot; see $MN/$(host_of "$g")/log-libvirt/$g.console.log"
+        wait_until 180 guest_ready "$g" || die "$g did not boot; see $MN/$(host_of "$g")/log-libvirt/$g.console.log"
     done
     mark "guests booted (Debian 12, systemd; guest-mode vm-connectd, corosync, pacemaker)"
-    until_t 180 gc_online g1 || die "the guest cluster did not come online: $(gview g1 || true)"
+    wait_until 180 gc_online g1 || die "the guest cluster did not come online: $(gview g1 || true)"
     mark "guest cluster online: ${GUESTS[*]} (corosync over the multicast link)"
 
     # the chain, checked from inside g1 before it is needed
@@ -393,7 +375,7 @@ CONF
             cibadmin --create -o constraints -X "<rsc_location id=\"dummy-prefers-g2\" rsc=\"dummy\" node=\"g2\" score=\"100\"/>"' 60 ||
             die "could not configure the guest cluster"
     fi
-    until_t 120 dummy_on g1 g2 || die "dummy did not start on g2: $(gview g1 || true)"
+    wait_until 120 dummy_on g1 g2 || die "dummy did not start on g2: $(gview g1 || true)"
     if [ "$FENCE" = vmstonith ]; then
         mark "guest cluster: fence_vmstonith from 'vm-ctl stonith guest-config' (+ meatware), stonith-enabled, dummy on g2"
     else
@@ -428,10 +410,11 @@ failover() {
             line=$(stonithd_logs | awk -v c="$cut_iso" '!f && $2 >= c && /action=reboot/ && /requester=g1/ { print; f = 1 }')
             if [ -n "$line" ]; then
                 req_node=${line%% *}
-                local ts el
-                ts=$(awk '{ print $2 }' <<<"$line")
+                # the reply's line: its time less vm-stonithd's elapsed time is the request's arrival
+                local ts el t_reply
+                t_reply=$(epoch "$(awk '{ print $2 }' <<<"$line")")
                 el=$(sed -n 's/.*elapsed_ms=\([0-9]*\).*/\1/p' <<<"$line")
-                t_req=$(awk -v t="$(epoch "$ts")" -v e="$el" 'BEGIN { printf "%.3f", t - e / 1000 }')
+                t_req=$(awk -v t="$t_reply" -v e="$el" 'BEGIN { printf "%.3f", t - e / 1000 }')
                 ts=$(on "$req_node" cat /run/pmkt/vm-stonithd.log |
                     awk -v c="$cut_iso" '!f && $1 >= c && /off confirmed by the host cluster/ { print $1; f = 1 }')
                 grep -q 'outcome=Done' <<<"$line" || die "the fence of g2 was not done: $line"
@@ -441,7 +424,7 @@ failover() {
                 t_off=$(epoch "$ts")
                 mark_at "$t_req" "  g1's fence request (reboot g2) reaches vm-stonithd on $req_node (g1's host)"
                 mark_at "$t_off" "  host cluster confirms g2 stopped (hard stop of prmVMCTL_g2, ran on $h2)"
-                mark_at "$(epoch "$(awk '{ print $2 }' <<<"$line")")" "  g2 started again; vm-stonithd replies: done (g1's fence succeeds)"
+                mark_at "$t_reply" "  g2 started again; vm-stonithd replies: done (g1's fence succeeds)"
             fi
         fi
         if [ -z "$t_dummy" ] && dummy_on g1 g1; then
@@ -454,7 +437,7 @@ failover() {
     done
     [ -n "$t_off" ] || [ "$FENCE" != vmstonith ] || die "$what: no fence of g2 by vm-stonithd within 180 s"
     [ -n "$t_dummy" ] || die "$what: dummy did not move to g1 within 180 s"
-    until_t 240 gc_online g1 || die "$what: g2 did not rejoin the guest cluster"
+    wait_until 240 gc_online g1 || die "$what: g2 did not rejoin the guest cluster"
     t_back=$(now)
     mark_at "$t_back" "  g2 rejoined the guest cluster (on $(host_of g2)); dummy back on g2 next"
     # the guest fencer's own record (g1's clock: within ~0.3 s of the host's under TCG)
@@ -468,7 +451,7 @@ failover() {
     fi
     mark_at "$t_greq" "  g1's cluster requests the fence (g1's pacemaker.log)"
     mark_at "$t_gdone" "  g1's cluster: fence of g2 succeeded (g1's pacemaker.log)"
-    until_t 120 dummy_on g1 g2 || die "$what: dummy did not return to g2"
+    wait_until 120 dummy_on g1 g2 || die "$what: dummy did not return to g2"
     printf '%s\n' "$what|$t_cut|$t_greq|${t_req:--}|${t_off:--}|$t_gdone|$t_dummy|$t_back" >>"$GC/failovers"
 }
 
@@ -517,15 +500,15 @@ scenario() {
             mark "host node $n powered on again"
         fi
     done
-    until_t 120 gc_online g1 || die "the guest cluster is not whole: $(gview g1 || true)"
+    wait_until 120 gc_online g1 || die "the guest cluster is not whole: $(gview g1 || true)"
     # 1. the guests on different nodes: g2 live-migrates while the guest cluster runs
     h1=$(host_of g1) h2=$(host_of g2)
     if [ "$h1" = "$h2" ]; then
         other=$("$MNSH" nodes | tr ' ' '\n' | grep -vx "$h1" | head -1)
         vmctl resource move g2 -n "$other" --wait=180
         vmctl location move g2
-        until_t 120 rsc_on prmVMCTL_g2 "$other" || die "g2 did not move to $other"
-        until_t 60 gc_online g1 || die "the guest cluster lost a node during g2's live migration"
+        wait_until 120 rsc_on prmVMCTL_g2 "$other" || die "g2 did not move to $other"
+        wait_until 60 gc_online g1 || die "the guest cluster lost a node during g2's live migration"
         h2=$(host_of g2)
         mark "g2 live-migrated to $h2 (vm-ctl resource move, then location move: $h2 preferred); guest cluster kept both nodes; g1 on $h1"
     fi
@@ -537,7 +520,7 @@ scenario() {
     h1=$(host_of g1)
     other=$("$MNSH" nodes | tr ' ' '\n' | grep -vx "$h1" | grep -vx "$(host_of g2)" | head -1)
     vmctl resource move g1 -n "$other" --wait=180
-    until_t 60 gc_online g1 || die "the guest cluster lost a node during g1's live migration"
+    wait_until 60 gc_online g1 || die "the guest cluster lost a node during g1's live migration"
     mark "g1 live-migrated to $(host_of g1) (vm-ctl resource move); guest cluster kept both nodes"
     failover "cut g2's cluster link again (g1 now on $(host_of g1))" cut_link
 

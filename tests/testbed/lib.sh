@@ -60,13 +60,15 @@ stop_pidfile() {
 
 # wait_until TIMEOUT_S CMD... : poll CMD every 0.1 s until it succeeds
 wait_until() {
-    local to=$1 i
+    # bounded by the clock, not by a count of tries: a check may itself take a while (a console
+    # round trip into a TCG guest, crm_mon on a busy node)
+    local end=$((${EPOCHREALTIME/./} + $1 * 1000000))
     shift
-    for ((i = 0; i < to * 10; i++)); do
+    while :; do
         "$@" >/dev/null 2>&1 && return 0
+        [ "${EPOCHREALTIME/./}" -lt "$end" ] || return 1
         sleep 0.1
     done
-    return 1
 }
 
 # seed_cib STONITH(true|false): a CIB that lets a fresh cluster elect its DC in ~2 s

@@ -15,6 +15,7 @@
 #   down               stop everything by PID (FAST=1: SIGKILL, no graceful stop), then the
 #                      holders: the kernel drops the nodes' mounts, veths and namespaces.
 #   status             crm_mon from the first node that answers
+#   answering          the name of that node (exit 1 when none answers)
 #   nodes              the node names
 #   exec NODE CMD...   run CMD inside NODE (crm_mon, cibadmin, virsh, ... talk to NODE's daemons)
 #   bg NODE NAME CMD...  start a daemon inside NODE (PID in $MN/NODE/NAME.pid)
@@ -274,6 +275,18 @@ down() {
     log "multi-node cluster down after $(elapsed "$t0") s"
 }
 
+# the first node whose cluster answers (a fenced node does not)
+answering() {
+    local n
+    for n in $(nodes); do
+        if holder "$n" >/dev/null && nexec "$n" crm_mon --one-shot --output-as=xml >/dev/null 2>&1; then
+            echo "$n"
+            return 0
+        fi
+    done
+    return 1
+}
+
 crash() {
     local n=$1 p
     holder "$n" >/dev/null || die "node $n is not up"
@@ -301,11 +314,10 @@ case $cmd in
 up) up ;;
 down) down ;;
 status)
-    for n in $(nodes); do
-        if holder "$n" >/dev/null && nexec "$n" crm_mon --one-shot 2>/dev/null; then exit 0; fi
-    done
+    if n=$(answering); then nexec "$n" crm_mon --one-shot; exit 0; fi
     echo "multi-node cluster: down"
     exit 1 ;;
+answering) answering ;;
 nodes) nodes ;;
 exec) [ $# -ge 2 ] || die "usage: $0 exec NODE CMD..."; nexec "$@" ;;
 bg) [ $# -ge 3 ] || die "usage: $0 bg NODE NAME CMD..."; nbg "$@" ;;
@@ -313,5 +325,5 @@ stopbg) [ $# -ge 2 ] || die "usage: $0 stopbg NODE NAME"; nstop "$1" "$2" ;;
 pids) pids_in "${1:?node}" ;;
 crash) crash "${1:?node}" ;;
 poweron) poweron "${1:?node}" ;;
-*) die "usage: $0 up|down|status|nodes|exec|bg|stopbg|pids|crash|poweron (see the header)" ;;
+*) die "usage: $0 up|down|status|answering|nodes|exec|bg|stopbg|pids|crash|poweron (see the header)" ;;
 esac

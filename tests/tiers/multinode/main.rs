@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use vm_pcmk::Role;
-use vm_tests::guest::{Vport, domain_xml, helper_cmd, wait_ready};
+use vm_tests::guest::{Vport, helper_cmd, wait_ready};
 use vm_tests::multinode::MultiNode;
 use vm_tests::{evidence, run_ok, wait_for};
 
@@ -87,38 +87,7 @@ fn multinode_live_migrates_a_virtualdomain_guest_and_the_channel_follows() {
     let rsc = "vm-g1";
     // The domain XML sits on the shared storage; the paths inside it resolve in whichever node
     // runs the guest (each node has its own /run and /var/log/libvirt).
-    let config = mn.dir().join("vm").join(format!("{name}.xml"));
-    let xml = domain_xml(
-        name,
-        "/run/pmkt".as_ref(),
-        "/var/log/libvirt".as_ref(),
-        Vport::Echo,
-    );
-    std::fs::write(&config, xml).unwrap();
-    let primitive = format!(
-        r#"<primitive id="{rsc}" class="ocf" provider="heartbeat" type="VirtualDomain">
-  <instance_attributes id="{rsc}-ia">
-    <nvpair id="{rsc}-config" name="config" value="{}"/>
-    <nvpair id="{rsc}-hv" name="hypervisor" value="qemu:///system"/>
-    <nvpair id="{rsc}-mt" name="migration_transport" value="tcp"/>
-  </instance_attributes>
-  <meta_attributes id="{rsc}-meta">
-    <nvpair id="{rsc}-am" name="allow-migrate" value="true"/>
-  </meta_attributes>
-  <operations>
-    <op id="{rsc}-start" name="start" interval="0" timeout="60s"/>
-    <op id="{rsc}-stop" name="stop" interval="0" timeout="60s"/>
-    <op id="{rsc}-mon" name="monitor" interval="5s" timeout="30s"/>
-    <op id="{rsc}-mto" name="migrate_to" interval="0" timeout="120s"/>
-    <op id="{rsc}-mfrom" name="migrate_from" interval="0" timeout="60s"/>
-  </operations>
-</primitive>"#,
-        config.display()
-    );
-    mn.exec(
-        &admin,
-        &["cibadmin", "--create", "-o", "resources", "-X", &primitive],
-    );
+    mn.add_migratable_guest(&admin, name, rsc, Vport::Echo);
     let a = mn.wait_role(rsc, Role::Started, Duration::from_secs(90));
     wait_ready(
         &mn.dir()

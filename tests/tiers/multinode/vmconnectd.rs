@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use vm_pcmk::Role;
-use vm_tests::guest::{Vport, domain_xml, helper_cmd, wait_ready};
+use vm_tests::guest::{Vport, helper_cmd, wait_ready};
 use vm_tests::multinode::MultiNode;
 use vm_tests::{evidence, project_bin, run_ok, script, wait_for};
 
@@ -47,35 +47,7 @@ fn multinode_vmconnectd_follows_a_live_migration() {
         }
     };
     let (name, rsc) = ("gm1", "vm-gm1");
-    let config = mn.dir().join("vm").join(format!("{name}.xml"));
-    std::fs::write(
-        &config,
-        domain_xml(
-            name,
-            "/run/pmkt".as_ref(),
-            "/var/log/libvirt".as_ref(),
-            Vport::Daemon,
-        ),
-    )
-    .unwrap();
-    mn.exec(&nodes[0], &["cibadmin", "--create", "-o", "resources", "-X", &format!(
-        r#"<primitive id="{rsc}" class="ocf" provider="heartbeat" type="VirtualDomain">
-  <instance_attributes id="{rsc}-ia">
-    <nvpair id="{rsc}-config" name="config" value="{}"/>
-    <nvpair id="{rsc}-hv" name="hypervisor" value="qemu:///system"/>
-    <nvpair id="{rsc}-mt" name="migration_transport" value="tcp"/>
-  </instance_attributes>
-  <meta_attributes id="{rsc}-meta"><nvpair id="{rsc}-am" name="allow-migrate" value="true"/></meta_attributes>
-  <operations>
-    <op id="{rsc}-start" name="start" interval="0" timeout="60s"/>
-    <op id="{rsc}-stop" name="stop" interval="0" timeout="60s"/>
-    <op id="{rsc}-mon" name="monitor" interval="5s" timeout="30s"/>
-    <op id="{rsc}-mto" name="migrate_to" interval="0" timeout="120s"/>
-    <op id="{rsc}-mfrom" name="migrate_from" interval="0" timeout="60s"/>
-  </operations>
-</primitive>"#,
-        config.display()
-    )]);
+    mn.add_migratable_guest(&nodes[0], name, rsc, Vport::Daemon);
     let a = mn.wait_role(rsc, Role::Started, Duration::from_secs(90));
     wait_ready(
         &mn.dir()
