@@ -47,9 +47,6 @@ ROOTFS=$OUT/rootfs
 DEBCACHE=$OUT/debcache
 SUITE=bookworm
 PKGS=systemd-sysv,udev,kmod,iproute2,procps,pacemaker,pacemaker-cli-utils,corosync,libssl3,fence-virt,iputils-ping
-MUSL_TARGET=x86_64-unknown-linux-musl
-MUSL_DIR=$REPO_DIR/target/$MUSL_TARGET/guest
-AGENT_BIN=$REPO_DIR/target/guest/fence_vmstonith
 UNIT_FILE=$REPO_DIR/agents/systemd/vm-connectd-guest.service
 # cluster-glue is in the image (resource-agents needs it): its plugin too
 PLUGIN=$REPO_DIR/agents/stonith/external/vm-stonith
@@ -77,9 +74,6 @@ safe_rm() {
 }
 
 sha_of() { sha256sum | cut -d' ' -f1; }
-# is_static FILE: no dynamic loader needed (static or static-pie)
-is_static() { ! ldd "$1" >/dev/null 2>&1 || ldd "$1" 2>&1 | grep -q 'statically linked'; }
-
 # ---------------------------------------------------------------------------------------------
 # Stage 1, the rootfs recipe: debootstrap + everything baked into the image that does not come
 # from this repository. Its stamp is the package list plus the text of these two functions.
@@ -233,12 +227,8 @@ inject_project() {
     # device policy, so its first open of the port failed (EPERM) and it started only on restart
     echo virtio_console >"$r/etc/modules-load.d/pmkt.conf"
     # the project's guest side
-    install -m 0755 "$MUSL_DIR/vm-connectd" "$r/usr/sbin/vm-connectd"
-    install -m 0755 "$MUSL_DIR/vm-connect" "$r/usr/sbin/vm-connect"
-    install -m 0755 "$AGENT_BIN" "$r/usr/sbin/fence_vmstonith"
+    for b in "${GUEST_BINS[@]}"; do install -m 0755 "$GUEST_BIN_DIR/$b" "$r/usr/sbin/$b"; done
     install -m 0755 "$PLUGIN" "$r/usr/lib/stonith/plugins/external/vm-stonith"
-    missing=$(chroot "$r" ldd /usr/sbin/fence_vmstonith | awk '/not found/ { print $1 }')
-    [ -z "$missing" ] || die "fence_vmstonith needs libraries the image lacks: $missing"
     install -m 0644 "$UNIT_FILE" "$r/etc/systemd/system/vm-connectd-guest.service"
     chroot "$r" systemctl enable vm-connectd-guest.service >/dev/null 2>&1 ||
         die "systemctl enable vm-connectd-guest failed in the image"
@@ -356,24 +346,11 @@ build() {
     prepare
 
     if [ "$no_build" != 1 ]; then
-        if ! rustup target list --installed 2>/dev/null | grep -qx "$MUSL_TARGET"; then
-            log "adding the Rust target $MUSL_TARGET"
-            rustup target add "$MUSL_TARGET"
-        fi
         t=$(now)
-        # static musl without host-only features (libvirt); the agent for glibc (bookworm's
-        # libssl3 is in the image)
-        (cd "$REPO_DIR" && cargo build --quiet --profile guest --target "$MUSL_TARGET" \
-            -p vm-connectd --no-default-features --bins)
-        (cd "$REPO_DIR" && cargo build --quiet --profile guest -p fence-vmstonith)
+        build_guest_bins
         log "gc image: guest binaries built in $(elapsed "$t") s"
     fi
-    for b in "$MUSL_DIR/vm-connectd" "$MUSL_DIR/vm-connect" "$AGENT_BIN"; do
-        [ -x "$b" ] || die "missing guest binary $b (run without --no-build)"
-    done
-    for b in "$MUSL_DIR/vm-connectd" "$MUSL_DIR/vm-connect"; do
-        is_static "$b" || die "$b is not statically linked"
-    done
+    check_guest_bins
 
     # --- kernel: the .deb extracted once per machine (shared with guest-image.sh) ---
     KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
@@ -400,7 +377,7 @@ build() {
     stamp2=$( {
         echo "$stamp1 $KVER $ROOT_MODS"
         declare -f inject_project make_initrd
-        sha256sum "$MUSL_DIR/vm-connectd" "$MUSL_DIR/vm-connect" "$AGENT_BIN" "$UNIT_FILE" "$PLUGIN" \
+        sha256sum "${GUEST_BINS[@]/#/$GUEST_BIN_DIR/}" "$UNIT_FILE" "$PLUGIN" \
             /bin/busybox
     } | sha_of)
     if [ -f "$OUT/image.stamp" ] && [ "$(cat "$OUT/image.stamp")" = "$stamp2" ] &&

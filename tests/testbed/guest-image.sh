@@ -1,13 +1,12 @@
 #!/bin/bash
 # The guest tier's image: Debian's own kernel (extracted from its .deb, never installed on this
-# machine) and a busybox initramfs that carries the project's guest-side binaries as static musl
-# builds (vm-connectd, vm-connect) and its guest fence agents: fence_vmstonith (links OpenSSL, so
-# it is built for this machine and carried with the shared libraries it needs, as a Debian
-# guest would have them) and the cluster-glue plugin external/vm-stonith.
+# machine) and a busybox initramfs that carries the project's guest-side binaries, all static
+# (`cargo xtask guest-bins`: vm-connectd, vm-connect, and the guest fence agent fence_vmstonith
+# with OpenSSL linked in), and the cluster-glue plugin external/vm-stonith.
 #
 # Usage: guest-image.sh [--no-build]
 #   Output: $PMKT_STATE/guest/{vmlinuz,initrd.img}; rebuilt only when an input changed.
-#   --no-build  use the binaries already in target/ instead of running cargo.
+#   --no-build  use the binaries already in target/guest-bins instead of running cargo.
 #
 # The guest's init (see init below):
 #   * loads the virtio modules (Debian builds VIRTIO_PCI and VIRTIO_CONSOLE as modules) and
@@ -26,30 +25,11 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 OUT=$PMKT_STATE/guest
-MUSL_TARGET=x86_64-unknown-linux-musl
-BIN_DIR=$REPO_DIR/target/$MUSL_TARGET/guest
-GUEST_BINS=(vm-connectd vm-connect)
-AGENT_BIN=$REPO_DIR/target/guest/fence_vmstonith
-
 if [ "${1:-}" != --no-build ]; then
-    if ! rustup target list --installed 2>/dev/null | grep -qx "$MUSL_TARGET"; then
-        log "adding the Rust target $MUSL_TARGET"
-        rustup target add "$MUSL_TARGET"
-    fi
-    log "building the guest binaries (static, $MUSL_TARGET)"
-    # The guest build leaves out host-only features (libvirt) so it links nothing dynamic.
-    (cd "$REPO_DIR" && cargo build --quiet --profile guest --target "$MUSL_TARGET" \
-        -p vm-connectd --no-default-features --bins)
-    (cd "$REPO_DIR" && cargo build --quiet --profile guest -p fence-vmstonith)
+    log "building the guest binaries (static)"
+    build_guest_bins
 fi
-[ -x "$AGENT_BIN" ] || die "missing guest binary $AGENT_BIN"
-
-for b in "${GUEST_BINS[@]}"; do
-    [ -x "$BIN_DIR/$b" ] || die "missing guest binary $BIN_DIR/$b"
-    if ldd "$BIN_DIR/$b" >/dev/null 2>&1 && ! ldd "$BIN_DIR/$b" 2>&1 | grep -q 'statically linked'; then
-        die "$BIN_DIR/$b is not statically linked"
-    fi
-done
+check_guest_bins
 
 # --- kernel: download the .deb once per machine ---
 mkdir -p "$PMKT_CACHE" "$OUT"
@@ -74,8 +54,8 @@ MODS="drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci
 stamp=$( {
     cat "$0"
     echo "$KVER"
-    for b in "${GUEST_BINS[@]}"; do sha256sum "$BIN_DIR/$b"; done
-    sha256sum "$AGENT_BIN" "$REPO_DIR/agents/stonith/external/vm-stonith"
+    for b in "${GUEST_BINS[@]}"; do sha256sum "$GUEST_BIN_DIR/$b"; done
+    sha256sum "$REPO_DIR/agents/stonith/external/vm-stonith"
 } | sha256sum | cut -d' ' -f1)
 if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$stamp" ] && [ -f "$OUT/initrd.img" ]; then
     log "guest image up to date ($OUT)"
@@ -96,17 +76,13 @@ for m in $MODS; do
     elif [ -f "$f.xz" ]; then xz -dc "$f.xz" >"$R/lib/modules/$(basename "$m").ko"
     else die "kernel module $m missing from $KPKG"; fi
 done
-install -m 0755 "$BIN_DIR/vm-connectd" "$R/usr/sbin/vm-connectd"
-install -m 0755 "$BIN_DIR/vm-connect" "$R/usr/bin/vm-connect"
+install -m 0755 "$GUEST_BIN_DIR/vm-connectd" "$R/usr/sbin/vm-connectd"
+install -m 0755 "$GUEST_BIN_DIR/vm-connect" "$R/usr/bin/vm-connect"
 ln -s ../bin/vm-connect "$R/usr/sbin/vm-connect" # the original's path, which agents use
-# the guest fence agents, where a package would put them, with the agent's shared libraries
-install -m 0755 "$AGENT_BIN" "$R/usr/sbin/fence_vmstonith"
+# the guest fence agents, where a package would put them
+install -m 0755 "$GUEST_BIN_DIR/fence_vmstonith" "$R/usr/sbin/fence_vmstonith"
 install -D -m 0755 "$REPO_DIR/agents/stonith/external/vm-stonith" \
     "$R/usr/lib/stonith/plugins/external/vm-stonith"
-for lib in $(ldd "$AGENT_BIN" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
-    mkdir -p "$R$(dirname "$lib")"
-    cp -L "$lib" "$R$lib"
-done
 mkdir -p "$R/etc/pm-kvm-tools" && chmod 0700 "$R/etc/pm-kvm-tools"
 
 cat >"$R/init" <<'INIT'

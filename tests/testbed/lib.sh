@@ -138,3 +138,31 @@ rsc_role() {
         inr && /<\/resource>/ { print role; exit }'
     return 0
 }
+
+# The guest-side binaries (cargo xtask guest-bins: static; how each is linked, and why, is in
+# xtask/src/main.rs), shared by the busybox image and the guest cluster's Debian image.
+GUEST_BIN_DIR=$REPO_DIR/target/guest-bins
+GUEST_BINS=(vm-connectd vm-connect fence_vmstonith)
+
+# is_static FILE: runs without a dynamic loader (static or static-pie)
+is_static() { ! ldd "$1" >/dev/null 2>&1 || ldd "$1" 2>&1 | grep -q 'statically linked'; }
+
+# build_guest_bins: (re)build them into $GUEST_BIN_DIR and check each is static
+build_guest_bins() {
+    local b
+    if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+        log "adding the Rust target x86_64-unknown-linux-musl"
+        rustup target add x86_64-unknown-linux-musl
+    fi
+    (cd "$REPO_DIR" && cargo xtask guest-bins >/dev/null) || die "building the guest binaries failed"
+    check_guest_bins
+}
+
+# check_guest_bins: all present and static
+check_guest_bins() {
+    local b
+    for b in "${GUEST_BINS[@]}"; do
+        [ -x "$GUEST_BIN_DIR/$b" ] || die "missing guest binary $GUEST_BIN_DIR/$b (cargo xtask guest-bins)"
+        is_static "$GUEST_BIN_DIR/$b" || die "$GUEST_BIN_DIR/$b is not statically linked"
+    done
+}
