@@ -7,6 +7,11 @@
 //! [`plan::rollback`]. `on` is the same with target-role=Started and "running on one node".
 //! Requests for the same resource are serialised in this daemon; across the host cluster's
 //! nodes the journal does it (a second daemon joins a fence in progress or is told to retry).
+//!
+//! `status` answers from a [`StatusView`]: the last `crm_mon` reading, reused while no cluster
+//! event has arrived since and it is younger than [`STATUS_MAX_AGE`]. Every Pacemaker tool call
+//! costs 15-25 ms, most of a status round trip. Confirmations of off and on, and `monitor`
+//! (which must prove the path to the CIB works), always read afresh.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +29,61 @@ const CAS_ATTEMPTS: u32 = 10;
 /// Least time a tool call gets, even when the deadline is nearer (a killed `cibadmin --replace`
 /// could have written; better to let it finish).
 const MIN_TOOL_TIME: Duration = Duration::from_secs(2);
+
+/// The oldest cluster status a `status` answer may come from. Pacemaker's own view of a guest
+/// lags the guest by up to its monitor interval; this adds at most a second to that, and only
+/// when no resource operation result arrived in between (any result makes the next answer read
+/// afresh).
+pub const STATUS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// A reading of the cluster's status, with when and at which watcher generation it was taken.
+#[derive(Debug, Default)]
+pub struct StatusView {
+    last: Mutex<Option<Reading>>,
+}
+
+#[derive(Debug)]
+struct Reading {
+    generation: u64,
+    taken: Instant,
+    status: Arc<ClusterStatus>,
+}
+
+impl StatusView {
+    /// The last reading if it was taken at `generation` and less than [`STATUS_MAX_AGE`]
+    /// before `now`; otherwise `read()` (taken as of `now`, which the caller gets before
+    /// reading, so the age is never understated), kept for next time.
+    pub fn get<E>(
+        &self,
+        generation: u64,
+        now: Instant,
+        read: impl FnOnce() -> Result<ClusterStatus, E>,
+    ) -> Result<Arc<ClusterStatus>, E> {
+        {
+            let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(r) = last.as_ref()
+                && r.generation == generation
+                && now.saturating_duration_since(r.taken) < STATUS_MAX_AGE
+            {
+                return Ok(Arc::clone(&r.status));
+            }
+        }
+        // (no lock held while crm_mon runs: concurrent status requests each read; the later
+        // reading is kept)
+        let status = Arc::new(read()?);
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Reading {
+            generation,
+            taken: now,
+            status: Arc::clone(&status),
+        });
+        Ok(status)
+    }
+
+    /// Forgets the reading: the next `get` reads afresh.
+    pub fn invalidate(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
 
 /// What a fence is asked to do.
 #[derive(Debug, Clone)]
@@ -73,6 +133,7 @@ pub struct Executor {
     watcher: Watcher,
     node: String,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    view: StatusView,
 }
 
 impl Executor {
@@ -83,6 +144,7 @@ impl Executor {
             watcher,
             node,
             locks: Mutex::new(HashMap::new()),
+            view: StatusView::default(),
         }
     }
 
@@ -164,15 +226,19 @@ impl Executor {
     }
 
     fn status(&self, job: &Job) -> FenceReply {
-        // One tool call when the status already names the resource (the usual case: a guest
-        // added by vm-ctl, or a configured resource id); the CIB only to find other ones.
+        // From the status view when the status already names the resource (the usual case: a
+        // guest added by vm-ctl, or a configured resource id); the CIB only to find other ones.
         let pcmk = self.pcmk_until(job.deadline);
+        let read = || {
+            self.view
+                .get(self.watcher.generation(), Instant::now(), || pcmk.status())
+        };
         let quick = job.target.as_ref().and_then(|target| {
             let rsc = job
                 .resource
                 .clone()
                 .unwrap_or_else(|| format!("prmVMCTL_{target}"));
-            let st = pcmk.status().ok()?;
+            let st = read().ok()?;
             let found = st
                 .instances(&rsc)
                 .any(|r| r.agent.ends_with(":VirtualDomain"));
@@ -181,7 +247,7 @@ impl Executor {
         let result = match quick {
             Some(found) => Ok(found),
             None => self.resource(job).and_then(|(rsc, target)| {
-                let st = pcmk.status()?;
+                let st = read()?;
                 Ok((rsc, target, st))
             }),
         };
@@ -243,7 +309,11 @@ impl Executor {
         let span = tracing::info_span!("fence", %target, %rsc, action = verb);
         let _e = span.enter();
         let t0 = Instant::now();
-        match self.power_steps(job, &rsc, verb, &owner) {
+        let result = self.power_steps(job, &rsc, verb, &owner);
+        // the guest's state has just been changed (or tried to be): no status answer from
+        // before
+        self.view.invalidate();
+        match result {
             Ok(joined) => {
                 tracing::info!(
                     elapsed_ms = t0.elapsed().as_millis() as u64,
@@ -315,6 +385,7 @@ impl Executor {
             // nothing was written: nothing to roll back
             Err(e) => return Err(e),
         };
+        self.view.invalidate();
         let result = self.wait_for(job, rsc, verb);
         if joined {
             return result.map(|()| true);
@@ -501,6 +572,35 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_view_is_reused_only_within_its_age_and_generation() {
+        let view = StatusView::default();
+        let reads = std::cell::Cell::new(0);
+        let read = || -> Result<ClusterStatus, ()> {
+            reads.set(reads.get() + 1);
+            Ok(ClusterStatus::default())
+        };
+        let t0 = Instant::now();
+        view.get(7, t0, read).unwrap();
+        view.get(7, t0 + STATUS_MAX_AGE / 2, read).unwrap();
+        assert_eq!(reads.get(), 1, "same generation, young enough: reused");
+        view.get(8, t0 + STATUS_MAX_AGE / 2, read).unwrap();
+        assert_eq!(reads.get(), 2, "a cluster event in between: read afresh");
+        let t1 = t0 + STATUS_MAX_AGE / 2;
+        view.get(8, t1 + STATUS_MAX_AGE, read).unwrap();
+        assert_eq!(reads.get(), 3, "too old: read afresh");
+        view.invalidate();
+        view.get(8, t1 + STATUS_MAX_AGE, read).unwrap();
+        assert_eq!(reads.get(), 4, "invalidated: read afresh");
+        // a failed read is not kept, and the last good one is not served past its age either
+        let failed = view.get(8, t1 + STATUS_MAX_AGE * 3, || {
+            Err::<ClusterStatus, _>("crm_mon")
+        });
+        assert_eq!(failed.unwrap_err(), "crm_mon");
+        view.get(8, t1 + STATUS_MAX_AGE * 3, read).unwrap();
+        assert_eq!(reads.get(), 5);
+    }
 
     fn st(resource_attrs: &str, nodes: &str) -> ClusterStatus {
         ClusterStatus::from_crm_mon_xml(&format!(
