@@ -5,6 +5,10 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // First, before anything touches OpenSSL: this process only seals and opens, and starts
+    // for every fencer action (vm_seal::init_for_sealing). Should it fail, OpenSSL initialises
+    // itself in full on first use, as it would anyway.
+    let _ = vm_seal::init_for_sealing();
     // (args_os: `args` would panic on an argument that is not UTF-8; such an argument is
     // refused by the parser instead, with its invalid bytes replaced)
     let argv: Vec<String> = std::env::args_os()

@@ -64,6 +64,9 @@ pub enum SealError {
         "authentication failed (wrong key, altered message, or not the answer to this request)"
     )]
     Tag,
+    /// OpenSSL could not be initialised.
+    #[error("OpenSSL could not be initialised")]
+    Init,
     /// OpenSSL could not encrypt.
     #[error("encryption failed: {0}")]
     Encrypt(String),
