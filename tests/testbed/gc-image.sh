@@ -208,7 +208,7 @@ EOF
 # binaries and unit), the initramfs and root.img.
 # ---------------------------------------------------------------------------------------------
 inject_project() {
-    local r=$1 m f dst missing
+    local r=$1 m f dst
     # kernel modules: only ours (the full tree is ~400 MB), then depmod for udev's autoload
     rm -rf "${r:?}/lib/modules"/*
     for m in $ROOT_MODS; do

@@ -149,7 +149,6 @@ is_static() { ! ldd "$1" >/dev/null 2>&1 || ldd "$1" 2>&1 | grep -q 'statically 
 
 # build_guest_bins: (re)build them into $GUEST_BIN_DIR and check each is static
 build_guest_bins() {
-    local b
     if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
         log "adding the Rust target x86_64-unknown-linux-musl"
         rustup target add x86_64-unknown-linux-musl
