@@ -164,31 +164,41 @@ fn a_flooding_guest_does_not_stall_the_others() {
     let mut g = d.guest_peer("quiet");
     let mut w = flooder.stream.try_clone().unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s2 = std::sync::Arc::clone(&stop);
+    let rounds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (s2, r2) = (std::sync::Arc::clone(&stop), std::sync::Arc::clone(&rounds));
     let flood = std::thread::spawn(move || {
         let ping = Message::Ping.to_frame(1).to_bytes();
         let junk = vec![0xAAu8; 4096];
         w.set_write_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let mut sent = 0usize;
         while !s2.load(std::sync::atomic::Ordering::Relaxed) {
             use std::io::Write;
             // pings (rate limit) and garbage (offences), never reading the answers
             if w.write_all(&ping).is_err() || w.write_all(&junk).is_err() {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            sent += 1;
+            r2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        sent
     });
+    // the quiet guest pings only once the flood is under way (on a loaded machine the flood
+    // thread may otherwise not have run at all before the pings are done)
+    let started = std::time::Instant::now();
+    while rounds.load(std::sync::atomic::Ordering::Relaxed) < 100 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the flood did not get going"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     for i in 1..=50 {
         g.send(&Message::Ping, 100 + i);
         let f = g.recv_kind(Kind::Pong);
         assert_eq!(f.id(), 100 + i);
     }
+    let during = rounds.load(std::sync::atomic::Ordering::Relaxed);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let sent = flood.join().unwrap();
-    assert!(sent > 100, "the flood ran ({sent} rounds)");
+    flood.join().unwrap();
+    assert!(during > 100, "the flood ran ({during} rounds)");
     assert!(d.alive());
     let status = d.status();
     let flood_status = status["guests"]
