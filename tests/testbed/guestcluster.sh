@@ -116,8 +116,11 @@ make_seed() {
         echo "127.0.0.1 localhost"
         for j in "${!GUESTS[@]}"; do echo "$GUEST_NET.$((j + 1)) ${GUESTS[$j]}"; done
     } >"$S/root/etc/hosts"
-    printf '[Match]\nName=eth0\n\n[Network]\nAddress=%s.%s/24\n' "$GUEST_NET" "$i" \
-        >"$S/root/etc/systemd/network/10-eth0.network"
+    # IPv4 only: the cluster link has no router, and with IPv6 on, networkd kept the link
+    # "configuring" through its router solicitations (~12 s of every boot, which corosync
+    # waits for behind network-online.target)
+    printf '[Match]\nName=eth0\n\n[Network]\nAddress=%s.%s/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' \
+        "$GUEST_NET" "$i" >"$S/root/etc/systemd/network/10-eth0.network"
     {
         printf 'totem {\n    version: 2\n    cluster_name: %s\n    transport: knet\n' "$CLUSTER"
         printf '    crypto_cipher: none\n    crypto_hash: none\n    token: %s\n}\nnodelist {\n' "${TOKEN:-3000}"
