@@ -39,14 +39,16 @@ for t in "${tiers[@]}"; do
 done
 tiers=("${expanded[@]}")
 
-missing=()
-for tier in "${tiers[@]}"; do
-    for p in $(pkgs_for "$tier"); do
-        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-            missing+=("$p")
-        fi
-    done
-done
+# missing_pkgs: the requested tiers' packages not installed, each once, in order
+missing_pkgs() {
+    local tier p
+    for tier in "${tiers[@]}"; do
+        for p in $(pkgs_for "$tier"); do
+            dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"
+        done
+    done | awk '!seen[$0]++'
+}
+mapfile -t missing < <(missing_pkgs)
 # The project's own host-side OCF agents, where a package would put them: the live tiers run
 # guests as ocf:pm-kvm-tools:VirtualDomain (vm-ctl.conf's vm_ocf) and the daemons as
 # ocf:pm-kvm-tools:vm-connectd / vm-stonithd clones.
@@ -66,8 +68,6 @@ if [ ${#missing[@]} -eq 0 ]; then
     install_project_agents
     exit 0
 fi
-# de-duplicate, keep order
-mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
 log "install: ${missing[*]}"
 t0=$(now)
 apt_get() { apt-get -q -o Dpkg::Use-Pty=0 "$@"; }
@@ -85,6 +85,13 @@ if ! install_all; then
     log "install failed; refreshing the package lists and retrying once"
     apt_get update
     install_all || die "apt-get install failed for: ${missing[*]}"
+fi
+# An install can remove a package that was present (the pitfall above: qemu-system-x86 removes
+# backports' qemu-utils): whatever is missing now is installed in a second round.
+mapfile -t missing < <(missing_pkgs)
+if [ ${#missing[@]} -gt 0 ]; then
+    log "install: ${missing[*]} (removed by the first round)"
+    apt_get install -y --no-install-recommends "${missing[@]}" || die "apt-get install failed for: ${missing[*]}"
 fi
 install_project_agents
 log "install: done in $(elapsed "$t0") s"
