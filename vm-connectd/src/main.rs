@@ -149,8 +149,9 @@ fn status(socket: &std::path::Path, json: bool) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!(
-                "vm-connectd status: cannot reach the daemon at {}: {e}",
-                socket.display()
+                "vm-connectd status: cannot reach the daemon: {}; is it running? (--socket names \
+                 another socket)",
+                vm_common::error_chain(&e)
             );
             return ExitCode::from(5);
         }
@@ -165,7 +166,7 @@ fn status(socket: &std::path::Path, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("vm-connectd status: {e}");
+            eprintln!("vm-connectd status: {}", vm_common::error_chain(&e));
             ExitCode::FAILURE
         }
     }

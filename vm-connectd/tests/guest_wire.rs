@@ -207,6 +207,13 @@ fn vm_connect_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(5));
+    // what failed, why (the OS's reason), and what to do
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot connect to /nonexistent/x.sock: No such file or directory")
+            && stderr.contains("--socket"),
+        "{stderr}"
+    );
     let out = run(&["-t", "stonith"]);
     assert_eq!(out.status.code(), Some(64));
     let out = run(&["--bogus"]);

@@ -39,17 +39,8 @@ fn main() -> ExitCode {
             for w in warnings {
                 eprintln!("warning: {w}");
             }
-            // Print the whole chain once: the outer message names the step, sources say why.
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                let s = s.to_string();
-                if !msg.contains(&s) {
-                    msg.push_str(": ");
-                    msg.push_str(&s);
-                }
-                source = s_source(source);
-            }
+            // the outer message names the step, its sources say why
+            let msg = vm_common::error_chain(&e);
             eprintln!("vm-ctl: {msg}");
             if cli.output == Format::Json {
                 let json = serde_json::json!({ "error": msg, "exit_code": e.exit_code() });
@@ -58,10 +49,4 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
-}
-
-fn s_source<'a>(
-    e: Option<&'a (dyn std::error::Error + 'static)>,
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    e.and_then(std::error::Error::source)
 }

@@ -22,9 +22,10 @@ use vm_seal::{Action, FenceReply, FenceRequest, Name, Outcome, PowerState, Repla
 
 use crate::authz;
 use crate::config::{Config, LegacyDecrypt};
-use crate::fence::{Executor, Job, error_chain};
+use crate::fence::{Executor, Job};
 use crate::keys::KeyRing;
 use crate::plan;
+use vm_common::error_chain;
 
 /// The service name vm-stonithd registers.
 pub const SERVICE: &str = "stonith";

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use vm_common::error_chain;
 use vm_pcmk::{ClusterStatus, Pacemaker, PcmkError, Role, Update};
 use vm_seal::{Action, FenceReply, Name, Outcome, PowerState};
 
@@ -552,21 +553,6 @@ fn blocked(st: &ClusterStatus, rsc: &str) -> Option<String> {
             if r.failed { ", failed" } else { "" }
         )
     })
-}
-
-/// An error and its sources, on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

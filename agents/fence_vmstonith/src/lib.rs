@@ -14,11 +14,11 @@ pub mod metadata;
 pub mod options;
 pub mod request;
 
-use std::error::Error;
 use std::fmt;
 use std::io::{Read, Write};
 use std::thread;
 
+use vm_common::error_chain;
 use vm_seal::{Action, Key, Name, PowerState};
 
 use crate::metadata::AGENT;
@@ -78,22 +78,6 @@ impl<'a> Log<'a> {
     }
 }
 
-/// An error and its sources on one line, `outer: inner: innermost`.
-pub fn chain(e: &dyn Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        // some errors already quote their source in their own message: do not repeat it
-        if !s.ends_with(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = inner.source();
-    }
-    s
-}
-
 /// `s` made safe for a one-line log: control characters become spaces.
 pub fn one_line(s: &str) -> String {
     s.chars()
@@ -150,7 +134,7 @@ pub fn run(argv: &[String], stdin: &mut dyn Read, out: &mut dyn Write, err: &mut
             log.error(format_args!(
                 "{}: cannot use the key: {}",
                 opts.action.as_str(),
-                chain(&e)
+                error_chain(&e)
             ));
             return exit::FAILURE;
         }
@@ -244,7 +228,7 @@ fn emit(out: &mut dyn Write, text: &str, log: &mut Log<'_>) -> u8 {
 
 /// A failed request's log line.
 fn failed(log: &mut Log<'_>, what: &str, e: &RequestError) -> u8 {
-    log.error(format_args!("{what} failed: {}", chain(e)));
+    log.error(format_args!("{what} failed: {}", error_chain(e)));
     exit::FAILURE
 }
 
@@ -438,8 +422,13 @@ mod tests {
     fn helpers() {
         assert_eq!(one_line("a\nb\tc"), "a b c");
         let e = RequestError::Seal(vm_seal::SealError::Tag);
-        assert!(chain(&e).starts_with("cannot seal the request: authentication failed"));
+        assert!(error_chain(&e).starts_with("cannot seal the request: authentication failed"));
         let e = Key::load(std::path::Path::new("/nonexistent/k")).unwrap_err();
-        assert_eq!(chain(&e).matches("os error 2").count(), 1, "{}", chain(&e));
+        assert_eq!(
+            error_chain(&e).matches("os error 2").count(),
+            1,
+            "{}",
+            error_chain(&e)
+        );
     }
 }

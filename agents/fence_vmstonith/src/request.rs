@@ -169,9 +169,12 @@ pub fn request(
         last = match attempt(ctx, action, target, deadline, log, &what, attempts)? {
             Ok(reply) => return Ok(reply),
             Err(Again::Connect(e)) => {
-                format!("cannot connect to vm-connectd: {}", crate::chain(&e))
+                format!(
+                    "cannot connect to vm-connectd: {}",
+                    vm_common::error_chain(&e)
+                )
             }
-            Err(Again::Retry(e)) => crate::chain(&e),
+            Err(Again::Retry(e)) => vm_common::error_chain(&e),
         };
         // Wait before the next attempt; when the pause would leave no time for it, give up
         // now (the final error names this last reason).

@@ -5,7 +5,11 @@
 //!   call can hang a daemon or the CLI.
 //! - [`notify`]: readiness for service managers (`READY=1` on `$NOTIFY_SOCKET`).
 //! - [`logging`]: the `tracing` subscriber every binary installs once, at start.
+//! - [`error_chain`]: an error and its sources on one line, how every binary reports a failure.
 
+mod error;
 pub mod logging;
 pub mod notify;
 pub mod process;
+
+pub use error::error_chain;

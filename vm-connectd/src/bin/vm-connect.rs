@@ -141,8 +141,9 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!(
-                "vm-connect: cannot reach vm-connectd at {}: {e}",
-                socket.display()
+                "vm-connect: cannot reach vm-connectd: {}; start it (vm-connectd -t guest in a \
+                 guest, -t host on a host) or name its socket with --socket",
+                vm_common::error_chain(&e)
             );
             return ExitCode::from(exit::UNREACHABLE);
         }
@@ -199,7 +200,7 @@ fn main() -> ExitCode {
             ExitCode::from(exit::REMOTE)
         }
         Err(e) => {
-            eprintln!("vm-connect: {e}");
+            eprintln!("vm-connect: {}", vm_common::error_chain(&e));
             ExitCode::FAILURE
         }
     }
