@@ -131,8 +131,11 @@ pub fn run(argv: &[String], stdin: &mut dyn Read, out: &mut dyn Write, err: &mut
     let key = match Key::load(&opts.key_file) {
         Ok(k) => k,
         Err(e) => {
+            // the key is made on the host; say where it comes from, not only what failed
             log.error(format_args!(
-                "{}: cannot use the key: {}",
+                "{}: cannot use the key: {}; copy the guest cluster's key there, mode \
+                 0600 (`vm-ctl stonith keygen` on the host makes it and says how), or name it \
+                 with key_file=",
                 opts.action.as_str(),
                 error_chain(&e)
             ));

@@ -294,6 +294,15 @@ fn validate_all_checks_the_key_file() {
     // and an action refuses to run with it
     let r = agent(&args(&host, &["-o", "off", "-n", "web2"]), LIMIT);
     assert_eq!(r.code, 1, "{r:?}");
+    // no key at all: what is missing, and where the key comes from
+    std::fs::remove_file(&host.key_file).unwrap();
+    let r = agent(&args(&host, &["-o", "validate-all"]), LIMIT);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("No such file or directory")
+            && r.stderr.contains("vm-ctl stonith keygen"),
+        "{r:?}"
+    );
     assert!(host.seen().is_empty());
 }
 
