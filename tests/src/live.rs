@@ -10,8 +10,9 @@ use crate::{Exclusive, run_ok, script, wait_for};
 static LIVE: Mutex<()> = Mutex::new(());
 
 /// Exclusive use of the live single-node cluster. `acquire` brings it up if needed (~5 s the
-/// first time) and erases what earlier tests configured; the cluster keeps running after the
-/// test (tests/run-all stops it at the end of the tier).
+/// first time) and erases what earlier tests configured, powering off the guests they left
+/// running (so a test need not stop its guests); the cluster keeps running after the test
+/// (tests/run-all stops it at the end of the tier).
 #[derive(Debug)]
 pub struct LiveCluster {
     node: String,

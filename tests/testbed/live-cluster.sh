@@ -9,7 +9,7 @@
 #   down    stop pacemakerd (which stops its resources) then corosync, by recorded PID.
 #   status  print crm_mon's view; exit 1 when the cluster is not up.
 #   reset   erase every resource and constraint, and reset cluster options, on a running
-#           cluster (used between tests).
+#           cluster (used between tests); guests still running are powered off, not shut down.
 #
 # It takes over this machine's Pacemaker state directory (/var/lib/pacemaker/cib is wiped at
 # every `up`) and refuses to start if a cluster it did not start is running.
@@ -103,11 +103,33 @@ down() {
     log "live cluster down after $(elapsed "$t0") s"
 }
 
+# the ids of the configured VirtualDomain resources (either provider; cibadmin fails on none)
+virtual_domains() {
+    { cibadmin --query --xpath "//primitive[@type='VirtualDomain']" 2>/dev/null || true; } |
+        sed -n 's/^ *<primitive [^>]*\bid="\([^"]*\)".*/\1/p'
+}
+
 reset() {
     running || die "live cluster is not up"
+    # An earlier test's guests are throwaway, but a VirtualDomain stop asks the guest to shut
+    # down and waits up to the stop timeout: a guest still booting ignores the request, ~55 s
+    # each (nearly half the live tier's time). The project's agent stops with a hard power-off
+    # where the transient node attribute force_stop-<rsc> is set (agents/ocf/VirtualDomain);
+    # the attributes go once the stops are done, so that no test inherits one.
+    local rsc hard
+    hard=$(virtual_domains)
+    for rsc in $hard; do
+        crm_attribute --node "$NODE" --lifetime reboot --name "force_stop-$rsc" --update true
+    done
     # constraints first: they refer to resources, and the CIB refuses dangling references
     cibadmin --replace -o constraints -X '<constraints/>'
     cibadmin --replace -o resources -X '<resources/>'
+    if [ -n "$hard" ]; then
+        crm_resource --wait --timeout=120s || log "reset: the cluster did not settle within 120 s"
+        for rsc in $hard; do
+            crm_attribute --node "$NODE" --lifetime reboot --name "force_stop-$rsc" --delete >/dev/null
+        done
+    fi
     cibadmin --replace -o rsc_defaults -X '<rsc_defaults/>' 2>/dev/null || true
     crm_attribute --type crm_config --name stonith-enabled --update false
     crm_attribute --type crm_config --name maintenance-mode --update false

@@ -279,7 +279,6 @@ fn live_fence_full_chain_over_a_real_channel() {
         format!("cluster-glue `stonith -t external/vm-stonith -T on {tgt}`: started"),
     );
     drop(fx);
-    vmctl.ok(&["resource", "stop", &format!("{req},{tgt}"), "--wait=120"]);
 }
 
 /// Sends `body` to the stonith service through the guest daemon at `socket`.
@@ -675,7 +674,6 @@ fn live_fence_faults_never_give_a_false_ok() {
             took.as_secs_f64()
         ),
     );
-    vmctl.ok(&["resource", "stop", tgt, "--wait=120"]);
 }
 
 #[test]
@@ -908,5 +906,4 @@ fn live_fence_legacy_tokens_only_when_enabled() {
             "legacy token decrypted by `openssl des-ede3 -d` run without a shell: plugin on {tgt} started it"
         ),
     );
-    vmctl.ok(&["resource", "stop", tgt, "--wait=120"]);
 }
