@@ -109,13 +109,20 @@ virtual_domains() {
         sed -n 's/^ *<primitive [^>]*\bid="\([^"]*\)".*/\1/p'
 }
 
+# the transient force_stop-* node attributes (attrd writes them to the status section)
+force_stop_attrs() {
+    cibadmin --query --scope status 2>/dev/null | grep -o 'name="force_stop-[^"]*"' |
+        sed 's/^name="//; s/"$//' | sort -u || true
+}
+no_force_stop_attrs() { [ -z "$(force_stop_attrs)" ]; }
+
 reset() {
     running || die "live cluster is not up"
     # An earlier test's guests are throwaway, but a VirtualDomain stop asks the guest to shut
     # down and waits up to the stop timeout: a guest still booting ignores the request, ~55 s
     # each (nearly half the live tier's time). The project's agent stops with a hard power-off
     # where the transient node attribute force_stop-<rsc> is set (agents/ocf/VirtualDomain);
-    # the attributes go once the stops are done, so that no test inherits one.
+    # the attributes go once the stops are done.
     local rsc hard
     hard=$(virtual_domains)
     for rsc in $hard; do
@@ -126,10 +133,14 @@ reset() {
     cibadmin --replace -o resources -X '<resources/>'
     if [ -n "$hard" ]; then
         crm_resource --wait --timeout=120s || log "reset: the cluster did not settle within 120 s"
-        for rsc in $hard; do
-            crm_attribute --node "$NODE" --lifetime reboot --name "force_stop-$rsc" --delete >/dev/null
-        done
     fi
+    # No transient force_stop attribute outlives the reset, whoever set it: one left behind
+    # would make a later test's "the fence was a hard power-off" check pass on it.
+    local name
+    for name in $(force_stop_attrs); do
+        crm_attribute --node "$NODE" --lifetime reboot --name "$name" --delete >/dev/null
+    done
+    wait_until 10 no_force_stop_attrs || die "reset: force_stop attributes left: $(force_stop_attrs)"
     cibadmin --replace -o rsc_defaults -X '<rsc_defaults/>' 2>/dev/null || true
     crm_attribute --type crm_config --name stonith-enabled --update false
     crm_attribute --type crm_config --name maintenance-mode --update false
