@@ -163,6 +163,12 @@ impl Cib {
         nvpair_value(self.resource(rsc)?, "instance_attributes", name)
     }
 
+    /// A resource default from `rsc_defaults` (its unconditional `meta_attributes` sets);
+    /// `None` when unset (Pacemaker then applies its built-in default).
+    pub fn rsc_default(&self, name: &str) -> Option<&str> {
+        nvpair_value(self.section("rsc_defaults")?, "meta_attributes", name)
+    }
+
     /// The resource with id `id`, at any depth, for edits.
     pub fn resource_mut(&mut self, id: &str) -> Option<&mut Element> {
         find_id_mut(self.section_mut("resources"), id)
@@ -354,6 +360,10 @@ mod tests {
       <rsc_order id="o2" first="clnPing" then="vm10" kind="Optional"/>
       <rsc_colocation id="s1" score="INFINITY"><resource_set id="s1-set"><resource_ref id="vm1"/></resource_set></rsc_colocation>
     </constraints>
+    <rsc_defaults>
+      <meta_attributes id="night"><rule id="night-r" score="INFINITY"><date_expression id="night-d" operation="gt" start="2000-01-01"/></rule><nvpair id="night-s" name="resource-stickiness" value="0"/></meta_attributes>
+      <meta_attributes id="rsc-options"><nvpair id="rsc-options-s" name="resource-stickiness" value="100"/></meta_attributes>
+    </rsc_defaults>
   </configuration>
   <status/>
 </cib>"#;
@@ -377,6 +387,9 @@ mod tests {
         assert!(!cib.stonith_enabled());
         assert_eq!(cib.meta_attribute("vm1", "target-role"), Some("Stopped"));
         assert_eq!(cib.instance_attribute("vm1", "config"), Some("/x.xml"));
+        // a set with a rule applies only sometimes: the unconditional one is the default
+        assert_eq!(cib.rsc_default("resource-stickiness"), Some("100"));
+        assert_eq!(cib.rsc_default("migration-threshold"), None);
     }
 
     #[test]

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 
 use vm_libvirt::{Hypervisor, Libvirt};
 use vm_pcmk::Cib;
+use vm_pcmk::xml::Element;
 use vm_seal::{Key, KeyError};
 
 use crate::App;
 use crate::cli::{CheckArgs, FencePaths};
 use crate::commands::add::check_domain_xml;
-use crate::config::Config;
+use crate::config::{Config, Score};
 use crate::error::Result;
 use crate::guest;
 use crate::ids;
@@ -52,6 +53,7 @@ pub fn run(app: &App, args: &CheckArgs) -> Result<Outcome> {
     let cib = app.pcmk.snapshot()?;
     let mut f = Findings(Vec::new());
     check_cluster(config, &cib, &mut f);
+    check_stickiness(config, &cib, &guest::all(&cib), &mut f);
     check_guest_fencing(&args.fence, &cib, &mut f);
     let doms: Vec<String> = if domains.is_empty() {
         guest::all(&cib).into_iter().map(|(d, _)| d).collect()
@@ -141,7 +143,10 @@ fn check_cluster(config: &Config, cib: &Cib, f: &mut Findings) {
         })
     };
     match find_clone("vmconnectd") {
-        Some(id) => f.ok("cluster", format!("vm-connectd runs as clone {id}")),
+        Some(id) => {
+            f.ok("cluster", format!("vm-connectd runs as clone {id}"));
+            check_connectd_sock_dir(config, cib, &id, f);
+        }
         None => f.push(
             "cluster",
             Level::Warning,
@@ -171,6 +176,122 @@ fn check_cluster(config: &Config, cib: &Cib, f: &mut Findings) {
             e.to_string(),
             format!("set vm_stonith=on or off in {file}"),
         ),
+    }
+}
+
+/// The directory the vm-connectd clone watches must be the one vm-ctl expects the guests'
+/// channels in (`vm_connectd_sock_dir`), or every guest check below compares against the wrong
+/// place. Only known when the clone runs the shipped OCF agent (its `sock_dir` parameter).
+fn check_connectd_sock_dir(config: &Config, cib: &Cib, clone: &str, f: &mut Findings) {
+    let Some(prim) = cib
+        .resource(clone)
+        .and_then(|c| c.elements().find(|e| e.name == "primitive"))
+        .filter(|p| {
+            p.get("provider") == Some("pm-kvm-tools") && p.get("type") == Some("vm-connectd")
+        })
+        .and_then(|p| p.id())
+    else {
+        return;
+    };
+    // the agent's default when the parameter is not set
+    let watched = cib
+        .instance_attribute(prim, "sock_dir")
+        .unwrap_or("/var/lib/libvirt/qemu");
+    let expected = config.connectd_sock_dir.display();
+    if Path::new(watched) == config.connectd_sock_dir {
+        f.ok(
+            "cluster",
+            format!("vm-connectd ({prim}) watches {watched}, where vm_connectd_sock_dir puts the guests' channels"),
+        );
+    } else {
+        f.push(
+            "cluster",
+            Level::Error,
+            format!(
+                "vm-connectd ({prim}) watches {watched}, but vm_connectd_sock_dir is {expected}: \
+                 guests whose channel is there are not relayed (no guest fencing)"
+            ),
+            format!(
+                "set vm_connectd_sock_dir={watched} in {}, or the clone's directory: \
+                 crm_resource --resource {prim} --set-parameter sock_dir --parameter-value {expected}",
+                config.source.display()
+            ),
+        );
+    }
+}
+
+/// With a resource-stickiness of 0 (Pacemaker's default), the scheduler spreads resources by
+/// count: adding, starting or moving one guest, or a node joining, can live-migrate other guests
+/// that were running fine. Stickiness below the preferred-node score still lets a guest return
+/// to its preferred node; at or above it, guests stay where they run.
+fn check_stickiness(config: &Config, cib: &Cib, guests: &[(String, &Element)], f: &mut Findings) {
+    let act = config.node_loc_act.as_str();
+    let level = |v: &str| match Score::parse(v) {
+        Some(s) if s == Score::infinity() => Some(i64::MAX),
+        Some(s) if s == Score::minus_infinity() => Some(i64::MIN),
+        Some(s) => s.as_str().parse::<i64>().ok(),
+        None => None,
+    };
+    let act_level = level(act).unwrap_or(0);
+    let fix = format!(
+        "crm configure rsc_defaults resource-stickiness=100, or pcs resource defaults update \
+         resource-stickiness=100 (below vm_node_loc_act {act}: a guest still returns to its \
+         preferred node; INFINITY: guests stay where they run)"
+    );
+    let judge = |subject: &str, value: Option<&str>, whose: &str, f: &mut Findings| {
+        match value
+        .map(|v| (v, level(v)))
+    {
+        None | Some((_, Some(0))) => f.push(
+            subject,
+            Level::Warning,
+            format!(
+                "resource-stickiness is {} ({whose}): Pacemaker may live-migrate running guests \
+                 to even out the nodes whenever a guest is added, started or moved, or a node joins",
+                value.unwrap_or("0, Pacemaker's default")
+            ),
+            fix.clone(),
+        ),
+        Some((v, None)) => f.push(
+            subject,
+            Level::Error,
+            format!("resource-stickiness {v:?} ({whose}) is not a score"),
+            fix.clone(),
+        ),
+        Some((v, Some(n))) if n < 0 => f.push(
+            subject,
+            Level::Warning,
+            format!("resource-stickiness is {v} ({whose}): guests are pushed away from where they run"),
+            fix.clone(),
+        ),
+        Some((v, Some(n))) => f.ok(
+            subject,
+            format!(
+                "resource-stickiness {v} ({whose}): guests stay where they run{}",
+                if n < act_level {
+                    format!(", or return to their preferred node (score {act})")
+                } else {
+                    format!(", even when their preferred node (score {act}) is back")
+                }
+            ),
+        ),
+    }
+    };
+    if !guests.is_empty() {
+        judge(
+            "cluster",
+            cib.rsc_default("resource-stickiness"),
+            "rsc_defaults",
+            f,
+        );
+    }
+    // a guest's own meta attribute overrides the default
+    for (dom, prim) in guests {
+        let rsc = prim.id().unwrap_or_default();
+        let own = cib.meta_attribute(rsc, "resource-stickiness");
+        if own.is_some() {
+            judge(dom, own, &format!("meta attribute of {rsc}"), f);
+        }
     }
 }
 

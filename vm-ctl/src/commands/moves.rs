@@ -115,7 +115,7 @@ pub fn run_move(app: &App, dom: &str, node: Option<&str>, opts: MoveOpts) -> Res
             .attr("score", "-INFINITY"),
     };
     let constraint_id = constraint.id().unwrap_or("").to_owned();
-    let dest = app.pcmk.transact(ATTEMPTS, |cib| {
+    let (dest, others) = app.pcmk.transact(ATTEMPTS, |cib| {
         let before = cib.clone();
         guest::primitive(cib, dom)?;
         if node.is_some() {
@@ -152,8 +152,31 @@ pub fn run_move(app: &App, dom: &str, node: Option<&str>, opts: MoveOpts) -> Res
                 });
             }
         };
-        finish(app, &before, cib, dest)
+        // what else the scheduler would do with this change: with a low resource-stickiness
+        // it may also live-migrate other guests to even out the nodes, which the operator
+        // should hear about (or, in a dry run, before it happens)
+        let others = guest::all(cib)
+            .into_iter()
+            .filter(|(d, _)| d != dom)
+            .filter_map(|(d, _)| {
+                let other = ids::rsc(&d);
+                let was = status.nodes_with(&other, Role::Started);
+                let will = sim.nodes_with(&other, Role::Started);
+                (was != will).then(|| format!("{d} ({} -> {})", show(&was), show(&will)))
+            })
+            .collect::<Vec<_>>();
+        finish(app, &before, cib, (dest, others))
     })?;
+    let also = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; Pacemaker {} also move {} (a constraint, or a low resource-stickiness: see \
+             crm_simulate -sL and vm-ctl check)",
+            if app.dry_run { "would" } else { "will" },
+            others.join(", ")
+        )
+    };
 
     let mut report = GuestReport {
         domain: dom.to_owned(),
@@ -163,13 +186,13 @@ pub fn run_move(app: &App, dom: &str, node: Option<&str>, opts: MoveOpts) -> Res
     };
     if app.dry_run {
         report.change = Change::WouldChange;
-        report.detail = format!("would move from {from} to {dest}");
+        report.detail = format!("would move from {from} to {dest}{also}");
         return Ok(single(report));
     }
     let Some(secs) = opts.wait else {
         report.detail = format!(
             "moving from {from} to {dest}; constraint {constraint_id} stays until \
-             `vm-ctl resource unmove {dom}`"
+             `vm-ctl resource unmove {dom}`{also}"
         );
         return Ok(single(report));
     };
@@ -190,7 +213,7 @@ pub fn run_move(app: &App, dom: &str, node: Option<&str>, opts: MoveOpts) -> Res
     let status = app.pcmk.status()?;
     let now = status.nodes_with(&rsc, Role::Started).join(",");
     if opts.keep {
-        report.detail = format!("moved from {from} to {now}; kept {constraint_id}");
+        report.detail = format!("moved from {from} to {now}; kept {constraint_id}{also}");
         return Ok(single(report));
     }
     // Clear the temporary constraint, unless Pacemaker would then send the guest straight
@@ -209,12 +232,12 @@ pub fn run_move(app: &App, dom: &str, node: Option<&str>, opts: MoveOpts) -> Res
         finish(app, &before, cib, Ok(()))
     })?;
     report.detail = match cleared {
-        Ok(()) => format!("moved from {from} to {now}; temporary constraint removed"),
+        Ok(()) => format!("moved from {from} to {now}; temporary constraint removed{also}"),
         Err(back) => format!(
             "moved from {from} to {now}; kept {constraint_id}, because without it Pacemaker \
              would move {rsc} to {back} again (its preferred node outweighs stickiness): run \
              `vm-ctl location move {dom}` to make {now} preferred, or `vm-ctl resource unmove \
-             {dom}` to let it go back",
+             {dom}` to let it go back{also}",
             back = if back.is_empty() {
                 "nowhere".to_owned()
             } else {
@@ -223,6 +246,15 @@ pub fn run_move(app: &App, dom: &str, node: Option<&str>, opts: MoveOpts) -> Res
         ),
     };
     Ok(single(report))
+}
+
+/// Nodes for a message: `n1`, `n1,n2`, or `stopped`.
+fn show(nodes: &[String]) -> String {
+    if nodes.is_empty() {
+        "stopped".to_owned()
+    } else {
+        nodes.join(",")
+    }
 }
 
 /// Remove the guest's temporary move constraints.
