@@ -55,7 +55,8 @@ on() { "$MNSH" exec "$@"; }
 # vm-ctl on node n1 (or $VMCTL_NODE), printed as the user would type it
 vmctl() {
     echo "\$ vm-ctl $*"
-    on "${VMCTL_NODE:-n1}" "$BIN/vm-ctl" --config "$GC/vm-ctl.conf" "$@" 2>&1 | sed 's/^/  /'
+    VM_STONITHD_CONFIG=$GC/vm-stonithd.toml \
+        on "${VMCTL_NODE:-n1}" "$BIN/vm-ctl" --config "$GC/vm-ctl.conf" "$@" 2>&1 | sed 's/^/  /'
     return "${PIPESTATUS[0]}"
 }
 # the first node that answers, for host-cluster queries
@@ -283,6 +284,11 @@ up() {
 </clone>"
     fi
 
+    # guests stay where they run (no rebalancing live migrations when another guest moves or
+    # a node joins) unless their preferred node (score 200) calls them back
+    on n1 cibadmin --modify --allow-create --scope rsc_defaults --xml-text \
+        '<meta_attributes id="rsc-options"><nvpair id="rsc-options-resource-stickiness" name="resource-stickiness" value="100"/></meta_attributes>'
+
     # the guest cluster's key (operations.md step 3) and vm-stonithd's configuration (step 4)
     if [ ! -f "$GC/guest-fence.key" ]; then
         rm -rf "$GC/keys"
@@ -320,6 +326,7 @@ vm_migrate_to_op=(0 120s)
 vm_migrate_from_op=(0 60s restart)
 vm_pingd1=(clnPingd default_ping_set)
 vm_stonithd1=(clnVmStonithd)
+vm_connectd_sock_dir=/run/pmkt/vmconnectd
 CONF
     local list
     list=$(IFS=,; echo "${GUESTS[*]}")
@@ -345,6 +352,13 @@ CONF
         vmctl resource add "$list" -a n1
         vmctl resource start "$list" --wait=120
         mark "vm-ctl: $list added (resource, location, ping rule, constraints) and started on n1"
+        # the sandbox is set up as an operator should set up a cluster: vm-ctl check agrees
+        local report
+        report=$(vmctl check) || die "vm-ctl check finds errors in the scenario's set-up:
+$report"
+        ! grep -q WARNING <<<"$report" || die "vm-ctl check warns about the scenario's set-up:
+$report"
+        mark "vm-ctl check: no error, no warning (clones, vm-connectd's directory, stickiness, fence keys on every node, guests)"
     else
         fence_virtd_up
         mark "fence_virt comparison: $list as plain libvirt domains on n1, fence_virtd (serial, libvirt) there"
