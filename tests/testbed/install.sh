@@ -24,7 +24,7 @@ pkgs_for() {
     guest) echo busybox-static cpio qemu-utils socat ;;
     gc) echo debootstrap busybox-static cpio ;;
     multinode) echo iproute2 util-linux iputils-ping ;;
-    lint) echo shellcheck ;;
+    lint) echo shellcheck systemd ;; # systemd: systemd-analyze verify of agents/systemd
     # bookworm: the libvirt backend and serial listener are in fence-virtd
     fencevirt) echo fence-virtd fence-virt ;;
     *) die "unknown tier '$1' (build cib live libvirt guest gc multinode lint fencevirt all)" ;;
