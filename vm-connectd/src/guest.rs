@@ -131,7 +131,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), GuestError> {
     let port = port::resolve(&cfg.port)?;
-    let listener = local::bind(&cfg.socket)?;
+    let (listener, _socket_file) = local::bind(&cfg.socket)?;
     let (ev_tx, ev_rx) = mpsc::channel::<PortEvent>(256);
     let writer = port::open(&port, ev_tx).await?;
     let guest = Arc::new(Guest {
@@ -150,7 +150,6 @@ pub async fn run(
         () = port_loop(Arc::clone(&guest), ev_rx) => tracing::error!("port closed"),
         () = accept_loop(Arc::clone(&guest), listener) => tracing::error!("local socket closed"),
     }
-    let _ = std::fs::remove_file(&cfg.socket);
     Ok(())
 }
 

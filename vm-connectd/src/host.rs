@@ -168,7 +168,7 @@ pub async fn run(
         cfg: cfg.clone(),
         state: Mutex::new(State::default()),
     });
-    let listener = local::bind(&cfg.socket)?;
+    let (listener, _socket_file) = local::bind(&cfg.socket)?;
     let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<Discovered>(1024);
     let _discovery = discovery::start(&cfg.sock_dir, cfg.libvirt_uri.clone(), found_tx)?;
     tracing::info!(
@@ -189,7 +189,6 @@ pub async fn run(
         () = accept => tracing::error!("local socket closed"),
         () = links => tracing::error!("guest discovery stopped"),
     }
-    let _ = std::fs::remove_file(&cfg.socket);
     Ok(())
 }
 

@@ -49,8 +49,20 @@ pub fn peer_cred(stream: &UnixStream) -> PeerCred {
     }
 }
 
-/// Bind the local socket at `path`, mode 0600.
-pub fn bind(path: &Path) -> Result<UnixListener, LocalError> {
+/// The socket file a daemon created; removed when dropped, so a daemon that stops (or fails
+/// to start after binding) leaves no file behind.
+#[derive(Debug)]
+pub struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Bind the local socket at `path`, mode 0600. Keep the [`SocketFile`] for as long as the
+/// listener serves.
+pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), LocalError> {
     let err = |step| {
         move |source| LocalError::Io {
             step,
@@ -74,7 +86,8 @@ pub fn bind(path: &Path) -> Result<UnixListener, LocalError> {
     let bound = UnixListener::bind(path);
     nix::sys::stat::umask(old);
     let listener = bound.map_err(err("listen on"))?;
+    let file = SocketFile(path.to_owned());
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(err("set the permissions of"))?;
-    Ok(listener)
+    Ok((listener, file))
 }

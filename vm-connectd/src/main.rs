@@ -101,7 +101,7 @@ fn main() -> ExitCode {
                 };
                 vm_connectd::guest::run(cfg, vm_connectd::shutdown_signal())
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| vm_common::error_chain(&e))
             }
             Some(Mode::Host) => host(&cli).await,
             None => Err("give -t host or -t guest".to_owned()),
@@ -136,7 +136,7 @@ async fn host(cli: &Cli) -> Result<(), String> {
     };
     vm_connectd::host::run(cfg, vm_connectd::shutdown_signal())
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| vm_common::error_chain(&e))
 }
 
 #[cfg(not(feature = "libvirt"))]

@@ -73,7 +73,10 @@ pub enum PortError {
     )]
     NotFound,
     /// Opening failed.
-    #[error("Cannot open the port {path}")]
+    #[error(
+        "Cannot open the port {path} (--port names the virtio-serial port, or a unix socket in \
+         tests; only one process can hold a port open)"
+    )]
     Open {
         /// The port.
         path: PathBuf,

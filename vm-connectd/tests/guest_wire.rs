@@ -219,3 +219,29 @@ fn vm_connect_exit_codes() {
     let out = run(&["--bogus"]);
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn a_port_that_cannot_be_opened_fails_the_start_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vm-connectd"))
+        .args(["-t", "guest", "--port"])
+        .arg(dir.path().join("missing-port"))
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // which port, what --port is for, and the OS's reason
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Cannot open the port")
+            && stderr.contains("missing-port")
+            && stderr.contains("--port names the virtio-serial port")
+            && stderr.contains("No such file or directory"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("s.sock").exists(),
+        "no client socket is left behind"
+    );
+}
