@@ -44,7 +44,10 @@ pub const DEFAULT_KEY_DIR: &str = "/etc/pm-kvm-tools/keys";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error(
+        "cannot read {path}: {source}; write it (docs/operations.md, \"Guest fencing from \
+         zero\", step 4) or name another with --config"
+    )]
     Read {
         /// The file.
         path: PathBuf,
