@@ -226,72 +226,71 @@ fn check_connectd_sock_dir(config: &Config, cib: &Cib, clone: &str, f: &mut Find
 /// to its preferred node; at or above it, guests stay where they run.
 fn check_stickiness(config: &Config, cib: &Cib, guests: &[(String, &Element)], f: &mut Findings) {
     let act = config.node_loc_act.as_str();
-    let level = |v: &str| match Score::parse(v) {
-        Some(s) if s == Score::infinity() => Some(i64::MAX),
-        Some(s) if s == Score::minus_infinity() => Some(i64::MIN),
-        Some(s) => s.as_str().parse::<i64>().ok(),
-        None => None,
-    };
-    let act_level = level(act).unwrap_or(0);
     let fix = format!(
         "crm configure rsc_defaults resource-stickiness=100, or pcs resource defaults update \
          resource-stickiness=100 (below vm_node_loc_act {act}: a guest still returns to its \
          preferred node; INFINITY: guests stay where they run)"
     );
-    let judge = |subject: &str, value: Option<&str>, whose: &str, f: &mut Findings| {
-        match value
-        .map(|v| (v, level(v)))
-    {
-        None | Some((_, Some(0))) => f.push(
-            subject,
-            Level::Warning,
-            format!(
-                "resource-stickiness is {} ({whose}): Pacemaker may live-migrate running guests \
-                 to even out the nodes whenever a guest is added, started or moved, or a node joins",
-                value.unwrap_or("0, Pacemaker's default")
-            ),
-            fix.clone(),
-        ),
-        Some((v, None)) => f.push(
-            subject,
-            Level::Error,
-            format!("resource-stickiness {v:?} ({whose}) is not a score"),
-            fix.clone(),
-        ),
-        Some((v, Some(n))) if n < 0 => f.push(
-            subject,
-            Level::Warning,
-            format!("resource-stickiness is {v} ({whose}): guests are pushed away from where they run"),
-            fix.clone(),
-        ),
-        Some((v, Some(n))) => f.ok(
-            subject,
-            format!(
-                "resource-stickiness {v} ({whose}): guests stay where they run{}",
-                if n < act_level {
-                    format!(", or return to their preferred node (score {act})")
-                } else {
-                    format!(", even when their preferred node (score {act}) is back")
-                }
-            ),
-        ),
-    }
+    let mut judge = |subject: &str, value: Option<&str>, whose: &str| {
+        let (level, message) = judge_stickiness(value, whose, act);
+        let fix = if level == Level::Ok { "" } else { fix.as_str() };
+        f.push(subject, level, message, fix);
     };
     if !guests.is_empty() {
         judge(
             "cluster",
             cib.rsc_default("resource-stickiness"),
             "rsc_defaults",
-            f,
         );
     }
     // a guest's own meta attribute overrides the default
     for (dom, prim) in guests {
         let rsc = prim.id().unwrap_or_default();
-        let own = cib.meta_attribute(rsc, "resource-stickiness");
-        if own.is_some() {
-            judge(dom, own, &format!("meta attribute of {rsc}"), f);
+        if let Some(own) = cib.meta_attribute(rsc, "resource-stickiness") {
+            judge(dom, Some(own), &format!("meta attribute of {rsc}"));
         }
+    }
+}
+
+/// A stickiness `value` (`None`: unset) against the preferred-node score `act`.
+fn judge_stickiness(value: Option<&str>, whose: &str, act: &str) -> (Level, String) {
+    let level = |v: &str| match Score::parse(v) {
+        Some(s) if s == Score::infinity() => Some(i64::MAX),
+        Some(s) if s == Score::minus_infinity() => Some(i64::MIN),
+        Some(s) => s.as_str().parse::<i64>().ok(),
+        None => None,
+    };
+    match value.map(|v| (v, level(v))) {
+        None | Some((_, Some(0))) => (
+            Level::Warning,
+            format!(
+                "resource-stickiness is {} ({whose}): Pacemaker may live-migrate running guests \
+                 to even out the nodes whenever a guest is added, started or moved, or a node \
+                 joins",
+                value.unwrap_or("0, Pacemaker's default")
+            ),
+        ),
+        Some((v, None)) => (
+            Level::Error,
+            format!("resource-stickiness {v:?} ({whose}) is not a score"),
+        ),
+        Some((v, Some(n))) if n < 0 => (
+            Level::Warning,
+            format!(
+                "resource-stickiness is {v} ({whose}): guests are pushed away from where they run"
+            ),
+        ),
+        Some((v, Some(n))) => (
+            Level::Ok,
+            format!(
+                "resource-stickiness {v} ({whose}): guests stay where they run{}",
+                if n < level(act).unwrap_or(0) {
+                    format!(", or return to their preferred node (score {act})")
+                } else {
+                    format!(", even when their preferred node (score {act}) is back")
+                }
+            ),
+        ),
     }
 }
 
@@ -657,4 +656,39 @@ fn load_keys(dir: &Path, f: &mut Findings) -> (Vec<LocalKey>, Vec<PathBuf>) {
         }
     }
     (local, unusable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stickiness_is_judged_against_the_preferred_node_score() {
+        let judge = |v| judge_stickiness(v, "rsc_defaults", "200");
+        let (level, text) = judge(None);
+        assert_eq!(level, Level::Warning);
+        assert!(
+            text.contains("is 0, Pacemaker's default (rsc_defaults)"),
+            "{text}"
+        );
+        assert_eq!(judge(Some("0")).0, Level::Warning);
+        assert_eq!(judge(Some("+0")).0, Level::Warning);
+        assert_eq!(judge(Some("-INFINITY")).0, Level::Warning);
+        assert_eq!(judge(Some("-5")).0, Level::Warning);
+        assert_eq!(judge(Some("sticky")).0, Level::Error);
+        let (level, text) = judge(Some("100"));
+        assert_eq!(level, Level::Ok);
+        assert!(
+            text.contains("or return to their preferred node (score 200)"),
+            "{text}"
+        );
+        for v in ["200", "INFINITY", "inf"] {
+            let (level, text) = judge(Some(v));
+            assert_eq!(level, Level::Ok);
+            assert!(
+                text.contains("even when their preferred node"),
+                "{v}: {text}"
+            );
+        }
+    }
 }
