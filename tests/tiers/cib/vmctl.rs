@@ -62,9 +62,27 @@ fn vmctl_add_creates_the_original_block_and_is_idempotent() {
     );
     assert_eq!(bed.cib.xml(), before, "an identical add must not write");
 
-    // started meanwhile: still the same configuration
+    // started meanwhile, and running: VirtualDomain's monitor has written the guest's
+    // utilization (as it does with crm_resource --utilization): still the same configuration
     bed.ok(&["resource", "start", "g1"]);
-    bed.ok(&["resource", "add", "g1", "-a", "node1", "-m", "on"]);
+    for (name, value) in [("cpu", "1"), ("hv_memory", "512"), ("host_memory", "512")] {
+        run_ok(&bed.cib.tool("crm_resource").args([
+            "--resource",
+            "prmVMCTL_g1",
+            "--utilization",
+            "--set-parameter",
+            name,
+            "--parameter-value",
+            value,
+        ]));
+    }
+    assert!(bed.cib.xml().contains("prmVMCTL_g1-utilization-hv_memory"));
+    let again = bed.ok(&["resource", "add", "g1", "-a", "node1", "-m", "on"]);
+    assert!(
+        again.stdout_text().contains("g1: already present"),
+        "{}",
+        again.stdout_text()
+    );
 
     let differs = bed.fails(&["resource", "add", "g1", "-a", "node2", "-m", "on"], 10);
     let err = differs.stderr_text();

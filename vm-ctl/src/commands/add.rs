@@ -1,7 +1,8 @@
 //! `resource add`: the guests' primitives and constraints, in one CIB change.
 //!
 //! Idempotent: a guest already configured exactly as this command would configure it is
-//! reported "already present" (runtime meta attributes such as target-role aside); one
+//! reported "already present" (runtime meta attributes such as target-role, and the
+//! utilization VirtualDomain writes, aside); one
 //! configured differently is an error that shows the difference. The domain list is all or
 //! nothing: if any guest cannot be added, none is.
 
@@ -347,6 +348,10 @@ fn normalised(el: &Element) -> Element {
             set.remove_children(|nv| nv.get("name").is_some_and(|n| RUNTIME_META.contains(&n)));
         }
         el.remove_children(|s| s.name == "meta_attributes" && s.elements().next().is_none());
+        // VirtualDomain writes the guest's utilization itself on every monitor
+        // (autoset_utilization_cpu / _hv_memory / _host_memory, on by default), and vm-ctl
+        // does not configure utilization: a running guest is no different for having it.
+        el.remove_children(|s| s.name == "utilization");
     }
     el
 }
