@@ -11,7 +11,8 @@
 # Usage: multinode.sh COMMAND
 #   up                 NODES=2|3 (default 3) nodes, corosync + pacemakerd on each, a real fence
 #                      device (stonith:fence_pmkt_nskill, stonith-enabled=true; STONITH=0 leaves
-#                      fencing off), libvirtd on each (LIBVIRT=0 skips). Idempotent.
+#                      fencing off), libvirtd on each (LIBVIRT=0 skips). Idempotent: on a cluster already up, it powers
+#                      on the nodes that were powered off (fenced) and waits for all online.
 #   down               stop everything by PID (FAST=1: SIGKILL, no graceful stop), then the
 #                      holders: the kernel drops the nodes' mounts, veths and namespaces.
 #   status             crm_mon from the first node that answers
@@ -120,7 +121,12 @@ up() {
     need_root
     local t0 n h
     if pid_alive "$MN/hub.pid"; then
-        wait_until 90 all_online || die "multi-node cluster is up but not all nodes are online"
+        # up means every node up: one powered off (fenced) since boots again
+        for n in $(nodes); do
+            if node_down "$n"; then poweron "$n"; fi
+        done
+        wait_until 90 all_online ||
+            die "multi-node cluster is up but not every node came online in 90 s (logs in $MN/NODE/); start afresh with: $0 down; $0 up"
         log "multi-node cluster already up ($(nodes | xargs))"
         return 0
     fi
