@@ -11,7 +11,7 @@ use vm_tests::guest::{Vport, domain_xml, wait_ready};
 use vm_tests::libvirt::HostLibvirt;
 use vm_tests::live::LiveCluster;
 use vm_tests::vmctl::{LiveVmCtl, domain_xml as offline_domain_xml};
-use vm_tests::{evidence, run_ok, state_dir};
+use vm_tests::{evidence, run_ok, state_dir, wait_for};
 
 pub(crate) const CONFIG: &str = "\
 vm_cfg_ext=.xml
@@ -172,6 +172,25 @@ fn live_vmctl_starts_stops_and_deletes_a_real_guest() {
         "live",
         t0,
         format!("vm-ctl start --wait: {rsc} Started, TCG guest booted"),
+    );
+    // the running agent writes the guest's utilization into its configuration; the guest is
+    // still the one vm-ctl added
+    wait_for(
+        "VirtualDomain to write the guest's utilization",
+        Duration::from_secs(60),
+        || {
+            let cib = cluster.pcmk().snapshot().ok()?;
+            cib.resource(&rsc)?
+                .elements()
+                .any(|e| e.name == "utilization")
+                .then_some(())
+        },
+    );
+    let out = bed.ok(&["resource", "add", name, "-a", cluster.node()]);
+    assert!(
+        out.stdout_text().contains("already present"),
+        "{}",
+        out.stdout_text()
     );
 
     let e = bed.fails(&["resource", "delete", name], 11).stderr_text();
