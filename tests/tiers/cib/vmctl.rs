@@ -545,24 +545,28 @@ fn vmctl_move_names_the_other_guests_it_moves_and_check_names_the_cause() {
     };
     let (n1, n2) = (on("g1"), on("g2"));
     assert_ne!(n1, n2, "with stickiness 0, Pacemaker spreads the guests");
-    let findings = |bed: &VmCtlBed| -> Vec<serde_json::Value> {
+    // one finding of `vm-ctl check` with this subject and level whose message contains `text`
+    let assert_finding = |bed: &VmCtlBed, subject: &str, level: &str, text: &str| {
         let out = bed.cmd(&["--output", "json", "check"]).run().unwrap();
         let v: serde_json::Value = serde_json::from_str(&out.stdout_text()).unwrap();
-        v["findings"].as_array().unwrap().clone()
+        let f = v["findings"].as_array().unwrap();
+        let hit = f.iter().find(|f| {
+            f["subject"] == subject
+                && f["level"] == level
+                && f["message"].as_str().unwrap().contains(text)
+        });
+        assert!(hit.is_some(), "no {level} {text:?} for {subject}: {f:?}");
+        hit.unwrap()["fix"].as_str().unwrap_or("").to_owned()
     };
-    let f = findings(&bed);
+    let fix = assert_finding(
+        &bed,
+        "cluster",
+        "warning",
+        "resource-stickiness is 0, Pacemaker's default (rsc_defaults)",
+    );
     assert!(
-        f.iter().any(|f| f["subject"] == "cluster"
-            && f["level"] == "warning"
-            && f["message"]
-                .as_str()
-                .unwrap()
-                .contains("resource-stickiness is 0, Pacemaker's default (rsc_defaults)")
-            && f["fix"]
-                .as_str()
-                .unwrap()
-                .contains("crm configure rsc_defaults resource-stickiness=100")),
-        "{f:?}"
+        fix.contains("crm configure rsc_defaults resource-stickiness=100"),
+        "{fix}"
     );
     // moving g1 onto g2's node evens the count out by moving g2: said before and after
     let before = bed.cib.xml();
@@ -592,15 +596,11 @@ fn vmctl_move_names_the_other_guests_it_moves_and_check_names_the_cause() {
         "--xml-text",
         r#"<meta_attributes id="rsc-options"><nvpair id="rsc-options-resource-stickiness" name="resource-stickiness" value="100"/></meta_attributes>"#,
     ]));
-    let f = findings(&bed);
-    assert!(
-        f.iter().any(|f| f["subject"] == "cluster"
-            && f["level"] == "ok"
-            && f["message"]
-                .as_str()
-                .unwrap()
-                .contains("resource-stickiness 100 (rsc_defaults): guests stay where they run")),
-        "{f:?}"
+    assert_finding(
+        &bed,
+        "cluster",
+        "ok",
+        "resource-stickiness 100 (rsc_defaults): guests stay where they run",
     );
     let text = bed
         .ok(&["resource", "move", "g1", "-n", &n2, "--no-wait"])
@@ -618,15 +618,11 @@ fn vmctl_move_names_the_other_guests_it_moves_and_check_names_the_cause() {
         "--parameter-value",
         "0",
     ]));
-    let f = findings(&bed);
-    assert!(
-        f.iter().any(|f| f["subject"] == "g2"
-            && f["level"] == "warning"
-            && f["message"]
-                .as_str()
-                .unwrap()
-                .contains("resource-stickiness is 0 (meta attribute of prmVMCTL_g2)")),
-        "{f:?}"
+    assert_finding(
+        &bed,
+        "g2",
+        "warning",
+        "resource-stickiness is 0 (meta attribute of prmVMCTL_g2)",
     );
     evidence(
         IGNORE,
