@@ -61,7 +61,8 @@ flock -w 900 8 || die "the live cluster is in use (flock $PMKT_STATE/live.lock)"
 flock -w 900 9 || die "libvirtd is in use (flock $PMKT_STATE/libvirt.lock)"
 
 # --- packages and builds ---
-"$TB/install.sh" build live libvirt guest fencevirt >/dev/null
+# project: the OCF agents (ocf:pm-kvm-tools:VirtualDomain) come from the host package
+"$TB/install.sh" build live libvirt guest fencevirt project >/dev/null
 if [ "${NO_BUILD:-0}" != 1 ]; then
     (cd "$REPO" && cargo build --release --quiet -p vm-stonithd -p vm-connectd &&
         cargo build --quiet -p vm-ctl -p vm-tests --bin vm-ctl --bin pmkt-tb)

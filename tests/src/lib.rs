@@ -80,6 +80,26 @@ pub fn project_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// Path of one of the project's programs as the host Debian package installed it
+/// (`tests/testbed/install.sh project`, which tests/run-all runs before the live tiers): the
+/// multi-node tier runs what users install. Panics unless the file belongs to the package.
+pub fn packaged_bin(name: &str) -> PathBuf {
+    let path = ["/usr/sbin", "/usr/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("{name} is not installed: install the host package (tests/testbed/install.sh project)")
+        });
+    let owner = run_ok(&Cmd::new("dpkg-query").arg("--search").arg(&path)).stdout_text();
+    assert!(
+        owner.starts_with("pm-kvm-tools:"),
+        "{} is not the packaged one (dpkg-query --search: {owner})",
+        path.display()
+    );
+    path
+}
+
 /// A test-bed script as a command.
 pub fn script(name: &str) -> Cmd {
     Cmd::new(testbed_dir().join(name)).timeout(Duration::from_secs(600))

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use vm_common::process::{Cmd, Output};
 
 use crate::cib::CibFile;
-use crate::{project_bin, run_ok};
+use crate::{packaged_bin, project_bin, run_ok};
 
 /// The vm-ctl.conf the bed writes (the shipped defaults plus one pingd and one diskd clone).
 pub const CONFIG: &str = "\
@@ -163,6 +163,8 @@ pub struct LiveVmCtl {
     dir: tempfile::TempDir,
     /// Prefix for commands (e.g. `nsenter` into a test-bed node), empty for this machine.
     prefix: Vec<String>,
+    /// The vm-ctl that runs: this tree's build, or the packaged one ([`LiveVmCtl::packaged`]).
+    bin: PathBuf,
 }
 
 impl LiveVmCtl {
@@ -183,6 +185,7 @@ impl LiveVmCtl {
         let bed = Self {
             dir,
             prefix: Vec::new(),
+            bin: project_bin("vm-ctl"),
         };
         std::fs::write(
             bed.config_path(),
@@ -190,6 +193,14 @@ impl LiveVmCtl {
         )
         .unwrap();
         bed
+    }
+
+    /// Run the vm-ctl the host package installed (`/usr/sbin/vm-ctl`) instead of this tree's
+    /// debug build: the multi-node tier exercises what users install.
+    #[must_use]
+    pub fn packaged(mut self) -> Self {
+        self.bin = packaged_bin("vm-ctl");
+        self
     }
 
     /// Run commands through `prefix` (e.g. `nsenter -t PID -m -n -u --`).
@@ -216,9 +227,8 @@ impl LiveVmCtl {
 
     /// `vm-ctl --config ... ARGS` on the live cluster, with lock file `lock` (in the dir).
     pub fn cmd_with_lock(&self, lock: &str, args: &[&str]) -> Cmd {
-        let bin = project_bin("vm-ctl");
         let mut argv: Vec<String> = self.prefix.clone();
-        argv.push(bin.display().to_string());
+        argv.push(self.bin.display().to_string());
         let (program, rest) = argv.split_first().unwrap();
         Cmd::new(program)
             .args(rest)

@@ -15,6 +15,8 @@
 #     `gc-image.sh seed`): the initramfs copies its root/ subtree over the new root before systemd
 #     starts, so /etc/hostname, systemd-networkd config, /etc/hosts, corosync.conf, a seeded CIB
 #     and keys are in place from the first instruction of PID 1. No seed: a guest without cluster.
+#   * The project's guest side is the guest package (pm-kvm-tools-guest), installed with dpkg
+#     as users install it (cluster-glue, which its plugin needs, comes with resource-agents).
 #   * Debian's own kernel (extracted from its .deb in $PMKT_CACHE, as guest-image.sh does),
 #     booted with -kernel/-initrd; only the ~20 modules the guest needs go into the image.
 #
@@ -24,7 +26,8 @@
 #   gc-image.sh [build] [--no-build]
 #       Build or refresh $PMKT_CACHE/gc/{vmlinuz,initrd.img,root.img}. Kernel command line:
 #       "console=ttyS0 quiet net.ifnames=0 panic=-1"; disks: root.img first (vda), the seed
-#       second (vdb), both read-only. --no-build: use the binaries already in target/.
+#       second (vdb), both read-only. The project comes from its guest package
+#       (pm-kvm-tools-guest, cargo xtask deb); --no-build: use the one already in target/debian.
 #       Idempotent: the debootstrap tree ($PMKT_CACHE/gc/rootfs, .debs in .../debcache) is
 #       rebuilt only when the package list or the rootfs recipe in this script changes; the
 #       project's binaries, modules, initramfs and root.img only when one of their inputs did.
@@ -47,9 +50,6 @@ ROOTFS=$OUT/rootfs
 DEBCACHE=$OUT/debcache
 SUITE=bookworm
 PKGS=systemd-sysv,udev,kmod,iproute2,procps,pacemaker,pacemaker-cli-utils,corosync,libssl3,fence-virt,iputils-ping
-UNIT_FILE=$REPO_DIR/agents/systemd/vm-connectd-guest.service
-# cluster-glue is in the image (resource-agents needs it): its plugin too
-PLUGIN=$REPO_DIR/agents/stonith/external/vm-stonith
 # kernel modules (paths under kernel/, load order): the initramfs loads these ...
 INITRD_MODS="drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev
   drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci drivers/block/virtio_blk
@@ -226,12 +226,17 @@ inject_project() {
     # char-virtio-portsdev when it starts, and a major not registered yet is left out of the
     # device policy, so its first open of the port failed (EPERM) and it started only on restart
     echo virtio_console >"$r/etc/modules-load.d/pmkt.conf"
-    # the project's guest side
-    for b in "${GUEST_BINS[@]}"; do install -m 0755 "$GUEST_BIN_DIR/$b" "$r/usr/sbin/$b"; done
-    install -m 0755 "$PLUGIN" "$r/usr/lib/stonith/plugins/external/vm-stonith"
-    install -m 0644 "$UNIT_FILE" "$r/etc/systemd/system/vm-connectd-guest.service"
-    chroot "$r" systemctl enable vm-connectd-guest.service >/dev/null 2>&1 ||
-        die "systemctl enable vm-connectd-guest failed in the image"
+    # the project's guest side, as users install it: the guest package (its dependencies are
+    # in the image already; dpkg fails rather than fetch anything). Its maintainer script
+    # enables vm-connectd-guest.service; the image relies on that, so it is checked here.
+    cp "$GUEST_DEB" "$r/tmp/pm-kvm-tools-guest.deb"
+    chroot "$r" dpkg -i /tmp/pm-kvm-tools-guest.deb >"$OUT/dpkg-guest.log" 2>&1 || {
+        cat "$OUT/dpkg-guest.log" >&2
+        die "dpkg -i $GUEST_DEB failed in the image"
+    }
+    rm -f "$r/tmp/pm-kvm-tools-guest.deb"
+    [ -L "$r/etc/systemd/system/multi-user.target.wants/vm-connectd-guest.service" ] ||
+        die "the guest package did not enable vm-connectd-guest.service"
     install -d -m 0700 "$r/etc/pm-kvm-tools"
 }
 
@@ -346,11 +351,9 @@ build() {
     prepare
 
     if [ "$no_build" != 1 ]; then
-        t=$(now)
-        build_guest_bins
-        log "gc image: guest binaries built in $(elapsed "$t") s"
+        build_debs
     fi
-    check_guest_bins
+    GUEST_DEB=$(project_deb pm-kvm-tools-guest)
 
     # --- kernel: the .deb extracted once per machine (shared with guest-image.sh) ---
     KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
@@ -377,8 +380,7 @@ build() {
     stamp2=$( {
         echo "$stamp1 $KVER $ROOT_MODS"
         declare -f inject_project make_initrd
-        sha256sum "${GUEST_BINS[@]/#/$GUEST_BIN_DIR/}" "$UNIT_FILE" "$PLUGIN" \
-            /bin/busybox
+        sha256sum "$GUEST_DEB" /bin/busybox
     } | sha_of)
     if [ -f "$OUT/image.stamp" ] && [ "$(cat "$OUT/image.stamp")" = "$stamp2" ] &&
         [ -f "$OUT/root.img" ] && [ -f "$OUT/initrd.img" ] && [ -f "$OUT/vmlinuz" ]; then

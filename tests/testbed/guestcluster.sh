@@ -36,8 +36,11 @@ MNSH=$TESTBED_DIR/multinode.sh
 MN=$PMKT_STATE/mn
 GC=$PMKT_STATE/gc
 GCIMG=$PMKT_CACHE/gc
-BIN=$REPO_DIR/target/debug
-TB=$BIN/pmkt-tb
+# the project as installed from its packages (install.sh project: the host package on this
+# machine, whose /usr every node shares; the guest package in the image, gc-image.sh)
+BIN=/usr/sbin
+# the test bed's own helper (serial console driver): not part of the product
+TB=$REPO_DIR/target/debug/pmkt-tb
 TIMELINE=$GC/timeline.txt
 GUESTS=(g1 g2)
 CLUSTER=gc
@@ -164,13 +167,12 @@ XML
 
 host_daemons() {
     local n=$1
-    # docs/operations.md steps 2 and 5, with the test bed's paths (binaries from target/,
-    # sockets and logs in each node's own /run)
+    # docs/operations.md steps 2 and 5, with the test bed's paths (sockets and logs in each
+    # node's own /run); the daemons are the packaged ones, the agents' default binary
     on "$n" cibadmin --query --xpath "//clone[@id='clnVmConnectd']" >/dev/null 2>&1 && return 0
     on "$n" cibadmin --create -o resources -X "<clone id='clnVmConnectd'>
   <primitive id='vm-connectd' class='ocf' provider='pm-kvm-tools' type='vm-connectd'>
     <instance_attributes id='vm-connectd-ia'>
-      <nvpair id='vm-connectd-binary' name='binary' value='$BIN/vm-connectd'/>
       <nvpair id='vm-connectd-sock_dir' name='sock_dir' value='/run/pmkt/vmconnectd'/>
       <nvpair id='vm-connectd-logfile' name='logfile' value='/run/pmkt/vm-connectd.log'/>
     </instance_attributes>
@@ -180,7 +182,6 @@ host_daemons() {
     on "$n" cibadmin --create -o resources -X "<clone id='clnVmStonithd'>
   <primitive id='vm-stonithd' class='ocf' provider='pm-kvm-tools' type='vm-stonithd'>
     <instance_attributes id='vm-stonithd-ia'>
-      <nvpair id='vm-stonithd-binary' name='binary' value='$BIN/vm-stonithd'/>
       <nvpair id='vm-stonithd-config' name='config' value='$GC/vm-stonithd.toml'/>
       <nvpair id='vm-stonithd-logfile' name='logfile' value='/run/pmkt/vm-stonithd.log'/>
     </instance_attributes>
@@ -263,11 +264,12 @@ up() {
     mkdir -p "$GC/vm"
     : >"$TIMELINE"
     "$TESTBED_DIR/install.sh" build cib live libvirt guest multinode gc
-    log "building pm-kvm-tools"
-    (cd "$REPO_DIR" && cargo build --workspace --quiet)
-    "$TESTBED_DIR/guest-image.sh" >/dev/null
+    log "building pm-kvm-tools: its Debian packages, and the test bed's console helper"
+    "$TESTBED_DIR/install.sh" project
+    (cd "$REPO_DIR" && cargo build --quiet -p vm-tests --bin pmkt-tb)
     "$TESTBED_DIR/gc-image.sh" --no-build
-    mark "guest image ready ($GCIMG: Debian 12, Pacemaker, the project's guest binaries)"
+    mark "pm-kvm-tools $(dpkg-query -W -f='${Version}' pm-kvm-tools) installed on the host nodes from its package"
+    mark "guest image ready ($GCIMG: Debian 12, Pacemaker, the pm-kvm-tools-guest package)"
     NODES=3 "$MNSH" up
     mark "host cluster up: $("$MNSH" nodes | xargs) online, real fencing (fence_pmkt_nskill)"
 

@@ -2,7 +2,12 @@
 # Install the Debian 12 packages each test tier needs; packages already present are skipped.
 #
 # Usage: install.sh [TIER...]   TIER = build cib live libvirt guest gc multinode lint all (default all),
-#                               or fencevirt (the benchmarks' fence_virt/fence_virtd; not in all)
+#                               or fencevirt (the benchmarks' fence_virt/fence_virtd; not in all),
+#                               or project (not in all: needs the build tier and a toolchain):
+#                               builds this tree's Debian packages (cargo xtask deb) and installs
+#                               the host package pm-kvm-tools on this machine with apt, as an
+#                               operator installs it on a host node (the test-bed host nodes share
+#                               this machine's /usr, so every node runs the packaged files)
 #
 # --no-install-recommends on purpose: libvirt-daemon-system would pull systemd/systemd-sysv,
 # polkit and iptables onto a machine that has no systemd. Without it there is no libvirt-qemu
@@ -17,7 +22,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 pkgs_for() {
     case $1 in
-    build) echo pkg-config libvirt-dev libssl-dev gcc musl-tools ;;
+    # debhelper, dpkg-dev, lintian: cargo xtask deb (debian/)
+    build) echo pkg-config libvirt-dev libssl-dev gcc musl-tools debhelper dpkg-dev lintian ;;
     cib) echo pacemaker pacemaker-cli-utils crmsh pcs resource-agents ;;
     live) echo pacemaker pacemaker-cli-utils corosync resource-agents cluster-glue ;;
     libvirt) echo libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ;;
@@ -27,7 +33,8 @@ pkgs_for() {
     lint) echo shellcheck systemd ;; # systemd: systemd-analyze verify of agents/systemd
     # bookworm: the libvirt backend and serial listener are in fence-virtd
     fencevirt) echo fence-virtd fence-virt ;;
-    *) die "unknown tier '$1' (build cib live libvirt guest gc multinode lint fencevirt all)" ;;
+    project) ;; # not a distribution package: see install_project
+    *) die "unknown tier '$1' (build cib live libvirt guest gc multinode lint fencevirt project all)" ;;
     esac
 }
 
@@ -35,7 +42,11 @@ tiers=("$@")
 [ ${#tiers[@]} -gt 0 ] || tiers=(all)
 expanded=()
 for t in "${tiers[@]}"; do
-    case $t in all) expanded+=(build cib live libvirt guest gc multinode lint) ;; *) expanded+=("$t") ;; esac
+    case $t in
+    all) expanded+=(build cib live libvirt guest gc multinode lint) ;;
+    project) expanded+=(build project) ;; # the build tier has what cargo xtask deb needs
+    *) expanded+=("$t") ;;
+    esac
 done
 tiers=("${expanded[@]}")
 
@@ -49,23 +60,28 @@ missing_pkgs() {
     done | awk '!seen[$0]++'
 }
 mapfile -t missing < <(missing_pkgs)
-# The project's own host-side OCF agents, where a package would put them: the live tiers run
-# guests as ocf:pm-kvm-tools:VirtualDomain (vm-ctl.conf's vm_ocf) and the daemons as
-# ocf:pm-kvm-tools:vm-connectd / vm-stonithd clones.
-install_project_agents() {
-    local dir=/usr/lib/ocf/resource.d/pm-kvm-tools
-    case " ${tiers[*]} " in
-    *" live "* | *" multinode "*)
-        install -D -m 0755 "$REPO_DIR/agents/ocf/VirtualDomain" "$dir/VirtualDomain"
-        install -D -m 0755 "$REPO_DIR/agents/ocf/vm-daemon" "$dir/vm-daemon"
-        ln -sfn vm-daemon "$dir/vm-connectd"
-        ln -sfn vm-daemon "$dir/vm-stonithd"
-        ;;
-    esac
+# install_project: the project as users get it. The Debian packages are built from this tree
+# (cargo xtask deb: release binaries, agents, units, man pages) and the host package is installed
+# with apt, which resolves its dependencies. The live tiers and the sandbox run what it installs:
+# /usr/sbin/vm-*, /usr/lib/ocf/resource.d/pm-kvm-tools/*, /etc/vm-ctl.conf. The version does not
+# change between builds of one tree, so the package is reinstalled every time (a new build
+# replaces the files of the last one).
+install_project() {
+    case " ${tiers[*]} " in *" project "*) ;; *) return 0 ;; esac
+    local t0 deb
+    t0=$(now)
+    build_debs
+    deb=$(project_deb pm-kvm-tools)
+    log "install: $deb"
+    apt-get -q -o Dpkg::Use-Pty=0 install -y --reinstall --no-install-recommends "$deb" >"$PMKT_STATE/install-project.log" 2>&1 || {
+        tail -n 20 "$PMKT_STATE/install-project.log" >&2
+        die "apt-get install $deb failed (log: $PMKT_STATE/install-project.log)"
+    }
+    log "install: pm-kvm-tools $(dpkg-query -W -f='${Version}' pm-kvm-tools) installed in $(elapsed "$t0") s"
 }
 if [ ${#missing[@]} -eq 0 ]; then
     log "install: every package for '${tiers[*]}' is present"
-    install_project_agents
+    install_project
     exit 0
 fi
 log "install: ${missing[*]}"
@@ -93,5 +109,5 @@ if [ ${#missing[@]} -gt 0 ]; then
     log "install: ${missing[*]} (removed by the first round)"
     apt_get install -y --no-install-recommends "${missing[@]}" || die "apt-get install failed for: ${missing[*]}"
 fi
-install_project_agents
 log "install: done in $(elapsed "$t0") s"
+install_project

@@ -165,3 +165,31 @@ check_guest_bins() {
         is_static "$GUEST_BIN_DIR/$b" || die "$GUEST_BIN_DIR/$b is not statically linked"
     done
 }
+
+# The project's Debian packages (cargo xtask deb; debian/): pm-kvm-tools for host nodes,
+# pm-kvm-tools-guest for guests. The test bed installs them as users do.
+DEB_DIR=$REPO_DIR/target/debian
+
+# build_debs: (re)build both packages into $DEB_DIR (cargo rebuilds only what changed)
+build_debs() {
+    local t0
+    t0=$(now)
+    if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+        log "adding the Rust target x86_64-unknown-linux-musl (the guest package's static binaries)"
+        rustup target add x86_64-unknown-linux-musl
+    fi
+    mkdir -p "$PMKT_STATE"
+    (cd "$REPO_DIR" && cargo xtask deb >"$PMKT_STATE/deb.log" 2>&1) || {
+        tail -n 30 "$PMKT_STATE/deb.log" >&2
+        die "building the Debian packages failed (cargo xtask deb; log: $PMKT_STATE/deb.log)"
+    }
+    log "Debian packages built in $(elapsed "$t0") s: $(find "$DEB_DIR" -maxdepth 1 -name '*.deb' -printf '%f ')"
+}
+
+# project_deb NAME: the path of package NAME's .deb in $DEB_DIR (exactly one must be there)
+project_deb() {
+    local debs=() n=$1
+    mapfile -t debs < <(find "$DEB_DIR" -maxdepth 1 -name "${n}_*.deb" 2>/dev/null)
+    [ ${#debs[@]} = 1 ] || die "expected one ${n}_*.deb in $DEB_DIR, found ${#debs[@]} (cargo xtask deb)"
+    echo "${debs[0]}"
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use vm_pcmk::Role;
 use vm_tests::guest::{Vport, helper_cmd, wait_ready};
 use vm_tests::multinode::MultiNode;
-use vm_tests::{evidence, project_bin, run_ok, script, wait_for};
+use vm_tests::{evidence, packaged_bin, run_ok, script, wait_for};
 
 const PINGS: usize = 60;
 
@@ -19,7 +19,7 @@ fn multinode_vmconnectd_follows_a_live_migration() {
     let t0 = Instant::now();
     let mn = MultiNode::acquire();
     let nodes: Vec<String> = mn.nodes().iter().map(|s| (*s).to_owned()).collect();
-    let bin = project_bin("vm-connectd").display().to_string();
+    let bin = packaged_bin("vm-connectd").display().to_string();
     for n in &nodes {
         run_ok(&script("multinode.sh").args([
             "bg",

@@ -63,12 +63,14 @@ impl Bed {
             .prefix("vmctl-")
             .tempdir_in(mn.dir())
             .unwrap();
-        let vmctl = LiveVmCtl::in_dir(dir, CONFIG).via(
-            &mn.prefix(&admin)
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        );
+        let vmctl = LiveVmCtl::in_dir(dir, CONFIG)
+            .via(
+                &mn.prefix(&admin)
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+            )
+            .packaged();
         for g in guests {
             vmctl.domain(
                 g,
