@@ -41,6 +41,12 @@ impl FrameCodec {
         FrameCodec::default()
     }
 
+    /// Bytes run through CRC-32C so far (see
+    /// [`Decoder::checksummed_bytes`](crate::Decoder::checksummed_bytes)).
+    pub fn checksummed_bytes(&self) -> u64 {
+        self.scanner.checksummed()
+    }
+
     /// Gives up on the incomplete frame at the front of `buf` (see
     /// [`Decoder::abandon_partial`](crate::Decoder::abandon_partial)).
     pub fn abandon_partial(&mut self, buf: &mut BytesMut) -> Option<DecodeError> {

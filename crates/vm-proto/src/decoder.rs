@@ -24,13 +24,17 @@
 //!   that has been silent with bytes buffered for longer than a writer needs to finish a frame,
 //!   call [`Decoder::abandon_partial`].
 //!
-//! Cost bound: a rejected frame costs at most one CRC over [`MAX_PAYLOAD`] bytes. A peer that
-//! packs valid-looking headers densely can make the reader checksum up to ~2,300 times the
-//! bytes it sends; each such header is also one reported error, so the daemon's per-link error
-//! budget (see `docs/protocol.md`) is what bounds it.
+//! Cost bound: every received byte is run through CRC-32C at most once for payload checks (a
+//! running register with checkpoints, see `RunningCrc`), plus 24 bytes per candidate header
+//! and fewer than 32 per candidate payload; magics cannot overlap, so candidates are at least
+//! 4 bytes apart. Whatever a peer sends, the decoder checksums at most ~15 bytes per byte
+//! received (about 3 for a stream of valid-looking headers that all claim 64 KiB, which used to
+//! cost ~2,300); [`Decoder::checksummed_bytes`] counts it.
+
+use std::collections::VecDeque;
 
 use crate::{
-    crc32c::crc32c,
+    crc32c::{self, crc32c},
     frame::{Frame, HEADER_LEN, Header, Kind, MAGIC, MAX_FRAME, MAX_PAYLOAD, PROTOCOL_VERSION},
 };
 
@@ -150,15 +154,102 @@ fn magic_candidate(buf: &[u8]) -> usize {
 /// the log (once per this many bytes) rather than never.
 const GARBAGE_REPORT_EVERY: usize = MAX_FRAME;
 
+/// Distance in bytes between two checkpoints of the running payload register (see
+/// [`RunningCrc`]). It must not exceed [`HEADER_LEN`]: a payload starts `HEADER_LEN` bytes
+/// after a magic at or after the first unconsumed byte, so a checkpoint at or after that byte
+/// (the only ones whose bytes are still buffered) is always found at or before it.
+const CHECKPOINT_EVERY: usize = 16;
+const _: () = assert!(CHECKPOINT_EVERY <= HEADER_LEN);
+
+/// Checkpoints of one running CRC register over the received bytes, from which the CRC of any
+/// span of them follows in two multiplications ([`crc32c::span`]).
+///
+/// Why: a candidate frame is only checked once its whole claimed payload has arrived, and a
+/// rejected candidate is followed by a search for the next magic one byte later — which may
+/// lie inside the payload just checked. A peer that packs valid-looking headers claiming 64 KiB
+/// every 28 bytes therefore used to make the receiver checksum the same 64 KiB again for every
+/// header, ~2,300 bytes hashed per byte received (docs/protocol.md §4). With the running
+/// register every received byte is folded in once; each candidate then costs its two ends
+/// (less than `CHECKPOINT_EVERY` bytes each) and two multiplications, whatever its length.
+#[derive(Debug, Default, Clone)]
+struct RunningCrc {
+    /// Stream offset of the byte at which `states[0]` stands.
+    start: u64,
+    /// `states[k]`: the register (as [`crc32c::update`] keeps it, started from 0) after the
+    /// bytes from `start` up to `start + k × CHECKPOINT_EVERY`.
+    states: VecDeque<u32>,
+}
+
+/// `n` as a buffer index (stream distances within one buffer always fit).
+fn index(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+impl RunningCrc {
+    /// CRC-32C of `buf[a..b]`, where `buf[0]` is at stream offset `offset`. Adds the bytes it
+    /// runs through the CRC to `*hashed`.
+    fn crc(&mut self, buf: &[u8], offset: u64, a: usize, b: usize, hashed: &mut u64) -> u32 {
+        let step = CHECKPOINT_EVERY as u64;
+        // Checkpoints before the first buffered byte cannot be extended: their bytes are gone.
+        while self.start < offset && !self.states.is_empty() {
+            self.states.pop_front();
+            self.start += step;
+        }
+        let (abs_a, abs_b) = (offset + a as u64, offset + b as u64);
+        if self.states.is_empty() || self.start > abs_a {
+            // Nothing usable before `a` (everything folded in so far has been consumed; see
+            // CHECKPOINT_EVERY for why this never happens while a resync is under way).
+            self.states.clear();
+            self.start = abs_a;
+            self.states.push_back(0);
+        }
+        // Fold in the bytes not folded in yet, up to `b`, one checkpoint at a time.
+        while let Some(&last) = self.states.back() {
+            let from = self.start + (self.states.len() as u64 - 1) * step;
+            let to = from + step;
+            if to > abs_b {
+                break;
+            }
+            let Some(bytes) = buf.get(index(from - offset)..index(to - offset)) else {
+                break;
+            };
+            *hashed += step;
+            self.states.push_back(crc32c::update(last, bytes));
+        }
+        let mut register_at = |pos: u64| -> u32 {
+            let k = (pos - self.start) / step;
+            let at = self.start + k * step;
+            let state = self.states.get(index(k)).copied().unwrap_or_default();
+            let rest = buf
+                .get(index(at - offset)..index(pos - offset))
+                .unwrap_or_default();
+            *hashed += rest.len() as u64;
+            crc32c::update(state, rest)
+        };
+        let before = register_at(abs_a);
+        let after = register_at(abs_b);
+        crc32c::span(before, after, b - a)
+    }
+}
+
 /// The decoding state machine, independent of who owns the buffer (the [`Decoder`]'s `Vec` or
 /// a tokio codec's `BytesMut`). Each call looks at the unconsumed bytes and says how many of
-/// them it consumed.
+/// them it consumed; the caller must consume exactly that many.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Scanner {
     /// Bytes skipped in the current run that have not been reported yet.
     garbage: usize,
     /// The current skip run follows a reported violation: its bytes belong to that error.
     quiet: bool,
+    /// Stream offset of the first unconsumed byte.
+    offset: u64,
+    /// Payload checksums without re-reading bytes (see [`RunningCrc`]).
+    running: RunningCrc,
+    /// The header at this stream offset, already checked: a header waiting for its payload is
+    /// parsed once, not again on every call while the payload trickles in.
+    parsed: Option<(u64, Header)>,
+    /// Bytes run through CRC-32C so far (headers and payloads).
+    checksummed: u64,
 }
 
 impl Scanner {
@@ -169,9 +260,21 @@ impl Scanner {
         (skipped > 0 && !quiet).then_some(DecodeError::Garbage { skipped })
     }
 
+    /// Bytes run through CRC-32C so far: the decoding work, bounded by a small multiple of
+    /// the bytes received whatever they are.
+    pub(crate) fn checksummed(&self) -> u64 {
+        self.checksummed
+    }
+
     /// One decoding step on the unconsumed bytes `buf`: returns how many bytes to consume and
     /// the item found, `None` meaning "need more bytes".
     pub(crate) fn step(&mut self, buf: &[u8]) -> (usize, Option<Result<Frame, DecodeError>>) {
+        let (consumed, item) = self.step_inner(buf);
+        self.offset += consumed as u64;
+        (consumed, item)
+    }
+
+    fn step_inner(&mut self, buf: &[u8]) -> (usize, Option<Result<Frame, DecodeError>>) {
         let start = magic_candidate(buf);
         self.garbage = self.garbage.saturating_add(start);
         let rest = buf.get(start..).unwrap_or_default();
@@ -191,15 +294,31 @@ impl Scanner {
         let Some(header_bytes) = rest.first_chunk::<HEADER_LEN>() else {
             return (start, None);
         };
-        let header = match parse_header(header_bytes) {
-            Ok(header) => header,
-            Err(error) => return (start + 1, Some(Err(self.violation(error)))),
+        let at = self.offset + start as u64;
+        let header = match self.parsed {
+            Some((offset, header)) if offset == at => header,
+            _ => {
+                self.checksummed += 24;
+                match parse_header(header_bytes) {
+                    Ok(header) => {
+                        self.parsed = Some((at, header));
+                        header
+                    }
+                    Err(error) => return (start + 1, Some(Err(self.violation(error)))),
+                }
+            }
         };
         let total = HEADER_LEN + header.len;
-        let Some(payload) = rest.get(HEADER_LEN..total) else {
+        if rest.len() < total {
             return (start, None);
-        };
-        let computed = crc32c(payload);
+        }
+        let computed = self.running.crc(
+            buf,
+            self.offset,
+            start + HEADER_LEN,
+            start + total,
+            &mut self.checksummed,
+        );
         if computed != header.payload_crc {
             let error = DecodeError::PayloadChecksum {
                 kind: header.kind,
@@ -208,8 +327,12 @@ impl Scanner {
                 received: header.payload_crc,
                 computed,
             };
+            // Only the first byte is dropped, not the claimed frame: the header may belong to
+            // a frame its writer never finished, and the next real frame can start inside
+            // its "payload". Looking there again is cheap (see RunningCrc).
             return (start + 1, Some(Err(self.violation(error))));
         }
+        let payload = rest.get(HEADER_LEN..total).unwrap_or_default();
         let frame = Frame::from_checked(header.kind, header.id, payload.to_vec());
         (start + total, Some(Ok(frame)))
     }
@@ -227,6 +350,12 @@ impl Scanner {
     /// [`DecodeError::Garbage`]. Returns how many bytes to consume and the error, `None`
     /// when there was nothing to give up.
     pub(crate) fn abandon(&mut self, buf: &[u8]) -> (usize, Option<DecodeError>) {
+        let (consumed, error) = self.abandon_inner(buf);
+        self.offset += consumed as u64;
+        (consumed, error)
+    }
+
+    fn abandon_inner(&mut self, buf: &[u8]) -> (usize, Option<DecodeError>) {
         let start = magic_candidate(buf);
         self.garbage = self.garbage.saturating_add(start);
         let rest = buf.len() - start;
@@ -331,6 +460,12 @@ impl Decoder {
             .abandon(self.buf.get(self.pos..).unwrap_or_default());
         self.consume(consumed);
         error
+    }
+
+    /// Bytes run through CRC-32C by this decoder so far: its decoding work (see the module
+    /// documentation for the bound per byte received).
+    pub fn checksummed_bytes(&self) -> u64 {
+        self.scanner.checksummed()
     }
 
     /// Bytes received and not yet consumed (for tests and for the caller's stall detection).
@@ -676,6 +811,70 @@ mod tests {
         // The zeros that followed are garbage of that same violation; nothing else remains.
         assert_eq!(decoder.next_frame(), None);
         assert_eq!(decoder.next_frame_eof(), None);
+    }
+
+    /// The measured attack (issue 12): back-to-back headers with a sound header CRC, each
+    /// claiming a 64 KiB payload. Every header is rejected once its "payload" (the headers
+    /// after it) has arrived; the decoder must not checksum those 64 KiB again for each one.
+    #[test]
+    fn lying_headers_cost_a_few_checksummed_bytes_per_byte_received() {
+        let header = raw_header(1, 0x04, 0, 1, 65536, 0x1234_5678);
+        let mut decoder = Decoder::new();
+        let mut fed = 0u64;
+        let mut payload_errors = 0;
+        let chunk: Vec<u8> = header.iter().copied().cycle().take(28 * 146).collect();
+        for _ in 0..100 {
+            decoder.feed(&chunk);
+            fed += chunk.len() as u64;
+            while let Some(item) = decoder.next_frame() {
+                match item {
+                    Err(DecodeError::PayloadChecksum { len: 65536, .. }) => payload_errors += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        // Every header whose 64 KiB have arrived was rejected...
+        assert_eq!(payload_errors, (fed as usize - MAX_FRAME) / 28 + 1);
+        // ...for about 3 bytes checksummed per byte received (it was ~2,300).
+        let per_byte = decoder.checksummed_bytes() as f64 / fed as f64;
+        assert!(
+            per_byte < 4.0,
+            "{per_byte} bytes checksummed per byte received"
+        );
+    }
+
+    /// A payload folded into the running register before (as part of a rejected candidate's
+    /// span) is still checked exactly when it turns out to be a frame of its own.
+    #[test]
+    fn frames_inside_a_rejected_payload_are_found_with_the_running_register() {
+        let mut input = raw_header(1, 0x06, 0, 9, 2000, 0);
+        let mut expected = Vec::new();
+        for id in 1..=30u64 {
+            let payload: Vec<u8> = (0..id * 7).map(|i| (i * 31 + id) as u8).collect();
+            input.extend(frame(Kind::Reply, id, &payload));
+            expected.push(Ok(Frame::new(Kind::Reply, id, payload).unwrap()));
+        }
+        input.extend(vec![0u8; 2000]);
+        for chunk in [1, 5, 16, 17, 28, 29, 4096, input.len()] {
+            let mut decoder = Decoder::new();
+            let mut out = Vec::new();
+            for part in input.chunks(chunk) {
+                decoder.feed(part);
+                while let Some(item) = decoder.next_frame() {
+                    out.push(item);
+                }
+            }
+            while let Some(item) = decoder.next_frame_eof() {
+                out.push(item);
+            }
+            assert!(
+                matches!(out[0], Err(DecodeError::PayloadChecksum { id: 9, .. })),
+                "chunk {chunk}: {:?}",
+                out[0]
+            );
+            let frames: Vec<_> = out[1..].iter().filter(|i| i.is_ok()).cloned().collect();
+            assert_eq!(frames, expected, "chunk {chunk}");
+        }
     }
 
     #[test]

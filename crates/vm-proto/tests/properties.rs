@@ -245,6 +245,27 @@ proptest! {
         }
     }
 
+    /// The decoding work per byte received is bounded by a small constant whatever arrives
+    /// (docs/protocol.md §4): lying headers, torn frames, magic runs, frames, garbage.
+    #[test]
+    fn checksum_work_is_bounded_per_byte_received(
+        pieces in vec(prop_oneof![garbage_piece(), frame().prop_map(|f| f.to_bytes())], 0..40),
+        chunk in 1usize..5000,
+    ) {
+        let input = pieces.concat();
+        let mut decoder = Decoder::new();
+        for part in input.chunks(chunk) {
+            decoder.feed(part);
+            while decoder.next_frame().is_some() {}
+        }
+        while decoder.next_frame_eof().is_some() {}
+        let bound = 15 * input.len() as u64 + 64;
+        prop_assert!(
+            decoder.checksummed_bytes() <= bound,
+            "{} bytes checksummed for {} received", decoder.checksummed_bytes(), input.len()
+        );
+    }
+
     #[test]
     fn random_bytes_never_panic(input in vec(any::<u8>(), 0..2048), chunk in 1usize..300) {
         let parts: Vec<&[u8]> = input.chunks(chunk).collect();
