@@ -27,6 +27,7 @@ pub struct FrameReader<R> {
     inner: R,
     decoder: Decoder,
     buf: Box<[u8]>,
+    received: u64,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -37,6 +38,48 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             decoder: Decoder::new(),
             // small: thousands of links each hold one; a frame spans several reads if it must
             buf: vec![0; 4 * 1024].into_boxed_slice(),
+            received: 0,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Bytes the decoder has run through CRC-32C so far (its work; a small multiple of
+    /// [`FrameReader::received`] at most, whatever the peer sends).
+    pub fn checksummed(&self) -> u64 {
+        self.decoder.checksummed_bytes()
+    }
+
+    /// Like [`FrameReader::next`], and when a partial frame is buffered and no byte arrives for
+    /// `stall`, gives it up: the decoder reports it (`Truncated`, an offence) and looks for
+    /// frames after its first byte, so that a writer that died mid-frame does not hold back
+    /// the frames behind it (docs/protocol.md §4, "Stalls").
+    pub async fn next_within(&mut self, stall: Duration) -> io::Result<Option<Incoming>> {
+        loop {
+            match self.decoder.next_frame() {
+                Some(Ok(frame)) => return Ok(Some(Incoming::Frame(frame))),
+                Some(Err(e)) => return Ok(Some(Incoming::Offence(e))),
+                None => {}
+            }
+            let n = if self.decoder.buffered_len() > 0 {
+                match tokio::time::timeout(stall, self.inner.read(&mut self.buf)).await {
+                    Ok(read) => read?,
+                    Err(_) => match self.decoder.abandon_partial() {
+                        Some(e) => return Ok(Some(Incoming::Offence(e))),
+                        None => continue,
+                    },
+                }
+            } else {
+                self.inner.read(&mut self.buf).await?
+            };
+            if n == 0 {
+                return Ok(None);
+            }
+            self.received += n as u64;
+            self.decoder.feed(&self.buf[..n]);
         }
     }
 
@@ -52,6 +95,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if n == 0 {
                 return Ok(None);
             }
+            self.received += n as u64;
             self.decoder.feed(&self.buf[..n]);
         }
     }

@@ -13,15 +13,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
+use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
+use tracing::Instrument as _;
 use vm_proto::{
-    Deliver, ErrorCode, ErrorMsg, Frame, Hello, Message, Origin, OriginSource, Pong, Reply, Retry,
-    RetryReason, Role, ServiceName, StatusReply,
+    DecodeError, Deliver, ErrorCode, ErrorMsg, Frame, Hello, Message, Origin, OriginSource, Pong,
+    Reply, Retry, RetryReason, Role, ServiceName, StatusReply,
 };
 
 use crate::discovery::{self, Discovered};
 use crate::frames::{FrameReader, Incoming, Outbox, offer, spawn_writer};
-use crate::limits::{self, OffenceLog, RateLimit};
+use crate::limits::{self, ErrorBudget, OffenceLog, RateLimit};
 use crate::local::{self, PeerCred};
 
 /// Host-mode settings.
@@ -47,6 +49,8 @@ type ConnId = u64;
 enum LinkState {
     Connecting,
     Up,
+    /// Past its violation budget: not read until `backoff_until` (docs/protocol.md §4).
+    Backoff,
 }
 
 #[derive(Debug)]
@@ -64,7 +68,14 @@ struct Link {
     requests: u64,
     dropped: u64,
     offences: OffenceLog,
-    rate: RateLimit,
+    /// Back-offs so far, and when the current one ends.
+    backoffs: u64,
+    backoff_until: Option<SystemTime>,
+    /// Times reading paused because the link was over its frame rate.
+    rate_waits: u64,
+    /// Bytes received on the link, and bytes its decoder ran through CRC-32C.
+    received: u64,
+    checksummed: u64,
 }
 
 #[derive(Debug)]
@@ -225,7 +236,11 @@ fn ensure_link(host: &Arc<Host>, found: Discovered) {
                 requests: 0,
                 dropped: 0,
                 offences: OffenceLog::default(),
-                rate: RateLimit::default(),
+                backoffs: 0,
+                backoff_until: None,
+                rate_waits: 0,
+                received: 0,
+                checksummed: 0,
             },
         );
         id
@@ -260,20 +275,102 @@ async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
     // void, and it tells its clients to retry.
     let hello = Message::Hello(Hello::current(Role::HostDaemon, session));
     let _ = offer(&outbox, hello.to_frame(0));
-    let mut reader = FrameReader::new(rd);
-    loop {
-        match reader.next().await {
-            Ok(Some(Incoming::Frame(frame))) => on_guest_frame(&host, id, frame),
-            Ok(Some(Incoming::Offence(e))) => offence(&host, id, &e.to_string()),
-            Ok(None) => break,
-            Err(e) => {
-                tracing::debug!(guest = %name, error = %e, "read failed");
-                break;
-            }
-        }
-    }
+    let span = tracing::info_span!("guest link", guest = %name);
+    read_link(&host, id, FrameReader::new(rd))
+        .instrument(span)
+        .await;
     tracing::info!(guest = %name, "guest link closed");
     forget_link(&host, id);
+}
+
+/// Reads and handles what a guest sends until its link closes, within the link's bounds
+/// (docs/protocol.md §4, §11): one rate token per item (frame or violation), reading paused
+/// while none is left; a violation budget, past which the link is not read for a back-off
+/// period; partial frames given up after a stall; and a yield to the other links every
+/// `ITEMS_PER_WAKEUP` items. Pausing rather than dropping is what bounds the work a flooding
+/// guest causes: its bytes wait in its own channel, not in this daemon.
+async fn read_link(host: &Arc<Host>, id: LinkId, mut reader: FrameReader<OwnedReadHalf>) {
+    let mut rate = RateLimit::default();
+    let mut budget = ErrorBudget::default();
+    let mut handled = 0usize;
+    loop {
+        while let Err(wait) = rate.take() {
+            if let Some(l) = host.lock().links.get_mut(&id) {
+                l.rate_waits += 1;
+            }
+            tokio::time::sleep(wait).await;
+        }
+        let violated = match reader.next_within(limits::STALL_TIMEOUT).await {
+            Ok(Some(Incoming::Frame(frame))) => on_guest_frame(host, id, frame),
+            Ok(Some(Incoming::Offence(e))) => {
+                offence(host, id, decode_error_kind(&e), &e.to_string());
+                true
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "read failed");
+                break;
+            }
+        };
+        {
+            let mut st = host.lock();
+            let Some(l) = st.links.get_mut(&id) else {
+                break;
+            };
+            l.received = reader.received();
+            l.checksummed = reader.checksummed();
+        }
+        if violated {
+            if let Some(period) = budget.violation(Instant::now()) {
+                back_off(host, id, period).await;
+            }
+        }
+        handled += 1;
+        if handled >= limits::ITEMS_PER_WAKEUP {
+            handled = 0;
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// The link went past its violation budget: do not read it for `period` (what it sends waits
+/// in its channel; answers to it still go out). Logged once per back-off.
+async fn back_off(host: &Host, id: LinkId, period: Duration) {
+    {
+        let mut st = host.lock();
+        let Some(l) = st.links.get_mut(&id) else {
+            return;
+        };
+        l.backoffs += 1;
+        l.state = LinkState::Backoff;
+        l.backoff_until = SystemTime::now().checked_add(period);
+        tracing::warn!(
+            backoffs = l.backoffs,
+            "guest exceeded {} protocol violations within {:?}; not reading its channel for {period:?}",
+            limits::VIOLATION_BUDGET,
+            limits::VIOLATION_WINDOW
+        );
+    }
+    tokio::time::sleep(period).await;
+    let mut st = host.lock();
+    if let Some(l) = st.links.get_mut(&id) {
+        l.state = LinkState::Up;
+        l.backoff_until = None;
+        tracing::info!("back-off over; reading the guest's channel again");
+    }
+}
+
+/// The log and budget name of a decode violation: one log line per kind and period.
+fn decode_error_kind(e: &DecodeError) -> &'static str {
+    match e {
+        DecodeError::Garbage { .. } => "garbage",
+        DecodeError::HeaderChecksum { .. } => "header-checksum",
+        DecodeError::UnsupportedVersion(_) => "version",
+        DecodeError::Flags(_) => "flags",
+        DecodeError::TooLong { .. } => "too-long",
+        DecodeError::PayloadChecksum { .. } => "payload-checksum",
+        DecodeError::Truncated { .. } => "truncated",
+    }
 }
 
 async fn connect_with_backoff(path: &Path) -> Option<UnixStream> {
@@ -304,44 +401,43 @@ fn forget_link(host: &Host, id: LinkId) {
     st.pending.retain(|_, p| p.link != id);
 }
 
-fn offence(host: &Host, id: LinkId, what: &str) {
+/// Counts and logs a protocol violation on link `id` (one line per `kind` and
+/// `OFFENCE_LOG_INTERVAL`, repeats summarised); the caller charges the link's budget.
+fn offence(host: &Host, id: LinkId, kind: &'static str, what: &str) {
     let mut st = host.lock();
     if let Some(l) = st.links.get_mut(&id) {
-        if let Some(suppressed) = l.offences.record() {
+        if let Some(suppressed) = l.offences.record(kind) {
             let more = if suppressed > 0 {
-                format!(" ({suppressed} more since the last report)")
+                format!(" ({suppressed} more of this kind since the last report)")
             } else {
                 String::new()
             };
-            tracing::warn!(guest = %l.origin.domain(), "guest protocol violation: {what}; ignored{more}");
+            tracing::warn!(guest = %l.origin.domain(), kind, "guest protocol violation: {what}; ignored{more}");
         }
     }
 }
 
-fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) {
+/// Handles a sound frame from a guest; returns whether it was a protocol violation (it counts
+/// against the link's budget).
+fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
     {
         let mut st = host.lock();
         let Some(l) = st.links.get_mut(&id) else {
-            return;
+            return false;
         };
         l.last_rx = Some(SystemTime::now());
-        if !l.rate.allow() {
-            l.dropped += 1;
-            if let Some(s) = l.offences.record() {
-                tracing::warn!(guest = %l.origin.domain(), "guest exceeds {} frames/s; dropping its frames ({s} more dropped since the last report)", limits::RATE_PER_SEC);
-            }
-            return;
-        }
     }
     let req_id = frame.id();
     let msg = match frame.message() {
         Ok(m) => m,
         Err(e) => {
-            return offence(
+            offence(
                 host,
                 id,
+                "undecodable",
                 &format!("undecodable {} message: {e}", frame.kind()),
             );
+            return true;
         }
     };
     match msg {
@@ -352,7 +448,7 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) {
                     l.guest_software = h.software().to_owned();
                     l.session
                 }
-                None => return,
+                None => return false,
             };
             // A (re)started guest daemon introduces itself: tell it who we are.
             let reply = Message::Hello(Hello::current(Role::HostDaemon, session));
@@ -381,12 +477,17 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) {
                 }
             }
         }
-        other => offence(
-            host,
-            id,
-            &format!("sent a {} message, which guests may not send", other.kind()),
-        ),
+        other => {
+            offence(
+                host,
+                id,
+                "forbidden-kind",
+                &format!("sent a {} message, which guests may not send", other.kind()),
+            );
+            return true;
+        }
     }
+    false
 }
 
 fn route_request(host: &Arc<Host>, link: LinkId, link_req: u64, req: vm_proto::Request) {
@@ -678,6 +779,11 @@ struct GuestStatus<'a> {
     requests: u64,
     dropped: u64,
     offences: u64,
+    backoffs: u64,
+    backoff_until: Option<u64>,
+    rate_waits: u64,
+    received: u64,
+    checksummed: u64,
 }
 
 #[derive(Serialize)]
@@ -716,6 +822,11 @@ fn status_json(host: &Host) -> String {
             requests: l.requests,
             dropped: l.dropped,
             offences: l.offences.total,
+            backoffs: l.backoffs,
+            backoff_until: l.backoff_until.map(epoch),
+            rate_waits: l.rate_waits,
+            received: l.received,
+            checksummed: l.checksummed,
         })
         .collect();
     guests.sort_by(|a, b| a.domain.cmp(b.domain));

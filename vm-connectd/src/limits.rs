@@ -9,13 +9,34 @@ pub const HOST_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the guest daemon waits for the host's answer (longer than the host's own timeout,
 /// so that the host's `Error Timeout` normally arrives first).
 pub const GUEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(65);
-/// Frames per second a guest may send, sustained (with a burst of `RATE_BURST`); beyond that
-/// its frames are dropped, so a flooding guest cannot starve the daemon.
+/// Frames per second a guest may send, sustained (with a burst of `RATE_BURST`). Every frame and
+/// every protocol violation (each resynchronisation) takes one token; without a token the host
+/// daemon stops reading that link until the bucket refills, so the guest's writes wait in its
+/// channel and decoding for a flooding guest costs at most this many items per second.
 pub const RATE_PER_SEC: f64 = 200.0;
 /// Burst allowance of the rate limit.
 pub const RATE_BURST: f64 = 400.0;
-/// At most one log line per peer per this interval for repeated offences (the rest counted).
+/// At most one log line per peer and offence kind per this interval (the rest counted and
+/// summarised in the next line of that kind).
 pub const OFFENCE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Protocol violations a guest link may commit within `VIOLATION_WINDOW`; the next one backs
+/// the link off (docs/protocol.md §4).
+pub const VIOLATION_BUDGET: u32 = 100;
+/// The window of the violation budget.
+pub const VIOLATION_WINDOW: Duration = Duration::from_secs(10);
+/// The first back-off of a link: the host daemon does not read it for this long.
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(10);
+/// Back-offs double up to this; a link that has stayed within its budget for this long since
+/// its last back-off ended starts again at `BACKOFF_FIRST`.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A partial frame after which no byte arrived for this long is given up (`Truncated`, one
+/// violation) and decoding resumes after its first byte: a writer writes a frame in one go,
+/// so a silence this long means it died mid-frame, and the frames behind it must not wait.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Items (frames or violations) one link's task handles before it yields to the other tasks,
+/// whatever is left in its buffer: with the single-threaded runtime, one busy link must not
+/// hold the thread (tokio's own budget counts socket reads, not items decoded from a buffer).
+pub const ITEMS_PER_WAKEUP: usize = 16;
 
 /// A token bucket.
 #[derive(Debug, Clone)]
@@ -36,43 +57,116 @@ impl Default for RateLimit {
 impl RateLimit {
     /// Take one token; false when the peer is over its rate.
     pub fn allow(&mut self) -> bool {
+        self.take().is_ok()
+    }
+
+    /// Take one token, or say how long until one is there (nothing taken then).
+    pub fn take(&mut self) -> Result<(), Duration> {
         let now = Instant::now();
         let refill = now.duration_since(self.last).as_secs_f64() * RATE_PER_SEC;
         self.last = now;
         self.tokens = (self.tokens + refill).min(RATE_BURST);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / RATE_PER_SEC))
         }
     }
 }
 
-/// Rate-limited logging of a peer's offences: the first of a burst is logged at once, the
-/// rest are counted and summarised in the next line.
+/// A guest link's violation budget (docs/protocol.md §4): `VIOLATION_BUDGET` violations per
+/// `VIOLATION_WINDOW`; past it, a back-off period during which the link is not read, starting
+/// at `BACKOFF_FIRST` and doubling for every further back-off up to `BACKOFF_MAX`.
+#[derive(Debug, Clone)]
+pub struct ErrorBudget {
+    window_start: Instant,
+    in_window: u32,
+    next_backoff: Duration,
+    /// When the last back-off ended (or will end).
+    last_end: Option<Instant>,
+}
+
+impl Default for ErrorBudget {
+    fn default() -> Self {
+        Self {
+            window_start: Instant::now(),
+            in_window: 0,
+            next_backoff: BACKOFF_FIRST,
+            last_end: None,
+        }
+    }
+}
+
+impl ErrorBudget {
+    /// Counts one violation at `now`; returns the back-off period when it exceeds the budget
+    /// (the caller stops reading the link for that long).
+    pub fn violation(&mut self, now: Instant) -> Option<Duration> {
+        if now.saturating_duration_since(self.window_start) >= VIOLATION_WINDOW {
+            self.window_start = now;
+            self.in_window = 0;
+        }
+        self.in_window += 1;
+        if self.in_window <= VIOLATION_BUDGET {
+            return None;
+        }
+        if self
+            .last_end
+            .is_some_and(|end| now.saturating_duration_since(end) >= BACKOFF_MAX)
+        {
+            self.next_backoff = BACKOFF_FIRST;
+        }
+        let period = self.next_backoff;
+        self.next_backoff = (period * 2).min(BACKOFF_MAX);
+        let end = now.checked_add(period).unwrap_or(now);
+        self.last_end = Some(end);
+        // A new window starts when reading resumes.
+        self.window_start = end;
+        self.in_window = 0;
+        Some(period)
+    }
+}
+
+/// Rate-limited logging of a peer's offences, per kind of offence: the first of a kind is
+/// logged at once, repeats within `OFFENCE_LOG_INTERVAL` are counted and summarised in the
+/// next line of that kind.
 #[derive(Debug, Clone, Default)]
 pub struct OffenceLog {
-    last: Option<Instant>,
-    suppressed: u64,
+    kinds: Vec<KindLog>,
     /// Every offence ever, for the status report.
     pub total: u64,
 }
 
+#[derive(Debug, Clone)]
+struct KindLog {
+    kind: &'static str,
+    last: Instant,
+    suppressed: u64,
+}
+
 impl OffenceLog {
-    /// Record an offence; returns how many were suppressed since the last logged one when this
-    /// one should be logged, `None` when it should not.
-    pub fn record(&mut self) -> Option<u64> {
+    /// Record an offence of `kind`; returns how many of that kind were suppressed since its
+    /// last logged one when this one should be logged, `None` when it should not.
+    pub fn record(&mut self, kind: &'static str) -> Option<u64> {
         self.total += 1;
         let now = Instant::now();
-        match self.last {
-            Some(t) if now.duration_since(t) < OFFENCE_LOG_INTERVAL => {
-                self.suppressed += 1;
+        // A handful of kinds: a list is smaller and faster than a map.
+        match self.kinds.iter_mut().find(|k| k.kind == kind) {
+            Some(k) if now.saturating_duration_since(k.last) < OFFENCE_LOG_INTERVAL => {
+                k.suppressed += 1;
                 None
             }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
+            Some(k) => {
+                k.last = now;
+                Some(std::mem::take(&mut k.suppressed))
+            }
+            None => {
+                self.kinds.push(KindLog {
+                    kind,
+                    last: now,
+                    suppressed: 0,
+                });
+                Some(0)
             }
         }
     }
@@ -93,11 +187,66 @@ mod tests {
     }
 
     #[test]
-    fn offences_are_logged_once_per_interval() {
+    fn an_empty_bucket_says_how_long_to_wait() {
+        let mut r = RateLimit::default();
+        while r.allow() {}
+        let wait = r.take().unwrap_err();
+        assert!(
+            wait <= Duration::from_secs_f64(1.0 / RATE_PER_SEC),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn offences_are_logged_once_per_interval_and_kind() {
         let mut o = OffenceLog::default();
-        assert_eq!(o.record(), Some(0));
-        assert_eq!(o.record(), None);
-        assert_eq!(o.record(), None);
-        assert_eq!(o.total, 3);
+        assert_eq!(o.record("garbage"), Some(0));
+        assert_eq!(o.record("garbage"), None);
+        assert_eq!(
+            o.record("truncated"),
+            Some(0),
+            "another kind has its own line"
+        );
+        assert_eq!(o.record("garbage"), None);
+        assert_eq!(o.total, 4);
+    }
+
+    #[test]
+    fn the_budget_backs_off_past_it_doubling_up_to_the_maximum() {
+        let mut b = ErrorBudget::default();
+        let t0 = Instant::now();
+        for _ in 0..VIOLATION_BUDGET {
+            assert_eq!(b.violation(t0), None);
+        }
+        assert_eq!(b.violation(t0), Some(BACKOFF_FIRST));
+        // after the back-off, a fresh window; the next excess doubles the period
+        let mut t = t0 + BACKOFF_FIRST;
+        let mut expected = BACKOFF_FIRST;
+        for _ in 0..8 {
+            for _ in 0..VIOLATION_BUDGET {
+                assert_eq!(b.violation(t), None);
+            }
+            expected = (expected * 2).min(BACKOFF_MAX);
+            assert_eq!(b.violation(t), Some(expected));
+            t += expected;
+        }
+        assert_eq!(expected, BACKOFF_MAX);
+        // a link that behaved for BACKOFF_MAX after its last back-off starts over
+        t += BACKOFF_MAX;
+        for _ in 0..VIOLATION_BUDGET {
+            assert_eq!(b.violation(t), None);
+        }
+        assert_eq!(b.violation(t), Some(BACKOFF_FIRST));
+    }
+
+    #[test]
+    fn violations_spread_over_windows_stay_within_budget() {
+        let mut b = ErrorBudget::default();
+        let t0 = Instant::now();
+        for w in 0..5u32 {
+            for _ in 0..VIOLATION_BUDGET {
+                assert_eq!(b.violation(t0 + VIOLATION_WINDOW * w), None);
+            }
+        }
     }
 }
