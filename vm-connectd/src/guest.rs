@@ -158,23 +158,40 @@ async fn port_loop(guest: Arc<Guest>, mut events: mpsc::Receiver<PortEvent>) {
     // Until the host introduces itself after we came up, say hello again now and then: a
     // host daemon may have been mid-frame from our previous life and swallowed the first one.
     let mut hello_retry = Duration::from_secs(2);
+    // When the last bytes from the host arrived: a partial frame followed by this much silence
+    // is given up (docs/protocol.md §4, "Stalls"), so the frames behind it are not held back.
+    let mut last_data = Instant::now();
     loop {
         let waiting_for_host = {
             let st = guest.lock();
             st.up && st.host_session.is_none()
         };
-        let ev = if waiting_for_host {
-            match tokio::time::timeout(hello_retry, events.recv()).await {
+        let stall_left = (decoder.buffered_len() > 0)
+            .then(|| limits::STALL_TIMEOUT.saturating_sub(last_data.elapsed()));
+        let hello_wait = waiting_for_host.then_some(hello_retry);
+        let wait = match (stall_left, hello_wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let ev = match wait {
+            None => events.recv().await,
+            Some(wait) => match tokio::time::timeout(wait, events.recv()).await {
                 Ok(ev) => ev,
                 Err(_) => {
-                    let st = guest.lock();
-                    let _ = st.send_host(&guest.hello());
-                    hello_retry = (hello_retry * 2).min(Duration::from_secs(30));
+                    if stall_left.is_some() && last_data.elapsed() >= limits::STALL_TIMEOUT {
+                        if let Some(e) = decoder.abandon_partial() {
+                            host_offence(&guest, &e);
+                        }
+                        drain(&guest, &mut decoder);
+                    }
+                    if hello_wait.is_some_and(|h| h <= wait) {
+                        let st = guest.lock();
+                        let _ = st.send_host(&guest.hello());
+                        hello_retry = (hello_retry * 2).min(Duration::from_secs(30));
+                    }
                     continue;
                 }
-            }
-        } else {
-            events.recv().await
+            },
         };
         let Some(ev) = ev else { return };
         match ev {
@@ -204,19 +221,27 @@ async fn port_loop(guest: Arc<Guest>, mut events: mpsc::Receiver<PortEvent>) {
                 tracing::info!("host side gone; waiting for it to come back");
             }
             PortEvent::Data(bytes) => {
+                last_data = Instant::now();
                 decoder.feed(&bytes);
-                while let Some(next) = decoder.next_frame() {
-                    match next {
-                        Ok(frame) => on_host_frame(&guest, frame),
-                        Err(e) => {
-                            guest.lock().offences += 1;
-                            tracing::warn!("bad bytes from the host side: {e}; skipped");
-                        }
-                    }
-                }
+                drain(&guest, &mut decoder);
             }
         }
     }
+}
+
+/// Handles every frame and violation the decoder has ready.
+fn drain(guest: &Guest, decoder: &mut Decoder) {
+    while let Some(next) = decoder.next_frame() {
+        match next {
+            Ok(frame) => on_host_frame(guest, frame),
+            Err(e) => host_offence(guest, &e),
+        }
+    }
+}
+
+fn host_offence(guest: &Guest, e: &vm_proto::DecodeError) {
+    guest.lock().offences += 1;
+    tracing::warn!("bad bytes from the host side: {e}; skipped");
 }
 
 fn on_host_frame(guest: &Guest, frame: Frame) {

@@ -245,3 +245,26 @@ fn a_port_that_cannot_be_opened_fails_the_start_with_the_reason() {
         "no client socket is left behind"
     );
 }
+
+/// A host side that died mid-frame (40 bytes of a 128-byte frame) and a new one that says
+/// Hello: after the stall timeout the guest daemon gives the partial frame up and finds the
+/// Hello that its "payload" had swallowed (nothing else is sent to release it).
+#[test]
+fn a_stalled_partial_frame_from_the_host_is_given_up() {
+    let (d, listener) = Daemon::guest(&[]);
+    let mut host = accept_host_side(&listener);
+    let torn = vm_proto::Frame::new(Kind::Reply, 5, vec![7; 100])
+        .unwrap()
+        .to_bytes();
+    let mut bytes = torn[..40].to_vec();
+    bytes.extend(host_hello(7).to_frame(0).to_bytes());
+    host.send_raw(&bytes);
+    wait_host_known(&d, 7);
+    d.wait_for(
+        || {
+            d.log_text()
+                .contains("the stream ended or stalled inside a frame")
+        },
+        "the truncated frame in the log",
+    );
+}
