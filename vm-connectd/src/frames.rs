@@ -42,6 +42,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The read half (e.g. to watch it for a hang-up while not reading).
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// Bytes read so far.
     pub fn received(&self) -> u64 {
         self.received

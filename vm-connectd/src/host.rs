@@ -322,7 +322,9 @@ async fn read_link(host: &Arc<Host>, id: LinkId, mut reader: FrameReader<OwnedRe
         }
         if violated {
             if let Some(period) = budget.violation(Instant::now()) {
-                back_off(host, id, period).await;
+                if !back_off(host, id, period, reader.get_ref()).await {
+                    break;
+                }
             }
         }
         handled += 1;
@@ -333,13 +335,19 @@ async fn read_link(host: &Arc<Host>, id: LinkId, mut reader: FrameReader<OwnedRe
     }
 }
 
+/// How often a backed-off link is checked for a hang-up.
+const BACKOFF_HANGUP_CHECK: Duration = Duration::from_secs(1);
+
 /// The link went past its violation budget: do not read it for `period` (what it sends waits
-/// in its channel; answers to it still go out). Logged once per back-off.
-async fn back_off(host: &Host, id: LinkId, period: Duration) {
+/// in its channel; answers to it still go out). Logged once per back-off. Returns false if the
+/// guest side hung up meanwhile: without reading, only the socket's read-closed readiness
+/// tells, and a link left in place would make discovery ignore the socket of a restarted
+/// guest for up to `BACKOFF_MAX`.
+async fn back_off(host: &Host, id: LinkId, period: Duration, rd: &OwnedReadHalf) -> bool {
     {
         let mut st = host.lock();
         let Some(l) = st.links.get_mut(&id) else {
-            return;
+            return false;
         };
         l.backoffs += 1;
         l.state = LinkState::Backoff;
@@ -351,13 +359,27 @@ async fn back_off(host: &Host, id: LinkId, period: Duration) {
             limits::VIOLATION_WINDOW
         );
     }
-    tokio::time::sleep(period).await;
+    let end = tokio::time::Instant::now() + period;
+    while tokio::time::Instant::now() < end {
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::sleep(left.min(BACKOFF_HANGUP_CHECK)).await;
+        // A zero timeout polls readiness once: ready now (data or hang-up), or not.
+        if let Ok(Ok(ready)) =
+            tokio::time::timeout(Duration::ZERO, rd.ready(tokio::io::Interest::READABLE)).await
+        {
+            if ready.is_read_closed() {
+                tracing::info!("the guest side hung up during its back-off");
+                return false;
+            }
+        }
+    }
     let mut st = host.lock();
     if let Some(l) = st.links.get_mut(&id) {
         l.state = LinkState::Up;
         l.backoff_until = None;
         tracing::info!("back-off over; reading the guest's channel again");
     }
+    true
 }
 
 /// The log and budget name of a decode violation: one log line per kind and period.

@@ -245,3 +245,31 @@ fn a_backed_off_link_is_read_again_after_its_back_off() {
             .contains("back-off over; reading the guest's channel again")
     );
 }
+
+/// A backed-off guest that goes away (QEMU exits) is noticed during the back-off, not after
+/// it: its link is closed, so the socket of the restarted guest gets a new link at once.
+#[test]
+fn a_guest_that_hangs_up_during_its_back_off_is_forgotten_and_reconnected() {
+    let d = Daemon::host(&[]);
+    let mut g = d.guest_peer("g1");
+    let bad: Vec<u8> = (0..101).flat_map(bad_header).collect();
+    g.send_raw(&bad);
+    d.wait_for(
+        || counter(&guest_status(&d, "g1"), "backoffs") == 1,
+        "the back-off",
+    );
+    drop(g); // QEMU exits...
+    std::fs::remove_file(d.guests_dir().join("g1")).unwrap();
+    d.wait_for(
+        || d.status()["guests"].as_array().unwrap().is_empty(),
+        "the link to close",
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains("hung up during its back-off") && !log.contains("back-off over"),
+        "closed during the back-off, not after it:\n{log}"
+    );
+    let mut g = d.guest_peer("g1"); // ...and starts again
+    g.send(&Message::Ping, 2);
+    assert_eq!(g.recv_kind(Kind::Pong).id(), 2);
+}
