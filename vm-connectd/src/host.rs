@@ -71,8 +71,9 @@ struct Link {
     /// Back-offs so far, and when the current one ends.
     backoffs: u64,
     backoff_until: Option<SystemTime>,
-    /// Times reading paused because the link was over its frame rate.
+    /// Times reading paused because the link was over its frame rate, and their log.
     rate_waits: u64,
+    rate_log: OffenceLog,
     /// Bytes received on the link, and bytes its decoder ran through CRC-32C.
     received: u64,
     checksummed: u64,
@@ -239,6 +240,7 @@ fn ensure_link(host: &Arc<Host>, found: Discovered) {
                 backoffs: 0,
                 backoff_until: None,
                 rate_waits: 0,
+                rate_log: OffenceLog::default(),
                 received: 0,
                 checksummed: 0,
             },
@@ -297,6 +299,13 @@ async fn read_link(host: &Arc<Host>, id: LinkId, mut reader: FrameReader<OwnedRe
         while let Err(wait) = rate.take() {
             if let Some(l) = host.lock().links.get_mut(&id) {
                 l.rate_waits += 1;
+                if let Some(more) = l.rate_log.record("rate") {
+                    tracing::warn!(
+                        "guest sends more than {} frames/s; reading its channel only as fast \
+                         ({more} more pauses since the last report)",
+                        limits::RATE_PER_SEC
+                    );
+                }
             }
             tokio::time::sleep(wait).await;
         }

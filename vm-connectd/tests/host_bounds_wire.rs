@@ -217,6 +217,12 @@ fn violations_take_rate_tokens_and_a_guest_over_the_rate_is_paused_not_dropped()
         "479 items in one burst exceed the rate's burst of 400: {s}"
     );
     assert_eq!(counter(&s, "dropped"), 0, "{s}");
+    let log = d.log_text();
+    assert_eq!(
+        log.matches("guest sends more than 200 frames/s").count(),
+        1,
+        "one line for the pauses of one burst:\n{log}"
+    );
 }
 
 /// After its back-off a link is read again: a Ping it sent during the back-off is answered
