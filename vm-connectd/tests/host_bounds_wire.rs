@@ -93,7 +93,10 @@ fn lying_headers_back_the_flooder_off_while_another_guest_is_answered() {
     let stop = Arc::new(AtomicBool::new(false));
     let (thread, written) = flood(&flooder.stream, chunk, Arc::clone(&stop));
     d.wait_for(
-        || counter(&guest_status(&d, "flood"), "backoffs") >= 1,
+        || {
+            let s = guest_status(&d, "flood");
+            counter(&s, "backoffs") >= 1 && s["state"] == "backoff" && s["backoff_until"].is_u64()
+        },
         "the flooding link to be backed off",
     );
     // The flood keeps going (into the socket buffer) while the other guest pings.
@@ -104,9 +107,10 @@ fn lying_headers_back_the_flooder_off_while_another_guest_is_answered() {
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
     assert!(d.alive());
+    // (A slow run may see the next back-off begin: the flood still waits in the socket.)
+    let log_before = d.log_text();
     let s = guest_status(&d, "flood");
-    assert_eq!(s["state"], "backoff", "{s}");
-    assert!(s["backoff_until"].is_u64(), "{s}");
+    let log = d.log_text();
     assert!(counter(&s, "offences") > 100, "past the budget of 100: {s}");
     // Decoding work: bounded per byte received (it was ~2,300 bytes hashed per byte).
     let (received, checksummed) = (counter(&s, "received"), counter(&s, "checksummed"));
@@ -119,9 +123,17 @@ fn lying_headers_back_the_flooder_off_while_another_guest_is_answered() {
         written.load(Ordering::Relaxed) > received,
         "the rest waits in the channel"
     );
-    let log = d.log_text();
-    let backoff_lines = log.matches("not reading its channel for 10s").count();
-    assert_eq!(backoff_lines as u64, counter(&s, "backoffs"), "{log}");
+    // Each back-off is logged once, when it starts (the line is written before the counter
+    // can be read).
+    let backoffs = counter(&s, "backoffs");
+    let lines = |log: &str| {
+        log.matches("protocol violations within 10s; not reading")
+            .count() as u64
+    };
+    assert!(
+        lines(&log_before) <= backoffs && backoffs <= lines(&log),
+        "{backoffs} back-offs\n{log}"
+    );
     let violation_lines = log
         .lines()
         .filter(|l| l.contains("guest=flood") && l.contains("guest protocol violation"))
@@ -176,7 +188,10 @@ fn garbage_counts_against_the_budget() {
     // 0x55 never starts the magic ("V" is 0x56)
     let (thread, _) = flood(&streamer.stream, vec![0x55; 64 * 1024], Arc::clone(&stop));
     d.wait_for(
-        || counter(&guest_status(&d, "junk"), "backoffs") >= 1,
+        || {
+            let s = guest_status(&d, "junk");
+            counter(&s, "backoffs") >= 1 && s["state"] == "backoff"
+        },
         "the garbage-streaming link to be backed off",
     );
     other.send(&Message::Ping, 3);
@@ -184,7 +199,6 @@ fn garbage_counts_against_the_budget() {
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
     let s = guest_status(&d, "junk");
-    assert_eq!(s["state"], "backoff", "{s}");
     assert!(counter(&s, "offences") > 100, "{s}");
     assert!(d.log_text().contains("kind=\"garbage\"") || d.log_text().contains("kind=garbage"));
 }
