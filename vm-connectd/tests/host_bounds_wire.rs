@@ -204,31 +204,32 @@ fn garbage_counts_against_the_budget() {
 }
 
 /// The frame rate counts violations as well as frames, and a guest over it is paused, not
-/// dropped: 99 violations (within the budget) and 380 Pings in one burst exceed the burst of
-/// 400 only if the violations count; every Ping is answered all the same.
+/// dropped: 99 violations (within the budget) and 399 Pings in one burst exceed the burst of
+/// 400 only if the violations count (and unless the daemon takes half a second over them,
+/// longer than the 99 extra tokens take to refill); every Ping is answered all the same.
 #[test]
 fn violations_take_rate_tokens_and_a_guest_over_the_rate_is_paused_not_dropped() {
     let d = Daemon::host(&[]);
     let mut g = d.guest_peer("g1");
     let mut burst: Vec<u8> = (0..99).flat_map(bad_header).collect();
-    for id in 1..=380u64 {
+    for id in 1..=399u64 {
         burst.extend(Message::Ping.to_frame(id).to_bytes());
     }
     let mut w = g.stream.try_clone().unwrap();
     let writer = std::thread::spawn(move || w.write_all(&burst).unwrap());
     let mut answered = Vec::new();
-    while answered.len() < 380 {
+    while answered.len() < 399 {
         answered.push(g.recv_kind(Kind::Pong).id());
     }
     writer.join().unwrap();
     answered.sort_unstable();
-    assert_eq!(answered, (1..=380).collect::<Vec<u64>>(), "no Ping dropped");
+    assert_eq!(answered, (1..=399).collect::<Vec<u64>>(), "no Ping dropped");
     let s = guest_status(&d, "g1");
     assert_eq!(counter(&s, "offences"), 99, "{s}");
     assert_eq!(counter(&s, "backoffs"), 0, "within the budget: {s}");
     assert!(
         counter(&s, "rate_waits") >= 1,
-        "479 items in one burst exceed the rate's burst of 400: {s}"
+        "498 items in one burst exceed the rate's burst of 400: {s}"
     );
     assert_eq!(counter(&s, "dropped"), 0, "{s}");
     let log = d.log_text();

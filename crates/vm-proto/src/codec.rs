@@ -29,7 +29,9 @@ use crate::{
     frame::Frame,
 };
 
-/// Frame codec: decodes with resynchronisation, encodes [`Frame`]s.
+/// Frame codec: decodes with resynchronisation, encodes [`Frame`]s. The read buffer must be
+/// consumed only by this codec (as `FramedRead` does): it keeps checkpoints of a running
+/// checksum by stream offset (see the decoder module's cost bound).
 #[derive(Debug, Default, Clone)]
 pub struct FrameCodec {
     scanner: Scanner,
