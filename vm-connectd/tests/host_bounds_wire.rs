@@ -294,3 +294,27 @@ fn a_guest_that_hangs_up_during_its_back_off_is_forgotten_and_reconnected() {
     g.send(&Message::Ping, 2);
     assert_eq!(g.recv_kind(Kind::Pong).id(), 2);
 }
+
+/// A link's task yields every 16 items, so the tasks it wakes (its own writer among them) run
+/// while it works through a burst: 300 Pings in one write (within the rate's burst) get 300
+/// Pongs. Without the yield the reader answered the whole burst before its writer ran, and
+/// every answer past the 64-frame queue was dropped.
+#[test]
+fn a_burst_within_the_rate_is_answered_in_full() {
+    let d = Daemon::host(&[]);
+    let mut g = d.guest_peer("g1");
+    let burst: Vec<u8> = (1..=300u64)
+        .flat_map(|id| Message::Ping.to_frame(id).to_bytes())
+        .collect();
+    let mut w = g.stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&burst).unwrap());
+    let mut answered = Vec::new();
+    while answered.len() < 300 {
+        answered.push(g.recv_kind(Kind::Pong).id());
+    }
+    writer.join().unwrap();
+    answered.sort_unstable();
+    assert_eq!(answered, (1..=300).collect::<Vec<u64>>());
+    let s = guest_status(&d, "g1");
+    assert_eq!(counter(&s, "dropped"), 0, "{s}");
+}
