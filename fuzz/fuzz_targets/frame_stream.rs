@@ -3,9 +3,10 @@
 //! decoder in chunks of a fuzzed size. Reaches the paths behind the checksums, which
 //! `frame_decode` (raw bytes) only finds slowly.
 //!
-//! Checks: the decoder's buffer stays bounded; every frame it yields is byte-for-byte on the
-//! wire; a stream of sound frames alone decodes to exactly those frames; every frame's message
-//! decodes without panicking.
+//! Checks: the decoder's buffer stays bounded; its checksum work stays within its bound per byte
+//! received (`Lying` headers claiming long payloads are the costly input); every frame it
+//! yields is byte-for-byte on the wire; a stream of sound frames alone decodes to exactly those
+//! frames; every frame's message decodes without panicking.
 
 #![no_main]
 
@@ -13,7 +14,7 @@ use libfuzzer_sys::{
     arbitrary::{self, Arbitrary},
     fuzz_target,
 };
-use vm_proto::{Decoder, Frame, Kind, MAGIC, MAX_FRAME, MAX_PAYLOAD};
+use vm_proto::{Decoder, Frame, Kind, MAGIC, MAX_FRAME, MAX_PAYLOAD, crc32c::crc32c};
 
 #[derive(Arbitrary, Debug)]
 enum Piece {
@@ -37,6 +38,12 @@ enum Piece {
         xor: u8,
     },
     Magic,
+    /// A header with a sound header CRC claiming `len` payload bytes that will not match.
+    Lying {
+        id: u64,
+        len: u16,
+        repeat: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -93,6 +100,19 @@ fuzz_target!(|input: Input| {
                 only_sound = false;
                 wire.extend_from_slice(&MAGIC);
             }
+            Piece::Lying { id, len, repeat } => {
+                only_sound = false;
+                let mut h = MAGIC.to_vec();
+                h.extend_from_slice(&[1, 0x04, 0, 0]);
+                h.extend_from_slice(&id.to_be_bytes());
+                h.extend_from_slice(&u32::from(len).to_be_bytes());
+                h.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+                let crc = crc32c(&h);
+                h.extend_from_slice(&crc.to_be_bytes());
+                for _ in 0..=repeat {
+                    wire.extend_from_slice(&h);
+                }
+            }
         }
     }
 
@@ -111,6 +131,8 @@ fuzz_target!(|input: Input| {
         found.extend(item.ok());
     }
     assert_eq!(decoder.buffered_len(), 0);
+    // docs/protocol.md §4: at most ~15 bytes checksummed per byte received.
+    assert!(decoder.checksummed_bytes() <= 15 * wire.len() as u64 + 64);
 
     for f in &found {
         let bytes = f.to_bytes();
