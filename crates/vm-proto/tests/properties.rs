@@ -1,15 +1,17 @@
 //! Property tests of the codec: messages round-trip; a stream decodes the same however it is
 //! split; garbage, torn frames and corrupted frames between good frames never panic the
 //! decoder, never produce a frame that was not on the wire, and never hide the good frames;
-//! arbitrary input keeps the decoder's memory bounded.
+//! arbitrary input keeps the decoder's memory bounded and its checksum work per byte bounded;
+//! and the decoder yields exactly what a naive one that checksums every candidate afresh
+//! yields.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::{collection::vec, prelude::*};
 use vm_proto::{
-    Decoder, Deliver, ErrorCode, ErrorMsg, Frame, HEADER_LEN, Hello, Kind, MAGIC, MAX_FRAME,
-    MAX_PAYLOAD, Message, Origin, OriginSource, Pong, Register, Reply, Request, Retry, RetryReason,
-    Role, ServiceName, StatusReply, crc32c::crc32c,
+    DecodeError, Decoder, Deliver, ErrorCode, ErrorMsg, Frame, HEADER_LEN, Hello, Kind, MAGIC,
+    MAX_FRAME, MAX_PAYLOAD, Message, Origin, OriginSource, Pong, Register, Reply, Request, Retry,
+    RetryReason, Role, ServiceName, StatusReply, crc32c::crc32c,
 };
 
 /// The longest prefix of `s` within `max` bytes, cut at a character boundary.
@@ -173,6 +175,150 @@ fn decode_chunks(parts: &[&[u8]]) -> (Vec<Frame>, usize) {
     (frames, errors)
 }
 
+/// The decoder as it was before its payload checks used a running register: it checksums
+/// every candidate's payload afresh. Same rules, naive cost; the reference the decoder must
+/// agree with item for item.
+#[derive(Default)]
+struct NaiveDecoder {
+    buf: Vec<u8>,
+    garbage: usize,
+    quiet: bool,
+}
+
+impl NaiveDecoder {
+    fn magic_candidate(buf: &[u8]) -> usize {
+        (0..buf.len())
+            .find(|&at| {
+                let n = (buf.len() - at).min(MAGIC.len());
+                buf[at..at + n] == MAGIC[..n]
+            })
+            .unwrap_or(buf.len())
+    }
+
+    fn end_run(&mut self) -> Option<DecodeError> {
+        let skipped = std::mem::take(&mut self.garbage);
+        let quiet = std::mem::take(&mut self.quiet);
+        (skipped > 0 && !quiet).then_some(DecodeError::Garbage { skipped })
+    }
+
+    fn step(&mut self) -> (usize, Option<Result<Frame, DecodeError>>) {
+        let buf = self.buf.clone(); // (a test: simplicity over copies)
+        let start = Self::magic_candidate(&buf);
+        self.garbage += start;
+        let rest = &buf[start..];
+        if self.garbage >= MAX_FRAME {
+            let skipped = std::mem::take(&mut self.garbage);
+            self.quiet = false;
+            return (start, Some(Err(DecodeError::Garbage { skipped })));
+        }
+        if rest.len() < MAGIC.len() {
+            return (start, None);
+        }
+        if let Some(e) = self.end_run() {
+            return (start, Some(Err(e)));
+        }
+        if rest.len() < HEADER_LEN {
+            return (start, None);
+        }
+        let be32 = |at: usize| u32::from_be_bytes(rest[at..at + 4].try_into().unwrap());
+        let (received, computed) = (be32(24), crc32c(&rest[..24]));
+        let error = if received != computed {
+            Some(DecodeError::HeaderChecksum { received, computed })
+        } else if rest[4] != 1 {
+            Some(DecodeError::UnsupportedVersion(rest[4]))
+        } else if rest[6..8] != [0, 0] {
+            Some(DecodeError::Flags(u16::from_be_bytes([rest[6], rest[7]])))
+        } else if be32(16) > MAX_PAYLOAD as u32 {
+            Some(DecodeError::TooLong {
+                len: be32(16),
+                max: MAX_PAYLOAD as u32,
+            })
+        } else {
+            None
+        };
+        if let Some(e) = error {
+            self.quiet = true;
+            return (start + 1, Some(Err(e)));
+        }
+        let (kind, len) = (Kind::from_u8(rest[5]), be32(16) as usize);
+        let id = u64::from_be_bytes(rest[8..16].try_into().unwrap());
+        if rest.len() < HEADER_LEN + len {
+            return (start, None);
+        }
+        let payload = &rest[HEADER_LEN..HEADER_LEN + len];
+        let computed = crc32c(payload);
+        if computed != be32(20) {
+            self.quiet = true;
+            let e = DecodeError::PayloadChecksum {
+                kind,
+                id,
+                len,
+                received: be32(20),
+                computed,
+            };
+            return (start + 1, Some(Err(e)));
+        }
+        let frame = Frame::new(kind, id, payload.to_vec()).unwrap();
+        (start + HEADER_LEN + len, Some(Ok(frame)))
+    }
+
+    fn abandon(&mut self) -> Option<DecodeError> {
+        let start = Self::magic_candidate(&self.buf);
+        self.garbage += start;
+        let rest = self.buf.len() - start;
+        if rest >= MAGIC.len() {
+            if let Some(e) = self.end_run() {
+                self.buf.drain(..start);
+                return Some(e);
+            }
+            self.buf.drain(..start + 1);
+            self.quiet = true;
+            return Some(DecodeError::Truncated { buffered: rest });
+        }
+        self.garbage += rest;
+        self.buf.clear();
+        self.end_run()
+    }
+
+    fn next_frame(&mut self) -> Option<Result<Frame, DecodeError>> {
+        let (consumed, item) = self.step();
+        self.buf.drain(..consumed);
+        item
+    }
+}
+
+type Items = Vec<Result<Frame, DecodeError>>;
+
+/// Everything both decoders yield for the chunks, fed alike, with a stall (`abandon_partial`)
+/// after the chunks marked in `stalls`, then end of stream.
+fn decode_both(parts: &[&[u8]], stalls: &[bool]) -> (Items, Items) {
+    let (mut real, mut naive) = (Decoder::new(), NaiveDecoder::default());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (i, part) in parts.iter().enumerate() {
+        real.feed(part);
+        naive.buf.extend_from_slice(part);
+        a.extend(std::iter::from_fn(|| real.next_frame()));
+        b.extend(std::iter::from_fn(|| naive.next_frame()));
+        if stalls.get(i).copied().unwrap_or(false) {
+            a.extend(real.abandon_partial().map(Err));
+            b.extend(naive.abandon().map(Err));
+            a.extend(std::iter::from_fn(|| real.next_frame()));
+            b.extend(std::iter::from_fn(|| naive.next_frame()));
+        }
+    }
+    a.extend(std::iter::from_fn(|| real.next_frame_eof()));
+    loop {
+        if let Some(item) = naive.next_frame() {
+            b.push(item);
+        } else if let Some(e) = naive.abandon() {
+            b.push(Err(e));
+        } else {
+            break;
+        }
+    }
+    (a, b)
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -264,6 +410,20 @@ proptest! {
             decoder.checksummed_bytes() <= bound,
             "{} bytes checksummed for {} received", decoder.checksummed_bytes(), input.len()
         );
+    }
+
+    /// The running-register decoder yields exactly what checksumming every candidate afresh
+    /// yields: the same frames and the same errors, in the same order, however the stream is
+    /// cut and wherever it stalls.
+    #[test]
+    fn decodes_exactly_like_the_naive_decoder(
+        pieces in vec(prop_oneof![garbage_piece(), frame().prop_map(|f| f.to_bytes())], 0..16),
+        cuts in vec(any::<prop::sample::Index>(), 0..16),
+        stalls in vec(any::<bool>(), 0..17),
+    ) {
+        let input = pieces.concat();
+        let (real, naive) = decode_both(&chunks(&input, &cuts), &stalls);
+        prop_assert_eq!(real, naive);
     }
 
     #[test]
