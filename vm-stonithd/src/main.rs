@@ -47,6 +47,12 @@ fn main() -> ExitCode {
             keys.len(),
             config.key_dir.display()
         );
+        if config.clusters.is_empty() {
+            // the shipped file: say what that means rather than leave "0" to interpretation
+            println!(
+                "no guest cluster is configured ([[cluster]]): every fence request will be refused"
+            );
+        }
         for c in config.clusters.values() {
             let ids: Vec<String> = keys
                 .of_cluster(c.name.as_str())
