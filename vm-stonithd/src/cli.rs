@@ -74,4 +74,20 @@ mod tests {
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
     }
+
+    #[test]
+    fn help_names_every_exit_status_of_the_table() {
+        // --help says them in one line, the man page from EXIT_STATUS: the two must agree
+        let help = super::Cli::command()
+            .get_long_about()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let line = help.split("Exit status:").nth(1).unwrap_or_default();
+        for (code, _) in super::EXIT_STATUS {
+            assert!(
+                line.contains(&format!("{code} ")),
+                "{code} missing from: {line}"
+            );
+        }
+    }
 }
