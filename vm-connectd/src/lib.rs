@@ -1,6 +1,8 @@
 //! vm-connectd: the relay between guests and their host over the `vmconnectd` virtio-serial
 //! channel, and vm-connect, its client.
 //!
+//! - [`cli`], [`connect_cli`]: the command lines of vm-connectd and vm-connect (here so that
+//!   `cargo xtask assets` renders their man pages from them).
 //! - [`host`]: host mode: a link per local guest, the local socket where modules register,
 //!   routing with all state kept here (never taken from the wire). (feature `libvirt`)
 //! - [`discovery`]: finding guests' channel sockets: directory scan, inotify, libvirt
@@ -14,6 +16,8 @@
 //!
 //! The static guest build (`--no-default-features`) leaves host mode and libvirt out.
 
+pub mod cli;
+pub mod connect_cli;
 pub mod frames;
 pub mod guest;
 pub mod limits;

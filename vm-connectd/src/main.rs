@@ -1,70 +1,11 @@
 //! `vm-connectd`: the relay between guests and their host over the `vmconnectd` virtio-serial
 //! channel. Thin binary: options, logging, runtime, then the library's host or guest mode.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
-
-/// Which end of the channel this daemon serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Mode {
-    /// On a host: connect to every local guest's channel socket, serve host modules.
-    Host,
-    /// In a guest: open the virtio-serial port, serve local clients.
-    Guest,
-}
-
-/// Relay between guests and their host over the `vmconnectd` virtio-serial channel.
-#[derive(Debug, Parser)]
-#[command(name = "vm-connectd", version, about, long_about = None, args_conflicts_with_subcommands = true)]
-struct Cli {
-    /// Host or guest mode.
-    #[arg(short = 't', long = "type", value_enum)]
-    mode: Option<Mode>,
-    /// Host mode: directory holding the guests' channel sockets (QEMU's <source path>).
-    #[arg(short = 'd', long = "sock-dir", value_name = "DIR", default_value = vm_proto::DEFAULT_HOST_SOCKET_DIR)]
-    sock_dir: PathBuf,
-    /// Local socket for clients and host modules (mode 0600).
-    #[arg(long, value_name = "PATH", default_value = vm_proto::DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// Guest mode: the port (a character device, or a unix socket for tests). Default:
-    /// /dev/virtio-ports/vmconnectd, else the port named vmconnectd in /sys/class/virtio-ports.
-    #[arg(long, value_name = "PATH")]
-    port: Option<PathBuf>,
-    /// Host mode: libvirt URI for guest identities and lifecycle events.
-    #[arg(long, value_name = "URI", default_value = "qemu:///system")]
-    libvirt: String,
-    /// Host mode: do not use libvirt (identities from socket file names, inotify only).
-    #[arg(long)]
-    no_libvirt: bool,
-    /// Host mode: this host's name in answers to guests (default: the host name).
-    #[arg(long, value_name = "NAME")]
-    node: Option<String>,
-    /// Seconds to wait for an answer (host: from a module; guest: from the host).
-    #[arg(long, value_name = "SECS")]
-    request_timeout: Option<u64>,
-    /// More log output (repeat for more).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
-    /// Administration commands.
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Show the running daemon's guests/host link, link state, last traffic and modules.
-    Status {
-        /// The daemon's local socket.
-        #[arg(long, value_name = "PATH", default_value = vm_proto::DEFAULT_SOCKET)]
-        socket: PathBuf,
-        /// Print the raw JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
+use clap::Parser;
+use vm_connectd::cli::{Cli, Command, Mode};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -153,7 +94,7 @@ fn status(socket: &std::path::Path, json: bool) -> ExitCode {
                  another socket)",
                 vm_common::error_chain(&e)
             );
-            return ExitCode::from(5);
+            return ExitCode::from(vm_connectd::cli::exit::UNREACHABLE);
         }
     };
     match client.status(Duration::from_secs(5)) {
@@ -169,15 +110,5 @@ fn status(socket: &std::path::Path, json: bool) -> ExitCode {
             eprintln!("vm-connectd status: {}", vm_common::error_chain(&e));
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_definition_is_consistent() {
-        super::Cli::command().debug_assert();
     }
 }

@@ -347,6 +347,30 @@ mod tests {
         Config::parse(text, Path::new("t.toml"))
     }
 
+    /// The example the Debian package installs as /etc/pm-kvm-tools/vm-stonithd.toml.
+    const SHIPPED: &str = include_str!("../vm-stonithd.toml");
+
+    #[test]
+    fn the_shipped_file_is_valid_and_its_commented_settings_too() {
+        let c = parse(SHIPPED).unwrap();
+        assert!(c.clusters.is_empty());
+        assert_eq!(c.key_dir, Path::new(DEFAULT_KEY_DIR));
+        // every commented setting, uncommented, is a valid setting with a sensible value
+        let uncommented: String = SHIPPED
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '[') => {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = parse(&uncommented).unwrap();
+        assert_eq!(c.clusters.len(), 1);
+        assert_eq!(c.key_dir, Path::new(DEFAULT_KEY_DIR));
+    }
+
     #[test]
     fn defaults_and_a_cluster() {
         let c = parse(

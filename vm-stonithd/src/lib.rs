@@ -1,6 +1,8 @@
 //! vm-stonithd: carries out fence requests from guest clusters through the host Pacemaker
 //! cluster.
 //!
+//! [`cli`] is the command line (here so that `cargo xtask assets` renders the man page from it).
+//!
 //! A guest's fence agent seals a request ([`vm_seal`]) and sends it over its virtio-serial
 //! channel; the host vm-connectd delivers it to this daemon (registered as the `stonith`
 //! module) together with the guest the channel belongs to. The daemon opens the request with
@@ -9,6 +11,7 @@
 //! cluster's status before it seals an "OK".
 
 pub mod authz;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod fence;

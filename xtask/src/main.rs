@@ -1,10 +1,14 @@
 //! `cargo xtask`: project tasks that are not part of any product binary.
 //!
 //! ```text
-//! cargo xtask assets [DIR]    man page (vm-ctl.1) and bash/zsh/fish completions of vm-ctl,
-//!                             generated from its clap definitions (default DIR: target/assets)
+//! cargo xtask assets [DIR]    man pages of every binary and agent, and bash/zsh/fish
+//!                             completions of vm-ctl, vm-connectd and vm-stonithd, generated
+//!                             from the programs' own definitions (default DIR: target/assets;
+//!                             see [`man`])
 //! cargo xtask guest-bins      the guest-side binaries, static, in target/guest-bins (see
 //!                             [`guest_bins`])
+//! cargo xtask deb             the Debian packages pm-kvm-tools and pm-kvm-tools-guest, in
+//!                             target/debian, checked by lintian (see [`deb`])
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -13,67 +17,66 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
+mod deb;
+mod man;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("assets") => {
+    let result = match (args.first().map(String::as_str), args.len()) {
+        (Some("assets"), 1 | 2) => {
             let dir = args
                 .get(1)
                 .map_or_else(|| PathBuf::from("target/assets"), PathBuf::from);
-            match assets(&dir) {
-                Ok(files) => {
-                    for f in files {
-                        println!("{}", f.display());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("xtask assets: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            assets(&repo_root(), &dir)
         }
-        Some("guest-bins") if args.len() == 1 => match guest_bins() {
-            Ok(files) => {
-                for f in files {
-                    println!("{}", f.display());
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("xtask guest-bins: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        (Some("guest-bins"), 1) => guest_bins(),
+        (Some("deb"), 1) => deb::deb(&repo_root()),
         _ => {
-            eprintln!("usage: cargo xtask assets [DIR] | cargo xtask guest-bins");
-            ExitCode::from(2)
+            eprintln!("usage: cargo xtask assets [DIR] | cargo xtask guest-bins | cargo xtask deb");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(files) => {
+            for f in files {
+                println!("{}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xtask {}: {e}", args.first().map_or("", String::as_str));
+            ExitCode::FAILURE
         }
     }
 }
 
-/// Write the man page and the shell completions of vm-ctl into `dir`; returns the files.
-fn assets(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
-    let mut files = Vec::new();
-    let cmd = vm_ctl::cli::Cli::command();
-    let man = dir.join("vm-ctl.1");
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
-    std::fs::write(&man, buf)?;
-    files.push(man);
-    // one page per subcommand too (vm-ctl-resource.1, ...), as man users expect
-    for sub in cmd.get_subcommands() {
-        let name = format!("vm-ctl-{}", sub.get_name());
-        let path = dir.join(format!("{name}.1"));
-        let mut buf = Vec::new();
-        clap_mangen::Man::new(sub.clone().name(name)).render(&mut buf)?;
-        std::fs::write(&path, buf)?;
-        files.push(path);
-    }
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        let mut cmd = vm_ctl::cli::Cli::command();
-        files.push(clap_complete::generate_to(shell, &mut cmd, "vm-ctl", dir)?);
+/// The workspace root (this crate's parent directory).
+fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The programs whose shell completions are generated: the clap ones.
+fn completion_commands() -> [clap::Command; 3] {
+    [
+        vm_ctl::cli::Cli::command(),
+        vm_connectd::cli::Cli::command(),
+        vm_stonithd::cli::Cli::command(),
+    ]
+}
+
+/// Writes every man page and the shell completions into `dir` (completions under
+/// clap_complete's names: `vm-ctl.bash`, `_vm-ctl`, `vm-ctl.fish`); returns the files.
+fn assets(repo: &Path, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let io = |e: std::io::Error| format!("{}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let pages = man::pages(repo)?;
+    let mut files = man::write(&pages, dir).map_err(io)?;
+    for mut cmd in completion_commands() {
+        let name = cmd.get_name().to_owned();
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            files.push(clap_complete::generate_to(shell, &mut cmd, &name, dir).map_err(io)?);
+        }
     }
     Ok(files)
 }
@@ -137,10 +140,7 @@ const GUEST_BINS: &[GuestBin] = &[
 /// needs: none of the host's libvirt) and copies them into `target/guest-bins`; returns their
 /// paths.
 fn guest_bins() -> Result<Vec<PathBuf>, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("the xtask crate is not inside a workspace")?
-        .to_path_buf();
+    let root = repo_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = root.join("target").join(GUEST_BINS_DIR);
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
@@ -208,15 +208,98 @@ fn pkg_config(pkg: &str, var: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// Pages of other packages the pages may refer to (the packages they come from are
+    /// dependencies or suggestions of ours).
+    const EXTERNAL_PAGES: &[&str] = &["ocf_heartbeat_VirtualDomain.7"];
+
     #[test]
-    fn assets_are_generated_from_the_cli() {
+    fn assets_are_generated_from_the_definitions() {
         let dir = tempfile::tempdir().unwrap();
-        let files = assets(dir.path()).unwrap();
-        let man = std::fs::read_to_string(dir.path().join("vm-ctl.1")).unwrap();
+        let files = assets(&repo_root(), dir.path()).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        let man = read("vm-ctl.1");
         assert!(man.contains(".TH vm-ctl"), "{man}");
         assert!(man.contains("resource"));
-        let bash = std::fs::read_to_string(dir.path().join("vm-ctl.bash")).unwrap();
+        let bash = read("vm-ctl.bash");
         assert!(bash.contains("--dry-run") && bash.contains("location"));
-        assert!(files.len() >= 5);
+        // a page for every binary and agent, and for vm-ctl's subcommands at every depth
+        for page in [
+            "vm-ctl.1",
+            "vm-ctl-resource.1",
+            "vm-ctl-resource-add.1",
+            "vm-ctl-stonith-keygen.1",
+            "vm-connectd.8",
+            "vm-connectd-status.8",
+            "vm-stonithd.8",
+            "vm-connect.1",
+            "fence_vmstonith.8",
+            "ocf_pm-kvm-tools_VirtualDomain.7",
+            "ocf_pm-kvm-tools_vm-connectd.7",
+            "ocf_pm-kvm-tools_vm-stonithd.7",
+            "stonith_external_vm-stonith.7",
+        ] {
+            assert!(dir.path().join(page).is_file(), "no {page}");
+        }
+        assert!(!dir.path().join("vm-ctl-help.1").exists());
+        // every page another page names exists
+        let mut checked = 0;
+        for f in &files {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.ends_with(".1") && !name.ends_with(".7") && !name.ends_with(".8") {
+                continue;
+            }
+            for r in man::references(&std::fs::read_to_string(f).unwrap()) {
+                assert!(
+                    dir.path().join(&r).is_file() || EXTERNAL_PAGES.contains(&r.as_str()),
+                    "{name} refers to {r}, which does not exist"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "only {checked} references found");
+        // the daemons' pages say how they exit and what they read
+        let stonithd = read("vm-stonithd.8");
+        assert!(stonithd.contains("EXIT STATUS") && stonithd.contains("vm-stonithd.toml"));
+        assert!(read("vm-connect.1").contains("64"));
+        assert!(read("fence_vmstonith.8").contains("key-file"));
+        assert!(read("ocf_pm-kvm-tools_VirtualDomain.7").contains("force_stop"));
+        // completions of every clap program
+        for f in [
+            "_vm-ctl",
+            "vm-ctl.fish",
+            "vm-connectd.bash",
+            "vm-stonithd.bash",
+        ] {
+            assert!(dir.path().join(f).is_file(), "no {f}");
+        }
+    }
+
+    #[test]
+    fn pages_render_without_warnings() {
+        // man-db's own check (lintian runs the same); skipped where man is not installed
+        if std::process::Command::new("man")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for f in assets(&repo_root(), dir.path()).unwrap() {
+            let name = f.to_string_lossy().into_owned();
+            if !(name.ends_with(".1") || name.ends_with(".7") || name.ends_with(".8")) {
+                continue;
+            }
+            let out = std::process::Command::new("man")
+                .args(["--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z"])
+                .arg(&f)
+                .env("LC_ALL", "C.UTF-8")
+                .env("MANROFFSEQ", "")
+                .env("MANWIDTH", "80")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success() && err.is_empty(), "{name}: {err}");
+        }
     }
 }

@@ -21,38 +21,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use vm_connectd::connect_cli::{USAGE, exit};
 use vm_proto::client::{Client, ClientError};
-
-/// Exit codes (also in the usage text).
-mod exit {
-    pub const RETRY: u8 = 2;
-    pub const TIMEOUT: u8 = 3;
-    pub const REMOTE: u8 = 4;
-    pub const UNREACHABLE: u8 = 5;
-    pub const USAGE: u8 = 64;
-}
-
-const USAGE: &str = "\
-Send one request through the local vm-connectd and print the answer.
-
-Usage:
-  vm-connect [OPTIONS] ping              prove the path to the host relay works
-  vm-connect [OPTIONS] status            the local daemon's status (JSON)
-  vm-connect [OPTIONS] -t KIND -r DATA   send DATA to the host's KIND service, print the answer
-  vm-connect [OPTIONS] -t KIND -R DATA   send DATA, do not wait
-
-Options:
-  --socket PATH     vm-connectd's local socket [default: /var/run/vmconnectd.sock]
-  --timeout SECS    give up after SECS seconds [default: 30]
-  -i, --reqid ID    accepted for compatibility with the original vm-connect (ignored: the
-                    protocol matches answers to requests itself)
-  -h, --help        this text
-  -V, --version     the version
-
-Exit status: 0 answered; 2 retry (host side changed, no module for KIND, busy, or no host
-connected: try again); 3 timed out; 4 error answer; 5 vm-connectd unreachable; 1 other failure;
-64 usage.
-";
 
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Args {

@@ -245,7 +245,11 @@ pub fn run(mut cmd: Command, stdin: Option<&str>, limit: Duration) -> Run {
     let mut child = cmd.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
+        // an agent that does not read stdin (it has arguments) may exit before the write
+        match input.write_all(text.as_bytes()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.unwrap(),
+        }
     }
     drop(input);
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());

@@ -1,0 +1,99 @@
+//! `vm-connectd`'s command line, in the library so that `cargo xtask assets` renders the man
+//! page from the same definition `--help` uses.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Which end of the channel this daemon serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// On a host: connect to every local guest's channel socket, serve host modules.
+    Host,
+    /// In a guest: open the virtio-serial port, serve local clients.
+    Guest,
+}
+
+/// Relay between guests and their host over the `vmconnectd` virtio-serial channel.
+#[derive(Debug, Parser)]
+#[command(name = "vm-connectd", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Host or guest mode.
+    #[arg(short = 't', long = "type", value_enum)]
+    pub mode: Option<Mode>,
+    /// Host mode: directory holding the guests' channel sockets (QEMU's <source path>).
+    #[arg(short = 'd', long = "sock-dir", value_name = "DIR", default_value = vm_proto::DEFAULT_HOST_SOCKET_DIR)]
+    pub sock_dir: PathBuf,
+    /// Local socket for clients and host modules (mode 0600).
+    #[arg(long, value_name = "PATH", default_value = vm_proto::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Guest mode: the port (a character device, or a unix socket for tests). Default:
+    /// /dev/virtio-ports/vmconnectd, else the port named vmconnectd in /sys/class/virtio-ports.
+    #[arg(long, value_name = "PATH")]
+    pub port: Option<PathBuf>,
+    /// Host mode: libvirt URI for guest identities and lifecycle events.
+    #[arg(long, value_name = "URI", default_value = "qemu:///system")]
+    pub libvirt: String,
+    /// Host mode: do not use libvirt (identities from socket file names, inotify only).
+    #[arg(long)]
+    pub no_libvirt: bool,
+    /// Host mode: this host's name in answers to guests (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Seconds to wait for an answer (host: from a module; guest: from the host).
+    #[arg(long, value_name = "SECS")]
+    pub request_timeout: Option<u64>,
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Administration commands.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the running daemon's guests/host link, link state, last traffic and modules.
+    Status {
+        /// The daemon's local socket.
+        #[arg(long, value_name = "PATH", default_value = vm_proto::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit statuses other than 0 (stopped by a signal, or `status` printed) and 1 (the daemon
+/// failed; the reason is on stderr and in the log). clap exits 2 on a usage error.
+pub mod exit {
+    /// `status`: the daemon's socket cannot be reached.
+    pub const UNREACHABLE: u8 = 5;
+}
+
+/// Every exit status and its meaning, for the man page.
+pub const EXIT_STATUS: &[(u8, &str)] = &[
+    (
+        0,
+        "the daemon stopped on SIGTERM or SIGINT; status: printed",
+    ),
+    (
+        1,
+        "the daemon could not start or failed (the reason is on stderr and in the log); status: the daemon gave no answer",
+    ),
+    (2, "usage error"),
+    (
+        exit::UNREACHABLE,
+        "status: the daemon's socket cannot be reached (is it running?)",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

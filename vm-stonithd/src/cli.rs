@@ -1,0 +1,93 @@
+//! `vm-stonithd`'s command line and exit statuses, in the library so that `cargo xtask assets`
+//! renders the man page from the same definition `--help` uses.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::DEFAULT_CONFIG;
+
+/// Exit statuses.
+pub mod exit {
+    /// The configuration or key directory is unusable.
+    pub const CONFIG: u8 = 2;
+    /// The daemon could not start (state directory, event watcher, node name).
+    pub const START: u8 = 3;
+    /// `--check`: the configuration is valid, but a guest cluster has no key.
+    pub const NO_KEY: u8 = 4;
+}
+
+/// Carry out fence requests from guest clusters through the host Pacemaker cluster.
+///
+/// Registers with the host vm-connectd as the `stonith` module. Requests are sealed by the
+/// guests' fence agents with their guest cluster's key (vm-ctl stonith keygen); who may fence
+/// whom is in the configuration file. SIGHUP re-reads the configuration and keys; SIGTERM
+/// rolls back fences in progress and exits.
+///
+/// Exit status: 0 stopped by a signal (or --check passed); 2 configuration or key directory
+/// unusable (or a usage error); 3 cannot start; 4 (--check) a guest cluster has no key.
+#[derive(Debug, Parser)]
+#[command(name = "vm-stonithd", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(short, long, value_name = "PATH", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// vm-connectd's local socket (overrides the configuration's `socket`).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Directory for the daemon's runtime files (the cluster event FIFO).
+    #[arg(long, value_name = "DIR", default_value = "/run/vm-stonithd")]
+    pub state_dir: PathBuf,
+    /// Check the configuration and keys, print what would be served, and exit.
+    #[arg(long)]
+    pub check: bool,
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Every exit status and its meaning, for the man page.
+pub const EXIT_STATUS: &[(u8, &str)] = &[
+    (
+        0,
+        "stopped by SIGTERM or SIGINT after rolling back fences in progress; --check: the configuration and every guest cluster's key are usable",
+    ),
+    (
+        exit::CONFIG,
+        "the configuration or the key directory is unusable, or a usage error",
+    ),
+    (
+        exit::START,
+        "the daemon could not start (state directory, signal handling, event watcher)",
+    ),
+    (
+        exit::NO_KEY,
+        "--check: the configuration is valid, but a guest cluster has no key",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_names_every_exit_status_of_the_table() {
+        // --help says them in one line, the man page from EXIT_STATUS: the two must agree
+        let help = super::Cli::command()
+            .get_long_about()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let line = help.split("Exit status:").nth(1).unwrap_or_default();
+        for (code, _) in super::EXIT_STATUS {
+            assert!(
+                line.contains(&format!("{code} ")),
+                "{code} missing from: {line}"
+            );
+        }
+    }
+}
