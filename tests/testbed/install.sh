@@ -22,8 +22,9 @@ export DEBIAN_FRONTEND=noninteractive
 
 pkgs_for() {
     case $1 in
-    # debhelper, dpkg-dev, lintian: cargo xtask deb (debian/)
-    build) echo pkg-config libvirt-dev libssl-dev gcc musl-tools debhelper dpkg-dev lintian ;;
+    # debhelper, dpkg-dev, lintian, resource-agents (the OCF agents' man pages come from their
+    # meta-data): cargo xtask deb (debian/)
+    build) echo pkg-config libvirt-dev libssl-dev gcc musl-tools debhelper dpkg-dev lintian resource-agents ;;
     cib) echo pacemaker pacemaker-cli-utils crmsh pcs resource-agents ;;
     live) echo pacemaker pacemaker-cli-utils corosync resource-agents cluster-glue ;;
     libvirt) echo libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ;;
