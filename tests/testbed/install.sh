@@ -2,7 +2,8 @@
 # Install the Debian 12 packages each test tier needs; packages already present are skipped.
 #
 # Usage: install.sh [TIER...]   TIER = build cib live libvirt guest gc multinode lint all (default all),
-#                               or fencevirt (the benchmarks' fence_virt/fence_virtd; not in all)
+#                               or fencevirt (the benchmarks' fence_virt/fence_virtd; not in all),
+#                               or pristine (debootstrap for pristine.sh; not in all)
 #
 # --no-install-recommends on purpose: libvirt-daemon-system would pull systemd/systemd-sysv,
 # polkit and iptables onto a machine that has no systemd. Without it there is no libvirt-qemu
@@ -23,11 +24,13 @@ pkgs_for() {
     libvirt) echo libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ;;
     guest) echo busybox-static cpio qemu-utils socat ;;
     gc) echo debootstrap busybox-static cpio ;;
+    # tests/testbed/pristine.sh (not in all): the pristine root is made with debootstrap
+    pristine) echo debootstrap ;;
     multinode) echo iproute2 util-linux iputils-ping ;;
     lint) echo shellcheck systemd ;; # systemd: systemd-analyze verify of agents/systemd
     # bookworm: the libvirt backend and serial listener are in fence-virtd
     fencevirt) echo fence-virtd fence-virt ;;
-    *) die "unknown tier '$1' (build cib live libvirt guest gc multinode lint fencevirt all)" ;;
+    *) die "unknown tier '$1' (build cib live libvirt guest gc multinode lint fencevirt pristine all)" ;;
     esac
 }
 
