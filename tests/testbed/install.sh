@@ -22,11 +22,13 @@ pkgs_for() {
     cib) echo pacemaker pacemaker-cli-utils crmsh pcs resource-agents ;;
     live) echo pacemaker pacemaker-cli-utils corosync resource-agents cluster-glue ;;
     libvirt) echo libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ;;
-    guest) echo busybox-static cpio qemu-utils socat ;;
-    gc) echo debootstrap busybox-static cpio ;;
+    # xz-utils: kernel modules may come xz-compressed from the kernel package
+    guest) echo busybox-static cpio qemu-utils socat xz-utils ;;
+    gc) echo debootstrap busybox-static cpio xz-utils ;;
     # tests/testbed/pristine.sh (not in all): the pristine root is made with debootstrap
     pristine) echo debootstrap ;;
-    multinode) echo iproute2 util-linux iputils-ping ;;
+    # procps: ps, for leftovers.sh (not in a minimal Debian)
+    multinode) echo iproute2 util-linux iputils-ping procps ;;
     lint) echo shellcheck systemd ;; # systemd: systemd-analyze verify of agents/systemd
     # bookworm: the libvirt backend and serial listener are in fence-virtd
     fencevirt) echo fence-virtd fence-virt ;;

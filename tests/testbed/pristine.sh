@@ -21,7 +21,8 @@
 #   pristine.sh tarball               (re)build the cached tarball only
 #
 # The root: `debootstrap --variant=minbase bookworm` from the mirror apt uses here, plus
-# ca-certificates (TLS to crates.io: a machine that installed rustup has it). Cached as
+# ca-certificates (TLS to crates.io: a machine that installed rustup has it) and the /etc/hosts
+# the Debian installer writes (debootstrap writes none). Cached as
 # $PMKT_CACHE/pristine/bookworm-minbase.tar.gz, rebuilt when older than 7 days or when its recipe
 # (this list) changes; never taken half-written (built under a temporary name, then renamed).
 # Entered with: a self-bind (the test bed's `unshare -m --propagation private` needs the root to
@@ -70,7 +71,8 @@ tarball() {
     mkdir -p "$CACHE"
     exec 8>"$CACHE/.lock"
     flock 8
-    recipe="$SUITE minbase $INCLUDE $(mirror)"
+    # (bump v when the steps below change: the tarball is rebuilt)
+    recipe="v2 $SUITE minbase $INCLUDE $(mirror)"
     if [ -f "$TARBALL" ] && [ "$(cat "$TARBALL.recipe" 2>/dev/null)" = "$recipe" ] &&
         [ -z "$(find "$TARBALL" -mtime +"$MAX_AGE_DAYS")" ]; then
         plog "tarball up to date: $TARBALL ($(du -h "$TARBALL" | cut -f1), $(date -u -r "$TARBALL" +%F))"
@@ -89,6 +91,9 @@ tarball() {
     # no apt lists or .debs in the tarball (apt-get update in the root fetches current lists)
     rm -rf "$tmp/root"/var/lib/apt/lists/* "$tmp/root"/var/cache/apt/archives/*.deb
     touch "$tmp/root/$MARKER"
+    # what the Debian installer writes and debootstrap does not (it copies /etc/hostname only)
+    printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
+        "$(cat "$tmp/root/etc/hostname" 2>/dev/null || echo debian)" >"$tmp/root/etc/hosts"
     # written under a temporary name and renamed: a killed build never looks complete
     tar -C "$tmp/root" -czf "$TARBALL.new" .
     safe_rm "$tmp"
