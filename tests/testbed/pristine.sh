@@ -4,7 +4,7 @@
 # earlier tier, sandbox or developer left behind). See docs/testing.md ("the pristine tier").
 #
 # Usage (as root; needs git and debootstrap on this machine, installs debootstrap if missing):
-#   pristine.sh run [--keep] [--copy-in SRC DEST]... -- CMD...
+#   pristine.sh run [--keep] [--check-clean] [--copy-in SRC DEST]... -- CMD...
 #       Extract a fresh root from the cached tarball into /var/tmp/pmkt-pristine.XXXXXX, clone
 #       this repository's committed HEAD into it (/root/pm-kvm-tools: committed files only, no
 #       target/), copy each SRC of this machine to DEST in the root, and run CMD there as root
@@ -14,6 +14,9 @@
 #       (the test bed's teardown, then SIGKILL by PID for processes whose root is the root),
 #       unmounts it and deletes it. --keep leaves the root mounted with whatever runs in it (a
 #       sandbox stays up to explore); `exec` enters it again, `clean` removes it.
+#       --check-clean: when CMD succeeded, fail unless it left nothing behind: no process in the
+#       root (nor in a namespace made from it), no mount under it beyond the ones made here, no
+#       new veth in this machine's network namespace (each leftover printed).
 #   pristine.sh exec ROOT -- CMD...   run CMD in a kept root (as run does, without the clone)
 #   pristine.sh clean [ROOT]          stop, unmount and delete kept or abandoned roots (all of
 #                                     them without ROOT); roots of a run still going are left
@@ -219,6 +222,28 @@ check_toolchain() {
     fi
 }
 
+veths() { ip -o link show type veth 2>/dev/null | awk -F': ' '{ print $2 }' | sort; }
+
+# check_clean ROOT MOUNTS-AT-ENTRY VETHS-AT-ENTRY: what the command left behind
+check_clean() {
+    local r=$1 found=0 p pids m
+    # orphans are reaped lazily here (not by a systemd): give the exiting ones a moment
+    for p in 1 2 3 4 5 6 7 8 9 10; do [ -z "$(root_pids "$r")" ] && break; sleep 0.5; done
+    pids=$(root_pids "$r" | xargs)
+    for p in $pids; do
+        plog "leftover: process $p ($(cat "/proc/$p/comm" 2>/dev/null), net namespace $(readlink "/proc/$p/ns/net" 2>/dev/null)) in the root"
+        found=1
+    done
+    m=$(comm -13 <(printf '%s\n' "$2" | sort) <(mounts_under "$r" | sort) | xargs)
+    [ -z "$m" ] || { plog "leftover: mounts under the root: $m"; found=1; }
+    m=$(comm -13 <(printf '%s\n' "$3") <(veths) | xargs)
+    [ -z "$m" ] || { plog "leftover: veths in this machine's network namespace: $m"; found=1; }
+    if [ "$found" = 0 ]; then
+        plog "clean: the command left no process (none in the root or its namespaces), no mount, no veth"
+    fi
+    return "$found"
+}
+
 ROOT=
 KEEP=0
 cleanup() {
@@ -236,10 +261,11 @@ cleanup() {
 }
 
 run() {
-    local copies=() t0 t sha dirty
+    local copies=() t0 t sha dirty check=0 mounts0 veths0
     while [ $# -gt 0 ]; do
         case $1 in
         --keep) KEEP=1; shift ;;
+        --check-clean) check=1; shift ;;
         --copy-in) [ $# -ge 3 ] || die "--copy-in SRC DEST"; copies+=("$2" "$3"); shift 3 ;;
         --) shift; break ;;
         *) die "usage: $0 run [--keep] [--copy-in SRC DEST]... -- CMD..." ;;
@@ -275,6 +301,8 @@ run() {
         plog "copied in: ${copies[i]} -> ${copies[i + 1]}"
     done
     enter_mounts "$ROOT"
+    mounts0=$(mounts_under "$ROOT")
+    veths0=$(veths)
     plog "entered (proc, /dev, /sys, /run, toolchain read-only at $TOOLCHAIN_MNT) after $(elapsed "$t0") s"
     t=$(now)
     plog "running: $*"
@@ -285,6 +313,9 @@ run() {
     child=$!
     wait "$child" || rc=$?
     plog "command exited with status $rc after $(elapsed "$t") s (all: $(elapsed "$t0") s)"
+    if [ "$check" = 1 ] && [ "$rc" = 0 ]; then
+        check_clean "$ROOT" "$mounts0" "$veths0" || rc=1
+    fi
     exit "$rc"
 }
 
