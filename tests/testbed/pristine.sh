@@ -30,8 +30,9 @@
 # (this list) changes; never taken half-written (built under a temporary name, then renamed).
 # Entered with: a self-bind (the test bed's `unshare -m --propagation private` needs the root to
 # be a mount point), proc, /dev and /sys rbound (made slaves, so no unmount ever reaches this
-# machine's), a fresh tmpfs on /run, this machine's resolv.conf, and the Rust toolchain
-# bind-mounted read-only at /opt/rust (RUSTUP_HOME=/opt/rust/.rustup, cargo from
+# machine's), a fresh tmpfs on /run, this machine's resolv.conf and CA bundle
+# (/etc/ssl/certs/ca-certificates.crt: the CAs its network needs to reach crates.io), and the
+# Rust toolchain bind-mounted read-only at /opt/rust (RUSTUP_HOME=/opt/rust/.rustup, cargo from
 # /opt/rust/.cargo/bin; CARGO_HOME=/root/.cargo inside the root, so crates are fetched afresh).
 # The toolchain must have the x86_64-unknown-linux-musl target (the guest binaries need it; it
 # cannot be added through a read-only mount): added here first if missing, as .ci/run does.
@@ -128,6 +129,12 @@ enter_mounts() {
     mount --bind "$HOST_CARGO/bin" "$r$TOOLCHAIN_MNT/.cargo/bin"
     mount -o remount,bind,ro "$r$TOOLCHAIN_MNT/.cargo/bin"
     cp -L /etc/resolv.conf "$r/etc/resolv.conf" 2>/dev/null || true
+    # this machine's trust store, as it has it (the CAs of the network it is on, which reach
+    # crates.io, are part of it): like resolv.conf, configuration of the machine, not a package
+    if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+        mkdir -p "$r/etc/ssl/certs"
+        cp -L /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/certs/ca-certificates.crt"
+    fi
 }
 
 # umount_root ROOT: every mount below it, deepest first, lazily (a daemon may still hold a
