@@ -18,7 +18,9 @@ export DEBIAN_FRONTEND=noninteractive
 
 pkgs_for() {
     case $1 in
-    build) echo pkg-config libvirt-dev libssl-dev gcc musl-tools ;;
+    # libc6-dev: the C library's start files and link stubs every Rust binary links with (gcc
+    # only recommends it: a minimal Debian without it fails with "cannot open Scrt1.o")
+    build) echo pkg-config libvirt-dev libssl-dev gcc libc6-dev musl-tools ;;
     cib) echo pacemaker pacemaker-cli-utils crmsh pcs resource-agents ;;
     live) echo pacemaker pacemaker-cli-utils corosync resource-agents cluster-glue ;;
     libvirt) echo libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ;;
