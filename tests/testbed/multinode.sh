@@ -55,17 +55,20 @@ holder() {
     fi
     echo "$h"
 }
+# nsenter -r: the node's root directory too. Entering a mount namespace resets the root to the
+# namespace's own; in a chroot (a pristine root, tests/testbed/pristine.sh) that is this
+# machine's /, and the node ran this machine's binaries and configuration, not the chroot's.
 nexec() {
     local n=$1 h
     shift
     h=$(holder "$n") || die "node $n is not up"
-    nsenter -t "$h" -m -n -u --wd="$PWD" -- "$@"
+    nsenter -t "$h" -m -n -u -r --wd="$PWD" -- "$@"
 }
 nbg() {
     local n=$1 name=$2 h
     shift 2
     h=$(holder "$n") || die "node $n is not up"
-    start_bg "$MN/$n/$name.pid" "$MN/$n/$name.out" nsenter -t "$h" -m -n -u -- "$@"
+    start_bg "$MN/$n/$name.pid" "$MN/$n/$name.out" nsenter -t "$h" -m -n -u -r -- "$@"
 }
 nstop() { stop_pidfile "$MN/$1/$2.pid" "${3:-30}"; }
 pids_in() {
