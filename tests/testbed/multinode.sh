@@ -164,8 +164,14 @@ up() {
             why="not every node came online within 90 s"
         fi
         log "multi-node: the test bed left running is not usable ($why): tearing it down and starting afresh"
-    elif [ -d "$MN" ] && [ -n "$(known_nodes)" ]; then
-        log "multi-node: clearing what an earlier run left in $MN"
+    else
+        # (a down leaves the state directory but stops everything: say so only when not)
+        for n in $(known_nodes); do
+            if holder "$n" >/dev/null; then
+                log "multi-node: the hub is gone but node $n still runs (an earlier run killed half-way): tearing it down"
+                break
+            fi
+        done
     fi
     if [ -d "$MN" ]; then
         FAST=1 down >/dev/null 2>&1
