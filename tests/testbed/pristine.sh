@@ -176,11 +176,13 @@ stop_root_procs() {
     [ -n "$p" ] || return 0
     # the test bed's own teardown first (graceful, by its PID files; both state dirs)
     if [ -x "$r$CLONE/tests/testbed/teardown.sh" ]; then
-        plog "stopping the test bed in the root (teardown.sh)"
-        timeout 180 chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+        plog "stopping the test bed in the root (teardown.sh, sandbox down)"
+        local envs
+        mapfile -t envs < <(root_env)
+        timeout 180 chroot "$r" /usr/bin/env -i "${envs[@]}" \
             "$CLONE/tests/testbed/teardown.sh" >/dev/null 2>&1 || true
-        PMKT_STATE=/tmp/pmkt-sandbox timeout 180 chroot "$r" /usr/bin/env -i \
-            PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root PMKT_STATE=/tmp/pmkt-sandbox \
+        timeout 180 chroot "$r" /usr/bin/env -i "${envs[@]}" \
+            PMKT_STATE="${PMKT_SANDBOX_STATE:-/tmp/pmkt-sandbox}" \
             "$CLONE/tests/testbed/multinode.sh" down >/dev/null 2>&1 || true
     fi
     for i in 1 2 3; do
@@ -207,16 +209,21 @@ destroy() {
 }
 
 # --- running -------------------------------------------------------------------------------
+# root_env: the environment of a command in the root, one NAME=VALUE a line
+root_env() {
+    local v
+    echo "PATH=$TOOLCHAIN_MNT/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    printf '%s\n' HOME=/root LANG=C.UTF-8 TERM=dumb RUSTUP_HOME="$TOOLCHAIN_MNT/.rustup" \
+        CARGO_HOME=/root/.cargo RUSTUP_AUTO_INSTALL=0
+    for v in $PASS_ENV; do echo "$v=${!v}"; done
+}
+
 in_root() {
     local r=$1
     shift
-    local envs=(PATH="$TOOLCHAIN_MNT/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-        HOME=/root LANG=C.UTF-8 TERM=dumb RUSTUP_HOME="$TOOLCHAIN_MNT/.rustup" CARGO_HOME=/root/.cargo
-        RUSTUP_AUTO_INSTALL=0)
-    local v
-    for v in $PASS_ENV; do envs+=("$v=${!v}"); done
-    local wd=$CLONE
+    local wd=$CLONE envs
     [ -d "$r$wd" ] || wd=/root
+    mapfile -t envs < <(root_env)
     chroot "$r" /usr/bin/env -i -C "$wd" "${envs[@]}" "$@"
 }
 
