@@ -343,6 +343,8 @@ prepare() {
     mkdir -p "$OUT"
     exec 9>"$OUT/.lock"
     flock 9
+    # an initramfs work dir of a build that was killed (the lock says no build is running)
+    find "$OUT" -mindepth 1 -maxdepth 1 -type d -name 'initrd.*' -exec rm -rf {} +
 }
 
 build() {

@@ -169,8 +169,9 @@ host_daemons() {
     local n=$1
     # docs/operations.md steps 2 and 5, with the test bed's paths (sockets and logs in each
     # node's own /run); the daemons are the packaged ones, the agents' default binary
-    on "$n" cibadmin --query --xpath "//clone[@id='clnVmConnectd']" >/dev/null 2>&1 && return 0
-    on "$n" cibadmin --create -o resources -X "<clone id='clnVmConnectd'>
+    # each object on its own: a run killed half-way through made some of them
+    has() { on "$n" cibadmin --query --xpath "//$1[@id='$2']" >/dev/null 2>&1; }
+    has clone clnVmConnectd || on "$n" cibadmin --create -o resources -X "<clone id='clnVmConnectd'>
   <primitive id='vm-connectd' class='ocf' provider='pm-kvm-tools' type='vm-connectd'>
     <instance_attributes id='vm-connectd-ia'>
       <nvpair id='vm-connectd-sock_dir' name='sock_dir' value='/run/pmkt/vmconnectd'/>
@@ -179,7 +180,7 @@ host_daemons() {
     <operations><op id='vm-connectd-mon' name='monitor' interval='10s'/></operations>
   </primitive>
 </clone>"
-    on "$n" cibadmin --create -o resources -X "<clone id='clnVmStonithd'>
+    has clone clnVmStonithd || on "$n" cibadmin --create -o resources -X "<clone id='clnVmStonithd'>
   <primitive id='vm-stonithd' class='ocf' provider='pm-kvm-tools' type='vm-stonithd'>
     <instance_attributes id='vm-stonithd-ia'>
       <nvpair id='vm-stonithd-config' name='config' value='$GC/vm-stonithd.toml'/>
@@ -192,8 +193,10 @@ host_daemons() {
     </operations>
   </primitive>
 </clone>"
-    on "$n" cibadmin --create -o constraints -X "<rsc_order id='odrVmStonithd' kind='Mandatory' first='clnVmConnectd' then='clnVmStonithd'/>"
-    on "$n" cibadmin --create -o constraints -X "<rsc_colocation id='colVmStonithd' score='INFINITY' rsc='clnVmStonithd' with-rsc='clnVmConnectd'/>"
+    has rsc_order odrVmStonithd ||
+        on "$n" cibadmin --create -o constraints -X "<rsc_order id='odrVmStonithd' kind='Mandatory' first='clnVmConnectd' then='clnVmStonithd'/>"
+    has rsc_colocation colVmStonithd ||
+        on "$n" cibadmin --create -o constraints -X "<rsc_colocation id='colVmStonithd' score='INFINITY' rsc='clnVmStonithd' with-rsc='clnVmConnectd'/>"
 }
 
 clone_running_everywhere() {
@@ -389,6 +392,10 @@ $report"
         done
         mark "guests booted (Debian 12, systemd; guest-mode vm-connectd, corosync, pacemaker)"
     fi
+    if [ "$rerun" = 1 ]; then
+        # a scenario killed between a link cut and its repair leaves the link down
+        for g in "${GUESTS[@]}"; do heal_link_of "$g"; done
+    fi
     wait_until 180 gc_online g1 || die "the guest cluster did not come online: $(gview g1 || true)"
     mark "guest cluster online: ${GUESTS[*]} (corosync over the multicast link)"
 
@@ -403,16 +410,29 @@ $report"
     # fencing from vm-ctl's own output (in the seed), applied with Pacemaker's tools
     local dev=fence-vmstonith
     [ "$FENCE" = vmstonith ] || dev=fence-virt
-    if ! gexec g1 "cibadmin --query --xpath '//primitive[@id=\"$dev\"]'" 20 >/dev/null 2>&1; then
+    # each step on its own: a run killed half-way through this did some of them
+    local gcfg
+    gcfg=$(gexec g1 "cibadmin --query --xpath '//primitive[@id=\"$dev\"]' >/dev/null 2>&1 && echo has-dev;
+        cibadmin --query --xpath '//nvpair[@name=\"pcmk_delay_base\"]' >/dev/null 2>&1 && echo has-delay;
+        cibadmin --query --xpath '//primitive[@id=\"dummy\"]' >/dev/null 2>&1 && echo has-dummy;
+        cibadmin --query --xpath '//rsc_location[@id=\"dummy-prefers-g2\"]' >/dev/null 2>&1 && echo has-loc; true" 60) ||
+        die "cannot read the guest cluster's configuration in g1"
+    if ! grep -q has-dev <<<"$gcfg"; then
         gexec g1 'sh /root/guest-fence.sh' 120 >"$GC/guest-fence.out" ||
             die "the guest-config script failed in g1: $(cat "$GC/guest-fence.out")"
+    fi
+    if ! grep -q has-delay <<<"$gcfg"; then
         # Two guests that lose each other both fence: g1 wins (guest-config suggests a delay)
         gexec g1 "crm_resource --resource $dev --set-parameter pcmk_delay_base --parameter-value g1:10s >/dev/null" 60 ||
             die "could not set pcmk_delay_base"
-        gexec g1 '
-            cibadmin --create -o resources -X "<primitive id=\"dummy\" class=\"ocf\" provider=\"pacemaker\" type=\"Dummy\"><operations><op id=\"dummy-mon\" name=\"monitor\" interval=\"5s\"/></operations></primitive>"
-            cibadmin --create -o constraints -X "<rsc_location id=\"dummy-prefers-g2\" rsc=\"dummy\" node=\"g2\" score=\"100\"/>"' 60 ||
-            die "could not configure the guest cluster"
+    fi
+    if ! grep -q has-dummy <<<"$gcfg"; then
+        gexec g1 'cibadmin --create -o resources -X "<primitive id=\"dummy\" class=\"ocf\" provider=\"pacemaker\" type=\"Dummy\"><operations><op id=\"dummy-mon\" name=\"monitor\" interval=\"5s\"/></operations></primitive>"' 60 ||
+            die "could not configure the guest cluster's dummy"
+    fi
+    if ! grep -q has-loc <<<"$gcfg"; then
+        gexec g1 'cibadmin --create -o constraints -X "<rsc_location id=\"dummy-prefers-g2\" rsc=\"dummy\" node=\"g2\" score=\"100\"/>"' 60 ||
+            die "could not configure the guest cluster's dummy location"
     fi
     wait_until 120 dummy_on g1 g2 || die "dummy did not start on g2: $(gview g1 || true)"
     if [ "$FENCE" = vmstonith ]; then
@@ -516,6 +536,19 @@ heal_link() {
     if on "$node" virsh -c qemu:///system domif-getlink g2 52:54:00:98:00:02 2>/dev/null | grep -q down; then
         on "$node" virsh -c qemu:///system domif-setlink g2 52:54:00:98:00:02 up >/dev/null
         mark "  g2's link was still cut after its reboot (the restarted domain kept it): set up again"
+    fi
+}
+
+# heal_link_of GUEST: its cluster link up, wherever it runs (a no-op when it is up)
+heal_link_of() {
+    local g=$1 node mac
+    node=$(host_of "$g")
+    [ -n "$node" ] || return 0
+    mac=$(sed -n "s/.*<mac address='\([^']*\)'.*/\1/p" "$GC/vm/$g.xml" | head -1)
+    [ -n "$mac" ] || return 0
+    if on "$node" virsh -c qemu:///system domif-getlink "$g" "$mac" 2>/dev/null | grep -q down; then
+        on "$node" virsh -c qemu:///system domif-setlink "$g" "$mac" up >/dev/null
+        log "$g's cluster link was left cut by an earlier run: set up again"
     fi
 }
 

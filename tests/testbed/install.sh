@@ -3,6 +3,7 @@
 #
 # Usage: install.sh [TIER...]   TIER = build cib live libvirt guest gc multinode lint all (default all),
 #                               or fencevirt (the benchmarks' fence_virt/fence_virtd; not in all),
+#                               or pristine (debootstrap for pristine.sh; not in all),
 #                               or project (not in all: needs the build tier and a toolchain):
 #                               builds this tree's Debian packages (cargo xtask deb) and installs
 #                               the host package pm-kvm-tools on this machine with apt, as an
@@ -22,20 +23,26 @@ export DEBIAN_FRONTEND=noninteractive
 
 pkgs_for() {
     case $1 in
+    # libc6-dev: the C library's start files and link stubs every Rust binary links with (gcc
+    # only recommends it: a minimal Debian without it fails with "cannot open Scrt1.o").
     # debhelper, dpkg-dev, lintian, resource-agents (the OCF agents' man pages come from their
     # meta-data): cargo xtask deb (debian/)
-    build) echo pkg-config libvirt-dev libssl-dev gcc musl-tools debhelper dpkg-dev lintian resource-agents ;;
+    build) echo pkg-config libvirt-dev libssl-dev gcc libc6-dev musl-tools debhelper dpkg-dev lintian resource-agents ;;
     cib) echo pacemaker pacemaker-cli-utils crmsh pcs resource-agents ;;
     live) echo pacemaker pacemaker-cli-utils corosync resource-agents cluster-glue ;;
     libvirt) echo libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ;;
-    guest) echo busybox-static cpio qemu-utils socat ;;
-    gc) echo debootstrap busybox-static cpio ;;
-    multinode) echo iproute2 util-linux iputils-ping ;;
+    # xz-utils: kernel modules may come xz-compressed from the kernel package
+    guest) echo busybox-static cpio qemu-utils socat xz-utils ;;
+    gc) echo debootstrap busybox-static cpio xz-utils ;;
+    # tests/testbed/pristine.sh (not in all): the pristine root is made with debootstrap
+    pristine) echo debootstrap ;;
+    # procps: ps, for leftovers.sh (not in a minimal Debian)
+    multinode) echo iproute2 util-linux iputils-ping procps ;;
     lint) echo shellcheck systemd ;; # systemd: systemd-analyze verify of agents/systemd
     # bookworm: the libvirt backend and serial listener are in fence-virtd
     fencevirt) echo fence-virtd fence-virt ;;
     project) ;; # not a distribution package: see install_project
-    *) die "unknown tier '$1' (build cib live libvirt guest gc multinode lint fencevirt project all)" ;;
+    *) die "unknown tier '$1' (build cib live libvirt guest gc multinode lint fencevirt pristine project all)" ;;
     esac
 }
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Check that the test bed left nothing behind: no daemon or guest it starts, no process in a
 # foreign network namespace, no mount of its state dir, no veth in this machine's network, no
-# live PID in its PID files. Prints what it finds; exit 1 if anything is left.
+# live PID in its PID files, no pristine root (tests/testbed/pristine.sh) or mount of one. Prints what it finds; exit 1 if anything is left.
 # (Matching by name is for *checking* only; the test bed stops processes by PID.)
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -43,6 +43,19 @@ done
 if [ "$STATE_ONLY" = 0 ]; then
     veths=$(ip -o link show type veth 2>/dev/null | awk -F': ' '{ print $2 }' | xargs)
     [ -z "$veths" ] || report "veth interfaces in this machine's network namespace: $veths"
+fi
+
+# pristine.sh's roots (kept or abandoned): their mounts (proc, /dev and /sys bound in) and what
+# still runs in them. Not checked from inside one (/.pmkt-pristine): there, this machine's
+# /proc/mounts lists the root's own mounts, which are not leftovers of the test bed inside it.
+if [ "$STATE_ONLY" = 0 ] && [ ! -e /.pmkt-pristine ]; then
+    pbase=${PMKT_PRISTINE_BASE:-/var/tmp}
+    m=$(awk -v p="$pbase/pmkt-pristine." 'index($2, p) == 1 { print $2 }' /proc/self/mounts | xargs)
+    [ -z "$m" ] || report "mounts of pristine roots: $m (tests/testbed/pristine.sh clean)"
+    for r in "$pbase"/pmkt-pristine.*/; do
+        [ -d "$r" ] || continue
+        report "pristine root ${r%/} (tests/testbed/pristine.sh clean)"
+    done
 fi
 
 if [ "$found" = 0 ]; then

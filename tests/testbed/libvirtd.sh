@@ -26,7 +26,10 @@ up() {
     if [ -S /run/libvirt/libvirt-sock ] && "${VIRSH[@]}" version >/dev/null 2>&1; then
         die "a libvirtd the test bed did not start is serving qemu:///system; stop it first"
     fi
-    mkdir -p "$D/etc-libvirt" /run/libvirt /var/lib/libvirt/qemu /var/log/libvirt/qemu
+    # libvirt-daemon without libvirt-daemon-system (which pulls systemd) makes none of these,
+    # and /run is empty on a machine that has just booted without systemd-tmpfiles
+    mkdir -p "$D/etc-libvirt" /etc/libvirt /run/libvirt /run/lock /var/lib/libvirt/qemu \
+        /var/log/libvirt/qemu /var/cache/libvirt
     cp -a /etc/libvirt/. "$D/etc-libvirt/"
     qemu_conf >"$D/etc-libvirt/qemu.conf"
     echo "log_outputs = \"3:file:$D/libvirtd.log\"" >"$D/etc-libvirt/libvirtd.conf"

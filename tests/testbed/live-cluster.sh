@@ -69,7 +69,10 @@ logging {
     timestamp: on
 }
 CONF
-    mkdir -p "$CIBDIR" /run/crm
+    # /run is empty on a machine booted without systemd-tmpfiles: what the daemons and the
+    # resource agents (HA_RSCTMP, lock files) expect there
+    mkdir -p "$CIBDIR" /run/crm /run/resource-agents /run/lock
+    chmod 1777 /run/lock
     rm -f "$CIBDIR"/cib*
     seed_cib false >"$CIBDIR/cib.xml"
     chown hacluster:haclient "$CIBDIR/cib.xml" /run/crm

@@ -13,6 +13,9 @@
 #                      device (stonith:fence_pmkt_nskill, stonith-enabled=true; STONITH=0 leaves
 #                      fencing off), libvirtd on each (LIBVIRT=0 skips). Idempotent: on a cluster already up, it powers
 #                      on the nodes that were powered off (fenced) and waits for all online.
+#                      What a killed or failed start left (no up.done mark, a node's namespaces
+#                      or daemons missing, nodes not online in 90 s) is torn down (FAST) and the
+#                      cluster started afresh, with a log line saying why.
 #   down               stop everything by PID (FAST=1: SIGKILL, no graceful stop), then the
 #                      holders: the kernel drops the nodes' mounts, veths and namespaces.
 #   status             crm_mon from the first node that answers
@@ -32,6 +35,13 @@ SUBNET=10.99.0
 VIRSH=(virsh -c qemu:///system)
 
 nodes() { cat "$MN/nodes" 2>/dev/null; }
+# known_nodes: every node with a state directory, listed or not (a start killed before it wrote
+# the list, or after a holder started, must still be torn down)
+known_nodes() {
+    { nodes | tr ' ' '\n'; find "$MN" -mindepth 1 -maxdepth 1 -type d -name 'n[0-9]*' -printf '%f\n' 2>/dev/null; } |
+        grep -x 'n[0-9]*' | sort -u
+    return 0
+}
 node_ip() { echo "$SUBNET.1${1#n}"; }
 # holder NODE: PID of the node's namespace holder. Refuses a stale PID file whose PID now
 # belongs to a process in this machine's own mount namespace: entering that would act on the host.
@@ -45,17 +55,20 @@ holder() {
     fi
     echo "$h"
 }
+# nsenter -r: the node's root directory too. Entering a mount namespace resets the root to the
+# namespace's own; in a chroot (a pristine root, tests/testbed/pristine.sh) that is this
+# machine's /, and the node ran this machine's binaries and configuration, not the chroot's.
 nexec() {
     local n=$1 h
     shift
     h=$(holder "$n") || die "node $n is not up"
-    nsenter -t "$h" -m -n -u --wd="$PWD" -- "$@"
+    nsenter -t "$h" -m -n -u -r --wd="$PWD" -- "$@"
 }
 nbg() {
     local n=$1 name=$2 h
     shift 2
     h=$(holder "$n") || die "node $n is not up"
-    start_bg "$MN/$n/$name.pid" "$MN/$n/$name.out" nsenter -t "$h" -m -n -u -- "$@"
+    start_bg "$MN/$n/$name.pid" "$MN/$n/$name.out" nsenter -t "$h" -m -n -u -r -- "$@"
 }
 nstop() { stop_pidfile "$MN/$1/$2.pid" "${3:-30}"; }
 pids_in() {
@@ -117,20 +130,56 @@ all_online() {
     done
 }
 
+# why_not_whole: why the test bed that is up is not one that an `up` finished (prints nothing
+# when it is). A start that was killed or failed half-way leaves the hub, some holders and some
+# daemons: powering nodes on cannot repair that, a fresh start can.
+why_not_whole() {
+    local n d
+    [ -f "$MN/up.done" ] || { echo "an earlier start did not finish"; return 0; }
+    [ -n "$(nodes)" ] || { echo "its node list is missing"; return 0; }
+    for n in $(nodes); do
+        holder "$n" >/dev/null || { echo "node $n's namespaces are gone"; return 0; }
+        # a node without any process is powered off (fenced, crashed): up powers it on
+        node_down "$n" && continue
+        for d in corosync pacemakerd; do
+            pid_alive "$MN/$n/$d.pid" || { echo "$n runs without its $d"; return 0; }
+        done
+    done
+}
+
 up() {
     need_root
-    local t0 n h
+    local t0 n h why
     if pid_alive "$MN/hub.pid"; then
-        # up means every node up: one powered off (fenced) since boots again
-        for n in $(nodes); do
-            if node_down "$n"; then poweron "$n"; fi
+        why=$(why_not_whole)
+        if [ -z "$why" ]; then
+            # up means every node up: one powered off (fenced) since boots again
+            for n in $(nodes); do
+                if node_down "$n"; then poweron "$n"; fi
+            done
+            if wait_until 90 all_online; then
+                log "multi-node cluster already up ($(nodes | xargs))"
+                return 0
+            fi
+            why="not every node came online within 90 s"
+        fi
+        log "multi-node: the test bed left running is not usable ($why): tearing it down and starting afresh"
+    else
+        # (a down leaves the state directory but stops everything: say so only when not)
+        for n in $(known_nodes); do
+            if holder "$n" >/dev/null; then
+                log "multi-node: the hub is gone but node $n still runs (an earlier run killed half-way): tearing it down"
+                break
+            fi
         done
-        wait_until 90 all_online ||
-            die "multi-node cluster is up but not every node came online in 90 s (logs in $MN/NODE/); start afresh with: $0 down; $0 up"
-        log "multi-node cluster already up ($(nodes | xargs))"
-        return 0
     fi
-    [ -d "$MN" ] && FAST=1 down >/dev/null 2>&1
+    if [ -d "$MN" ]; then
+        FAST=1 down >/dev/null 2>&1
+        # a holder that survived would keep its node's mounts of $MN: never delete under it
+        for n in $(known_nodes); do
+            ! holder "$n" >/dev/null || die "$n's holder survived the tear-down (pid $(cat "$MN/$n/holder.pid"))"
+        done
+    fi
     local count=${NODES:-3}
     case $count in 2 | 3) ;; *) die "NODES must be 2 or 3" ;; esac
     rm -rf "$MN"
@@ -144,10 +193,17 @@ up() {
          touch '$MN/hub.ready' && exec sleep infinity"
     wait_until 10 test -f "$MN/hub.ready" || die "hub namespace did not come up: $(cat "$MN/hub.out")"
 
+    # The mount points of every node's own directories. The packages make some only in their
+    # recommended or systemd parts: libvirt-daemon without libvirt-daemon-system makes none of
+    # /var/{lib,cache,log}/libvirt. Empty directories, as those packages would have made them.
+    mkdir -p /var/lib/pacemaker /var/log/pacemaker /var/lib/corosync /etc/corosync /etc/libvirt \
+        /var/lib/libvirt /var/cache/libvirt /var/log/libvirt
+    [ -e /etc/hosts ] || die "/etc/hosts is missing (every Debian installation has one)"
     for n in $(nodes); do
         local D=$MN/$n
         mkdir -p "$D"/lib-pacemaker/{cib,pengine,blackbox,cores} "$D"/log-pacemaker/bundles \
-            "$D/lib-corosync" "$D/etc-corosync" "$D/log-libvirt/qemu"
+            "$D/lib-corosync" "$D/etc-corosync" "$D/log-libvirt/qemu" \
+            "$D/etc-libvirt" "$D/lib-libvirt" "$D/cache-libvirt"
         chown -R hacluster:haclient "$D/lib-pacemaker" "$D/log-pacemaker"
         chmod 750 "$D"/lib-pacemaker/*
         chmod 770 "$D/log-pacemaker"
@@ -155,9 +211,9 @@ up() {
         chown hacluster:haclient "$D/lib-pacemaker/cib/cib.xml"
         chmod 600 "$D/lib-pacemaker/cib/cib.xml"
         corosync_conf "$n" >"$D/etc-corosync/corosync.conf"
-        cp -a /etc/libvirt "$D/etc-libvirt"
-        cp -a /var/lib/libvirt "$D/lib-libvirt"
-        cp -a /var/cache/libvirt "$D/cache-libvirt"
+        cp -a /etc/libvirt/. "$D/etc-libvirt/"
+        cp -a /var/lib/libvirt/. "$D/lib-libvirt/"
+        cp -a /var/cache/libvirt/. "$D/cache-libvirt/"
         qemu_conf >"$D/etc-libvirt/qemu.conf"
         # plain TCP without auth, reachable only on the test bed's private bridge: what
         # VirtualDomain's migration URI qemu+tcp://<node>/system needs
@@ -226,6 +282,8 @@ up() {
   <operations><op id='st-nskill-mon' name='monitor' interval='60s'/></operations>
 </primitive>"
     fi
+    # the mark of a finished start: without it, the next up starts afresh
+    touch "$MN/up.done"
     log "multi-node cluster up: $(nodes | xargs) online after $(elapsed "$t0") s"
 }
 
@@ -234,7 +292,7 @@ down() {
     t0=$(now)
     [ -d "$MN" ] || return 0
     if [ "${FAST:-0}" = 1 ]; then
-        for n in $(nodes); do
+        for n in $(known_nodes); do
             p=$(pids_in "$n" | xargs)
             # shellcheck disable=SC2086 # one pid per word
             [ -n "$p" ] && kill -KILL $p 2>/dev/null
@@ -266,7 +324,7 @@ down() {
         wait
         for n in $(nodes); do nstop "$n" libvirtd 30; done
     fi
-    for n in $(nodes); do
+    for n in $(known_nodes); do
         p=$(pids_in "$n" | xargs)
         if [ -n "$p" ]; then
             log "$n: killing leftovers $p"
@@ -277,7 +335,7 @@ down() {
         nstop "$n" holder 10
     done
     stop_pidfile "$MN/hub.pid" 10
-    rm -f "$MN/hub.ready"
+    rm -f "$MN/hub.ready" "$MN/up.done"
     log "multi-node cluster down after $(elapsed "$t0") s"
 }
 
