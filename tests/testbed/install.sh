@@ -4,6 +4,7 @@
 # Usage: install.sh [TIER...]   TIER = build cib live libvirt guest gc multinode lint all (default all),
 #                               or fencevirt (the benchmarks' fence_virt/fence_virtd; not in all),
 #                               or pristine (debootstrap for pristine.sh; not in all),
+#                               or piuparts (the pkg tier's piuparts.sh; not in all),
 #                               or project (not in all: needs the build tier and a toolchain):
 #                               builds this tree's Debian packages (cargo xtask deb) and installs
 #                               the host package pm-kvm-tools on this machine with apt, as an
@@ -36,13 +37,14 @@ pkgs_for() {
     gc) echo debootstrap busybox-static cpio xz-utils ;;
     # tests/testbed/pristine.sh (not in all): the pristine root is made with debootstrap
     pristine) echo debootstrap ;;
+    piuparts) echo piuparts dpkg-dev ;; # tests/testbed/piuparts.sh (the pkg tier)
     # procps: ps, for leftovers.sh (not in a minimal Debian)
     multinode) echo iproute2 util-linux iputils-ping procps ;;
     lint) echo shellcheck systemd ;; # systemd: systemd-analyze verify of agents/systemd
     # bookworm: the libvirt backend and serial listener are in fence-virtd
     fencevirt) echo fence-virtd fence-virt ;;
     project) ;; # not a distribution package: see install_project
-    *) die "unknown tier '$1' (build cib live libvirt guest gc multinode lint fencevirt pristine project all)" ;;
+    *) die "unknown tier '$1' (build cib live libvirt guest gc multinode lint fencevirt pristine piuparts project all)" ;;
     esac
 }
 
