@@ -81,7 +81,8 @@ struct State {
 
 impl State {
     fn next(&mut self) -> u64 {
-        self.next_id += 1;
+        // 0 is not a request id (docs/protocol.md §6)
+        self.next_id = self.next_id.wrapping_add(1).max(1);
         self.next_id
     }
 
@@ -138,7 +139,13 @@ pub async fn run(
         cfg: cfg.clone(),
         port: port.clone(),
         session: crate::rand_u64(),
-        state: Mutex::new(State::default()),
+        // Link ids start at a random value in every daemon life, as the client's do (§7): a
+        // restarted daemon that counted from 1 again would reuse ids its previous life may
+        // still have answers for on the way (sent before the host saw our new session).
+        state: Mutex::new(State {
+            next_id: crate::rand_u64() >> 1,
+            ..State::default()
+        }),
     });
     guest.lock().writer = Some(writer.clone());
     // The first write waits for a host side; its completion is our "host connected".

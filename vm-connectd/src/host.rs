@@ -60,6 +60,8 @@ struct Link {
     state: LinkState,
     outbox: Option<Outbox>,
     session: u64,
+    /// The session of the guest daemon's last Hello on this link (docs/protocol.md §8).
+    guest_session: Option<u64>,
     guest_software: String,
     since: SystemTime,
     last_rx: Option<SystemTime>,
@@ -126,6 +128,32 @@ impl State {
             Ok(p) => Message::Pong(p),
             Err(e) => Message::Error(ErrorMsg::truncated(ErrorCode::Internal, &e.to_string())),
         }
+    }
+
+    /// Forgets the requests of `link` that are in flight at modules (all of them, or the one
+    /// with the guest's id `only`) and sends each module a Cancel, so it stops or rolls back
+    /// (docs/protocol.md §10). Their late answers then find no mapping and are dropped. Returns
+    /// how many were cancelled.
+    fn cancel_link_requests(&mut self, link: LinkId, only: Option<u64>) -> usize {
+        let keys: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.link == link && only.is_none_or(|r| p.link_req == r))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &keys {
+            let Some(p) = self.pending.remove(key) else {
+                continue;
+            };
+            if let Some(l) = self.links.get_mut(&link) {
+                l.inflight = l.inflight.saturating_sub(1);
+            }
+            if let Some(m) = self.modules.values().find(|m| m.conn == p.module_conn) {
+                let _ = offer(&m.outbox, Message::Cancel.to_frame(*key));
+            }
+            tracing::debug!(request = key, service = %p.service, "cancelled at the module");
+        }
+        keys.len()
     }
 
     /// Answer a guest on its link (dropped if its queue is full: it is not reading).
@@ -229,6 +257,7 @@ fn ensure_link(host: &Arc<Host>, found: Discovered) {
                 state: LinkState::Connecting,
                 outbox: None,
                 session: crate::rand_u64(),
+                guest_session: None,
                 guest_software: String::new(),
                 since: SystemTime::now(),
                 last_rx: None,
@@ -474,14 +503,28 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
     match msg {
         Message::Hello(h) => {
             let mut st = host.lock();
-            let session = match st.links.get_mut(&id) {
+            let (session, previous) = match st.links.get_mut(&id) {
                 Some(l) => {
                     l.guest_software = h.software().to_owned();
-                    l.session
+                    (l.session, l.guest_session.replace(h.session()))
                 }
                 None => return false,
             };
-            // A (re)started guest daemon introduces itself: tell it who we are.
+            if previous != Some(h.session()) {
+                // A different guest daemon life behind the same channel (it restarted; the
+                // socket QEMU holds stays connected). Its link ids start again, so an answer
+                // to the previous life's request could match a new request's id: everything
+                // in flight for the previous life is cancelled and forgotten (§8).
+                let n = st.cancel_link_requests(id, None);
+                if previous.is_some() || n > 0 {
+                    tracing::info!(
+                        cancelled = n,
+                        "a new guest daemon session on the link; requests of the previous one cancelled"
+                    );
+                }
+            }
+            // Answer every Hello, a known session's too: a guest daemon that says Hello again
+            // has not heard ours (it ignores a session it knows).
             let reply = Message::Hello(Hello::current(Role::HostDaemon, session));
             st.send_link(id, &reply, 0);
         }
@@ -492,21 +535,7 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
         }
         Message::Request(r) => route_request(host, id, req_id, r),
         Message::Cancel => {
-            let mut st = host.lock();
-            let found = st
-                .pending
-                .iter()
-                .find(|(_, p)| p.link == id && p.link_req == req_id)
-                .map(|(k, p)| (*k, p.module_conn));
-            if let Some((key, conn)) = found {
-                st.pending.remove(&key);
-                if let Some(l) = st.links.get_mut(&id) {
-                    l.inflight = l.inflight.saturating_sub(1);
-                }
-                if let Some(m) = st.modules.values().find(|m| m.conn == conn) {
-                    let _ = offer(&m.outbox, Message::Cancel.to_frame(key));
-                }
-            }
+            host.lock().cancel_link_requests(id, Some(req_id));
         }
         other => {
             offence(

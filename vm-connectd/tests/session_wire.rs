@@ -1,0 +1,147 @@
+//! Sessions and abandoned requests, wire level (issue 12, items 2 and 3): no answer crosses
+//! from one guest daemon life (Hello session) to the next, and a request whose requester goes
+//! away is cancelled downstream, all the way to the module. The real daemon; fake guests,
+//! hosts and modules.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Peer};
+use vm_proto::client::{Client, Module, ModuleEvent};
+use vm_proto::{Hello, Kind, Message, Request, Role, ServiceName};
+
+fn request(service: &str, body: &[u8]) -> Message {
+    Message::Request(Request::new(ServiceName::new(service).unwrap(), body.to_vec()).unwrap())
+}
+
+fn guest_hello(session: u64) -> Message {
+    Message::Hello(Hello::current(Role::GuestDaemon, session))
+}
+
+fn host_hello(session: u64) -> Message {
+    Message::Hello(Hello::current(Role::HostDaemon, session))
+}
+
+/// The module's events for `window`: deliveries (id, body) and cancelled ids.
+fn module_events(module: &mut Module, window: Duration) -> (Vec<(u64, Vec<u8>)>, Vec<u64>) {
+    let (mut delivered, mut cancelled) = (Vec::new(), Vec::new());
+    let end = Instant::now() + window;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match module
+            .next_event(left.max(Duration::from_millis(1)))
+            .unwrap()
+        {
+            Some(ModuleEvent::Deliver(d)) => delivered.push((d.id, d.deliver.body().to_vec())),
+            Some(ModuleEvent::Cancel { id }) => cancelled.push(id),
+            None => break,
+        }
+    }
+    (delivered, cancelled)
+}
+
+/// Item 2, host side. A guest daemon restarts behind the same channel (QEMU's socket stays
+/// connected), says Hello with a new session and numbers its requests from 1 again. The
+/// request its previous life had in flight under id 1 must be cancelled at the module, and the
+/// module's late answer to it (a legacy `OK` for another target) must not reach the new life's
+/// request 1.
+#[test]
+fn a_restarted_guest_daemon_never_gets_an_answer_meant_for_its_previous_life() {
+    let d = Daemon::host(&[]);
+    let mut module = Module::register(&d.socket, "stonith", Duration::from_secs(5)).unwrap();
+    let mut g = d.guest_peer("g1");
+    g.send(&guest_hello(0xA1), 0);
+    assert_eq!(g.recv().kind(), Kind::Hello, "the host answers a Hello");
+    g.send(&request("stonith", b"off g2"), 1);
+    let old = module
+        .next_delivery(Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    // the guest daemon's next life
+    g.send(&guest_hello(0xB2), 0);
+    assert_eq!(
+        g.recv().kind(),
+        Kind::Hello,
+        "the host answers the new Hello"
+    );
+    g.send(&request("stonith", b"status g3"), 1);
+    let (delivered, cancelled) = module_events(&mut module, Duration::from_secs(2));
+    assert_eq!(
+        delivered.len(),
+        1,
+        "the new request is delivered: {delivered:?}"
+    );
+    let new_id = delivered[0].0;
+    assert_eq!(delivered[0].1, b"status g3");
+    // the module answers the old request late, then the new one
+    module.reply(old.id, b"OK").unwrap();
+    module.reply(new_id, b"NG").unwrap();
+    let f = g.recv_kind(Kind::Reply);
+    assert_eq!(f.id(), 1);
+    let Message::Reply(r) = f.message().unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        r.body(),
+        b"NG",
+        "the new life's request 1 got the answer meant for the previous life's request 1"
+    );
+    assert!(
+        g.try_recv(Duration::from_millis(300)).is_none(),
+        "exactly one answer"
+    );
+    assert_eq!(
+        cancelled,
+        vec![old.id],
+        "the previous life's request is cancelled at the module"
+    );
+    assert_eq!(d.status()["pending"], 0);
+}
+
+/// Accept the guest daemon's connection to its "port" and read its Hello.
+fn accept_host_side(listener: &UnixListener) -> Peer {
+    let (stream, _) = listener.accept().unwrap();
+    let mut p = Peer::new(stream);
+    assert_eq!(p.recv().kind(), Kind::Hello);
+    p
+}
+
+/// A guest daemon with a host side that has introduced itself.
+fn guest_with_host() -> (Daemon, Peer) {
+    let (d, listener) = Daemon::guest(&["--request-timeout", "2"]);
+    let mut host = accept_host_side(&listener);
+    host.send(&host_hello(7), 0);
+    d.wait_for(
+        || {
+            Client::connect(&d.socket, Role::Client)
+                .and_then(|mut c| c.status(Duration::from_secs(2)))
+                .is_ok_and(|s| s.contains(&format!("{:016x}", 7)))
+        },
+        "the host Hello to be taken in",
+    );
+    (d, host)
+}
+
+/// Item 2, guest side. The host sees each guest daemon life's link ids; a restarted guest
+/// daemon that numbered from 1 again would reuse the ids of requests its previous life may
+/// still have in flight there (answers already on the wire when the host learnt of the
+/// restart). Two lives of the daemon must not start from the same id.
+#[test]
+fn guest_daemon_lives_do_not_reuse_link_ids() {
+    let mut first_ids = Vec::new();
+    for _life in 0..2 {
+        let (d, mut host) = guest_with_host();
+        let _ = Client::connect(&d.socket, Role::Client)
+            .unwrap()
+            .send_request_only("stonith", b"off g2")
+            .unwrap();
+        first_ids.push(host.recv_kind(Kind::Request).id());
+    }
+    assert_ne!(
+        first_ids[0], first_ids[1],
+        "two lives of the guest daemon started their link ids at the same value"
+    );
+}
