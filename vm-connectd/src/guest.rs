@@ -362,9 +362,21 @@ async fn serve_client(guest: Arc<Guest>, client: ClientId, stream: UnixStream) {
             }
         }
     }
+    // The client is gone: its requests are abandoned. Cancel them at the host (and through it
+    // at the module), which stops or rolls back what it can (docs/protocol.md §10).
     let mut st = guest.lock();
     st.clients.remove(&client);
-    st.pending.retain(|_, w| w.client != client);
+    let abandoned: Vec<u64> = st
+        .pending
+        .iter()
+        .filter(|(_, w)| w.client == client)
+        .map(|(k, _)| *k)
+        .collect();
+    for key in abandoned {
+        st.pending.remove(&key);
+        let _ = st.send_host(&Message::Cancel.to_frame(key));
+        tracing::debug!(id = key, "client went away; request cancelled at the host");
+    }
 }
 
 /// Send a client's Ping or Request to the host under a fresh id, with a deadline.
@@ -413,6 +425,10 @@ fn forward(guest: &Arc<Guest>, client: ClientId, client_req: u64, msg: Message) 
                 &error(ErrorCode::Timeout, "the host did not answer in time"),
                 w.client_req,
             );
+            // Timeout upstream, Cancel downstream (§10): the caller now counts the request
+            // as failed, so the module must not carry it out later.
+            let _ = st.send_host(&Message::Cancel.to_frame(key));
+            tracing::warn!(what = w.what, "the host did not answer in time; cancelled");
         }
     });
 }

@@ -451,14 +451,21 @@ async fn connect_with_backoff(path: &Path) -> Option<UnixStream> {
     }
 }
 
-/// Remove a link; its requests still in flight at modules are forgotten (their replies are
-/// dropped when they come).
+/// Remove a link. Its requests still in flight at modules are cancelled there: nobody is left
+/// to receive their answers, and an off or on carried out anyway could complete long after the
+/// guest cluster recorded a failure (docs/protocol.md §10). Late replies are dropped.
 fn forget_link(host: &Host, id: LinkId) {
     let mut st = host.lock();
+    let n = st.cancel_link_requests(id, None);
+    if n > 0 {
+        tracing::info!(
+            cancelled = n,
+            "guest link gone; its requests cancelled at the modules"
+        );
+    }
     if let Some(l) = st.links.remove(&id) {
         st.by_path.remove(&l.path);
     }
-    st.pending.retain(|_, p| p.link != id);
 }
 
 /// Counts and logs a protocol violation on link `id` (one line per `kind` and

@@ -145,3 +145,63 @@ fn guest_daemon_lives_do_not_reuse_link_ids() {
         "two lives of the guest daemon started their link ids at the same value"
     );
 }
+
+/// Item 3, guest side: a client that closes its connection with a request in flight abandons
+/// it; the guest daemon must send Cancel for it to the host (docs/protocol.md §10), which
+/// passes it on to the module.
+#[test]
+fn a_client_that_goes_away_cancels_its_request_at_the_host() {
+    let (d, mut host) = guest_with_host();
+    let mut c = Client::connect(&d.socket, Role::Client).unwrap();
+    let _ = c.send_request_only("stonith", b"off g2").unwrap();
+    let link_id = host.recv_kind(Kind::Request).id();
+    drop(c);
+    let f = host
+        .try_recv(Duration::from_secs(3))
+        .expect("a Cancel after the client went away");
+    assert_eq!(
+        (f.kind(), f.id()),
+        (Kind::Cancel, link_id),
+        "Cancel for the abandoned request"
+    );
+}
+
+/// Item 3, guest side: when the guest daemon's own bound passes it answers Error Timeout
+/// upstream and must send Cancel downstream (§10), or the module may still act long after the
+/// caller recorded a failure.
+#[test]
+fn a_request_the_guest_daemon_times_out_is_cancelled_at_the_host() {
+    let (d, mut host) = guest_with_host(); // --request-timeout 2
+    let mut c = Client::connect(&d.socket, Role::Client).unwrap();
+    let _ = c.send_request_only("stonith", b"off g2").unwrap();
+    let link_id = host.recv_kind(Kind::Request).id();
+    let f = host
+        .try_recv(Duration::from_secs(5))
+        .expect("a Cancel when the guest daemon's bound passed");
+    assert_eq!((f.kind(), f.id()), (Kind::Cancel, link_id));
+    drop(c);
+}
+
+/// Item 3, host side: a guest link that closes (guest daemon or QEMU gone) with requests in
+/// flight must cancel them at the module: nobody is left to receive the answer, and an off or
+/// on carried out anyway could complete long after the guest cluster recorded a failure.
+#[test]
+fn a_guest_link_that_closes_cancels_its_requests_at_the_module() {
+    let d = Daemon::host(&[]);
+    let mut module = Module::register(&d.socket, "stonith", Duration::from_secs(5)).unwrap();
+    let mut g = d.guest_peer("g1");
+    g.send(&guest_hello(0xC3), 0);
+    g.send(&request("stonith", b"off g2"), 1);
+    let delivery = module
+        .next_delivery(Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    drop(g);
+    let (delivered, cancelled) = module_events(&mut module, Duration::from_secs(3));
+    assert!(delivered.is_empty(), "{delivered:?}");
+    assert_eq!(
+        cancelled,
+        vec![delivery.id],
+        "the closed link's request is cancelled at the module"
+    );
+}
