@@ -39,6 +39,9 @@ pub struct HostConfig {
     pub node: String,
     /// Module reply deadline.
     pub request_timeout: Duration,
+    /// Where libvirt records each running domain's QEMU pid (`<domain>.pid`); a socket libvirt
+    /// names must be served by that process.
+    pub qemu_pid_dir: PathBuf,
 }
 
 type LinkId = u64;
@@ -236,15 +239,9 @@ pub async fn run(
 fn ensure_link(host: &Arc<Host>, found: Discovered) {
     let id = {
         let mut st = host.lock();
-        if let Some(&existing) = st.by_path.get(&found.path) {
-            // Better identity (libvirt) for a link known only by its socket name.
-            if let Some(l) = st.links.get_mut(&existing) {
-                if found.origin.source() == OriginSource::Libvirt
-                    && l.origin.source() != OriginSource::Libvirt
-                {
-                    l.origin = found.origin;
-                }
-            }
+        // A link's identity is fixed when it is made: libvirt mode names links only from
+        // libvirt, socket-name mode only from file names.
+        if st.by_path.contains_key(&found.path) {
             return;
         }
         let id = st.next();
@@ -289,6 +286,15 @@ async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
         forget_link(&host, id);
         return;
     };
+    if found.origin.source() == OriginSource::Libvirt {
+        let peer = local::peer_cred(&stream).pid;
+        if let Err(e) = discovery::check_listener(&found.origin, peer, &host.cfg.qemu_pid_dir).await
+        {
+            tracing::warn!(guest = %name, socket = %found.path.display(), "refused the guest socket: {}", vm_common::error_chain(&e));
+            forget_link(&host, id);
+            return;
+        }
+    }
     let (rd, wr) = stream.into_split();
     let outbox = spawn_writer(wr, format!("guest {name}"));
     let session = {

@@ -36,9 +36,14 @@ struct Cli {
     /// Host mode: libvirt URI for guest identities and lifecycle events.
     #[arg(long, value_name = "URI", default_value = "qemu:///system")]
     libvirt: String,
-    /// Host mode: do not use libvirt (identities from socket file names, inotify only).
+    /// Host mode: do not use libvirt; a guest's identity is then its socket's file name, so
+    /// only for hosts where nobody but QEMU for the named guest can create files in --sock-dir.
     #[arg(long)]
     no_libvirt: bool,
+    /// Host mode, with libvirt: where libvirt keeps each running domain's QEMU pid
+    /// (`<domain>.pid`); the process listening on a guest's socket must be that QEMU.
+    #[arg(long, value_name = "DIR", default_value = "/run/libvirt/qemu")]
+    qemu_pid_dir: PathBuf,
     /// Host mode: this host's name in answers to guests (default: the host name).
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
@@ -133,6 +138,7 @@ async fn host(cli: &Cli) -> Result<(), String> {
             vm_connectd::limits::HOST_REQUEST_TIMEOUT,
             Duration::from_secs,
         ),
+        qemu_pid_dir: cli.qemu_pid_dir.clone(),
     };
     vm_connectd::host::run(cfg, vm_connectd::shutdown_signal())
         .await
