@@ -14,8 +14,9 @@
 //! QEMU ([`check_listener`]). A socket no domain claims is ignored, whoever made it: anyone who
 //! can create a file in the directory (the QEMU user, an escaped guest) could otherwise name
 //! itself after a cluster member. Identities are forgotten when libvirt reports the domain
-//! stopped or migrated away. Only without libvirt (`--no-libvirt`, the operator's choice) is a
-//! socket's identity its file name.
+//! stopped or migrated away. The operator may name sockets explicitly (`--guest NAME=SOCKET`,
+//! for channels that are not libvirt's); only without libvirt (`--no-libvirt`, the operator's
+//! choice) is any other socket's identity its file name.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,8 @@ pub struct Discovered {
     pub path: PathBuf,
     /// The guest.
     pub origin: Origin,
+    /// The operator named this socket's guest (`--guest NAME=SOCKET`), not libvirt.
+    pub configured: bool,
 }
 
 /// Discovery could not start.
@@ -60,6 +63,7 @@ pub struct DiscoveryHandle {
 pub fn start(
     dir: &Path,
     libvirt_uri: Option<String>,
+    configured: Vec<(String, PathBuf)>,
     tx: mpsc::Sender<Discovered>,
 ) -> Result<DiscoveryHandle, DiscoveryError> {
     std::fs::create_dir_all(dir).ok();
@@ -75,7 +79,7 @@ pub fn start(
             dir: dir.to_owned(),
             source,
         })?;
-    let ids = Arc::new(Identities::new(dir, libvirt_uri.clone()));
+    let ids = Arc::new(Identities::new(dir, libvirt_uri.clone(), configured));
     let mut tasks = Vec::new();
 
     // the directory: initial scan, then inotify
@@ -180,7 +184,14 @@ async fn found(ids: &Arc<Identities>, tx: &mpsc::Sender<Discovered>, path: PathB
     }
     match ids.identify(&path).await {
         Some(origin) => {
-            let _ = tx.send(Discovered { path, origin }).await;
+            let configured = ids.configured.iter().any(|(_, p)| *p == path);
+            let _ = tx
+                .send(Discovered {
+                    path,
+                    origin,
+                    configured,
+                })
+                .await;
         }
         None if ids.uri.is_some() => {
             tracing::warn!(socket = %path.display(), "no running libvirt domain has this socket as its vmconnectd channel; ignored");
@@ -209,14 +220,17 @@ fn sockets_in(dir: &Path) -> Vec<PathBuf> {
 struct Identities {
     dir: PathBuf,
     uri: Option<String>,
+    /// The operator's explicit (guest name, socket) mapping: trusted as libvirt is.
+    configured: Vec<(String, PathBuf)>,
     cache: Mutex<Vec<Discovered>>,
 }
 
 impl Identities {
-    fn new(dir: &Path, uri: Option<String>) -> Self {
+    fn new(dir: &Path, uri: Option<String>, configured: Vec<(String, PathBuf)>) -> Self {
         Self {
             dir: dir.to_owned(),
             uri,
+            configured,
             cache: Mutex::new(Vec::new()),
         }
     }
@@ -252,6 +266,9 @@ impl Identities {
                 .ok()
                 .and_then(|c| c.iter().find(|d| d.path == path).map(|d| d.origin.clone()))
         };
+        if let Some((name, _)) = self.configured.iter().find(|(_, p)| p == path) {
+            return Origin::new(name.clone(), "", OriginSource::SocketName).ok();
+        }
         if let Some(o) = cached(self) {
             return Some(o);
         }
@@ -297,7 +314,11 @@ fn channels(uri: &str, dir: &Path) -> Vec<Discovered> {
             continue;
         }
         match Origin::new(dom.name.clone(), dom.uuid.clone(), OriginSource::Libvirt) {
-            Ok(origin) => out.push(Discovered { path, origin }),
+            Ok(origin) => out.push(Discovered {
+                path,
+                origin,
+                configured: false,
+            }),
             Err(e) => {
                 tracing::warn!(domain = %dom.name, error = %e, "domain cannot be named in the protocol; ignored");
             }

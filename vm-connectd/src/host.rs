@@ -42,6 +42,8 @@ pub struct HostConfig {
     /// Where libvirt records each running domain's QEMU pid (`<domain>.pid`); a socket libvirt
     /// names must be served by that process.
     pub qemu_pid_dir: PathBuf,
+    /// Sockets the operator names explicitly (guest name, socket path in `sock_dir`).
+    pub guests: Vec<(String, PathBuf)>,
 }
 
 type LinkId = u64;
@@ -60,6 +62,8 @@ enum LinkState {
 struct Link {
     path: PathBuf,
     origin: Origin,
+    /// Named by the operator's mapping (`--guest`), not by libvirt or a file name.
+    configured: bool,
     state: LinkState,
     outbox: Option<Outbox>,
     session: u64,
@@ -213,7 +217,12 @@ pub async fn run(
     });
     let (listener, _socket_file) = local::bind(&cfg.socket)?;
     let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<Discovered>(1024);
-    let _discovery = discovery::start(&cfg.sock_dir, cfg.libvirt_uri.clone(), found_tx)?;
+    let _discovery = discovery::start(
+        &cfg.sock_dir,
+        cfg.libvirt_uri.clone(),
+        cfg.guests.clone(),
+        found_tx,
+    )?;
     tracing::info!(
         socket = %cfg.socket.display(),
         dir = %cfg.sock_dir.display(),
@@ -251,6 +260,7 @@ fn ensure_link(host: &Arc<Host>, found: Discovered) {
             Link {
                 path: found.path.clone(),
                 origin: found.origin.clone(),
+                configured: found.configured,
                 state: LinkState::Connecting,
                 outbox: None,
                 session: crate::rand_u64(),
@@ -286,7 +296,7 @@ async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
         forget_link(&host, id);
         return;
     };
-    if found.origin.source() == OriginSource::Libvirt {
+    if found.origin.source() == OriginSource::Libvirt && !found.configured {
         let peer = local::peer_cred(&stream).pid;
         if let Err(e) = discovery::check_listener(&found.origin, peer, &host.cfg.qemu_pid_dir).await
         {
@@ -882,6 +892,7 @@ fn status_json(host: &Host) -> String {
             domain: l.origin.domain(),
             uuid: l.origin.uuid(),
             identity: match l.origin.source() {
+                _ if l.configured => "configured",
                 OriginSource::Libvirt => "libvirt",
                 OriginSource::SocketName => "socket-name",
             },

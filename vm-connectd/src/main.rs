@@ -44,6 +44,11 @@ struct Cli {
     /// (`<domain>.pid`); the process listening on a guest's socket must be that QEMU.
     #[arg(long, value_name = "DIR", default_value = "/run/libvirt/qemu")]
     qemu_pid_dir: PathBuf,
+    /// Host mode: the socket SOCKET (in --sock-dir) is guest NAME's channel, whatever libvirt
+    /// says (repeatable): for channels libvirt does not manage. Whoever listens on it is that
+    /// guest, so only for sockets nobody else can create.
+    #[arg(long = "guest", value_name = "NAME=SOCKET", value_parser = parse_guest)]
+    guests: Vec<(String, PathBuf)>,
     /// Host mode: this host's name in answers to guests (default: the host name).
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
@@ -139,6 +144,7 @@ async fn host(cli: &Cli) -> Result<(), String> {
             Duration::from_secs,
         ),
         qemu_pid_dir: cli.qemu_pid_dir.clone(),
+        guests: cli.guests.clone(),
     };
     vm_connectd::host::run(cfg, vm_connectd::shutdown_signal())
         .await
@@ -148,6 +154,16 @@ async fn host(cli: &Cli) -> Result<(), String> {
 #[cfg(not(feature = "libvirt"))]
 async fn host(_cli: &Cli) -> Result<(), String> {
     Err("this build has no host mode (built without the libvirt feature, for guests)".to_owned())
+}
+
+/// `--guest NAME=SOCKET`.
+fn parse_guest(arg: &str) -> Result<(String, PathBuf), String> {
+    match arg.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected NAME=SOCKET, got '{arg}'")),
+    }
 }
 
 fn status(socket: &std::path::Path, json: bool) -> ExitCode {
