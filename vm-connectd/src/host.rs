@@ -111,6 +111,9 @@ struct State {
     by_path: HashMap<PathBuf, LinkId>,
     modules: HashMap<String, Module>,
     pending: HashMap<u64, Pending>,
+    /// `pending`'s keys by (link, the guest's id): the per-request lookups (a guest's Cancel,
+    /// a reused id) cost O(1), not a scan of every guest's requests.
+    by_link_req: HashMap<(LinkId, u64), u64>,
     next_id: u64,
 }
 
@@ -142,14 +145,22 @@ impl State {
     /// (docs/protocol.md §10). Their late answers then find no mapping and are dropped. Returns
     /// how many were cancelled.
     fn cancel_link_requests(&mut self, link: LinkId, only: Option<u64>) -> usize {
-        let keys: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.link == link && only.is_none_or(|r| p.link_req == r))
-            .map(|(k, _)| *k)
-            .collect();
+        let keys: Vec<u64> = match only {
+            Some(r) => self
+                .by_link_req
+                .get(&(link, r))
+                .copied()
+                .into_iter()
+                .collect(),
+            None => self
+                .pending
+                .iter()
+                .filter(|(_, p)| p.link == link)
+                .map(|(k, _)| *k)
+                .collect(),
+        };
         for key in &keys {
-            let Some(p) = self.pending.remove(key) else {
+            let Some(p) = self.take_pending(*key) else {
                 continue;
             };
             if let Some(l) = self.links.get_mut(&link) {
@@ -161,6 +172,21 @@ impl State {
             tracing::debug!(request = key, service = %p.service, "cancelled at the module");
         }
         keys.len()
+    }
+
+    /// Records a request in flight at a module under our id `key`.
+    fn add_pending(&mut self, key: u64, p: Pending) {
+        self.by_link_req.insert((p.link, p.link_req), key);
+        self.pending.insert(key, p);
+    }
+
+    /// Forgets request `key` (answered, timed out, cancelled, or its module gone).
+    fn take_pending(&mut self, key: u64) -> Option<Pending> {
+        let p = self.pending.remove(&key)?;
+        if self.by_link_req.get(&(p.link, p.link_req)) == Some(&key) {
+            self.by_link_req.remove(&(p.link, p.link_req));
+        }
+        Some(p)
     }
 
     /// Answer a guest on its link (dropped if its queue is full: it is not reading).
@@ -575,6 +601,16 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
 
 fn route_request(host: &Arc<Host>, link: LinkId, link_req: u64, req: vm_proto::Request) {
     let mut st = host.lock();
+    // A guest daemon never reuses an id while it is in flight (§7), so a request with such an
+    // id comes from a new life of it whose Hello we missed (an older guest daemon counts from
+    // 1 in every life): the earlier request is cancelled, or its late answer would be taken
+    // for this one's.
+    if st.cancel_link_requests(link, Some(link_req)) > 0 {
+        tracing::info!(
+            id = link_req,
+            "the guest reused an id in flight; the earlier request is cancelled"
+        );
+    }
     let Some(l) = st.links.get_mut(&link) else {
         return;
     };
@@ -615,7 +651,7 @@ fn route_request(host: &Arc<Host>, link: LinkId, link_req: u64, req: vm_proto::R
     if let Some(l) = st.links.get_mut(&link) {
         l.inflight += 1;
     }
-    st.pending.insert(
+    st.add_pending(
         key,
         Pending {
             link,
@@ -637,7 +673,7 @@ fn route_request(host: &Arc<Host>, link: LinkId, link_req: u64, req: vm_proto::R
 /// A module did not answer in time: the guest gets `Error Timeout`, the module a Cancel.
 fn expire(host: &Host, key: u64) {
     let mut st = host.lock();
-    let Some(p) = st.pending.remove(&key) else {
+    let Some(p) = st.take_pending(key) else {
         return;
     };
     if let Some(l) = st.links.get_mut(&p.link) {
@@ -674,7 +710,7 @@ fn module_answer(host: &Host, conn: ConnId, key: u64, msg: Message) {
             return;
         }
     }
-    let Some(p) = st.pending.remove(&key) else {
+    let Some(p) = st.take_pending(key) else {
         return;
     };
     if let Some(l) = st.links.get_mut(&p.link) {
@@ -833,7 +869,7 @@ fn unregister(host: &Host, conn: ConnId, services: &[String]) {
         .map(|(k, _)| *k)
         .collect();
     for key in orphans {
-        if let Some(p) = st.pending.remove(&key) {
+        if let Some(p) = st.take_pending(key) {
             if let Some(l) = st.links.get_mut(&p.link) {
                 l.inflight = l.inflight.saturating_sub(1);
             }

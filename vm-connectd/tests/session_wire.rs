@@ -205,3 +205,35 @@ fn a_guest_link_that_closes_cancels_its_requests_at_the_module() {
         "the closed link's request is cancelled at the module"
     );
 }
+
+/// Item 2, when the new session is not seen: a guest daemon of an older version (link ids from
+/// 1 in every life) restarts and its Hello is lost (e.g. inside a frame its previous life never
+/// finished). Its request 1 then reuses an id still in flight on the link; the older request
+/// must be cancelled, and its late answer must not reach the new one.
+#[test]
+fn a_request_reusing_an_id_in_flight_replaces_the_old_one() {
+    let d = Daemon::host(&[]);
+    let mut module = Module::register(&d.socket, "stonith", Duration::from_secs(5)).unwrap();
+    let mut g = d.guest_peer("g1");
+    g.send(&request("stonith", b"off g2"), 1);
+    let old = module
+        .next_delivery(Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    g.send(&request("stonith", b"status g3"), 1);
+    let (delivered, cancelled) = module_events(&mut module, Duration::from_secs(2));
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    module.reply(old.id, b"OK").unwrap();
+    module.reply(delivered[0].0, b"NG").unwrap();
+    let f = g.recv_kind(Kind::Reply);
+    let Message::Reply(r) = f.message().unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (f.id(), r.body()),
+        (1, &b"NG"[..]),
+        "request 1 got the answer meant for the earlier request 1"
+    );
+    assert!(g.try_recv(Duration::from_millis(300)).is_none());
+    assert_eq!(cancelled, vec![old.id]);
+}
