@@ -38,6 +38,23 @@ impl StonithBed {
     /// A bed whose host relay serves channel sockets in `chan_dir`, with vm-stonithd
     /// configured with `clusters` (`[[cluster]]` tables; the key is for cluster [`CLUSTER`]).
     pub fn start(chan_dir: &Path, node: &str, clusters: &str) -> StonithBed {
+        Self::start_bridged(chan_dir, node, clusters, &[])
+    }
+
+    /// [`StonithBed::start`] for a test that also runs [`BridgedGuest`]s named `bridged`: the
+    /// relay is told their channels' names (`--guest`), which libvirt does not know.
+    pub fn start_bridged(
+        chan_dir: &Path,
+        node: &str,
+        clusters: &str,
+        bridged: &[&str],
+    ) -> StonithBed {
+        let relay_args: Vec<String> = bridged
+            .iter()
+            .map(|name| BridgedGuest::relay_arg(chan_dir, name))
+            .collect();
+        let relay_args: Vec<&str> = relay_args.iter().map(String::as_str).collect();
+        let relay_args = relay_args.as_slice();
         let dir = tempfile::Builder::new()
             .prefix("pmkt-stonith-")
             .tempdir()
@@ -51,7 +68,7 @@ impl StonithBed {
             chan_dir,
             &dir.path().join("host.sock"),
             node,
-            &[],
+            relay_args,
             &dir.path().join("vm-connectd.log"),
         );
         let mut bed = StonithBed {
@@ -184,8 +201,9 @@ impl Drop for StonithBed {
 }
 
 /// A guest stood in for by a guest-mode vm-connectd on this machine: its port is spliced to a
-/// channel socket `<chan_dir>/<name>.sock`, which the host relay picks up like a QEMU channel
-/// (and, libvirt knowing no domain with that socket, names after the file).
+/// channel socket `<chan_dir>/<name>.sock`, which the host relay picks up like a QEMU channel.
+/// libvirt knows no domain with that socket, so the relay must be told its name
+/// ([`BridgedGuest::relay_arg`]: `--guest <name>=<socket>`); it links no unclaimed socket.
 #[derive(Debug)]
 pub struct BridgedGuest {
     name: String,
@@ -197,6 +215,15 @@ pub struct BridgedGuest {
 }
 
 impl BridgedGuest {
+    /// The host relay option that names the bridged channel `<chan_dir>/<name>.sock` as guest
+    /// `name` (give it to the relay before [`BridgedGuest::start`]).
+    pub fn relay_arg(chan_dir: &Path, name: &str) -> String {
+        format!(
+            "--guest={name}={}",
+            chan_dir.join(format!("{name}.sock")).display()
+        )
+    }
+
     /// Starts the bridge and the guest daemon; waits until a ping through them is answered.
     pub fn start(chan_dir: &Path, work: &Path, name: &str) -> BridgedGuest {
         let chan = chan_dir.join(format!("{name}.sock"));

@@ -34,9 +34,19 @@ pub struct Cli {
     /// Host mode: libvirt URI for guest identities and lifecycle events.
     #[arg(long, value_name = "URI", default_value = "qemu:///system")]
     pub libvirt: String,
-    /// Host mode: do not use libvirt (identities from socket file names, inotify only).
+    /// Host mode: do not use libvirt; a guest's identity is then its socket's file name, so
+    /// only for hosts where nobody but QEMU for the named guest can create files in --sock-dir.
     #[arg(long)]
     pub no_libvirt: bool,
+    /// Host mode, with libvirt: where libvirt keeps each running domain's QEMU pid
+    /// (`<domain>.pid`); the process listening on a guest's socket must be that QEMU.
+    #[arg(long, value_name = "DIR", default_value = "/run/libvirt/qemu")]
+    pub qemu_pid_dir: PathBuf,
+    /// Host mode: the socket SOCKET (in --sock-dir) is guest NAME's channel, whatever libvirt
+    /// says (repeatable): for channels libvirt does not manage. Whoever listens on it is that
+    /// guest, so only for sockets nobody else can create.
+    #[arg(long = "guest", value_name = "NAME=SOCKET", value_parser = parse_guest)]
+    pub guests: Vec<(String, PathBuf)>,
     /// Host mode: this host's name in answers to guests (default: the host name).
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
@@ -51,6 +61,17 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// `--guest NAME=SOCKET`.
+fn parse_guest(arg: &str) -> Result<(String, PathBuf), String> {
+    match arg.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected NAME=SOCKET, got '{arg}'")),
+    }
+}
+
+/// `vm-connectd`'s administration commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the running daemon's guests/host link, link state, last traffic and modules.

@@ -8,8 +8,15 @@
 //! - with libvirt, domain lifecycle events (started, resumed after migration) and, at start
 //!   and after every reconnection to libvirtd, the running domains' `vmconnectd` channels.
 //!
-//! libvirt also gives each socket its identity: the domain whose XML names that socket. Without
-//! libvirt (or for a socket libvirt does not know) the identity is the socket's file name.
+//! With libvirt, identity comes from libvirt alone: a socket is a guest's channel only if a
+//! running domain's XML names it (its `vmconnectd` channel, unix, bind mode, in our directory),
+//! and the host checks when it connects that the process listening on it is that domain's
+//! QEMU ([`check_listener`]). A socket no domain claims is ignored, whoever made it: anyone who
+//! can create a file in the directory (the QEMU user, an escaped guest) could otherwise name
+//! itself after a cluster member. Identities are forgotten when libvirt reports the domain
+//! stopped or migrated away. The operator may name sockets explicitly (`--guest NAME=SOCKET`,
+//! for channels that are not libvirt's); only without libvirt (`--no-libvirt`, the operator's
+//! choice) is any other socket's identity its file name.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -28,6 +35,8 @@ pub struct Discovered {
     pub path: PathBuf,
     /// The guest.
     pub origin: Origin,
+    /// The operator named this socket's guest (`--guest NAME=SOCKET`), not libvirt.
+    pub configured: bool,
 }
 
 /// Discovery could not start.
@@ -54,6 +63,7 @@ pub struct DiscoveryHandle {
 pub fn start(
     dir: &Path,
     libvirt_uri: Option<String>,
+    configured: Vec<(String, PathBuf)>,
     tx: mpsc::Sender<Discovered>,
 ) -> Result<DiscoveryHandle, DiscoveryError> {
     std::fs::create_dir_all(dir).ok();
@@ -69,7 +79,7 @@ pub fn start(
             dir: dir.to_owned(),
             source,
         })?;
-    let ids = Arc::new(Identities::new(dir, libvirt_uri.clone()));
+    let ids = Arc::new(Identities::new(dir, libvirt_uri.clone(), configured));
     let mut tasks = Vec::new();
 
     // the directory: initial scan, then inotify
@@ -142,8 +152,14 @@ pub fn start(
                                         }
                                     }
                                 }
+                                // Stopped, crashed or migrated away: its socket path no longer
+                                // names it; whoever binds the path next is not that guest.
+                                DomainEvent::Stopped { name, migrated } => {
+                                    i.evict(&name);
+                                    tracing::debug!(domain = %name, migrated, "domain stopped; its channel identity is forgotten");
+                                }
                                 DomainEvent::Disconnected => break,
-                                _ => {}
+                                DomainEvent::Other { .. } => {}
                             }
                         }
                         tracing::warn!(%uri, "lost the connection to libvirtd; reconnecting");
@@ -168,7 +184,17 @@ async fn found(ids: &Arc<Identities>, tx: &mpsc::Sender<Discovered>, path: PathB
     }
     match ids.identify(&path).await {
         Some(origin) => {
-            let _ = tx.send(Discovered { path, origin }).await;
+            let configured = ids.configured.iter().any(|(_, p)| *p == path);
+            let _ = tx
+                .send(Discovered {
+                    path,
+                    origin,
+                    configured,
+                })
+                .await;
+        }
+        None if ids.uri.is_some() => {
+            tracing::warn!(socket = %path.display(), "no running libvirt domain has this socket as its vmconnectd channel; ignored");
         }
         None => {
             tracing::warn!(socket = %path.display(), "socket name is not a usable guest name; ignored");
@@ -194,14 +220,17 @@ fn sockets_in(dir: &Path) -> Vec<PathBuf> {
 struct Identities {
     dir: PathBuf,
     uri: Option<String>,
+    /// The operator's explicit (guest name, socket) mapping: trusted as libvirt is.
+    configured: Vec<(String, PathBuf)>,
     cache: Mutex<Vec<Discovered>>,
 }
 
 impl Identities {
-    fn new(dir: &Path, uri: Option<String>) -> Self {
+    fn new(dir: &Path, uri: Option<String>, configured: Vec<(String, PathBuf)>) -> Self {
         Self {
             dir: dir.to_owned(),
             uri,
+            configured,
             cache: Mutex::new(Vec::new()),
         }
     }
@@ -221,6 +250,15 @@ impl Identities {
         fresh
     }
 
+    /// Forget the channels of domain `name` (it stopped or left by migration).
+    fn evict(&self, name: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.retain(|d| d.origin.domain() != name);
+        }
+    }
+
+    /// Who `path` belongs to: with libvirt, the running domain whose channel it is (or nobody);
+    /// without, the name of the file.
     async fn identify(&self, path: &Path) -> Option<Origin> {
         let cached = |ids: &Self| {
             ids.cache
@@ -228,14 +266,15 @@ impl Identities {
                 .ok()
                 .and_then(|c| c.iter().find(|d| d.path == path).map(|d| d.origin.clone()))
         };
+        if let Some((name, _)) = self.configured.iter().find(|(_, p)| p == path) {
+            return Origin::new(name.clone(), "", OriginSource::SocketName).ok();
+        }
         if let Some(o) = cached(self) {
             return Some(o);
         }
         if self.uri.is_some() {
             self.refresh().await;
-            if let Some(o) = cached(self) {
-                return Some(o);
-            }
+            return cached(self);
         }
         let name = path
             .file_name()
@@ -275,11 +314,95 @@ fn channels(uri: &str, dir: &Path) -> Vec<Discovered> {
             continue;
         }
         match Origin::new(dom.name.clone(), dom.uuid.clone(), OriginSource::Libvirt) {
-            Ok(origin) => out.push(Discovered { path, origin }),
+            Ok(origin) => out.push(Discovered {
+                path,
+                origin,
+                configured: false,
+            }),
             Err(e) => {
                 tracing::warn!(domain = %dom.name, error = %e, "domain cannot be named in the protocol; ignored");
             }
         }
     }
     out
+}
+
+/// The listening process of a guest socket is not the QEMU of the domain libvirt says owns it.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// The domain's QEMU pid file could not be read (the domain is not running here).
+    #[error("cannot read the QEMU pid of domain {domain} from {path}")]
+    PidFile {
+        /// The domain.
+        domain: String,
+        /// The pid file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pid file does not hold a pid.
+    #[error("{path} does not hold a pid")]
+    BadPidFile {
+        /// The pid file.
+        path: PathBuf,
+    },
+    /// Someone else listens on the socket.
+    #[error("the socket is served by pid {peer}, not by domain {domain}'s QEMU (pid {qemu})")]
+    NotQemu {
+        /// The domain.
+        domain: String,
+        /// The listening process (SO_PEERCRED).
+        peer: i32,
+        /// The domain's QEMU.
+        qemu: i32,
+    },
+}
+
+/// How long a missing QEMU pid file is waited for: libvirt writes it while starting QEMU, and
+/// inotify may tell us of the socket just before.
+const PID_FILE_WAIT: Duration = Duration::from_secs(2);
+
+/// Checks that `peer` (SO_PEERCRED of our connection: the process that listens on the socket)
+/// is the QEMU of the domain `origin` names, as recorded by libvirt in `<pid_dir>/<domain>.pid`
+/// (`/run/libvirt/qemu` for `qemu:///system`). Whoever can create files in the socket directory
+/// could otherwise replace a running domain's socket with their own.
+pub async fn check_listener(
+    origin: &Origin,
+    peer: i32,
+    pid_dir: &Path,
+) -> Result<(), ListenerError> {
+    let domain = origin.domain();
+    let path = pid_dir.join(format!("{domain}.pid"));
+    let started = std::time::Instant::now();
+    let text = loop {
+        match tokio::fs::read_to_string(&path).await {
+            Ok(t) => break t,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && started.elapsed() < PID_FILE_WAIT =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(source) => {
+                return Err(ListenerError::PidFile {
+                    domain: domain.to_owned(),
+                    path,
+                    source,
+                });
+            }
+        }
+    };
+    let qemu: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| ListenerError::BadPidFile { path: path.clone() })?;
+    if qemu <= 0 || peer != qemu {
+        return Err(ListenerError::NotQemu {
+            domain: domain.to_owned(),
+            peer,
+            qemu,
+        });
+    }
+    Ok(())
 }

@@ -81,7 +81,8 @@ struct State {
 
 impl State {
     fn next(&mut self) -> u64 {
-        self.next_id += 1;
+        // 0 is not a request id (docs/protocol.md §6)
+        self.next_id = self.next_id.wrapping_add(1).max(1);
         self.next_id
     }
 
@@ -138,7 +139,13 @@ pub async fn run(
         cfg: cfg.clone(),
         port: port.clone(),
         session: crate::rand_u64(),
-        state: Mutex::new(State::default()),
+        // Link ids start at a random value in every daemon life, as the client's do (§7): a
+        // restarted daemon that counted from 1 again would reuse ids its previous life may
+        // still have answers for on the way (sent before the host saw our new session).
+        state: Mutex::new(State {
+            next_id: crate::rand_u64() >> 1,
+            ..State::default()
+        }),
     });
     guest.lock().writer = Some(writer.clone());
     // The first write waits for a host side; its completion is our "host connected".
@@ -355,9 +362,21 @@ async fn serve_client(guest: Arc<Guest>, client: ClientId, stream: UnixStream) {
             }
         }
     }
+    // The client is gone: its requests are abandoned. Cancel them at the host (and through it
+    // at the module), which stops or rolls back what it can (docs/protocol.md §10).
     let mut st = guest.lock();
     st.clients.remove(&client);
-    st.pending.retain(|_, w| w.client != client);
+    let abandoned: Vec<u64> = st
+        .pending
+        .iter()
+        .filter(|(_, w)| w.client == client)
+        .map(|(k, _)| *k)
+        .collect();
+    for key in abandoned {
+        st.pending.remove(&key);
+        let _ = st.send_host(&Message::Cancel.to_frame(key));
+        tracing::debug!(id = key, "client went away; request cancelled at the host");
+    }
 }
 
 /// Send a client's Ping or Request to the host under a fresh id, with a deadline.
@@ -406,6 +425,10 @@ fn forward(guest: &Arc<Guest>, client: ClientId, client_req: u64, msg: Message) 
                 &error(ErrorCode::Timeout, "the host did not answer in time"),
                 w.client_req,
             );
+            // Timeout upstream, Cancel downstream (§10): the caller now counts the request
+            // as failed, so the module must not carry it out later.
+            let _ = st.send_host(&Message::Cancel.to_frame(key));
+            tracing::warn!(what = w.what, "the host did not answer in time; cancelled");
         }
     });
 }

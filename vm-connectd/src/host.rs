@@ -39,6 +39,11 @@ pub struct HostConfig {
     pub node: String,
     /// Module reply deadline.
     pub request_timeout: Duration,
+    /// Where libvirt records each running domain's QEMU pid (`<domain>.pid`); a socket libvirt
+    /// names must be served by that process.
+    pub qemu_pid_dir: PathBuf,
+    /// Sockets the operator names explicitly (guest name, socket path in `sock_dir`).
+    pub guests: Vec<(String, PathBuf)>,
 }
 
 type LinkId = u64;
@@ -57,9 +62,13 @@ enum LinkState {
 struct Link {
     path: PathBuf,
     origin: Origin,
+    /// Named by the operator's mapping (`--guest`), not by libvirt or a file name.
+    configured: bool,
     state: LinkState,
     outbox: Option<Outbox>,
     session: u64,
+    /// The session of the guest daemon's last Hello on this link (docs/protocol.md §8).
+    guest_session: Option<u64>,
     guest_software: String,
     since: SystemTime,
     last_rx: Option<SystemTime>,
@@ -102,6 +111,9 @@ struct State {
     by_path: HashMap<PathBuf, LinkId>,
     modules: HashMap<String, Module>,
     pending: HashMap<u64, Pending>,
+    /// `pending`'s keys by (link, the guest's id): the per-request lookups (a guest's Cancel,
+    /// a reused id) cost O(1), not a scan of every guest's requests.
+    by_link_req: HashMap<(LinkId, u64), u64>,
     next_id: u64,
 }
 
@@ -126,6 +138,55 @@ impl State {
             Ok(p) => Message::Pong(p),
             Err(e) => Message::Error(ErrorMsg::truncated(ErrorCode::Internal, &e.to_string())),
         }
+    }
+
+    /// Forgets the requests of `link` that are in flight at modules (all of them, or the one
+    /// with the guest's id `only`) and sends each module a Cancel, so it stops or rolls back
+    /// (docs/protocol.md §10). Their late answers then find no mapping and are dropped. Returns
+    /// how many were cancelled.
+    fn cancel_link_requests(&mut self, link: LinkId, only: Option<u64>) -> usize {
+        let keys: Vec<u64> = match only {
+            Some(r) => self
+                .by_link_req
+                .get(&(link, r))
+                .copied()
+                .into_iter()
+                .collect(),
+            None => self
+                .pending
+                .iter()
+                .filter(|(_, p)| p.link == link)
+                .map(|(k, _)| *k)
+                .collect(),
+        };
+        for key in &keys {
+            let Some(p) = self.take_pending(*key) else {
+                continue;
+            };
+            if let Some(l) = self.links.get_mut(&link) {
+                l.inflight = l.inflight.saturating_sub(1);
+            }
+            if let Some(m) = self.modules.values().find(|m| m.conn == p.module_conn) {
+                let _ = offer(&m.outbox, Message::Cancel.to_frame(*key));
+            }
+            tracing::debug!(request = key, service = %p.service, "cancelled at the module");
+        }
+        keys.len()
+    }
+
+    /// Records a request in flight at a module under our id `key`.
+    fn add_pending(&mut self, key: u64, p: Pending) {
+        self.by_link_req.insert((p.link, p.link_req), key);
+        self.pending.insert(key, p);
+    }
+
+    /// Forgets request `key` (answered, timed out, cancelled, or its module gone).
+    fn take_pending(&mut self, key: u64) -> Option<Pending> {
+        let p = self.pending.remove(&key)?;
+        if self.by_link_req.get(&(p.link, p.link_req)) == Some(&key) {
+            self.by_link_req.remove(&(p.link, p.link_req));
+        }
+        Some(p)
     }
 
     /// Answer a guest on its link (dropped if its queue is full: it is not reading).
@@ -182,7 +243,12 @@ pub async fn run(
     });
     let (listener, _socket_file) = local::bind(&cfg.socket)?;
     let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<Discovered>(1024);
-    let _discovery = discovery::start(&cfg.sock_dir, cfg.libvirt_uri.clone(), found_tx)?;
+    let _discovery = discovery::start(
+        &cfg.sock_dir,
+        cfg.libvirt_uri.clone(),
+        cfg.guests.clone(),
+        found_tx,
+    )?;
     tracing::info!(
         socket = %cfg.socket.display(),
         dir = %cfg.sock_dir.display(),
@@ -208,15 +274,9 @@ pub async fn run(
 fn ensure_link(host: &Arc<Host>, found: Discovered) {
     let id = {
         let mut st = host.lock();
-        if let Some(&existing) = st.by_path.get(&found.path) {
-            // Better identity (libvirt) for a link known only by its socket name.
-            if let Some(l) = st.links.get_mut(&existing) {
-                if found.origin.source() == OriginSource::Libvirt
-                    && l.origin.source() != OriginSource::Libvirt
-                {
-                    l.origin = found.origin;
-                }
-            }
+        // A link's identity is fixed when it is made: libvirt mode names links only from
+        // libvirt, socket-name mode only from file names.
+        if st.by_path.contains_key(&found.path) {
             return;
         }
         let id = st.next();
@@ -226,9 +286,11 @@ fn ensure_link(host: &Arc<Host>, found: Discovered) {
             Link {
                 path: found.path.clone(),
                 origin: found.origin.clone(),
+                configured: found.configured,
                 state: LinkState::Connecting,
                 outbox: None,
                 session: crate::rand_u64(),
+                guest_session: None,
                 guest_software: String::new(),
                 since: SystemTime::now(),
                 last_rx: None,
@@ -260,6 +322,15 @@ async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
         forget_link(&host, id);
         return;
     };
+    if found.origin.source() == OriginSource::Libvirt && !found.configured {
+        let peer = local::peer_cred(&stream).pid;
+        if let Err(e) = discovery::check_listener(&found.origin, peer, &host.cfg.qemu_pid_dir).await
+        {
+            tracing::warn!(guest = %name, socket = %found.path.display(), "refused the guest socket: {}", vm_common::error_chain(&e));
+            forget_link(&host, id);
+            return;
+        }
+    }
     let (rd, wr) = stream.into_split();
     let outbox = spawn_writer(wr, format!("guest {name}"));
     let session = {
@@ -422,14 +493,21 @@ async fn connect_with_backoff(path: &Path) -> Option<UnixStream> {
     }
 }
 
-/// Remove a link; its requests still in flight at modules are forgotten (their replies are
-/// dropped when they come).
+/// Remove a link. Its requests still in flight at modules are cancelled there: nobody is left
+/// to receive their answers, and an off or on carried out anyway could complete long after the
+/// guest cluster recorded a failure (docs/protocol.md §10). Late replies are dropped.
 fn forget_link(host: &Host, id: LinkId) {
     let mut st = host.lock();
+    let n = st.cancel_link_requests(id, None);
+    if n > 0 {
+        tracing::info!(
+            cancelled = n,
+            "guest link gone; its requests cancelled at the modules"
+        );
+    }
     if let Some(l) = st.links.remove(&id) {
         st.by_path.remove(&l.path);
     }
-    st.pending.retain(|_, p| p.link != id);
 }
 
 /// Counts and logs a protocol violation on link `id` (one line per `kind` and
@@ -474,14 +552,28 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
     match msg {
         Message::Hello(h) => {
             let mut st = host.lock();
-            let session = match st.links.get_mut(&id) {
+            let (session, previous) = match st.links.get_mut(&id) {
                 Some(l) => {
                     l.guest_software = h.software().to_owned();
-                    l.session
+                    (l.session, l.guest_session.replace(h.session()))
                 }
                 None => return false,
             };
-            // A (re)started guest daemon introduces itself: tell it who we are.
+            if previous != Some(h.session()) {
+                // A different guest daemon life behind the same channel (it restarted; the
+                // socket QEMU holds stays connected). Its link ids start again, so an answer
+                // to the previous life's request could match a new request's id: everything
+                // in flight for the previous life is cancelled and forgotten (§8).
+                let n = st.cancel_link_requests(id, None);
+                if previous.is_some() || n > 0 {
+                    tracing::info!(
+                        cancelled = n,
+                        "a new guest daemon session on the link; requests of the previous one cancelled"
+                    );
+                }
+            }
+            // Answer every Hello, a known session's too: a guest daemon that says Hello again
+            // has not heard ours (it ignores a session it knows).
             let reply = Message::Hello(Hello::current(Role::HostDaemon, session));
             st.send_link(id, &reply, 0);
         }
@@ -492,21 +584,7 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
         }
         Message::Request(r) => route_request(host, id, req_id, r),
         Message::Cancel => {
-            let mut st = host.lock();
-            let found = st
-                .pending
-                .iter()
-                .find(|(_, p)| p.link == id && p.link_req == req_id)
-                .map(|(k, p)| (*k, p.module_conn));
-            if let Some((key, conn)) = found {
-                st.pending.remove(&key);
-                if let Some(l) = st.links.get_mut(&id) {
-                    l.inflight = l.inflight.saturating_sub(1);
-                }
-                if let Some(m) = st.modules.values().find(|m| m.conn == conn) {
-                    let _ = offer(&m.outbox, Message::Cancel.to_frame(key));
-                }
-            }
+            host.lock().cancel_link_requests(id, Some(req_id));
         }
         other => {
             offence(
@@ -523,6 +601,16 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
 
 fn route_request(host: &Arc<Host>, link: LinkId, link_req: u64, req: vm_proto::Request) {
     let mut st = host.lock();
+    // A guest daemon never reuses an id while it is in flight (§7), so a request with such an
+    // id comes from a new life of it whose Hello we missed (an older guest daemon counts from
+    // 1 in every life): the earlier request is cancelled, or its late answer would be taken
+    // for this one's.
+    if st.cancel_link_requests(link, Some(link_req)) > 0 {
+        tracing::info!(
+            id = link_req,
+            "the guest reused an id in flight; the earlier request is cancelled"
+        );
+    }
     let Some(l) = st.links.get_mut(&link) else {
         return;
     };
@@ -563,7 +651,7 @@ fn route_request(host: &Arc<Host>, link: LinkId, link_req: u64, req: vm_proto::R
     if let Some(l) = st.links.get_mut(&link) {
         l.inflight += 1;
     }
-    st.pending.insert(
+    st.add_pending(
         key,
         Pending {
             link,
@@ -585,7 +673,7 @@ fn route_request(host: &Arc<Host>, link: LinkId, link_req: u64, req: vm_proto::R
 /// A module did not answer in time: the guest gets `Error Timeout`, the module a Cancel.
 fn expire(host: &Host, key: u64) {
     let mut st = host.lock();
-    let Some(p) = st.pending.remove(&key) else {
+    let Some(p) = st.take_pending(key) else {
         return;
     };
     if let Some(l) = st.links.get_mut(&p.link) {
@@ -622,7 +710,7 @@ fn module_answer(host: &Host, conn: ConnId, key: u64, msg: Message) {
             return;
         }
     }
-    let Some(p) = st.pending.remove(&key) else {
+    let Some(p) = st.take_pending(key) else {
         return;
     };
     if let Some(l) = st.links.get_mut(&p.link) {
@@ -781,7 +869,7 @@ fn unregister(host: &Host, conn: ConnId, services: &[String]) {
         .map(|(k, _)| *k)
         .collect();
     for key in orphans {
-        if let Some(p) = st.pending.remove(&key) {
+        if let Some(p) = st.take_pending(key) {
             if let Some(l) = st.links.get_mut(&p.link) {
                 l.inflight = l.inflight.saturating_sub(1);
             }
@@ -840,6 +928,7 @@ fn status_json(host: &Host) -> String {
             domain: l.origin.domain(),
             uuid: l.origin.uuid(),
             identity: match l.origin.source() {
+                _ if l.configured => "configured",
                 OriginSource::Libvirt => "libvirt",
                 OriginSource::SocketName => "socket-name",
             },

@@ -74,6 +74,8 @@ async fn host(cli: &Cli) -> Result<(), String> {
             vm_connectd::limits::HOST_REQUEST_TIMEOUT,
             Duration::from_secs,
         ),
+        qemu_pid_dir: cli.qemu_pid_dir.clone(),
+        guests: cli.guests.clone(),
     };
     vm_connectd::host::run(cfg, vm_connectd::shutdown_signal())
         .await

@@ -329,3 +329,54 @@ fn only_one_module_per_service_and_replies_must_come_from_it() {
     assert_eq!(f.id(), 10);
     let _ = Frame::new(Kind::Ping, 1, Vec::new());
 }
+
+/// Issue 12 item 1, without a libvirt daemon (libvirt's in-process test driver, whose domains
+/// have no vmconnectd channel): in libvirt mode a socket no domain claims is not linked, not
+/// even after its file name; a socket the operator maps explicitly (`--guest NAME=SOCKET`) is,
+/// under the mapped name.
+#[test]
+fn in_libvirt_mode_only_libvirt_or_the_operator_names_a_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let guests = dir.path().join("guests");
+    std::fs::create_dir_all(&guests).unwrap();
+    let mapped = guests.join("chan-7.sock");
+    let d = Daemon::host_in(
+        dir,
+        &[
+            "-t",
+            "host",
+            "--libvirt",
+            "test:///default",
+            "--node",
+            "h1",
+            "-d",
+            guests.to_str().unwrap(),
+            "--guest",
+            &format!("pmkt-fx={}", mapped.display()),
+            "-vv",
+        ],
+    );
+    let _g9 = std::os::unix::net::UnixListener::bind(guests.join("g9")).unwrap();
+    let mut fx = d.guest_peer("chan-7.sock");
+    fx.send(&Message::Ping, 1);
+    assert_eq!(fx.recv_kind(Kind::Pong).id(), 1);
+    d.wait_for(
+        || {
+            d.log_text()
+                .contains("no running libvirt domain has this socket")
+        },
+        "the unclaimed socket to be ignored",
+    );
+    let status = d.status();
+    let listed: Vec<_> = status["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["domain"].clone(), g["identity"].clone()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![("pmkt-fx".into(), "configured".into())],
+        "only the mapped socket is a guest: {status}"
+    );
+}

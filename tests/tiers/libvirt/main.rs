@@ -172,3 +172,102 @@ fn libvirt_lifecycle_events_arrive() {
         format!("lifecycle events from libvirtd: {}", seen.join(", ")),
     );
 }
+
+/// Issue 12 item 1: in libvirt mode a guest's identity on the host relay comes from libvirt and
+/// from nothing else, and the socket must be served by that domain's QEMU. Three impostors in
+/// the relay's socket directory, each a process of this test listening where QEMU would:
+/// - `g9`, a socket no domain claims (before: linked as guest `g9`, identity socket-name, up);
+/// - `pmkt-id1`'s socket, unlinked and bound again by the impostor before the relay starts
+///   while the domain runs (libvirt claims the path, but its QEMU does not listen on it);
+/// - `pmkt-id2`'s socket, bound by the impostor after the domain was destroyed while the relay
+///   ran (the identity cached from libvirt outlived the domain).
+///
+/// None may be linked; the real QEMU of `pmkt-id2` must be, with identity libvirt.
+#[test]
+#[ignore = "tier libvirt: needs root, libvirtd and QEMU"]
+fn libvirt_relay_takes_identities_from_libvirt_and_the_listening_qemu_only() {
+    use std::os::unix::net::UnixListener;
+    use vm_tests::connectd::HostRelay;
+    let t0 = Instant::now();
+    let lv = HostLibvirt::acquire();
+    let dir = state_dir().join("run").join("libvirt-relay");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = |name: &str| dir.join(name);
+    for name in ["pmkt-id1", "pmkt-id2"] {
+        lv.conn()
+            .create_transient(&firmware_only_domain(name, &sock(name)))
+            .unwrap();
+    }
+    // Impostors keep their listeners open (and never accept: the relay's connect succeeds on
+    // the backlog, which is all a link needs to be made).
+    let _g9 = UnixListener::bind(sock("g9")).unwrap();
+    std::fs::remove_file(sock("pmkt-id1")).unwrap();
+    let _id1 = UnixListener::bind(sock("pmkt-id1")).unwrap();
+    // the relay's own socket and log outside the directory it watches
+    let own = state_dir().join("run").join("libvirt-relay-own");
+    std::fs::create_dir_all(&own).unwrap();
+    let (local, log) = (own.join("relay.sock"), own.join("relay.log"));
+    let _ = std::fs::remove_file(&log);
+    let relay = HostRelay::start(&dir, &local, "lvhost", &[], &log);
+    let guest = |status: &serde_json::Value, name: &str| {
+        status["guests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|g| g["domain"] == name)
+            .cloned()
+    };
+    wait_for("pmkt-id2's link", Duration::from_secs(30), || {
+        guest(&relay.status(), "pmkt-id2").filter(|g| g["state"] == "up")
+    });
+    // give the impostors the time the real guest needed, and more
+    std::thread::sleep(Duration::from_secs(3));
+    let mut wrong = Vec::new();
+    let status = relay.status();
+    let id2 = guest(&status, "pmkt-id2").unwrap();
+    if id2["identity"] != "libvirt" {
+        wrong.push(format!(
+            "pmkt-id2 (real QEMU) has identity {}",
+            id2["identity"]
+        ));
+    }
+    if let Some(g) = guest(&status, "g9") {
+        wrong.push(format!("a socket no domain claims was linked: {g}"));
+    }
+    if let Some(g) = guest(&status, "pmkt-id1") {
+        wrong.push(format!(
+            "an impostor on a running domain's socket path was linked: {g}"
+        ));
+    }
+    evidence(
+        "libvirt",
+        t0,
+        format!("relay up; guests: {}", status["guests"]),
+    );
+    lv.conn().destroy("pmkt-id2").unwrap();
+    wait_for("pmkt-id2's link to close", Duration::from_secs(30), || {
+        guest(&relay.status(), "pmkt-id2").is_none().then_some(())
+    });
+    let _ = std::fs::remove_file(sock("pmkt-id2"));
+    let _id2 = UnixListener::bind(sock("pmkt-id2")).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    if let Some(g) = guest(&relay.status(), "pmkt-id2") {
+        wrong.push(format!(
+            "an impostor on a destroyed domain's socket path was linked: {g}"
+        ));
+    }
+    let _ = lv.conn().destroy("pmkt-id1");
+    assert!(
+        wrong.is_empty(),
+        "{}\nrelay log:\n{}",
+        wrong.join("\n"),
+        relay.log()
+    );
+    evidence(
+        "libvirt",
+        t0,
+        "relay linked only the socket libvirt names and its QEMU serves; impostors (unclaimed \
+         socket, swapped socket of a running domain, socket of a destroyed domain) refused",
+    );
+}

@@ -123,7 +123,13 @@ fn live_fence_full_chain_over_a_real_channel() {
         clusters(&[req, tgt, "pmkt-fx"]),
         cluster.node()
     );
-    let stonith = StonithBed::start(&rd.join("vmconnectd"), cluster.node(), &config);
+    // the relay links pmkt-fx's bridged channel (not a libvirt domain's) only if told to
+    let stonith = StonithBed::start_bridged(
+        &rd.join("vmconnectd"),
+        cluster.node(),
+        &config,
+        &["pmkt-fx"],
+    );
     let console_path = guest_up(&vmctl, &cluster, req, Vport::Daemon);
     guest_up(&vmctl, &cluster, tgt, Vport::Echo);
     let mut console = Console::connect(&console_path).unwrap();
@@ -338,10 +344,11 @@ fn live_fence_refusals_change_nothing() {
         vmctl.ok(&["resource", "add", d, "-a", cluster.node()]);
     }
     let rd = rundir();
-    let stonith = StonithBed::start(
+    let stonith = StonithBed::start_bridged(
         &rd.join("vmconnectd"),
         cluster.node(),
         &clusters(&["pmkt-fq", "pmkt-fr"]),
+        &["pmkt-fq", "pmkt-fo"],
     );
     let member = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fq");
     let outsider = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fo");
@@ -545,10 +552,11 @@ fn live_fence_faults_never_give_a_false_ok() {
     let tgt = "pmkt-fc";
     let rsc = format!("prmVMCTL_{tgt}");
     let rd = rundir();
-    let mut stonith = StonithBed::start(
+    let mut stonith = StonithBed::start_bridged(
         &rd.join("vmconnectd"),
         cluster.node(),
         &clusters(&["pmkt-fy", tgt]),
+        &["pmkt-fy"],
     );
     let fy = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fy");
     guest_up(&vmctl, &cluster, tgt, Vport::None);
@@ -689,7 +697,12 @@ fn live_fence_under_load() {
     let targets = ["pmkt-ft1", "pmkt-ft2"];
     let mut members: Vec<&str> = requesters.to_vec();
     members.extend(targets);
-    let stonith = StonithBed::start(&rd.join("vmconnectd"), cluster.node(), &clusters(&members));
+    let stonith = StonithBed::start_bridged(
+        &rd.join("vmconnectd"),
+        cluster.node(),
+        &clusters(&members),
+        &requesters,
+    );
     let guests: Vec<BridgedGuest> = requesters
         .iter()
         .map(|r| BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), r))
@@ -804,10 +817,11 @@ fn live_fence_legacy_tokens_only_when_enabled() {
     vmctl.domain("pmkt-zz", &offline_domain_xml("pmkt-zz"));
     vmctl.ok(&["resource", "add", "pmkt-zz", "-a", cluster.node()]);
     let rd = rundir();
-    let mut stonith = StonithBed::start(
+    let mut stonith = StonithBed::start_bridged(
         &rd.join("vmconnectd"),
         cluster.node(),
         &format!("{}legacy = true\n", clusters(&[req, tgt])),
+        &[req],
     );
     let fz = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), req);
     guest_up(&vmctl, &cluster, tgt, Vport::None);

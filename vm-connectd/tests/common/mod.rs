@@ -52,6 +52,11 @@ impl Daemon {
         (Self::start(dir, &args), listener)
     }
 
+    /// Any mode, with `args` as given (plus `--socket`), in `dir`.
+    pub fn host_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
+        Self::start(dir, args)
+    }
+
     fn start(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let socket = dir.path().join("vmc.sock");
         let log = dir.path().join("daemon.log");
