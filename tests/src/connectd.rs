@@ -6,6 +6,22 @@ use std::time::Duration;
 
 use crate::{project_bin, wait_for};
 
+/// `BIN -t host --no-libvirt --node bench -d GUEST_DIR --socket SOCKET`, its output discarded:
+/// the relay the benchmark harnesses load (their simulated guests listen in GUEST_DIR, as QEMU
+/// would, and a release binary is measured rather than this tree's debug build).
+pub fn spawn_bench_relay(bin: &str, guest_dir: &Path, socket: &Path) -> Child {
+    Command::new(bin)
+        .args(["-t", "host", "--no-libvirt", "--node", "bench", "-d"])
+        .arg(guest_dir)
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {bin}: {e}"))
+}
+
 /// A running `vm-connectd -t host`.
 #[derive(Debug)]
 pub struct HostRelay {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::Daemon;
+use common::{Daemon, Peer};
 use vm_proto::{Kind, MAGIC, Message, crc32c::crc32c};
 
 /// A header with a sound header CRC claiming a `len`-byte payload whose CRC will not match:
@@ -52,6 +52,17 @@ fn counter(v: &serde_json::Value, field: &str) -> u64 {
     v[field]
         .as_u64()
         .unwrap_or_else(|| panic!("no counter {field} in {v}"))
+}
+
+/// Sends guest g1's link one violation past its budget (101 bad headers) and waits for its
+/// first back-off.
+fn back_off(d: &Daemon, g: &mut Peer) {
+    let bad: Vec<u8> = (0..101).flat_map(bad_header).collect();
+    g.send_raw(&bad);
+    d.wait_for(
+        || counter(&guest_status(d, "g1"), "backoffs") == 1,
+        "the back-off",
+    );
 }
 
 /// Writes `chunk` over and over on `stream` until `stop`, never blocking for long (the daemon
@@ -246,12 +257,7 @@ fn violations_take_rate_tokens_and_a_guest_over_the_rate_is_paused_not_dropped()
 fn a_backed_off_link_is_read_again_after_its_back_off() {
     let d = Daemon::host(&[]);
     let mut g = d.guest_peer("g1");
-    let bad: Vec<u8> = (0..101).flat_map(bad_header).collect();
-    g.send_raw(&bad);
-    d.wait_for(
-        || counter(&guest_status(&d, "g1"), "backoffs") == 1,
-        "the back-off",
-    );
+    back_off(&d, &mut g);
     g.send(&Message::Ping, 42);
     // answered once the 10 s back-off is over (recv waits up to 10 s, so allow two rounds)
     let pong = g
@@ -273,12 +279,7 @@ fn a_backed_off_link_is_read_again_after_its_back_off() {
 fn a_guest_that_hangs_up_during_its_back_off_is_forgotten_and_reconnected() {
     let d = Daemon::host(&[]);
     let mut g = d.guest_peer("g1");
-    let bad: Vec<u8> = (0..101).flat_map(bad_header).collect();
-    g.send_raw(&bad);
-    d.wait_for(
-        || counter(&guest_status(&d, "g1"), "backoffs") == 1,
-        "the back-off",
-    );
+    back_off(&d, &mut g);
     drop(g); // QEMU exits...
     std::fs::remove_file(d.guests_dir().join("g1")).unwrap();
     d.wait_for(

@@ -21,7 +21,6 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -47,16 +46,7 @@ fn main() {
     let flood_l = UnixListener::bind(gdir.join("flood")).expect("bind");
     let victim_l = UnixListener::bind(gdir.join("victim")).expect("bind");
     let socket = dir.path().join("vmc.sock");
-    let mut daemon = Command::new(bin)
-        .args(["-t", "host", "--no-libvirt", "--node", "bench", "-d"])
-        .arg(&gdir)
-        .arg("--socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start vm-connectd");
+    let mut daemon = vm_tests::connectd::spawn_bench_relay(bin, &gdir, &socket);
     let pid = daemon.id();
     // For the calling script: if this harness is killed, it stops the daemon by this PID.
     if let Some(file) = std::env::var_os("PMKT_DAEMON_PIDFILE") {

@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,16 +35,7 @@ fn main() {
         .map(|i| UnixListener::bind(gdir.join(format!("g{i:04}"))).expect("bind"))
         .collect();
     let socket = dir.path().join("vmc.sock");
-    let mut daemon = Command::new(bin)
-        .args(["-t", "host", "--no-libvirt", "--node", "bench", "-d"])
-        .arg(&gdir)
-        .arg("--socket")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start vm-connectd");
+    let mut daemon = vm_tests::connectd::spawn_bench_relay(bin, &gdir, &socket);
     let t_connect = Instant::now();
     // accept every connection (the daemon found the sockets by its start-up scan)
     let streams: Vec<UnixStream> = listeners
