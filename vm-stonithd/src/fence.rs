@@ -116,7 +116,20 @@ enum StepError {
     Cancelled(&'static str),
     #[error("{0}")]
     Blocked(String),
+    /// An off cannot be confirmed: see [`NO_HOST_FENCING`].
+    #[error("{NO_HOST_FENCING}")]
+    NoHostFencing,
 }
+
+/// Why an off is never confirmed while the host cluster runs with `stonith-enabled=false`.
+/// Without fencing, Pacemaker takes the resources of a host node it lost for stopped, and
+/// `crm_mon` shows them so, while the guest may still run on that node: "stopped everywhere"
+/// proves nothing then, and a false OK lets the guest cluster recover the guest's services
+/// elsewhere while it still writes its shared data.
+pub const NO_HOST_FENCING: &str = "the host cluster has stonith-enabled=false: it shows a lost \
+     host node's guests as stopped while they may still run there, so vm-stonithd cannot \
+     confirm an off (enable fencing on the host cluster: a fence device and \
+     stonith-enabled=true)";
 
 impl StepError {
     fn outcome(&self) -> Outcome {
@@ -368,6 +381,10 @@ impl Executor {
         let begun = self
             .pcmk_until(job.deadline)
             .transact(CAS_ATTEMPTS, |cib| -> Result<Update<Begin>, StepError> {
+                // refused before anything is written: there is nothing to roll back
+                if verb == "off" && !cib.stonith_enabled() {
+                    return Err(StepError::NoHostFencing);
+                }
                 let prim = cib.resource(rsc);
                 if prim.is_some_and(|p| !vm_pcmk::virtualdomain::stops_hard_on_fence(p)) && verb == "off" {
                     tracing::warn!("{rsc} does not use ocf:pm-kvm-tools:VirtualDomain: its stop is a graceful shutdown first (vm-ctl check)");
@@ -445,11 +462,8 @@ impl Executor {
             let seen = self.watcher.generation();
             match self.pcmk_until(job.deadline).status() {
                 Ok(st) => {
-                    if reached(&st, rsc, verb) {
+                    if confirmed(&st, rsc, verb)? {
                         return Ok(());
-                    }
-                    if let Some(why) = blocked(&st, rsc) {
-                        return Err(StepError::Blocked(why));
                     }
                 }
                 // a transient failure to read the status is retried until the deadline
@@ -543,6 +557,22 @@ fn reached(st: &ClusterStatus, rsc: &str, verb: &str) -> bool {
     }
 }
 
+/// Whether `st` confirms `verb` of `rsc`; an error when waiting on is pointless: the resource is
+/// blocked, or (for an off) the status says the host cluster does not fence, which may have
+/// changed since the fence began.
+fn confirmed(st: &ClusterStatus, rsc: &str, verb: &str) -> Result<bool, StepError> {
+    if verb == "off" && st.stonith_enabled == Some(false) {
+        return Err(StepError::NoHostFencing);
+    }
+    if reached(st, rsc, verb) {
+        return Ok(true);
+    }
+    match blocked(st, rsc) {
+        Some(why) => Err(StepError::Blocked(why)),
+        None => Ok(false),
+    }
+}
+
 /// Why waiting for `rsc` is pointless (Pacemaker will not act on it), if it is.
 fn blocked(st: &ClusterStatus, rsc: &str) -> Option<String> {
     st.instances(rsc).find(|r| !r.managed || r.blocked).map(|r| {
@@ -628,6 +658,28 @@ mod tests {
             "g",
             "on"
         ));
+    }
+
+    #[test]
+    fn no_off_is_confirmed_when_the_host_cluster_does_not_fence() {
+        let mut stopped = st(
+            r#"role="Stopped" managed="true" failed="false" blocked="false""#,
+            "",
+        );
+        stopped.stonith_enabled = Some(false);
+        let e = confirmed(&stopped, "g", "off").unwrap_err();
+        assert!(matches!(e, StepError::NoHostFencing), "{e}");
+        assert!(e.to_string().contains("stonith-enabled=false"), "{e}");
+        assert_eq!(e.outcome(), Outcome::Failed);
+        // an on is not a fence: it is confirmed as usual
+        let mut running = st(RUNNING, r#"<node name="n1"/>"#);
+        running.stonith_enabled = Some(false);
+        assert!(confirmed(&running, "g", "on").unwrap());
+        // with fencing (or a report that does not say: the CIB was checked when it began)
+        for fencing in [Some(true), None] {
+            stopped.stonith_enabled = fencing;
+            assert!(confirmed(&stopped, "g", "off").unwrap(), "{fencing:?}");
+        }
     }
 
     #[test]
