@@ -34,7 +34,7 @@ pub const SERVICE: &str = "stonith";
 pub const KEYS_ATTR: &str = "pmkt-fence-keys";
 /// Time kept back from a request's timeout for the reply to travel back.
 const REPLY_MARGIN: Duration = Duration::from_millis(300);
-/// How many requests the replay guard remembers at most.
+/// How many requests the replay guard remembers at most, per key.
 const REPLAY_CAPACITY: usize = 100_000;
 /// How often journal entries are checked for leftovers while idle.
 const JANITOR_PERIOD: Duration = Duration::from_secs(60);
@@ -224,6 +224,12 @@ impl Daemon {
                 key.cluster()
             ));
         };
+        if let Err(e) = authz::check(policy, origin, req) {
+            return refuse(e.to_string());
+        }
+        // Only after authorisation: an unauthorised flood (a stolen key used over another
+        // channel, a member naming another) must not take room in the table, which is per key
+        // so that one cluster's flood fills only its own.
         let fresh = self.replay.lock().unwrap_or_else(|e| e.into_inner()).check(
             key.id(),
             nonce,
@@ -231,9 +237,6 @@ impl Daemon {
             SystemTime::now(),
         );
         if let Err(e) = fresh {
-            return refuse(e.to_string());
-        }
-        if let Err(e) = authz::check(policy, origin, req) {
             return refuse(e.to_string());
         }
         if req.action == Action::List {
@@ -585,6 +588,88 @@ mod tests {
             assert_eq!(parse_legacy(bad), None, "{bad:?}");
         }
         assert_eq!(parse_legacy(&[b'a'; 700]), None);
+    }
+
+    fn n(s: &str) -> Name {
+        Name::new(s).unwrap()
+    }
+
+    fn copy(k: &vm_seal::Key) -> vm_seal::Key {
+        vm_seal::Key::parse(&k.to_file_text(), None).unwrap()
+    }
+
+    /// A daemon (not connected to anything) for guest clusters `web` (web1, web2) and `db`
+    /// (db1), holding `keys`, remembering at most `replay` requests per key.
+    fn daemon(keys: Vec<vm_seal::Key>, replay: usize) -> Daemon {
+        let config = Config::parse(
+            "[[cluster]]\nname = \"web\"\nmembers = [\"web1\", \"web2\"]\n\
+             [[cluster]]\nname = \"db\"\nmembers = [\"db1\"]\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let executor = Executor::new(
+            vm_pcmk::Pacemaker::live(),
+            crate::watch::Watcher::manual(),
+            "n1".into(),
+        );
+        let d = Daemon::new(
+            PathBuf::from("t.toml"),
+            config,
+            KeyRing::from_keys(keys),
+            executor,
+            "n1".into(),
+        );
+        *d.replay.lock().unwrap() = ReplayGuard::new(
+            Duration::from_secs(30),
+            SystemTime::now() - Duration::from_secs(60),
+            replay,
+        );
+        d
+    }
+
+    /// Sends a `list` sealed under `key` as `requester` over `origin`'s channel; the reply.
+    fn list(d: &Daemon, key: &vm_seal::Key, origin: &str, requester: &str) -> FenceReply {
+        let (nonce, body) =
+            FenceRequest::new(Action::List, None, n(requester), Duration::from_secs(5))
+                .unwrap()
+                .seal(key)
+                .unwrap();
+        match d.sealed(origin, &body, Instant::now(), Arc::default()) {
+            Answer::Sealed(b) => FenceReply::open(key, &nonce, &b).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unauthorised_requests_do_not_fill_the_replay_table() {
+        let web = vm_seal::Key::generate("web").unwrap();
+        let db = vm_seal::Key::generate("db").unwrap();
+        let d = daemon(vec![copy(&web), copy(&db)], 4);
+        // a flood with web's key over a channel that is not web's (a stolen key, or a guest of
+        // another cluster): every one refused...
+        for _ in 0..10 {
+            let r = list(&d, &web, "db1", "db1");
+            assert_eq!(r.outcome, Outcome::Refused, "{r:?}");
+            assert!(r.message.contains("not a member"), "{r:?}");
+        }
+        // ...and nothing of it remembered: both clusters are still served
+        assert_eq!(d.replay.lock().unwrap().len(), 0);
+        assert_eq!(list(&d, &web, "web1", "web1").outcome, Outcome::Done);
+        assert_eq!(list(&d, &db, "db1", "db1").outcome, Outcome::Done);
+    }
+
+    #[test]
+    fn a_cluster_flooding_its_own_key_locks_out_only_itself() {
+        let web = vm_seal::Key::generate("web").unwrap();
+        let db = vm_seal::Key::generate("db").unwrap();
+        let d = daemon(vec![copy(&web), copy(&db)], 4);
+        for _ in 0..4 {
+            assert_eq!(list(&d, &web, "web2", "web2").outcome, Outcome::Done);
+        }
+        let r = list(&d, &web, "web2", "web2");
+        assert_eq!(r.outcome, Outcome::Refused, "{r:?}");
+        assert!(r.message.contains("too many requests"), "{r:?}");
+        assert_eq!(list(&d, &db, "db1", "db1").outcome, Outcome::Done);
     }
 
     #[test]
