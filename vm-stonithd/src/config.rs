@@ -4,9 +4,11 @@
 //! # every setting but [[cluster]] is optional; defaults shown
 //! socket = "/var/run/vmconnectd.sock"   # host vm-connectd's local socket
 //! key_dir = "/etc/pm-kvm-tools/keys"    # guest-cluster keys (vm-ctl stonith keygen)
-//! clock_window = 30                     # seconds a request's timestamp may be off
+//! clock_window = 30                     # seconds a request's timestamp may be off (86400
+//!                                       # at most)
 //! max_timeout = 55                      # cap on a request's own timeout, seconds (keep it
-//!                                       # below vm-connectd's --request-timeout, 60 s)
+//!                                       # below vm-connectd's --request-timeout, 60 s; 3600
+//!                                       # at most)
 //! max_requests = 64                     # requests carried out at once
 //!
 //! [[cluster]]
@@ -39,6 +41,11 @@ use vm_seal::Name;
 pub const DEFAULT_CONFIG: &str = "/etc/pm-kvm-tools/vm-stonithd.toml";
 /// Default key directory.
 pub const DEFAULT_KEY_DIR: &str = "/etc/pm-kvm-tools/keys";
+
+/// Largest `max_timeout` accepted, seconds.
+pub const MAX_MAX_TIMEOUT: u64 = 3600;
+/// Largest `clock_window` accepted, seconds (a day: beyond it the window protects nothing).
+pub const MAX_CLOCK_WINDOW: u64 = 86_400;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -257,12 +264,18 @@ impl Config {
         } else {
             None
         };
-        let secs = |v: Option<u64>, default: u64, what: &str| -> Result<Duration, ConfigError> {
-            match v.unwrap_or(default) {
-                0 => Err(invalid(format!("{what} must be at least 1 second"))),
-                s => Ok(Duration::from_secs(s)),
-            }
-        };
+        // Bounded above as well: deadlines are computed as `Instant + max_timeout`, which panics
+        // when the sum is beyond what the clock can represent; no fence waits an hour.
+        let secs =
+            |v: Option<u64>, default: u64, max: u64, what: &str| -> Result<Duration, ConfigError> {
+                match v.unwrap_or(default) {
+                    0 => Err(invalid(format!("{what} must be at least 1 second"))),
+                    s if s > max => Err(invalid(format!(
+                        "{what} must be at most {max} seconds (it is {s})"
+                    ))),
+                    s => Ok(Duration::from_secs(s)),
+                }
+            };
         Ok(Config {
             socket: raw
                 .socket
@@ -270,8 +283,8 @@ impl Config {
             key_dir: raw
                 .key_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR)),
-            clock_window: secs(raw.clock_window, 30, "clock_window")?,
-            max_timeout: secs(raw.max_timeout, 55, "max_timeout")?,
+            clock_window: secs(raw.clock_window, 30, MAX_CLOCK_WINDOW, "clock_window")?,
+            max_timeout: secs(raw.max_timeout, 55, MAX_MAX_TIMEOUT, "max_timeout")?,
             max_requests: match raw.max_requests.unwrap_or(64) {
                 0 => return Err(invalid("max_requests must be at least 1".into())),
                 n => n,
@@ -392,6 +405,13 @@ mod tests {
             ),
             ("[legacy]\nenabled = true", "neither password_file"),
             ("clock_window = 0", "at least 1 second"),
+            // a deadline that far off cannot even be computed (`Instant +` panicked on it)
+            (
+                "max_timeout = 18446744073709551615",
+                "max_timeout must be at most",
+            ),
+            ("max_timeout = 3601", "max_timeout must be at most"),
+            ("clock_window = 86401", "clock_window must be at most"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
