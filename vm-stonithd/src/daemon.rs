@@ -38,6 +38,11 @@ const REPLY_MARGIN: Duration = Duration::from_millis(300);
 const REPLAY_CAPACITY: usize = 100_000;
 /// How often journal entries are checked for leftovers while idle.
 const JANITOR_PERIOD: Duration = Duration::from_secs(60);
+/// Refusal log lines per origin per [`REFUSAL_LOG_PERIOD`]; past them, refusals from that
+/// origin are counted, and the next line logged says how many were not.
+const REFUSAL_LOG_BURST: u32 = 20;
+/// The period of [`REFUSAL_LOG_BURST`].
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
 /// Longest legacy request accepted (an op, a space, a token).
 const MAX_LEGACY_LEN: usize = 600;
 
@@ -63,6 +68,7 @@ pub struct Daemon {
     node: String,
     cancels: Mutex<HashMap<u64, Arc<AtomicBool>>>,
     workers: AtomicUsize,
+    refusals: RefusalLog,
 }
 
 impl Daemon {
@@ -85,6 +91,7 @@ impl Daemon {
             node,
             cancels: Mutex::new(HashMap::new()),
             workers: AtomicUsize::new(0),
+            refusals: RefusalLog::default(),
         }
     }
 
@@ -184,13 +191,17 @@ impl Daemon {
         let header = match envelope::peek(body) {
             Ok(h) => h,
             Err(e) => {
-                tracing::warn!("refused: not a sealed request: {e}");
+                self.refusals.log(origin, |more| {
+                    tracing::warn!("refused: not a sealed request: {e}{more}");
+                });
                 return Answer::Error(ErrorCode::BadRequest, format!("not a sealed request: {e}"));
             }
         };
         let keys = self.keys();
         let Some(key) = keys.get(header.key_id) else {
-            tracing::warn!(key_id = %header.key_id, "refused: sealed with an unknown key (not in the key directory: wrong or rotated-out key, or a forgery)");
+            self.refusals.log(origin, |more| {
+                tracing::warn!(key_id = %header.key_id, "refused: sealed with an unknown key (not in the key directory: wrong or rotated-out key, or a forgery){more}");
+            });
             return Answer::Error(
                 ErrorCode::Forbidden,
                 format!("unknown key {}", header.key_id),
@@ -199,7 +210,9 @@ impl Daemon {
         let opened = match FenceRequest::open(key, body) {
             Ok(o) => o,
             Err(e) => {
-                tracing::warn!(key_id = %header.key_id, cluster = %key.cluster(), "refused: {e}");
+                self.refusals.log(origin, |more| {
+                    tracing::warn!(key_id = %header.key_id, cluster = %key.cluster(), "refused: {e}{more}");
+                });
                 return Answer::Error(
                     ErrorCode::Forbidden,
                     "the request failed authentication".into(),
@@ -215,7 +228,9 @@ impl Daemon {
         };
         let target = req.target.as_ref().map_or("-", Name::as_str);
         let refuse = |why: String| {
-            tracing::warn!(cluster = %key.cluster(), action = %req.action, target, requester = %req.requester, "refused: {why}");
+            self.refusals.log(origin, |more| {
+                tracing::warn!(cluster = %key.cluster(), action = %req.action, target, requester = %req.requester, "refused: {why}{more}");
+            });
             seal(FenceReply::new(Outcome::Refused, PowerState::Unknown, why))
         };
         let Some(policy) = config.clusters.get(key.cluster()) else {
@@ -276,16 +291,20 @@ impl Daemon {
     fn legacy(&self, origin: &str, body: &[u8], cancel: Arc<AtomicBool>) -> Answer {
         let config = self.config();
         let Some(decrypt) = &config.legacy else {
-            tracing::warn!(
-                "refused: not a sealed request, and legacy mode is off (a legacy token needs [legacy] enabled = true)"
-            );
+            self.refusals.log(origin, |more| {
+                tracing::warn!(
+                    "refused: not a sealed request, and legacy mode is off (a legacy token needs [legacy] enabled = true){more}"
+                );
+            });
             return Answer::Error(
                 ErrorCode::BadRequest,
                 "not a sealed request (legacy mode is off)".into(),
             );
         };
         let ng = |why: String| {
-            tracing::warn!("legacy request refused: {why}");
+            self.refusals.log(origin, |more| {
+                tracing::warn!("legacy request refused: {why}{more}");
+            });
             Answer::Plain("NG")
         };
         let Some((op, token)) = parse_legacy(body) else {
@@ -427,47 +446,86 @@ impl Daemon {
     fn dispatch(self: &Arc<Self>, d: Delivery, sender: &ModuleSender) {
         let max = self.config().max_requests;
         if self.workers.load(Ordering::SeqCst) >= max {
-            tracing::warn!(
-                id = d.id,
-                origin = d.deliver.origin().domain(),
-                "refused: busy ({max} requests in progress)"
-            );
+            let origin = d.deliver.origin().domain();
+            self.refusals.log(origin, |more| {
+                tracing::warn!(
+                    id = d.id,
+                    origin,
+                    "refused: busy ({max} requests in progress){more}"
+                );
+            });
             let _ = sender.error(d.id, ErrorCode::Internal, "vm-stonithd is busy; retry");
             return;
         }
-        let cancel = Arc::new(AtomicBool::new(false));
-        self.cancels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(d.id, cancel.clone());
-        self.workers.fetch_add(1, Ordering::SeqCst);
+        let id = d.id;
         let me = Arc::clone(self);
         let sender = sender.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("req-{}", d.id))
-            .spawn(move || {
-                let answer = me.handle(&d, cancel);
+        let _ = self.spawn_worker(
+            id,
+            move |cancel| me.handle(&d, cancel),
+            move |answer| {
                 let sent = match answer {
-                    Answer::Sealed(b) => sender.reply(d.id, &b),
-                    Answer::Plain(s) => sender.reply(d.id, s.as_bytes()),
-                    Answer::Error(code, msg) => sender.error(d.id, code, &msg),
+                    Answer::Sealed(b) => sender.reply(id, &b),
+                    Answer::Plain(s) => sender.reply(id, s.as_bytes()),
+                    Answer::Error(code, msg) => sender.error(id, code, &msg),
                 };
                 if let Err(e) = sent {
                     tracing::warn!(
-                        id = d.id,
+                        id,
                         "cannot send the answer (vm-connectd gone?): {}",
                         error_chain(&e)
                     );
                 }
-                me.cancels
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&d.id);
-                me.workers.fetch_sub(1, Ordering::SeqCst);
+            },
+        );
+    }
+
+    /// Runs `work` for request `id` on a worker thread holding one of the `max_requests` slots,
+    /// with the request's cancel flag, and passes its answer to `send`.
+    fn spawn_worker(
+        self: &Arc<Self>,
+        id: u64,
+        work: impl FnOnce(Arc<AtomicBool>) -> Answer + Send + 'static,
+        send: impl FnOnce(Answer) + Send + 'static,
+    ) -> Option<thread::JoinHandle<()>> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, cancel.clone());
+        self.workers.fetch_add(1, Ordering::SeqCst);
+        // moved into the worker: dropped there when it ends (also by a panic), or here with
+        // the closure if the thread cannot be started
+        let slot = Slot {
+            daemon: Arc::clone(self),
+            id,
+        };
+        let spawned = thread::Builder::new()
+            .name(format!("req-{id}"))
+            .spawn(move || {
+                let _slot = slot;
+                // a panic (a bug) still gets the requester an answer now, not a timeout later
+                let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    work(cancel)
+                }))
+                .unwrap_or_else(|_| {
+                    tracing::error!(
+                        id,
+                        "handling the request failed (a bug: the panic is on stderr); answered Internal"
+                    );
+                    Answer::Error(
+                        ErrorCode::Internal,
+                        "vm-stonithd failed while handling the request".into(),
+                    )
+                });
+                send(answer);
             });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start a worker thread: {e}");
-            self.workers.fetch_sub(1, Ordering::SeqCst);
+        match spawned {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::error!("cannot start a worker thread: {e}");
+                None
+            }
         }
     }
 
@@ -499,6 +557,86 @@ impl Daemon {
     /// The host node this daemon acts as.
     pub fn node(&self) -> &str {
         &self.node
+    }
+}
+
+/// Refusal log lines, rate-limited per origin (the guest whose channel the request came over):
+/// a guest flooding bad requests must not flood the journal, which past its own rate limit
+/// drops lines of every source, the other guests' audit lines with them. Each origin may log
+/// [`REFUSAL_LOG_BURST`] lines per [`REFUSAL_LOG_PERIOD`]; the refusals past them are counted,
+/// and the origin's next line logged says how many were not.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    by_origin: Mutex<HashMap<String, RefusalBucket>>,
+}
+
+#[derive(Debug)]
+struct RefusalBucket {
+    since: Instant,
+    logged: u32,
+    unlogged: u64,
+}
+
+/// Origins remembered at most; beyond, idle ones are forgotten (origins are this host's
+/// guests, so this is never reached in practice).
+const REFUSAL_LOG_ORIGINS: usize = 4096;
+
+impl RefusalLog {
+    /// Calls `log` with a suffix for the line (empty, or how many refusals from `origin` were
+    /// not logged since its last line) if a line from `origin` may be logged now.
+    fn log(&self, origin: &str, log: impl FnOnce(String)) {
+        if let Some(unlogged) = self.admit(origin, Instant::now()) {
+            log(if unlogged == 0 {
+                String::new()
+            } else {
+                format!(" (and {unlogged} more refusals from {origin} not logged: too many)")
+            });
+        }
+    }
+
+    /// Whether a line from `origin` may be logged at `now`; if so, how many were not since.
+    fn admit(&self, origin: &str, now: Instant) -> Option<u64> {
+        let mut map = self.by_origin.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= REFUSAL_LOG_ORIGINS && !map.contains_key(origin) {
+            map.retain(|_, b| {
+                b.unlogged > 0 || now.saturating_duration_since(b.since) < REFUSAL_LOG_PERIOD
+            });
+        }
+        let b = map.entry(origin.to_owned()).or_insert(RefusalBucket {
+            since: now,
+            logged: 0,
+            unlogged: 0,
+        });
+        if now.saturating_duration_since(b.since) >= REFUSAL_LOG_PERIOD {
+            b.since = now;
+            b.logged = 0;
+        }
+        if b.logged < REFUSAL_LOG_BURST {
+            b.logged += 1;
+            Some(std::mem::take(&mut b.unlogged))
+        } else {
+            b.unlogged += 1;
+            None
+        }
+    }
+}
+
+/// A worker's hold on one of the `max_requests` slots and on its cancel flag's entry, given back
+/// when dropped: a worker that panics releases them too (a lost slot was never given back, and
+/// enough of them made the daemon refuse everything as busy).
+struct Slot {
+    daemon: Arc<Daemon>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.daemon
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+        self.daemon.workers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -670,6 +808,96 @@ mod tests {
         assert_eq!(r.outcome, Outcome::Refused, "{r:?}");
         assert!(r.message.contains("too many requests"), "{r:?}");
         assert_eq!(list(&d, &db, "db1", "db1").outcome, Outcome::Done);
+    }
+
+    #[test]
+    fn a_panicking_worker_releases_its_slot_and_is_answered() {
+        let d = Arc::new(daemon(vec![], 4));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = d
+            .spawn_worker(
+                7,
+                |_| panic!("a bug in the request's handling"),
+                move |a| tx.send(a).unwrap(),
+            )
+            .unwrap();
+        let _ = h.join();
+        assert_eq!(
+            d.workers.load(Ordering::SeqCst),
+            0,
+            "the slot was not released"
+        );
+        assert!(d.cancels.lock().unwrap().is_empty());
+        match rx.try_recv() {
+            Ok(Answer::Error(ErrorCode::Internal, m)) => assert!(m.contains("failed"), "{m}"),
+            other => panic!("the requester must get an answer: {other:?}"),
+        }
+    }
+
+    /// Log lines written while `f` runs (at every level).
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn refusals_are_logged_throttled_per_origin() {
+        let web = vm_seal::Key::generate("web").unwrap();
+        let d = daemon(vec![copy(&web)], 4);
+        let log = logged(|| {
+            // a flood of refused requests from one guest...
+            for _ in 0..500 {
+                assert_eq!(list(&d, &web, "db1", "db1").outcome, Outcome::Refused);
+            }
+            // ...does not silence another guest's refusal
+            assert_eq!(list(&d, &web, "web1", "web2").outcome, Outcome::Refused);
+        });
+        let from_db1 = log.lines().filter(|l| l.contains("not a member")).count();
+        assert!(
+            (1..=REFUSAL_LOG_BURST as usize).contains(&from_db1),
+            "{from_db1} lines for one guest's flood:\n{log}"
+        );
+        assert!(
+            log.contains("arrived over the channel of web1"),
+            "the other guest's refusal was not logged:\n{log}"
+        );
+    }
+
+    #[test]
+    fn the_refusal_log_counts_what_it_does_not_log_and_says_so_next_time() {
+        let r = RefusalLog::default();
+        let t0 = Instant::now();
+        for _ in 0..REFUSAL_LOG_BURST {
+            assert_eq!(r.admit("g1", t0), Some(0));
+        }
+        for _ in 0..5 {
+            assert_eq!(r.admit("g1", t0), None);
+        }
+        assert_eq!(
+            r.admit("g2", t0),
+            Some(0),
+            "another origin has its own budget"
+        );
+        assert_eq!(r.admit("g1", t0 + REFUSAL_LOG_PERIOD), Some(5));
+        assert_eq!(r.admit("g1", t0 + REFUSAL_LOG_PERIOD), Some(0));
     }
 
     #[test]
