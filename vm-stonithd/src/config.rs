@@ -10,6 +10,8 @@
 //!                                       # below vm-connectd's --request-timeout, 60 s; 3600
 //!                                       # at most)
 //! max_requests = 64                     # requests carried out at once
+//! max_requests_per_cluster = 16         # of them, one guest cluster's (at most max_requests;
+//!                                       # default 16, or max_requests if smaller)
 //!
 //! [[cluster]]
 //! name = "web"                          # the guest cluster; its key says the same name
@@ -87,6 +89,7 @@ struct RawConfig {
     clock_window: Option<u64>,
     max_timeout: Option<u64>,
     max_requests: Option<usize>,
+    max_requests_per_cluster: Option<usize>,
     #[serde(default)]
     cluster: Vec<RawCluster>,
     #[serde(default)]
@@ -177,6 +180,9 @@ pub struct Config {
     pub max_timeout: Duration,
     /// Requests carried out at once; more are answered "busy".
     pub max_requests: usize,
+    /// Requests of one guest cluster carried out at once (so that one cluster's queue cannot
+    /// take every worker from the others).
+    pub max_requests_per_cluster: usize,
     /// Guest clusters, by name.
     pub clusters: BTreeMap<Name, ClusterPolicy>,
     /// Legacy token decryption, when legacy mode is on.
@@ -276,6 +282,24 @@ impl Config {
                     s => Ok(Duration::from_secs(s)),
                 }
             };
+        let max_requests = match raw.max_requests.unwrap_or(64) {
+            0 => return Err(invalid("max_requests must be at least 1".into())),
+            n => n,
+        };
+        let max_requests_per_cluster = match raw.max_requests_per_cluster {
+            None => max_requests.min(16),
+            Some(0) => {
+                return Err(invalid(
+                    "max_requests_per_cluster must be at least 1".into(),
+                ));
+            }
+            Some(n) if n > max_requests => {
+                return Err(invalid(format!(
+                    "max_requests_per_cluster ({n}) must not exceed max_requests ({max_requests})"
+                )));
+            }
+            Some(n) => n,
+        };
         Ok(Config {
             socket: raw
                 .socket
@@ -285,10 +309,8 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR)),
             clock_window: secs(raw.clock_window, 30, MAX_CLOCK_WINDOW, "clock_window")?,
             max_timeout: secs(raw.max_timeout, 55, MAX_MAX_TIMEOUT, "max_timeout")?,
-            max_requests: match raw.max_requests.unwrap_or(64) {
-                0 => return Err(invalid("max_requests must be at least 1".into())),
-                n => n,
-            },
+            max_requests,
+            max_requests_per_cluster,
             clusters,
             legacy,
         })
@@ -411,6 +433,10 @@ mod tests {
                 "max_timeout must be at most",
             ),
             ("max_timeout = 3601", "max_timeout must be at most"),
+            (
+                "max_requests = 8\nmax_requests_per_cluster = 9",
+                "must not exceed max_requests",
+            ),
             ("clock_window = 86401", "clock_window must be at most"),
         ] {
             let e = parse(text).unwrap_err().to_string();

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use vm_proto::client::{ClientError, Delivery, Module, ModuleEvent, ModuleSender};
-use vm_proto::message::ErrorCode;
+use vm_proto::message::{ErrorCode, RetryReason};
 use vm_seal::envelope::{self, MAGIC};
 use vm_seal::{Action, FenceReply, FenceRequest, Name, Outcome, PowerState, ReplayGuard};
 
@@ -55,6 +55,8 @@ pub enum Answer {
     Plain(&'static str),
     /// An error frame: the request could not be opened, so no sealed reply is possible.
     Error(ErrorCode, String),
+    /// Not carried out by this attempt (busy): the requester sends it again later.
+    Retry(RetryReason, String),
 }
 
 /// The daemon's state.
@@ -68,6 +70,8 @@ pub struct Daemon {
     node: String,
     cancels: Mutex<HashMap<u64, Arc<AtomicBool>>>,
     workers: AtomicUsize,
+    /// Requests in progress per quota (see [`Daemon::quota_of`]).
+    quotas: Mutex<HashMap<String, usize>>,
     refusals: RefusalLog,
 }
 
@@ -91,6 +95,7 @@ impl Daemon {
             node,
             cancels: Mutex::new(HashMap::new()),
             workers: AtomicUsize::new(0),
+            quotas: Mutex::new(HashMap::new()),
             refusals: RefusalLog::default(),
         }
     }
@@ -444,62 +449,101 @@ impl Daemon {
     }
 
     fn dispatch(self: &Arc<Self>, d: Delivery, sender: &ModuleSender) {
-        let max = self.config().max_requests;
-        if self.workers.load(Ordering::SeqCst) >= max {
-            let origin = d.deliver.origin().domain();
-            self.refusals.log(origin, |more| {
-                tracing::warn!(
-                    id = d.id,
-                    origin,
-                    "refused: busy ({max} requests in progress){more}"
-                );
-            });
-            let _ = sender.error(d.id, ErrorCode::Internal, "vm-stonithd is busy; retry");
-            return;
-        }
         let id = d.id;
+        let slot = match self.take_slot(id, d.deliver.origin().domain(), d.deliver.body()) {
+            Ok(slot) => slot,
+            Err(answer) => {
+                send_answer(sender, id, answer);
+                return;
+            }
+        };
         let me = Arc::clone(self);
         let sender = sender.clone();
         let _ = self.spawn_worker(
-            id,
+            slot,
             move |cancel| me.handle(&d, cancel),
-            move |answer| {
-                let sent = match answer {
-                    Answer::Sealed(b) => sender.reply(id, &b),
-                    Answer::Plain(s) => sender.reply(id, s.as_bytes()),
-                    Answer::Error(code, msg) => sender.error(id, code, &msg),
-                };
-                if let Err(e) = sent {
-                    tracing::warn!(
-                        id,
-                        "cannot send the answer (vm-connectd gone?): {}",
-                        error_chain(&e)
-                    );
-                }
-            },
+            move |answer| send_answer(&sender, id, answer),
         );
     }
 
-    /// Runs `work` for request `id` on a worker thread holding one of the `max_requests` slots,
-    /// with the request's cancel flag, and passes its answer to `send`.
-    fn spawn_worker(
-        self: &Arc<Self>,
-        id: u64,
-        work: impl FnOnce(Arc<AtomicBool>) -> Answer + Send + 'static,
-        send: impl FnOnce(Answer) + Send + 'static,
-    ) -> Option<thread::JoinHandle<()>> {
+    /// Which quota a request counts against: the guest cluster whose key it is sealed with, if
+    /// it came over the channel of one of that cluster's members; otherwise its channel's own.
+    /// The key id is in clear, so a guest could name another cluster's key; the channel is set
+    /// by the host, so what it spends is its own quota.
+    fn quota_of(&self, origin: &str, body: &[u8]) -> String {
+        let cluster = envelope::peek(body).ok().and_then(|h| {
+            let keys = self.keys();
+            let cluster = keys.get(h.key_id)?.cluster().clone();
+            let config = self.config();
+            let policy = config.clusters.get(&cluster)?;
+            policy
+                .members
+                .iter()
+                .any(|m| m.as_str() == origin)
+                .then_some(cluster)
+        });
+        match cluster {
+            Some(c) => format!("guest cluster {c}"),
+            None => format!("the channel of {origin}"),
+        }
+    }
+
+    /// Takes a worker slot for request `id` from `origin`, within `max_requests` and its
+    /// quota's `max_requests_per_cluster`; when either is spent, the answer to send instead:
+    /// Retry Busy (requests that wait on one guest's fence must not make other clusters'
+    /// requests fail for good).
+    fn take_slot(self: &Arc<Self>, id: u64, origin: &str, body: &[u8]) -> Result<Slot, Answer> {
+        let config = self.config();
+        let quota = self.quota_of(origin, body);
+        let mut quotas = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = quotas.get(&quota).copied().unwrap_or(0);
+        let busy = if self.workers.load(Ordering::SeqCst) >= config.max_requests {
+            Some(format!(
+                "vm-stonithd is busy ({} requests in progress); retry",
+                config.max_requests
+            ))
+        } else if taken >= config.max_requests_per_cluster {
+            Some(format!(
+                "vm-stonithd is busy ({quota} has {taken} requests in progress); retry"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = busy {
+            drop(quotas);
+            self.refusals.log(origin, |more| {
+                tracing::warn!(id, origin, "refused: {why}{more}");
+            });
+            return Err(Answer::Retry(RetryReason::Busy, why));
+        }
+        *quotas.entry(quota.clone()).or_insert(0) += 1;
+        self.workers.fetch_add(1, Ordering::SeqCst);
+        drop(quotas);
         let cancel = Arc::new(AtomicBool::new(false));
         self.cancels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, cancel.clone());
-        self.workers.fetch_add(1, Ordering::SeqCst);
-        // moved into the worker: dropped there when it ends (also by a panic), or here with
-        // the closure if the thread cannot be started
-        let slot = Slot {
+        Ok(Slot {
             daemon: Arc::clone(self),
             id,
-        };
+            quota,
+            cancel,
+        })
+    }
+
+    /// Runs `work` on a worker thread holding `slot`, with the request's cancel flag, and
+    /// passes its answer to `send`.
+    fn spawn_worker(
+        self: &Arc<Self>,
+        slot: Slot,
+        work: impl FnOnce(Arc<AtomicBool>) -> Answer + Send + 'static,
+        send: impl FnOnce(Answer) + Send + 'static,
+    ) -> Option<thread::JoinHandle<()>> {
+        let id = slot.id;
+        let cancel = slot.cancel.clone();
+        // `slot` is moved into the worker: dropped there when it ends (also by a panic), or
+        // here with the closure if the thread cannot be started
         let spawned = thread::Builder::new()
             .name(format!("req-{id}"))
             .spawn(move || {
@@ -627,6 +671,17 @@ impl RefusalLog {
 struct Slot {
     daemon: Arc<Daemon>,
     id: u64,
+    quota: String,
+    cancel: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("id", &self.id)
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Slot {
@@ -636,7 +691,31 @@ impl Drop for Slot {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.id);
+        let mut quotas = self.daemon.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = quotas.get_mut(&self.quota) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                quotas.remove(&self.quota);
+            }
+        }
         self.daemon.workers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Sends `answer` to request `id` (logged if vm-connectd is gone).
+fn send_answer(sender: &ModuleSender, id: u64, answer: Answer) {
+    let sent = match answer {
+        Answer::Sealed(b) => sender.reply(id, &b),
+        Answer::Plain(s) => sender.reply(id, s.as_bytes()),
+        Answer::Error(code, msg) => sender.error(id, code, &msg),
+        Answer::Retry(reason, detail) => sender.retry(id, reason, &detail),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(
+            id,
+            "cannot send the answer (vm-connectd gone?): {}",
+            error_chain(&e)
+        );
     }
 }
 
@@ -810,13 +889,68 @@ mod tests {
         assert_eq!(list(&d, &db, "db1", "db1").outcome, Outcome::Done);
     }
 
+    /// A daemon like [`daemon`] with `max_requests` and `max_requests_per_cluster`.
+    fn daemon_limited(keys: Vec<vm_seal::Key>, max: usize, per_cluster: usize) -> Daemon {
+        let d = daemon(keys, 100);
+        let mut config = (*d.config()).clone();
+        config.max_requests = max;
+        config.max_requests_per_cluster = per_cluster;
+        *d.config.write().unwrap() = Arc::new(config);
+        d
+    }
+
+    fn sealed_list(key: &vm_seal::Key, requester: &str) -> Vec<u8> {
+        FenceRequest::new(Action::List, None, n(requester), Duration::from_secs(5))
+            .unwrap()
+            .seal(key)
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn one_busy_cluster_gets_retry_busy_and_leaves_room_for_the_others() {
+        let web = vm_seal::Key::generate("web").unwrap();
+        let db = vm_seal::Key::generate("db").unwrap();
+        let d = Arc::new(daemon_limited(vec![copy(&web), copy(&db)], 4, 2));
+        let w = sealed_list(&web, "web1");
+        let held: Vec<Slot> = (0..2)
+            .map(|i| d.take_slot(i, "web1", &w).unwrap())
+            .collect();
+        // web's quota is spent: the answer is Retry Busy (not a final error), naming why
+        match d.take_slot(9, "web2", &w) {
+            Err(Answer::Retry(RetryReason::Busy, why)) => {
+                assert!(why.contains("guest cluster web"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // another cluster is served meanwhile
+        let b = sealed_list(&db, "db1");
+        let db_slot = d.take_slot(10, "db1", &b).unwrap();
+        // a guest of db naming web's key (its id is in clear) spends db1's own quota, not web's
+        let _forged = d.take_slot(11, "db1", &w).unwrap();
+        // the daemon as a whole is full now
+        match d.take_slot(12, "db1", &b) {
+            Err(Answer::Retry(RetryReason::Busy, why)) => {
+                assert!(why.contains("4 requests"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(db_slot);
+        drop(held);
+        let again = d.take_slot(13, "web1", &w).unwrap();
+        assert_eq!(d.workers.load(Ordering::SeqCst), 2);
+        drop(again);
+        assert_eq!(d.workers.load(Ordering::SeqCst), 1);
+    }
+
     #[test]
     fn a_panicking_worker_releases_its_slot_and_is_answered() {
         let d = Arc::new(daemon(vec![], 4));
         let (tx, rx) = std::sync::mpsc::channel();
+        let slot = d.take_slot(7, "web1", b"x").unwrap();
         let h = d
             .spawn_worker(
-                7,
+                slot,
                 |_| panic!("a bug in the request's handling"),
                 move |a| tx.send(a).unwrap(),
             )
