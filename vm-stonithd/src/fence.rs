@@ -103,6 +103,17 @@ pub struct Job {
     pub request: String,
 }
 
+/// How a power change was confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confirmed {
+    /// This request made the change and saw it done.
+    Fenced,
+    /// It joined another owner's fence of the same guest and saw that done.
+    Joined,
+    /// The guest was already pinned there and shown there: nothing was written.
+    AlreadyThere,
+}
+
 /// Why a fence step failed.
 #[derive(Debug, thiserror::Error)]
 enum StepError {
@@ -328,10 +339,10 @@ impl Executor {
         // before
         self.view.invalidate();
         match result {
-            Ok(joined) => {
+            Ok(how) => {
                 tracing::info!(
                     elapsed_ms = t0.elapsed().as_millis() as u64,
-                    joined,
+                    how = ?how,
                     "{verb} confirmed by the host cluster"
                 );
                 FenceReply::new(
@@ -344,10 +355,10 @@ impl Executor {
                         } else {
                             "running"
                         },
-                        if joined {
-                            ", joining a fence already in progress"
-                        } else {
-                            ""
+                        match how {
+                            Confirmed::Fenced => "",
+                            Confirmed::Joined => ", joining a fence already in progress",
+                            Confirmed::AlreadyThere => ", already so: nothing written",
                         }
                     ),
                 )
@@ -367,36 +378,47 @@ impl Executor {
         }
     }
 
-    /// Returns whether the fence joined one in progress.
+    /// Returns how the fence was confirmed.
     fn power_steps(
         &self,
         job: &Job,
         rsc: &str,
         verb: &str,
         owner: &Owner,
-    ) -> Result<bool, StepError> {
+    ) -> Result<Confirmed, StepError> {
         let deadline_wall =
             SystemTime::now() + job.deadline.saturating_duration_since(Instant::now());
-        // already there? (an `off` of a stopped guest still pins target-role=Stopped below)
         let begun = self
             .pcmk_until(job.deadline)
-            .transact(CAS_ATTEMPTS, |cib| -> Result<Update<Begin>, StepError> {
+            .transact(CAS_ATTEMPTS, |cib| -> Result<Update<Option<Begin>>, StepError> {
                 // refused before anything is written: there is nothing to roll back
                 if verb == "off" && !cib.stonith_enabled() {
                     return Err(StepError::NoHostFencing);
+                }
+                // Already pinned where it is sent and shown there (a repeat, or a request that
+                // waited on the lock for an identical one): confirmed without writing. The
+                // status is read only in that case, so a usual fence pays nothing for it.
+                if plan::pinned(cib, rsc, verb)
+                    && self
+                        .pcmk_until(job.deadline)
+                        .status()
+                        .is_ok_and(|st| confirmed(&st, rsc, verb).unwrap_or(false))
+                {
+                    return Ok(Update::Unchanged(None));
                 }
                 let prim = cib.resource(rsc);
                 if prim.is_some_and(|p| !vm_pcmk::virtualdomain::stops_hard_on_fence(p)) && verb == "off" {
                     tracing::warn!("{rsc} does not use ocf:pm-kvm-tools:VirtualDomain: its stop is a graceful shutdown first (vm-ctl check)");
                 }
                 match plan::begin(cib, rsc, verb, owner, deadline_wall, SystemTime::now())? {
-                    b @ Begin::Started(_) => Ok(Update::Write(b)),
-                    b @ Begin::Joined(_) => Ok(Update::Unchanged(b)),
+                    b @ Begin::Started(_) => Ok(Update::Write(Some(b))),
+                    b @ Begin::Joined(_) => Ok(Update::Unchanged(Some(b))),
                 }
             });
         let joined = match begun {
-            Ok(Begin::Started(_)) => false,
-            Ok(Begin::Joined(j)) => {
+            Ok(None) => return Ok(Confirmed::AlreadyThere),
+            Ok(Some(Begin::Started(_))) => false,
+            Ok(Some(Begin::Joined(j))) => {
                 tracing::info!(owner = ?j.owner, "a fence of the same guest is in progress: waiting for it");
                 true
             }
@@ -406,7 +428,7 @@ impl Executor {
         self.view.invalidate();
         let result = self.wait_for(job, rsc, verb);
         if joined {
-            return result.map(|()| true);
+            return result.map(|()| Confirmed::Joined);
         }
         match result {
             Ok(()) => {
@@ -418,7 +440,7 @@ impl Executor {
                         error_chain(&e)
                     );
                 }
-                Ok(false)
+                Ok(Confirmed::Fenced)
             }
             Err(e) => {
                 if let Err(re) = self.end(rsc, owner, true) {

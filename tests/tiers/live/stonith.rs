@@ -601,6 +601,43 @@ fn live_fence_no_off_confirmed_without_host_fencing() {
         t0,
         "host stonith-enabled=true: the same off is confirmed",
     );
+
+    // a repeat (the guest already stopped and pinned Stopped, no fence in progress) is
+    // confirmed without writing the CIB; so are identical requests sent at once (each waits for
+    // the one before it, then finds the guest already there)
+    let before = epoch(&cluster);
+    let (nonce, req) = sealed(key, Action::Off, Some(tgt), "pmkt-fm");
+    let reply = FenceReply::open(key, &nonce, &raw(member.socket(), &req).unwrap()).unwrap();
+    assert_eq!(
+        (reply.outcome, reply.state),
+        (Outcome::Done, PowerState::Off),
+        "{reply:?}"
+    );
+    let socket = member.socket().to_path_buf();
+    let same: Vec<_> = (0..3)
+        .map(|_| {
+            let (nonce, req) = sealed(key, Action::Off, Some(tgt), "pmkt-fm");
+            let socket = socket.clone();
+            std::thread::spawn(move || (nonce, raw(&socket, &req).unwrap()))
+        })
+        .collect();
+    for h in same {
+        let (nonce, bytes) = h.join().unwrap();
+        let reply = FenceReply::open(key, &nonce, &bytes).unwrap();
+        assert_eq!(reply.outcome, Outcome::Done, "{reply:?}");
+    }
+    assert_eq!(
+        epoch(&cluster),
+        before,
+        "an off of a guest already off wrote the CIB\n{}",
+        stonith.log()
+    );
+    assert_clean(&cluster, &rsc);
+    evidence(
+        TIER,
+        t0,
+        "repeated and concurrent identical offs of a guest already off: Done, CIB not written",
+    );
 }
 
 /// A fence started in the background: the agent as a child process.
