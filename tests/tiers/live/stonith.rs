@@ -640,6 +640,65 @@ fn live_fence_no_off_confirmed_without_host_fencing() {
     );
 }
 
+#[test]
+#[ignore = "tier live: needs root, corosync and pacemakerd"]
+fn live_fence_busy_is_retry_not_a_final_error() {
+    let t0 = Instant::now();
+    let cluster = LiveCluster::acquire();
+    let rd = rundir();
+    // one request at a time, so that a slow one makes the daemon busy
+    let mut stonith = StonithBed::start(
+        &rd.join("vmconnectd"),
+        cluster.node(),
+        &format!("max_requests = 1\n{}", clusters(&["pmkt-fb1"])),
+    );
+    let member = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fb1");
+    // crm_mon answering after 3 s: a monitor request holds the one worker that long
+    let fake = stonith.dir().join("fakebin");
+    std::fs::create_dir_all(&fake).unwrap();
+    std::fs::write(
+        fake.join("crm_mon"),
+        "#!/bin/sh\nsleep 3\nexec /usr/sbin/crm_mon \"$@\"\n",
+    )
+    .unwrap();
+    run_ok(&Cmd::new("chmod").arg("755").arg(fake.join("crm_mon")));
+    stonith.stop_stonithd(nix::sys::signal::Signal::SIGTERM);
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    stonith.start_stonithd(&[("PATH", &path)]);
+    let key = &stonith.key;
+    let (nonce, slow) = sealed(key, Action::Monitor, None, "pmkt-fb1");
+    let socket = member.socket().to_path_buf();
+    let first = std::thread::spawn(move || raw(&socket, &slow));
+    std::thread::sleep(Duration::from_millis(1000));
+    let (_, req) = sealed(key, Action::List, None, "pmkt-fb1");
+    match raw(member.socket(), &req) {
+        Err(ClientError::Retry { .. }) => {}
+        other => panic!(
+            "a busy vm-stonithd must answer Retry: {other:?}\n{}",
+            stonith.log()
+        ),
+    }
+    let reply = FenceReply::open(key, &nonce, &first.join().unwrap().unwrap()).unwrap();
+    assert_eq!(reply.outcome, Outcome::Done, "{reply:?}");
+    // the same request sent again once the worker is free is served (nothing was remembered)
+    let reply = FenceReply::open(
+        key,
+        &vm_seal::envelope::peek(&req).unwrap().nonce,
+        &raw(member.socket(), &req).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reply.outcome, Outcome::Done, "{reply:?}");
+    evidence(
+        TIER,
+        t0,
+        "max_requests reached: Retry Busy, and the same request sent again later is served",
+    );
+}
+
 /// A fence started in the background: the agent as a child process.
 fn background_off(
     stonith: &StonithBed,
