@@ -108,8 +108,8 @@ fn text(o: &Output) -> String {
 /// Turns fencing on in the host cluster (the test bed runs without it, and vm-stonithd confirms
 /// no off then). Pacemaker starts no resource that needs fencing until a fence device is
 /// configured, so one is: a cluster-glue `external/ssh` device for a host that does not exist
-/// (it can fence nothing here; these tests never fence a host node). The reset between tests
-/// removes both.
+/// (a static host list, so the fencer never picks it for a guest: it fences nothing here, and
+/// these tests never fence a host node). The reset between tests removes both.
 fn host_fencing_on(cluster: &LiveCluster) {
     let pcmk = cluster.pcmk();
     run_ok(&pcmk.tool("cibadmin").args([
@@ -117,7 +117,7 @@ fn host_fencing_on(cluster: &LiveCluster) {
         "-o",
         "resources",
         "-X",
-        r#"<primitive id="pmkt-live-fence" class="stonith" type="fence_legacy"><instance_attributes id="pmkt-live-fence-ia"><nvpair id="pmkt-live-fence-plugin" name="plugin" value="external/ssh"/><nvpair id="pmkt-live-fence-hosts" name="hostlist" value="pmkt-no-such-host"/></instance_attributes></primitive>"#,
+        r#"<primitive id="pmkt-live-fence" class="stonith" type="fence_legacy"><instance_attributes id="pmkt-live-fence-ia"><nvpair id="pmkt-live-fence-plugin" name="plugin" value="external/ssh"/><nvpair id="pmkt-live-fence-hosts" name="hostlist" value="pmkt-no-such-host"/><nvpair id="pmkt-live-fence-check" name="pcmk_host_check" value="static-list"/><nvpair id="pmkt-live-fence-list" name="pcmk_host_list" value="pmkt-no-such-host"/></instance_attributes></primitive>"#,
     ]));
     run_ok(&pcmk.tool("crm_attribute").args([
         "--type",
