@@ -78,7 +78,7 @@ done
 cluster_was_up=0 libvirt_was_up=0
 "$TB/live-cluster.sh" status >/dev/null 2>&1 && cluster_was_up=1
 "$TB/libvirtd.sh" status >/dev/null 2>&1 && libvirt_was_up=1
-relay="" stonithd="" fvd="" tgt_plain=0 in_pcmk=0 probe_made=0
+relay="" stonithd="" fvd="" tgt_plain=0 in_pcmk=0 probe_made=0 fencing_on=0 fencing_was=""
 VMCTL_CONF=$RUN/vm-ctl.conf
 export VM_CTL_LOCK=$RUN/vm-ctl.lock
 vmctl() { env -u CIB_file "$VMCTL" --config "$VMCTL_CONF" -q "$@"; }
@@ -116,6 +116,10 @@ cleanup() {
         crm_resource --wait --timeout=60s >/dev/null 2>&1
         cibadmin --delete -o resources -X "<primitive id='bench-stonith-probe'/>" >/dev/null 2>&1
     fi
+    if [ "$fencing_on" = 1 ]; then
+        cibadmin --delete -o resources -X "<primitive id='pmkt-bench-fence'/>" >/dev/null 2>&1
+        crm_attribute --type crm_config --name stonith-enabled --update "${fencing_was:-false}" >/dev/null 2>&1
+    fi
     stop_pid "$stonithd" vm-stonithd
     stop_pid "$relay" vm-connectd
     # crm_mon started by vm-stonithd as its event watcher must be gone with it
@@ -149,6 +153,16 @@ trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
 "$TB/live-cluster.sh" up >/dev/null
 [ "$(crm_attribute --type crm_config --name maintenance-mode --query --quiet 2>/dev/null)" != true ] ||
     die "the live cluster is in maintenance mode"
+# vm-stonithd confirms no off while the host cluster runs without fencing (the live test bed's
+# stonith-enabled=false): turn it on for the run, with a device that fences nothing here (a
+# static host list naming no node; Pacemaker starts no resource that needs fencing without a
+# device); cleanup removes the device and restores the setting.
+fencing_was=$(crm_attribute --type crm_config --name stonith-enabled --query --quiet 2>/dev/null || true)
+if [ "$fencing_was" != true ]; then
+    fencing_on=1
+    cibadmin --create -o resources -X "<primitive id='pmkt-bench-fence' class='stonith' type='fence_legacy'><instance_attributes id='pmkt-bench-fence-ia'><nvpair id='pmkt-bench-fence-plugin' name='plugin' value='external/ssh'/><nvpair id='pmkt-bench-fence-hosts' name='hostlist' value='pmkt-no-such-host'/><nvpair id='pmkt-bench-fence-check' name='pcmk_host_check' value='static-list'/><nvpair id='pmkt-bench-fence-list' name='pcmk_host_list' value='pmkt-no-such-host'/></instance_attributes></primitive>" >/dev/null
+    crm_attribute --type crm_config --name stonith-enabled --update true
+fi
 for r in $REQ $TGT; do # a domain left by an interrupted run
     if "${VIRSH[@]}" dominfo "$r" >/dev/null 2>&1 && ! crm_resource --resource "prmVMCTL_$r" --query-xml >/dev/null 2>&1; then
         "${VIRSH[@]}" destroy "$r" >/dev/null 2>&1 || true

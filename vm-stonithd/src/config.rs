@@ -4,10 +4,14 @@
 //! # every setting but [[cluster]] is optional; defaults shown
 //! socket = "/var/run/vmconnectd.sock"   # host vm-connectd's local socket
 //! key_dir = "/etc/pm-kvm-tools/keys"    # guest-cluster keys (vm-ctl stonith keygen)
-//! clock_window = 30                     # seconds a request's timestamp may be off
+//! clock_window = 30                     # seconds a request's timestamp may be off (86400
+//!                                       # at most)
 //! max_timeout = 55                      # cap on a request's own timeout, seconds (keep it
-//!                                       # below vm-connectd's --request-timeout, 60 s)
+//!                                       # below vm-connectd's --request-timeout, 60 s; 3600
+//!                                       # at most)
 //! max_requests = 64                     # requests carried out at once
+//! max_requests_per_cluster = 16         # of them, one guest cluster's (at most max_requests;
+//!                                       # default 16, or max_requests if smaller)
 //!
 //! [[cluster]]
 //! name = "web"                          # the guest cluster; its key says the same name
@@ -39,6 +43,11 @@ use vm_seal::Name;
 pub const DEFAULT_CONFIG: &str = "/etc/pm-kvm-tools/vm-stonithd.toml";
 /// Default key directory.
 pub const DEFAULT_KEY_DIR: &str = "/etc/pm-kvm-tools/keys";
+
+/// Largest `max_timeout` accepted, seconds.
+pub const MAX_MAX_TIMEOUT: u64 = 3600;
+/// Largest `clock_window` accepted, seconds (a day: beyond it the window protects nothing).
+pub const MAX_CLOCK_WINDOW: u64 = 86_400;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +89,7 @@ struct RawConfig {
     clock_window: Option<u64>,
     max_timeout: Option<u64>,
     max_requests: Option<usize>,
+    max_requests_per_cluster: Option<usize>,
     #[serde(default)]
     cluster: Vec<RawCluster>,
     #[serde(default)]
@@ -170,6 +180,9 @@ pub struct Config {
     pub max_timeout: Duration,
     /// Requests carried out at once; more are answered "busy".
     pub max_requests: usize,
+    /// Requests of one guest cluster carried out at once (so that one cluster's queue cannot
+    /// take every worker from the others).
+    pub max_requests_per_cluster: usize,
     /// Guest clusters, by name.
     pub clusters: BTreeMap<Name, ClusterPolicy>,
     /// Legacy token decryption, when legacy mode is on.
@@ -257,11 +270,35 @@ impl Config {
         } else {
             None
         };
-        let secs = |v: Option<u64>, default: u64, what: &str| -> Result<Duration, ConfigError> {
-            match v.unwrap_or(default) {
-                0 => Err(invalid(format!("{what} must be at least 1 second"))),
-                s => Ok(Duration::from_secs(s)),
+        // Bounded above as well: deadlines are computed as `Instant + max_timeout`, which panics
+        // when the sum is beyond what the clock can represent; no fence waits an hour.
+        let secs =
+            |v: Option<u64>, default: u64, max: u64, what: &str| -> Result<Duration, ConfigError> {
+                match v.unwrap_or(default) {
+                    0 => Err(invalid(format!("{what} must be at least 1 second"))),
+                    s if s > max => Err(invalid(format!(
+                        "{what} must be at most {max} seconds (it is {s})"
+                    ))),
+                    s => Ok(Duration::from_secs(s)),
+                }
+            };
+        let max_requests = match raw.max_requests.unwrap_or(64) {
+            0 => return Err(invalid("max_requests must be at least 1".into())),
+            n => n,
+        };
+        let max_requests_per_cluster = match raw.max_requests_per_cluster {
+            None => max_requests.min(16),
+            Some(0) => {
+                return Err(invalid(
+                    "max_requests_per_cluster must be at least 1".into(),
+                ));
             }
+            Some(n) if n > max_requests => {
+                return Err(invalid(format!(
+                    "max_requests_per_cluster ({n}) must not exceed max_requests ({max_requests})"
+                )));
+            }
+            Some(n) => n,
         };
         Ok(Config {
             socket: raw
@@ -270,12 +307,10 @@ impl Config {
             key_dir: raw
                 .key_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR)),
-            clock_window: secs(raw.clock_window, 30, "clock_window")?,
-            max_timeout: secs(raw.max_timeout, 55, "max_timeout")?,
-            max_requests: match raw.max_requests.unwrap_or(64) {
-                0 => return Err(invalid("max_requests must be at least 1".into())),
-                n => n,
-            },
+            clock_window: secs(raw.clock_window, 30, MAX_CLOCK_WINDOW, "clock_window")?,
+            max_timeout: secs(raw.max_timeout, 55, MAX_MAX_TIMEOUT, "max_timeout")?,
+            max_requests,
+            max_requests_per_cluster,
             clusters,
             legacy,
         })
@@ -416,6 +451,17 @@ mod tests {
             ),
             ("[legacy]\nenabled = true", "neither password_file"),
             ("clock_window = 0", "at least 1 second"),
+            // a deadline that far off cannot even be computed (`Instant +` panicked on it)
+            (
+                "max_timeout = 18446744073709551615",
+                "max_timeout must be at most",
+            ),
+            ("max_timeout = 3601", "max_timeout must be at most"),
+            (
+                "max_requests = 8\nmax_requests_per_cluster = 9",
+                "must not exceed max_requests",
+            ),
+            ("clock_window = 86401", "clock_window must be at most"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");

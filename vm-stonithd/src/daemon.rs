@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use vm_proto::client::{ClientError, Delivery, Module, ModuleEvent, ModuleSender};
-use vm_proto::message::ErrorCode;
+use vm_proto::message::{ErrorCode, RetryReason};
 use vm_seal::envelope::{self, MAGIC};
 use vm_seal::{Action, FenceReply, FenceRequest, Name, Outcome, PowerState, ReplayGuard};
 
@@ -34,10 +34,15 @@ pub const SERVICE: &str = "stonith";
 pub const KEYS_ATTR: &str = "pmkt-fence-keys";
 /// Time kept back from a request's timeout for the reply to travel back.
 const REPLY_MARGIN: Duration = Duration::from_millis(300);
-/// How many requests the replay guard remembers at most.
+/// How many requests the replay guard remembers at most, per key.
 const REPLAY_CAPACITY: usize = 100_000;
 /// How often journal entries are checked for leftovers while idle.
 const JANITOR_PERIOD: Duration = Duration::from_secs(60);
+/// Refusal log lines per origin per [`REFUSAL_LOG_PERIOD`]; past them, refusals from that
+/// origin are counted, and the next line logged says how many were not.
+const REFUSAL_LOG_BURST: u32 = 20;
+/// The period of [`REFUSAL_LOG_BURST`].
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
 /// Longest legacy request accepted (an op, a space, a token).
 const MAX_LEGACY_LEN: usize = 600;
 
@@ -50,6 +55,8 @@ pub enum Answer {
     Plain(&'static str),
     /// An error frame: the request could not be opened, so no sealed reply is possible.
     Error(ErrorCode, String),
+    /// Not carried out by this attempt (busy): the requester sends it again later.
+    Retry(RetryReason, String),
 }
 
 /// The daemon's state.
@@ -63,6 +70,9 @@ pub struct Daemon {
     node: String,
     cancels: Mutex<HashMap<u64, Arc<AtomicBool>>>,
     workers: AtomicUsize,
+    /// Requests in progress per quota (see [`Daemon::quota_of`]).
+    quotas: Mutex<HashMap<String, usize>>,
+    refusals: RefusalLog,
 }
 
 impl Daemon {
@@ -85,6 +95,8 @@ impl Daemon {
             node,
             cancels: Mutex::new(HashMap::new()),
             workers: AtomicUsize::new(0),
+            quotas: Mutex::new(HashMap::new()),
+            refusals: RefusalLog::default(),
         }
     }
 
@@ -184,13 +196,17 @@ impl Daemon {
         let header = match envelope::peek(body) {
             Ok(h) => h,
             Err(e) => {
-                tracing::warn!("refused: not a sealed request: {e}");
+                self.refusals.log(origin, |more| {
+                    tracing::warn!("refused: not a sealed request: {e}{more}");
+                });
                 return Answer::Error(ErrorCode::BadRequest, format!("not a sealed request: {e}"));
             }
         };
         let keys = self.keys();
         let Some(key) = keys.get(header.key_id) else {
-            tracing::warn!(key_id = %header.key_id, "refused: sealed with an unknown key (not in the key directory: wrong or rotated-out key, or a forgery)");
+            self.refusals.log(origin, |more| {
+                tracing::warn!(key_id = %header.key_id, "refused: sealed with an unknown key (not in the key directory: wrong or rotated-out key, or a forgery){more}");
+            });
             return Answer::Error(
                 ErrorCode::Forbidden,
                 format!("unknown key {}", header.key_id),
@@ -199,7 +215,9 @@ impl Daemon {
         let opened = match FenceRequest::open(key, body) {
             Ok(o) => o,
             Err(e) => {
-                tracing::warn!(key_id = %header.key_id, cluster = %key.cluster(), "refused: {e}");
+                self.refusals.log(origin, |more| {
+                    tracing::warn!(key_id = %header.key_id, cluster = %key.cluster(), "refused: {e}{more}");
+                });
                 return Answer::Error(
                     ErrorCode::Forbidden,
                     "the request failed authentication".into(),
@@ -215,7 +233,9 @@ impl Daemon {
         };
         let target = req.target.as_ref().map_or("-", Name::as_str);
         let refuse = |why: String| {
-            tracing::warn!(cluster = %key.cluster(), action = %req.action, target, requester = %req.requester, "refused: {why}");
+            self.refusals.log(origin, |more| {
+                tracing::warn!(cluster = %key.cluster(), action = %req.action, target, requester = %req.requester, "refused: {why}{more}");
+            });
             seal(FenceReply::new(Outcome::Refused, PowerState::Unknown, why))
         };
         let Some(policy) = config.clusters.get(key.cluster()) else {
@@ -224,6 +244,12 @@ impl Daemon {
                 key.cluster()
             ));
         };
+        if let Err(e) = authz::check(policy, origin, req) {
+            return refuse(e.to_string());
+        }
+        // Only after authorisation: an unauthorised flood (a stolen key used over another
+        // channel, a member naming another) must not take room in the table, which is per key
+        // so that one cluster's flood fills only its own.
         let fresh = self.replay.lock().unwrap_or_else(|e| e.into_inner()).check(
             key.id(),
             nonce,
@@ -231,9 +257,6 @@ impl Daemon {
             SystemTime::now(),
         );
         if let Err(e) = fresh {
-            return refuse(e.to_string());
-        }
-        if let Err(e) = authz::check(policy, origin, req) {
             return refuse(e.to_string());
         }
         if req.action == Action::List {
@@ -273,16 +296,20 @@ impl Daemon {
     fn legacy(&self, origin: &str, body: &[u8], cancel: Arc<AtomicBool>) -> Answer {
         let config = self.config();
         let Some(decrypt) = &config.legacy else {
-            tracing::warn!(
-                "refused: not a sealed request, and legacy mode is off (a legacy token needs [legacy] enabled = true)"
-            );
+            self.refusals.log(origin, |more| {
+                tracing::warn!(
+                    "refused: not a sealed request, and legacy mode is off (a legacy token needs [legacy] enabled = true){more}"
+                );
+            });
             return Answer::Error(
                 ErrorCode::BadRequest,
                 "not a sealed request (legacy mode is off)".into(),
             );
         };
         let ng = |why: String| {
-            tracing::warn!("legacy request refused: {why}");
+            self.refusals.log(origin, |more| {
+                tracing::warn!("legacy request refused: {why}{more}");
+            });
             Answer::Plain("NG")
         };
         let Some((op, token)) = parse_legacy(body) else {
@@ -422,49 +449,127 @@ impl Daemon {
     }
 
     fn dispatch(self: &Arc<Self>, d: Delivery, sender: &ModuleSender) {
-        let max = self.config().max_requests;
-        if self.workers.load(Ordering::SeqCst) >= max {
-            tracing::warn!(
-                id = d.id,
-                origin = d.deliver.origin().domain(),
-                "refused: busy ({max} requests in progress)"
-            );
-            let _ = sender.error(d.id, ErrorCode::Internal, "vm-stonithd is busy; retry");
-            return;
+        let id = d.id;
+        let slot = match self.take_slot(id, d.deliver.origin().domain(), d.deliver.body()) {
+            Ok(slot) => slot,
+            Err(answer) => {
+                send_answer(sender, id, answer);
+                return;
+            }
+        };
+        let me = Arc::clone(self);
+        let sender = sender.clone();
+        let _ = self.spawn_worker(
+            slot,
+            move |cancel| me.handle(&d, cancel),
+            move |answer| send_answer(&sender, id, answer),
+        );
+    }
+
+    /// Which quota a request counts against: the guest cluster whose key it is sealed with, if
+    /// it came over the channel of one of that cluster's members; otherwise its channel's own.
+    /// The key id is in clear, so a guest could name another cluster's key; the channel is set
+    /// by the host, so what it spends is its own quota.
+    fn quota_of(&self, origin: &str, body: &[u8]) -> String {
+        let cluster = envelope::peek(body).ok().and_then(|h| {
+            let keys = self.keys();
+            let cluster = keys.get(h.key_id)?.cluster().clone();
+            let config = self.config();
+            let policy = config.clusters.get(&cluster)?;
+            policy
+                .members
+                .iter()
+                .any(|m| m.as_str() == origin)
+                .then_some(cluster)
+        });
+        match cluster {
+            Some(c) => format!("guest cluster {c}"),
+            None => format!("the channel of {origin}"),
         }
+    }
+
+    /// Takes a worker slot for request `id` from `origin`, within `max_requests` and its
+    /// quota's `max_requests_per_cluster`; when either is spent, the answer to send instead:
+    /// Retry Busy (requests that wait on one guest's fence must not make other clusters'
+    /// requests fail for good).
+    fn take_slot(self: &Arc<Self>, id: u64, origin: &str, body: &[u8]) -> Result<Slot, Answer> {
+        let config = self.config();
+        let quota = self.quota_of(origin, body);
+        let mut quotas = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = quotas.get(&quota).copied().unwrap_or(0);
+        let busy = if self.workers.load(Ordering::SeqCst) >= config.max_requests {
+            Some(format!(
+                "vm-stonithd is busy ({} requests in progress); retry",
+                config.max_requests
+            ))
+        } else if taken >= config.max_requests_per_cluster {
+            Some(format!(
+                "vm-stonithd is busy ({quota} has {taken} requests in progress); retry"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = busy {
+            drop(quotas);
+            self.refusals.log(origin, |more| {
+                tracing::warn!(id, origin, "refused: {why}{more}");
+            });
+            return Err(Answer::Retry(RetryReason::Busy, why));
+        }
+        *quotas.entry(quota.clone()).or_insert(0) += 1;
+        self.workers.fetch_add(1, Ordering::SeqCst);
+        drop(quotas);
         let cancel = Arc::new(AtomicBool::new(false));
         self.cancels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(d.id, cancel.clone());
-        self.workers.fetch_add(1, Ordering::SeqCst);
-        let me = Arc::clone(self);
-        let sender = sender.clone();
+            .insert(id, cancel.clone());
+        Ok(Slot {
+            daemon: Arc::clone(self),
+            id,
+            quota,
+            cancel,
+        })
+    }
+
+    /// Runs `work` on a worker thread holding `slot`, with the request's cancel flag, and
+    /// passes its answer to `send`.
+    fn spawn_worker(
+        self: &Arc<Self>,
+        slot: Slot,
+        work: impl FnOnce(Arc<AtomicBool>) -> Answer + Send + 'static,
+        send: impl FnOnce(Answer) + Send + 'static,
+    ) -> Option<thread::JoinHandle<()>> {
+        let id = slot.id;
+        let cancel = slot.cancel.clone();
+        // `slot` is moved into the worker: dropped there when it ends (also by a panic), or
+        // here with the closure if the thread cannot be started
         let spawned = thread::Builder::new()
-            .name(format!("req-{}", d.id))
+            .name(format!("req-{id}"))
             .spawn(move || {
-                let answer = me.handle(&d, cancel);
-                let sent = match answer {
-                    Answer::Sealed(b) => sender.reply(d.id, &b),
-                    Answer::Plain(s) => sender.reply(d.id, s.as_bytes()),
-                    Answer::Error(code, msg) => sender.error(d.id, code, &msg),
-                };
-                if let Err(e) = sent {
-                    tracing::warn!(
-                        id = d.id,
-                        "cannot send the answer (vm-connectd gone?): {}",
-                        error_chain(&e)
+                let _slot = slot;
+                // a panic (a bug) still gets the requester an answer now, not a timeout later
+                let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    work(cancel)
+                }))
+                .unwrap_or_else(|_| {
+                    tracing::error!(
+                        id,
+                        "handling the request failed (a bug: the panic is on stderr); answered Internal"
                     );
-                }
-                me.cancels
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&d.id);
-                me.workers.fetch_sub(1, Ordering::SeqCst);
+                    Answer::Error(
+                        ErrorCode::Internal,
+                        "vm-stonithd failed while handling the request".into(),
+                    )
+                });
+                send(answer);
             });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start a worker thread: {e}");
-            self.workers.fetch_sub(1, Ordering::SeqCst);
+        match spawned {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::error!("cannot start a worker thread: {e}");
+                None
+            }
         }
     }
 
@@ -496,6 +601,121 @@ impl Daemon {
     /// The host node this daemon acts as.
     pub fn node(&self) -> &str {
         &self.node
+    }
+}
+
+/// Refusal log lines, rate-limited per origin (the guest whose channel the request came over):
+/// a guest flooding bad requests must not flood the journal, which past its own rate limit
+/// drops lines of every source, the other guests' audit lines with them. Each origin may log
+/// [`REFUSAL_LOG_BURST`] lines per [`REFUSAL_LOG_PERIOD`]; the refusals past them are counted,
+/// and the origin's next line logged says how many were not.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    by_origin: Mutex<HashMap<String, RefusalBucket>>,
+}
+
+#[derive(Debug)]
+struct RefusalBucket {
+    since: Instant,
+    logged: u32,
+    unlogged: u64,
+}
+
+/// Origins remembered at most; beyond, idle ones are forgotten (origins are this host's
+/// guests, so this is never reached in practice).
+const REFUSAL_LOG_ORIGINS: usize = 4096;
+
+impl RefusalLog {
+    /// Calls `log` with a suffix for the line (empty, or how many refusals from `origin` were
+    /// not logged since its last line) if a line from `origin` may be logged now.
+    fn log(&self, origin: &str, log: impl FnOnce(String)) {
+        if let Some(unlogged) = self.admit(origin, Instant::now()) {
+            log(if unlogged == 0 {
+                String::new()
+            } else {
+                format!(" (and {unlogged} more refusals from {origin} not logged: too many)")
+            });
+        }
+    }
+
+    /// Whether a line from `origin` may be logged at `now`; if so, how many were not since.
+    fn admit(&self, origin: &str, now: Instant) -> Option<u64> {
+        let mut map = self.by_origin.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= REFUSAL_LOG_ORIGINS && !map.contains_key(origin) {
+            map.retain(|_, b| {
+                b.unlogged > 0 || now.saturating_duration_since(b.since) < REFUSAL_LOG_PERIOD
+            });
+        }
+        let b = map.entry(origin.to_owned()).or_insert(RefusalBucket {
+            since: now,
+            logged: 0,
+            unlogged: 0,
+        });
+        if now.saturating_duration_since(b.since) >= REFUSAL_LOG_PERIOD {
+            b.since = now;
+            b.logged = 0;
+        }
+        if b.logged < REFUSAL_LOG_BURST {
+            b.logged += 1;
+            Some(std::mem::take(&mut b.unlogged))
+        } else {
+            b.unlogged += 1;
+            None
+        }
+    }
+}
+
+/// A worker's hold on one of the `max_requests` slots and on its cancel flag's entry, given back
+/// when dropped: a worker that panics releases them too (a lost slot was never given back, and
+/// enough of them made the daemon refuse everything as busy).
+struct Slot {
+    daemon: Arc<Daemon>,
+    id: u64,
+    quota: String,
+    cancel: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("id", &self.id)
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.daemon
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+        let mut quotas = self.daemon.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = quotas.get_mut(&self.quota) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                quotas.remove(&self.quota);
+            }
+        }
+        self.daemon.workers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Sends `answer` to request `id` (logged if vm-connectd is gone).
+fn send_answer(sender: &ModuleSender, id: u64, answer: Answer) {
+    let sent = match answer {
+        Answer::Sealed(b) => sender.reply(id, &b),
+        Answer::Plain(s) => sender.reply(id, s.as_bytes()),
+        Answer::Error(code, msg) => sender.error(id, code, &msg),
+        Answer::Retry(reason, detail) => sender.retry(id, reason, &detail),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(
+            id,
+            "cannot send the answer (vm-connectd gone?): {}",
+            error_chain(&e)
+        );
     }
 }
 
@@ -585,6 +805,233 @@ mod tests {
             assert_eq!(parse_legacy(bad), None, "{bad:?}");
         }
         assert_eq!(parse_legacy(&[b'a'; 700]), None);
+    }
+
+    fn n(s: &str) -> Name {
+        Name::new(s).unwrap()
+    }
+
+    fn copy(k: &vm_seal::Key) -> vm_seal::Key {
+        vm_seal::Key::parse(&k.to_file_text(), None).unwrap()
+    }
+
+    /// A daemon (not connected to anything) for guest clusters `web` (web1, web2) and `db`
+    /// (db1), holding `keys`, remembering at most `replay` requests per key.
+    fn daemon(keys: Vec<vm_seal::Key>, replay: usize) -> Daemon {
+        let config = Config::parse(
+            "[[cluster]]\nname = \"web\"\nmembers = [\"web1\", \"web2\"]\n\
+             [[cluster]]\nname = \"db\"\nmembers = [\"db1\"]\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let executor = Executor::new(
+            vm_pcmk::Pacemaker::live(),
+            crate::watch::Watcher::manual(),
+            "n1".into(),
+        );
+        let d = Daemon::new(
+            PathBuf::from("t.toml"),
+            config,
+            KeyRing::from_keys(keys),
+            executor,
+            "n1".into(),
+        );
+        *d.replay.lock().unwrap() = ReplayGuard::new(
+            Duration::from_secs(30),
+            SystemTime::now() - Duration::from_secs(60),
+            replay,
+        );
+        d
+    }
+
+    /// Sends a `list` sealed under `key` as `requester` over `origin`'s channel; the reply.
+    fn list(d: &Daemon, key: &vm_seal::Key, origin: &str, requester: &str) -> FenceReply {
+        let (nonce, body) =
+            FenceRequest::new(Action::List, None, n(requester), Duration::from_secs(5))
+                .unwrap()
+                .seal(key)
+                .unwrap();
+        match d.sealed(origin, &body, Instant::now(), Arc::default()) {
+            Answer::Sealed(b) => FenceReply::open(key, &nonce, &b).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unauthorised_requests_do_not_fill_the_replay_table() {
+        let web = vm_seal::Key::generate("web").unwrap();
+        let db = vm_seal::Key::generate("db").unwrap();
+        let d = daemon(vec![copy(&web), copy(&db)], 4);
+        // a flood with web's key over a channel that is not web's (a stolen key, or a guest of
+        // another cluster): every one refused...
+        for _ in 0..10 {
+            let r = list(&d, &web, "db1", "db1");
+            assert_eq!(r.outcome, Outcome::Refused, "{r:?}");
+            assert!(r.message.contains("not a member"), "{r:?}");
+        }
+        // ...and nothing of it remembered: both clusters are still served
+        assert_eq!(d.replay.lock().unwrap().len(), 0);
+        assert_eq!(list(&d, &web, "web1", "web1").outcome, Outcome::Done);
+        assert_eq!(list(&d, &db, "db1", "db1").outcome, Outcome::Done);
+    }
+
+    #[test]
+    fn a_cluster_flooding_its_own_key_locks_out_only_itself() {
+        let web = vm_seal::Key::generate("web").unwrap();
+        let db = vm_seal::Key::generate("db").unwrap();
+        let d = daemon(vec![copy(&web), copy(&db)], 4);
+        for _ in 0..4 {
+            assert_eq!(list(&d, &web, "web2", "web2").outcome, Outcome::Done);
+        }
+        let r = list(&d, &web, "web2", "web2");
+        assert_eq!(r.outcome, Outcome::Refused, "{r:?}");
+        assert!(r.message.contains("too many requests"), "{r:?}");
+        assert_eq!(list(&d, &db, "db1", "db1").outcome, Outcome::Done);
+    }
+
+    /// A daemon like [`daemon`] with `max_requests` and `max_requests_per_cluster`.
+    fn daemon_limited(keys: Vec<vm_seal::Key>, max: usize, per_cluster: usize) -> Daemon {
+        let d = daemon(keys, 100);
+        let mut config = (*d.config()).clone();
+        config.max_requests = max;
+        config.max_requests_per_cluster = per_cluster;
+        *d.config.write().unwrap() = Arc::new(config);
+        d
+    }
+
+    fn sealed_list(key: &vm_seal::Key, requester: &str) -> Vec<u8> {
+        FenceRequest::new(Action::List, None, n(requester), Duration::from_secs(5))
+            .unwrap()
+            .seal(key)
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn one_busy_cluster_gets_retry_busy_and_leaves_room_for_the_others() {
+        let web = vm_seal::Key::generate("web").unwrap();
+        let db = vm_seal::Key::generate("db").unwrap();
+        let d = Arc::new(daemon_limited(vec![copy(&web), copy(&db)], 4, 2));
+        let w = sealed_list(&web, "web1");
+        let held: Vec<Slot> = (0..2)
+            .map(|i| d.take_slot(i, "web1", &w).unwrap())
+            .collect();
+        // web's quota is spent: the answer is Retry Busy (not a final error), naming why
+        match d.take_slot(9, "web2", &w) {
+            Err(Answer::Retry(RetryReason::Busy, why)) => {
+                assert!(why.contains("guest cluster web"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // another cluster is served meanwhile
+        let b = sealed_list(&db, "db1");
+        let db_slot = d.take_slot(10, "db1", &b).unwrap();
+        // a guest of db naming web's key (its id is in clear) spends db1's own quota, not web's
+        let _forged = d.take_slot(11, "db1", &w).unwrap();
+        // the daemon as a whole is full now
+        match d.take_slot(12, "db1", &b) {
+            Err(Answer::Retry(RetryReason::Busy, why)) => {
+                assert!(why.contains("4 requests"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(db_slot);
+        drop(held);
+        let again = d.take_slot(13, "web1", &w).unwrap();
+        assert_eq!(d.workers.load(Ordering::SeqCst), 2);
+        drop(again);
+        assert_eq!(d.workers.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_panicking_worker_releases_its_slot_and_is_answered() {
+        let d = Arc::new(daemon(vec![], 4));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let slot = d.take_slot(7, "web1", b"x").unwrap();
+        let h = d
+            .spawn_worker(
+                slot,
+                |_| panic!("a bug in the request's handling"),
+                move |a| tx.send(a).unwrap(),
+            )
+            .unwrap();
+        let _ = h.join();
+        assert_eq!(
+            d.workers.load(Ordering::SeqCst),
+            0,
+            "the slot was not released"
+        );
+        assert!(d.cancels.lock().unwrap().is_empty());
+        match rx.try_recv() {
+            Ok(Answer::Error(ErrorCode::Internal, m)) => assert!(m.contains("failed"), "{m}"),
+            other => panic!("the requester must get an answer: {other:?}"),
+        }
+    }
+
+    /// Log lines written while `f` runs (at every level).
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn refusals_are_logged_throttled_per_origin() {
+        let web = vm_seal::Key::generate("web").unwrap();
+        let d = daemon(vec![copy(&web)], 4);
+        let log = logged(|| {
+            // a flood of refused requests from one guest...
+            for _ in 0..500 {
+                assert_eq!(list(&d, &web, "db1", "db1").outcome, Outcome::Refused);
+            }
+            // ...does not silence another guest's refusal
+            assert_eq!(list(&d, &web, "web1", "web2").outcome, Outcome::Refused);
+        });
+        let from_db1 = log.lines().filter(|l| l.contains("not a member")).count();
+        assert!(
+            (1..=REFUSAL_LOG_BURST as usize).contains(&from_db1),
+            "{from_db1} lines for one guest's flood:\n{log}"
+        );
+        assert!(
+            log.contains("arrived over the channel of web1"),
+            "the other guest's refusal was not logged:\n{log}"
+        );
+    }
+
+    #[test]
+    fn the_refusal_log_counts_what_it_does_not_log_and_says_so_next_time() {
+        let r = RefusalLog::default();
+        let t0 = Instant::now();
+        for _ in 0..REFUSAL_LOG_BURST {
+            assert_eq!(r.admit("g1", t0), Some(0));
+        }
+        for _ in 0..5 {
+            assert_eq!(r.admit("g1", t0), None);
+        }
+        assert_eq!(
+            r.admit("g2", t0),
+            Some(0),
+            "another origin has its own budget"
+        );
+        assert_eq!(r.admit("g1", t0 + REFUSAL_LOG_PERIOD), Some(5));
+        assert_eq!(r.admit("g1", t0 + REFUSAL_LOG_PERIOD), Some(0));
     }
 
     #[test]

@@ -103,6 +103,17 @@ pub struct Job {
     pub request: String,
 }
 
+/// How a power change was confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confirmed {
+    /// This request made the change and saw it done.
+    Fenced,
+    /// It joined another owner's fence of the same guest and saw that done.
+    Joined,
+    /// The guest was already pinned there and shown there: nothing was written.
+    AlreadyThere,
+}
+
 /// Why a fence step failed.
 #[derive(Debug, thiserror::Error)]
 enum StepError {
@@ -116,7 +127,20 @@ enum StepError {
     Cancelled(&'static str),
     #[error("{0}")]
     Blocked(String),
+    /// An off cannot be confirmed: see [`NO_HOST_FENCING`].
+    #[error("{NO_HOST_FENCING}")]
+    NoHostFencing,
 }
+
+/// Why an off is never confirmed while the host cluster runs with `stonith-enabled=false`.
+/// Without fencing, Pacemaker takes the resources of a host node it lost for stopped, and
+/// `crm_mon` shows them so, while the guest may still run on that node: "stopped everywhere"
+/// proves nothing then, and a false OK lets the guest cluster recover the guest's services
+/// elsewhere while it still writes its shared data.
+pub const NO_HOST_FENCING: &str = "the host cluster has stonith-enabled=false: it shows a lost \
+     host node's guests as stopped while they may still run there, so vm-stonithd cannot \
+     confirm an off (enable fencing on the host cluster: a fence device and \
+     stonith-enabled=true)";
 
 impl StepError {
     fn outcome(&self) -> Outcome {
@@ -315,10 +339,10 @@ impl Executor {
         // before
         self.view.invalidate();
         match result {
-            Ok(joined) => {
+            Ok(how) => {
                 tracing::info!(
                     elapsed_ms = t0.elapsed().as_millis() as u64,
-                    joined,
+                    how = ?how,
                     "{verb} confirmed by the host cluster"
                 );
                 FenceReply::new(
@@ -331,10 +355,10 @@ impl Executor {
                         } else {
                             "running"
                         },
-                        if joined {
-                            ", joining a fence already in progress"
-                        } else {
-                            ""
+                        match how {
+                            Confirmed::Fenced => "",
+                            Confirmed::Joined => ", joining a fence already in progress",
+                            Confirmed::AlreadyThere => ", already so: nothing written",
                         }
                     ),
                 )
@@ -354,32 +378,47 @@ impl Executor {
         }
     }
 
-    /// Returns whether the fence joined one in progress.
+    /// Returns how the fence was confirmed.
     fn power_steps(
         &self,
         job: &Job,
         rsc: &str,
         verb: &str,
         owner: &Owner,
-    ) -> Result<bool, StepError> {
+    ) -> Result<Confirmed, StepError> {
         let deadline_wall =
             SystemTime::now() + job.deadline.saturating_duration_since(Instant::now());
-        // already there? (an `off` of a stopped guest still pins target-role=Stopped below)
         let begun = self
             .pcmk_until(job.deadline)
-            .transact(CAS_ATTEMPTS, |cib| -> Result<Update<Begin>, StepError> {
+            .transact(CAS_ATTEMPTS, |cib| -> Result<Update<Option<Begin>>, StepError> {
+                // refused before anything is written: there is nothing to roll back
+                if verb == "off" && !cib.stonith_enabled() {
+                    return Err(StepError::NoHostFencing);
+                }
+                // Already pinned where it is sent and shown there (a repeat, or a request that
+                // waited on the lock for an identical one): confirmed without writing. The
+                // status is read only in that case, so a usual fence pays nothing for it.
+                if plan::pinned(cib, rsc, verb)
+                    && self
+                        .pcmk_until(job.deadline)
+                        .status()
+                        .is_ok_and(|st| confirmed(&st, rsc, verb).unwrap_or(false))
+                {
+                    return Ok(Update::Unchanged(None));
+                }
                 let prim = cib.resource(rsc);
                 if prim.is_some_and(|p| !vm_pcmk::virtualdomain::stops_hard_on_fence(p)) && verb == "off" {
                     tracing::warn!("{rsc} does not use ocf:pm-kvm-tools:VirtualDomain: its stop is a graceful shutdown first (vm-ctl check)");
                 }
                 match plan::begin(cib, rsc, verb, owner, deadline_wall, SystemTime::now())? {
-                    b @ Begin::Started(_) => Ok(Update::Write(b)),
-                    b @ Begin::Joined(_) => Ok(Update::Unchanged(b)),
+                    b @ Begin::Started(_) => Ok(Update::Write(Some(b))),
+                    b @ Begin::Joined(_) => Ok(Update::Unchanged(Some(b))),
                 }
             });
         let joined = match begun {
-            Ok(Begin::Started(_)) => false,
-            Ok(Begin::Joined(j)) => {
+            Ok(None) => return Ok(Confirmed::AlreadyThere),
+            Ok(Some(Begin::Started(_))) => false,
+            Ok(Some(Begin::Joined(j))) => {
                 tracing::info!(owner = ?j.owner, "a fence of the same guest is in progress: waiting for it");
                 true
             }
@@ -389,7 +428,7 @@ impl Executor {
         self.view.invalidate();
         let result = self.wait_for(job, rsc, verb);
         if joined {
-            return result.map(|()| true);
+            return result.map(|()| Confirmed::Joined);
         }
         match result {
             Ok(()) => {
@@ -401,7 +440,7 @@ impl Executor {
                         error_chain(&e)
                     );
                 }
-                Ok(false)
+                Ok(Confirmed::Fenced)
             }
             Err(e) => {
                 if let Err(re) = self.end(rsc, owner, true) {
@@ -445,11 +484,8 @@ impl Executor {
             let seen = self.watcher.generation();
             match self.pcmk_until(job.deadline).status() {
                 Ok(st) => {
-                    if reached(&st, rsc, verb) {
+                    if confirmed(&st, rsc, verb)? {
                         return Ok(());
-                    }
-                    if let Some(why) = blocked(&st, rsc) {
-                        return Err(StepError::Blocked(why));
                     }
                 }
                 // a transient failure to read the status is retried until the deadline
@@ -543,6 +579,22 @@ fn reached(st: &ClusterStatus, rsc: &str, verb: &str) -> bool {
     }
 }
 
+/// Whether `st` confirms `verb` of `rsc`; an error when waiting on is pointless: the resource is
+/// blocked, or (for an off) the status says the host cluster does not fence, which may have
+/// changed since the fence began.
+fn confirmed(st: &ClusterStatus, rsc: &str, verb: &str) -> Result<bool, StepError> {
+    if verb == "off" && st.stonith_enabled == Some(false) {
+        return Err(StepError::NoHostFencing);
+    }
+    if reached(st, rsc, verb) {
+        return Ok(true);
+    }
+    match blocked(st, rsc) {
+        Some(why) => Err(StepError::Blocked(why)),
+        None => Ok(false),
+    }
+}
+
 /// Why waiting for `rsc` is pointless (Pacemaker will not act on it), if it is.
 fn blocked(st: &ClusterStatus, rsc: &str) -> Option<String> {
     st.instances(rsc).find(|r| !r.managed || r.blocked).map(|r| {
@@ -628,6 +680,28 @@ mod tests {
             "g",
             "on"
         ));
+    }
+
+    #[test]
+    fn no_off_is_confirmed_when_the_host_cluster_does_not_fence() {
+        let mut stopped = st(
+            r#"role="Stopped" managed="true" failed="false" blocked="false""#,
+            "",
+        );
+        stopped.stonith_enabled = Some(false);
+        let e = confirmed(&stopped, "g", "off").unwrap_err();
+        assert!(matches!(e, StepError::NoHostFencing), "{e}");
+        assert!(e.to_string().contains("stonith-enabled=false"), "{e}");
+        assert_eq!(e.outcome(), Outcome::Failed);
+        // an on is not a fence: it is confirmed as usual
+        let mut running = st(RUNNING, r#"<node name="n1"/>"#);
+        running.stonith_enabled = Some(false);
+        assert!(confirmed(&running, "g", "on").unwrap());
+        // with fencing (or a report that does not say: the CIB was checked when it began)
+        for fencing in [Some(true), None] {
+            stopped.stonith_enabled = fencing;
+            assert!(confirmed(&stopped, "g", "off").unwrap(), "{fencing:?}");
+        }
     }
 
     #[test]

@@ -93,3 +93,52 @@ impl KeyRing {
         self.by_id.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_fifo_or_a_symlink_named_key_is_a_problem_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        Key::generate("web")
+            .unwrap()
+            .write_new(&dir.path().join("web.key"))
+            .unwrap();
+        // a FIFO: opening it for reading blocks until a writer comes (none will)
+        nix::unistd::mkfifo(
+            &dir.path().join("fifo.key"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        // a symlink to a valid key file somewhere else
+        let other = elsewhere.path().join("db.key");
+        Key::generate("db").unwrap().write_new(&other).unwrap();
+        std::os::unix::fs::symlink(&other, dir.path().join("link.key")).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let d = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let (ring, problems) = KeyRing::load(&d).unwrap();
+            let problems: Vec<(String, String)> = problems
+                .into_iter()
+                .map(|p| {
+                    let name = p.path.file_name().unwrap().to_string_lossy().into_owned();
+                    (name, p.problem)
+                })
+                .collect();
+            let _ = tx.send((ring.len(), problems));
+        });
+        let (loaded, problems) = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("loading the key directory hung on a FIFO");
+        assert_eq!(loaded, 1, "{problems:?}");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems[0].0, "fifo.key");
+        assert!(problems[0].1.contains("not a regular file"), "{problems:?}");
+        assert_eq!(problems[1].0, "link.key");
+        assert!(problems[1].1.contains("symbolic link"), "{problems:?}");
+    }
+}

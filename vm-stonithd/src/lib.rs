@@ -6,8 +6,8 @@
 //! A guest's fence agent seals a request ([`vm_seal`]) and sends it over its virtio-serial
 //! channel; the host vm-connectd delivers it to this daemon (registered as the `stonith`
 //! module) together with the guest the channel belongs to. The daemon opens the request with
-//! the guest cluster's key, checks freshness ([`vm_seal::ReplayGuard`]) and authorisation
-//! ([`authz`]), carries it out through the CIB ([`plan`], [`fence`]) and confirms it from the
+//! the guest cluster's key, checks authorisation ([`authz`]) and then freshness
+//! ([`vm_seal::ReplayGuard`], so that only authorised requests are remembered), carries it out through the CIB ([`plan`], [`fence`]) and confirms it from the
 //! cluster's status before it seals an "OK".
 
 pub mod authz;

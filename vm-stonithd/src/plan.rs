@@ -268,6 +268,22 @@ pub enum Begin {
     Joined(Journal),
 }
 
+/// Whether `rsc` is already pinned where `action` ("off" or "on") sends it, with no fence in
+/// progress: its target-role says so and it has no journal. (Whether it is *there* is for the
+/// cluster's status to say.)
+pub fn pinned(cib: &Cib, rsc: &str, action: &str) -> bool {
+    let want = if action == "off" {
+        "Stopped"
+    } else {
+        "Started"
+    };
+    cib.resource(rsc).is_some()
+        && cib
+            .meta_attribute(rsc, "target-role")
+            .is_some_and(|r| r.eq_ignore_ascii_case(want))
+        && journal(cib, rsc).is_none()
+}
+
 /// Starts `action` ("off" or "on") on `rsc` for `owner`, until `deadline`.
 pub fn begin(
     cib: &mut Cib,
@@ -419,6 +435,21 @@ mod tests {
             target_resource(&c, &n("g3"), Some(&"d".to_owned())),
             Err(PlanError::NotVirtualDomain { .. })
         ));
+    }
+
+    #[test]
+    fn pinned_means_target_role_there_and_no_fence_in_progress() {
+        let now = SystemTime::now();
+        let mut c = cib();
+        // target-role=Started in the fixture
+        assert!(pinned(&c, "prmVMCTL_g1", "on"));
+        assert!(!pinned(&c, "prmVMCTL_g1", "off"));
+        assert!(!pinned(&c, "prmVMCTL_none", "on"));
+        begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), now, now).unwrap();
+        // Stopped, but a fence is in progress (its journal): not settled
+        assert!(!pinned(&c, "prmVMCTL_g1", "off"));
+        assert!(finish(&mut c, "prmVMCTL_g1", &owner("n1")));
+        assert!(pinned(&c, "prmVMCTL_g1", "off"));
     }
 
     #[test]

@@ -93,6 +93,11 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeStatus>,
     /// All resource instances, flattened out of clones and groups.
     pub resources: Vec<ResourceStatus>,
+    /// The cluster's `stonith-enabled` as the report states it (`crm_mon`'s
+    /// `<summary><cluster_options stonith-enabled=...>`); `None` when the report does not say.
+    /// Without fencing, Pacemaker shows a lost node's resources as stopped although they may
+    /// still run there, so "stopped" proves nothing in that state.
+    pub stonith_enabled: Option<bool>,
 }
 
 /// Why a status document could not be read.
@@ -132,6 +137,13 @@ impl ClusterStatus {
             match child.tag_name().name() {
                 "nodes" => status.nodes = child.children().filter_map(parse_node).collect(),
                 "resources" => collect_resources(child, None, &mut status.resources),
+                "summary" => {
+                    status.stonith_enabled = child
+                        .children()
+                        .find(|n| n.has_tag_name("cluster_options"))
+                        .and_then(|o| o.attribute("stonith-enabled"))
+                        .map(|v| v == "true");
+                }
                 _ => {}
             }
         }
@@ -255,6 +267,27 @@ mod tests {
     </group>
   </resources>
 </pacemaker-result>"#;
+
+    #[test]
+    fn reads_whether_the_cluster_fences() {
+        // absent from the report: unknown, not "enabled"
+        assert_eq!(
+            ClusterStatus::from_crm_mon_xml(CRM_MON)
+                .unwrap()
+                .stonith_enabled,
+            None
+        );
+        for (value, want) in [("false", Some(false)), ("true", Some(true))] {
+            let xml = CRM_MON.replace(
+                "<nodes>",
+                &format!(
+                    r#"<summary><stack type="corosync"/><cluster_options stonith-enabled="{value}" symmetric-cluster="true"/></summary><nodes>"#
+                ),
+            );
+            let s = ClusterStatus::from_crm_mon_xml(&xml).unwrap();
+            assert_eq!(s.stonith_enabled, want, "{value}");
+        }
+    }
 
     #[test]
     fn reads_nodes() {

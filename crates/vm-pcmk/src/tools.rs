@@ -416,6 +416,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cib_temp_files_are_private_and_removed_after_use() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let cib = Cib::parse(
+            r#"<cib admin_epoch="0" epoch="1" num_updates="0"><configuration><crm_config/><nodes/><resources/><constraints/></configuration><status/></cib>"#,
+        )
+        .unwrap();
+        let file = write_temp("test", &cib).unwrap();
+        let path = file.path().to_path_buf();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("<cib"));
+        drop(file);
+        assert!(!path.exists(), "{} left behind", path.display());
+    }
+
+    #[test]
     fn file_target_sets_cib_file_and_live_removes_it() {
         let file = Pacemaker::file("/tmp/x.xml").tool("cibadmin");
         let dbg = format!("{file:?}");

@@ -29,7 +29,7 @@ use crate::{
     frame::{Frame, Kind, PROTOCOL_VERSION},
     message::{
         Deliver, ErrorCode, ErrorMsg, Hello, Message, MessageError, Pong, Register, Reply, Request,
-        RetryReason, Role, ServiceName, negotiate,
+        Retry, RetryReason, Role, ServiceName, negotiate,
     },
 };
 
@@ -648,6 +648,13 @@ impl ModuleSender {
     pub fn error(&self, id: u64, code: ErrorCode, message: &str) -> Result<(), ClientError> {
         let error = ErrorMsg::truncated(code, message);
         self.send(&Message::Error(error).to_frame(id), "send the error")
+    }
+
+    /// Answers delivery `id` with Retry (`detail` cut to fit): not done, sending it again may
+    /// succeed.
+    pub fn retry(&self, id: u64, reason: RetryReason, detail: &str) -> Result<(), ClientError> {
+        let retry = Retry::truncated(reason, detail);
+        self.send(&Message::Retry(retry).to_frame(id), "send the retry")
     }
 
     fn send(&self, frame: &Frame, op: &'static str) -> Result<(), ClientError> {

@@ -253,14 +253,32 @@ impl Key {
         })
     }
 
-    /// Reads a key file, refusing one that others could read or that another user owns.
+    /// Reads a key file, refusing one that others could read or that another user owns, and
+    /// anything but a regular file (a symlink is not followed; a FIFO does not block).
     pub fn load(path: &Path) -> Result<Key, KeyError> {
         let io = |op, source| KeyError::Io {
             op,
             path: path.to_path_buf(),
             source,
         };
-        let file = fs::File::open(path).map_err(|e| io("open", e))?;
+        // O_NOFOLLOW: a symlink is refused, not followed to whatever it names. O_NONBLOCK: a
+        // FIFO (or a device) opens at once instead of blocking start-up, or the reload that
+        // runs on the signal thread, until a writer comes; the check below then refuses it.
+        let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+        let file = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits())
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+                return Err(KeyError::NotAKeyFile {
+                    path: path.to_path_buf(),
+                    why: "a symbolic link: put the key file itself in the directory",
+                });
+            }
+            Err(e) => return Err(io("open", e)),
+        };
         let meta = file.metadata().map_err(|e| io("stat", e))?;
         if !meta.is_file() {
             return Err(KeyError::NotAKeyFile {

@@ -7,6 +7,10 @@
 //! before a restart cannot be replayed after it. (A guest whose clock is behind therefore gets
 //! refusals for that many seconds after a restart; the agent reports the refusal, and the
 //! guest cluster's fencer retries the fence with a fresh request.)
+//!
+//! Each key has its own table of at most `capacity` requests, so requests under one key (one
+//! guest cluster's) cannot crowd out another's, and the caller checks only requests it has
+//! authorised: a flood that is refused anyway costs no table room.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -29,23 +33,26 @@ pub enum ReplayError {
     /// Seen before.
     #[error("replay: this request (nonce {0}) was already received")]
     Replay(Nonce),
-    /// Too many requests inside one window to remember them all.
-    #[error("too many requests within the window ({0} remembered): refusing until some expire")]
+    /// Too many requests under this key inside one window to remember them all.
+    #[error(
+        "too many requests under this key within the window ({0} remembered): refusing until \
+         some expire"
+    )]
     Full(usize),
 }
 
-/// Remembers the requests accepted within the window.
+/// Remembers the requests accepted within the window, per key.
 #[derive(Debug)]
 pub struct ReplayGuard {
     window: Duration,
     not_before: SystemTime,
     capacity: usize,
-    seen: HashMap<(KeyId, Nonce), SystemTime>,
+    seen: HashMap<KeyId, HashMap<Nonce, SystemTime>>,
 }
 
 impl ReplayGuard {
     /// A guard accepting timestamps within `window` of the clock and not before `not_before`
-    /// (the daemon's start), remembering at most `capacity` requests.
+    /// (the daemon's start), remembering at most `capacity` requests per key.
     pub fn new(window: Duration, not_before: SystemTime, capacity: usize) -> ReplayGuard {
         ReplayGuard {
             window,
@@ -76,19 +83,19 @@ impl ReplayGuard {
         {
             return Err(ReplayError::BeforeStart(before));
         }
-        if self.seen.contains_key(&(key, nonce)) {
+        let seen = self.seen.entry(key).or_default();
+        if seen.contains_key(&nonce) {
             return Err(ReplayError::Replay(nonce));
         }
-        if self.seen.len() >= self.capacity {
+        if seen.len() >= self.capacity {
             // forget what the timestamp check refuses anyway, then try again
             let window = self.window;
-            self.seen
-                .retain(|_, stamp| now.duration_since(*stamp).map_or(true, |age| age <= window));
-            if self.seen.len() >= self.capacity {
-                return Err(ReplayError::Full(self.seen.len()));
+            seen.retain(|_, stamp| now.duration_since(*stamp).map_or(true, |age| age <= window));
+            if seen.len() >= self.capacity {
+                return Err(ReplayError::Full(seen.len()));
             }
         }
-        self.seen.insert((key, nonce), timestamp);
+        seen.insert(nonce, timestamp);
         Ok(())
     }
 
@@ -97,14 +104,14 @@ impl ReplayGuard {
         self.window = window;
     }
 
-    /// How many requests are remembered.
+    /// How many requests are remembered, under every key.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.seen.values().map(HashMap::len).sum()
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.len() == 0
     }
 }
 
@@ -153,6 +160,23 @@ mod tests {
             Err(ReplayError::BeforeStart(_))
         ));
         assert_eq!(g.check(k, n(1), start, start), Ok(()));
+    }
+
+    #[test]
+    fn one_key_filling_its_table_does_not_refuse_another_key() {
+        let start = SystemTime::now();
+        let mut g = ReplayGuard::new(W, start, 2);
+        let (flood, other) = (KeyId([1; 8]), KeyId([2; 8]));
+        assert_eq!(g.check(flood, n(1), start, start), Ok(()));
+        assert_eq!(g.check(flood, n(2), start, start), Ok(()));
+        assert_eq!(
+            g.check(flood, n(3), start, start),
+            Err(ReplayError::Full(2))
+        );
+        // the other guest cluster's requests are still accepted, up to its own capacity
+        assert_eq!(g.check(other, n(1), start, start), Ok(()));
+        assert_eq!(g.check(other, n(2), start, start), Ok(()));
+        assert_eq!(g.len(), 4);
     }
 
     #[test]

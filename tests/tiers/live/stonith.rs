@@ -105,6 +105,30 @@ fn text(o: &Output) -> String {
     format!("{}{}", o.stdout_text(), o.stderr_text())
 }
 
+/// Turns fencing on in the host cluster (the test bed runs without it, and vm-stonithd confirms
+/// no off then). Pacemaker starts no resource that needs fencing until a fence device is
+/// configured, so one is: a cluster-glue `external/ssh` device for a host that does not exist
+/// (a static host list, so the fencer never picks it for a guest: it fences nothing here, and
+/// these tests never fence a host node). The reset between tests removes both.
+fn host_fencing_on(cluster: &LiveCluster) {
+    let pcmk = cluster.pcmk();
+    run_ok(&pcmk.tool("cibadmin").args([
+        "--create",
+        "-o",
+        "resources",
+        "-X",
+        r#"<primitive id="pmkt-live-fence" class="stonith" type="fence_legacy"><instance_attributes id="pmkt-live-fence-ia"><nvpair id="pmkt-live-fence-plugin" name="plugin" value="external/ssh"/><nvpair id="pmkt-live-fence-hosts" name="hostlist" value="pmkt-no-such-host"/><nvpair id="pmkt-live-fence-check" name="pcmk_host_check" value="static-list"/><nvpair id="pmkt-live-fence-list" name="pcmk_host_list" value="pmkt-no-such-host"/></instance_attributes></primitive>"#,
+    ]));
+    run_ok(&pcmk.tool("crm_attribute").args([
+        "--type",
+        "crm_config",
+        "--name",
+        "stonith-enabled",
+        "--update",
+        "true",
+    ]));
+}
+
 #[test]
 #[ignore = "tier live: needs root, corosync, pacemakerd, libvirtd and the guest image"]
 fn live_fence_full_chain_over_a_real_channel() {
@@ -112,6 +136,7 @@ fn live_fence_full_chain_over_a_real_channel() {
     let cluster = LiveCluster::acquire();
     let lv = HostLibvirt::acquire();
     prepare(&cluster);
+    host_fencing_on(&cluster);
     let vmctl = LiveVmCtl::new(CONFIG);
     let (req, tgt) = ("pmkt-fa", "pmkt-fb");
     let rsc = format!("prmVMCTL_{tgt}");
@@ -506,6 +531,181 @@ fn live_fence_refusals_change_nothing() {
     );
 }
 
+#[test]
+#[ignore = "tier live: needs root, corosync and pacemakerd"]
+fn live_fence_no_off_confirmed_without_host_fencing() {
+    let t0 = Instant::now();
+    let cluster = LiveCluster::acquire();
+    prepare(&cluster);
+    let vmctl = LiveVmCtl::new(CONFIG);
+    // a guest the host cluster shows as stopped: never started here, as a guest on a host node
+    // lost without fencing is shown (Pacemaker takes that node's resources for stopped)
+    let tgt = "pmkt-fn";
+    let rsc = format!("prmVMCTL_{tgt}");
+    vmctl.domain(tgt, &offline_domain_xml(tgt));
+    vmctl.ok(&["resource", "add", tgt, "-a", cluster.node()]);
+    let rd = rundir();
+    let stonith = StonithBed::start(
+        &rd.join("vmconnectd"),
+        cluster.node(),
+        &clusters(&["pmkt-fm", tgt]),
+    );
+    let member = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fm");
+    let key = &stonith.key;
+    assert!(
+        !cluster.pcmk().snapshot().unwrap().stonith_enabled(),
+        "the live test bed's host cluster runs with stonith-enabled=false"
+    );
+    assert!(cluster.status().nodes_with(&rsc, Role::Started).is_empty());
+    let before = epoch(&cluster);
+    for action in [Action::Off, Action::Reboot] {
+        let (nonce, req) = sealed(key, action, Some(tgt), "pmkt-fm");
+        let reply = FenceReply::open(key, &nonce, &raw(member.socket(), &req).unwrap()).unwrap();
+        assert_eq!(
+            (reply.outcome, reply.state),
+            (Outcome::Failed, PowerState::Unknown),
+            "{action}: {reply:?}"
+        );
+        assert!(
+            reply.message.contains("stonith-enabled=false"),
+            "{action}: the reply must say why: {reply:?}"
+        );
+    }
+    // refused before anything was written
+    assert_eq!(epoch(&cluster), before, "the CIB configuration changed");
+    assert_clean(&cluster, &rsc);
+    let out = stonith
+        .agent(member.socket(), "pmkt-fm", &["-o", "off", "-n", tgt])
+        .run()
+        .unwrap();
+    assert_eq!(out.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("stonith-enabled=false"),
+        "{}",
+        text(&out)
+    );
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "host stonith-enabled=false: off and reboot of {tgt} (shown stopped) failed with the reason; CIB unchanged"
+        ),
+    );
+
+    // with fencing on, the same off is confirmed
+    host_fencing_on(&cluster);
+    let (nonce, req) = sealed(key, Action::Off, Some(tgt), "pmkt-fm");
+    let reply = FenceReply::open(key, &nonce, &raw(member.socket(), &req).unwrap()).unwrap();
+    assert_eq!(
+        (reply.outcome, reply.state),
+        (Outcome::Done, PowerState::Off),
+        "{reply:?}\n{}",
+        stonith.log()
+    );
+    assert_clean(&cluster, &rsc);
+    evidence(
+        TIER,
+        t0,
+        "host stonith-enabled=true: the same off is confirmed",
+    );
+
+    // a repeat (the guest already stopped and pinned Stopped, no fence in progress) is
+    // confirmed without writing the CIB; so are identical requests sent at once (each waits for
+    // the one before it, then finds the guest already there)
+    let before = epoch(&cluster);
+    let (nonce, req) = sealed(key, Action::Off, Some(tgt), "pmkt-fm");
+    let reply = FenceReply::open(key, &nonce, &raw(member.socket(), &req).unwrap()).unwrap();
+    assert_eq!(
+        (reply.outcome, reply.state),
+        (Outcome::Done, PowerState::Off),
+        "{reply:?}"
+    );
+    let socket = member.socket().to_path_buf();
+    let same: Vec<_> = (0..3)
+        .map(|_| {
+            let (nonce, req) = sealed(key, Action::Off, Some(tgt), "pmkt-fm");
+            let socket = socket.clone();
+            std::thread::spawn(move || (nonce, raw(&socket, &req).unwrap()))
+        })
+        .collect();
+    for h in same {
+        let (nonce, bytes) = h.join().unwrap();
+        let reply = FenceReply::open(key, &nonce, &bytes).unwrap();
+        assert_eq!(reply.outcome, Outcome::Done, "{reply:?}");
+    }
+    assert_eq!(
+        epoch(&cluster),
+        before,
+        "an off of a guest already off wrote the CIB\n{}",
+        stonith.log()
+    );
+    assert_clean(&cluster, &rsc);
+    evidence(
+        TIER,
+        t0,
+        "repeated and concurrent identical offs of a guest already off: Done, CIB not written",
+    );
+}
+
+#[test]
+#[ignore = "tier live: needs root, corosync and pacemakerd"]
+fn live_fence_busy_is_retry_not_a_final_error() {
+    let t0 = Instant::now();
+    let cluster = LiveCluster::acquire();
+    let rd = rundir();
+    // one request at a time, so that a slow one makes the daemon busy
+    let mut stonith = StonithBed::start(
+        &rd.join("vmconnectd"),
+        cluster.node(),
+        &format!("max_requests = 1\n{}", clusters(&["pmkt-fb1"])),
+    );
+    let member = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fb1");
+    // crm_mon answering after 3 s: a monitor request holds the one worker that long
+    let fake = stonith.dir().join("fakebin");
+    std::fs::create_dir_all(&fake).unwrap();
+    std::fs::write(
+        fake.join("crm_mon"),
+        "#!/bin/sh\nsleep 3\nexec /usr/sbin/crm_mon \"$@\"\n",
+    )
+    .unwrap();
+    run_ok(&Cmd::new("chmod").arg("755").arg(fake.join("crm_mon")));
+    stonith.stop_stonithd(nix::sys::signal::Signal::SIGTERM);
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    stonith.start_stonithd(&[("PATH", &path)]);
+    let key = &stonith.key;
+    let (nonce, slow) = sealed(key, Action::Monitor, None, "pmkt-fb1");
+    let socket = member.socket().to_path_buf();
+    let first = std::thread::spawn(move || raw(&socket, &slow));
+    std::thread::sleep(Duration::from_millis(1000));
+    let (_, req) = sealed(key, Action::List, None, "pmkt-fb1");
+    match raw(member.socket(), &req) {
+        Err(ClientError::Retry { .. }) => {}
+        other => panic!(
+            "a busy vm-stonithd must answer Retry: {other:?}\n{}",
+            stonith.log()
+        ),
+    }
+    let reply = FenceReply::open(key, &nonce, &first.join().unwrap().unwrap()).unwrap();
+    assert_eq!(reply.outcome, Outcome::Done, "{reply:?}");
+    // the same request sent again once the worker is free is served (nothing was remembered)
+    let reply = FenceReply::open(
+        key,
+        &vm_seal::envelope::peek(&req).unwrap().nonce,
+        &raw(member.socket(), &req).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reply.outcome, Outcome::Done, "{reply:?}");
+    evidence(
+        TIER,
+        t0,
+        "max_requests reached: Retry Busy, and the same request sent again later is served",
+    );
+}
+
 /// A fence started in the background: the agent as a child process.
 fn background_off(
     stonith: &StonithBed,
@@ -548,6 +748,7 @@ fn live_fence_faults_never_give_a_false_ok() {
     let cluster = LiveCluster::acquire();
     let lv = HostLibvirt::acquire();
     prepare(&cluster);
+    host_fencing_on(&cluster);
     let vmctl = LiveVmCtl::new(CONFIG);
     let tgt = "pmkt-fc";
     let rsc = format!("prmVMCTL_{tgt}");
@@ -691,6 +892,7 @@ fn live_fence_under_load() {
     let cluster = LiveCluster::acquire();
     let lv = HostLibvirt::acquire();
     prepare(&cluster);
+    host_fencing_on(&cluster);
     let vmctl = LiveVmCtl::new(CONFIG);
     let rd = rundir();
     let requesters = ["pmkt-lq1", "pmkt-lq2", "pmkt-lq3"];
@@ -811,6 +1013,7 @@ fn live_fence_legacy_tokens_only_when_enabled() {
     let cluster = LiveCluster::acquire();
     let lv = HostLibvirt::acquire();
     prepare(&cluster);
+    host_fencing_on(&cluster);
     let vmctl = LiveVmCtl::new(CONFIG);
     let (req, tgt) = ("pmkt-fz", "pmkt-fl");
     let rsc = format!("prmVMCTL_{tgt}");
