@@ -2,10 +2,14 @@
 //! through the host cluster. `tests/testbed/guestcluster.sh run` drives real parts only (the
 //! 3-node host cluster in namespaces, the host daemons as cluster clones, vm-ctl, the Debian
 //! guest image with corosync + Pacemaker, fence_vmstonith) and fails at the first step that does
-//! not happen in time; this test runs it, then checks the timeline it wrote: every step, three
-//! failovers, each in causal order.
+//! not happen in time; the first test runs it on this machine, then checks the timeline it
+//! wrote: every step, three failovers, each in causal order. The second runs the same story as
+//! the README's main command (`tests/testbed/sandbox`) in a fresh Debian 12 root, from package
+//! installation on, with the same checks (tests/run-all's `pristine` tier; when it runs, the
+//! guest tier leaves the first out: the story would run twice).
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use vm_tests::{evidence, state_dir, testbed_dir};
@@ -41,6 +45,98 @@ fn guest_cluster_fences_its_peer_through_the_host_cluster() {
     assert!(status.success(), "guestcluster.sh run failed: {status}");
     let timeline = std::fs::read_to_string(state_dir().join("gc").join("timeline.txt"))
         .expect("the scenario's timeline");
+    let recovered = check_timeline(&timeline);
+    evidence(
+        "guest",
+        t0,
+        format!(
+            "guest cluster g1+g2 (Pacemaker in TCG guests) fenced g2 through the host cluster 3 times (link cut, after g1's live migration, host node power-off): recovered in {:.1} / {:.1} / {:.1} s",
+            recovered[0], recovered[1], recovered[2]
+        ),
+    );
+}
+
+/// What the README's main command runs in the root, then prints its timeline (each line
+/// prefixed, so that it can be told from the rest of the output) and stops the sandbox.
+const README_MAIN_COMMAND: &str = "tests/testbed/sandbox && \
+    sed 's/^/TIMELINE /' \"${PMKT_SANDBOX_STATE:-/tmp/pmkt-sandbox}/gc/timeline.txt\" && \
+    tests/testbed/sandbox down";
+
+/// The README's main command as a newcomer runs it on a fresh Debian 12 machine:
+/// `tests/testbed/sandbox` (packages, build, the project's Debian packages installed, images,
+/// host cluster, guest cluster, the three failovers) in a root made fresh for the run by
+/// `tests/testbed/pristine.sh`, where nothing of an earlier run exists; then `sandbox down`.
+/// Its timeline gets the same checks as the story on this machine, and nothing may be left:
+/// `pristine.sh --check-clean` fails on a process, mount or veth left behind, and the root
+/// must be unmounted and deleted afterwards.
+#[test]
+#[ignore = "tier pristine: needs root, debootstrap, Debian's mirror and crates.io; ~15 min"]
+fn readme_main_command_passes_in_a_pristine_root() {
+    let t0 = Instant::now();
+    let script = testbed_dir().join("pristine.sh");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec "$0" run --check-clean -- sh -c "$1" 2>&1"#)
+        .arg(&script)
+        .arg(README_MAIN_COMMAND)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run pristine.sh");
+    let mut timeline = String::new();
+    let mut root: Option<String> = None;
+    for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
+        let line = line.expect("pristine.sh output");
+        println!("{line}");
+        if let Some(t) = line.strip_prefix("TIMELINE ") {
+            timeline.push_str(t);
+            timeline.push('\n');
+        } else if let Some(rest) = line.split_once("] root ").map(|(_, r)| r) {
+            if line.starts_with("[pristine ") && rest.contains(" extracted") {
+                root = rest.split_whitespace().next().map(str::to_owned);
+                evidence(
+                    "pristine",
+                    t0,
+                    format!("fresh Debian 12 root {}", rest.trim()),
+                );
+            }
+        } else if line.starts_with("[testbed] error") {
+            evidence("pristine", t0, format!("FAILED: {line}"));
+        }
+    }
+    let status = child.wait().expect("wait for pristine.sh");
+    assert!(
+        status.success(),
+        "the README's main command failed in a pristine root (or left something behind): {status}"
+    );
+    let recovered = check_timeline(&timeline);
+    evidence(
+        "pristine",
+        t0,
+        format!(
+            "tests/testbed/sandbox from package installation to the timeline: the guest cluster fenced g2 3 times through the host cluster, recovered in {:.1} / {:.1} / {:.1} s; sandbox down left no process, mount or veth",
+            recovered[0], recovered[1], recovered[2]
+        ),
+    );
+    let root = root.expect("pristine.sh named no root");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("/proc/self/mounts");
+    assert!(
+        !mounts.lines().any(|m| m.contains(&format!(" {root}"))),
+        "mounts of the pristine root {root} are left:\n{mounts}"
+    );
+    assert!(
+        !std::path::Path::new(&root).exists(),
+        "the pristine root {root} is not deleted"
+    );
+    evidence(
+        "pristine",
+        t0,
+        format!("the root {root} is unmounted and deleted"),
+    );
+}
+
+/// Checks the scenario's timeline (`guestcluster.sh`): every step, three failovers, each in
+/// causal order. Returns the three recovery times.
+fn check_timeline(timeline: &str) -> Vec<f64> {
     let lines: Vec<&str> = timeline.lines().collect();
     let find = |what: &str| -> usize {
         lines
@@ -105,12 +201,5 @@ fn guest_cluster_fences_its_peer_through_the_host_cluster() {
         request >= cut,
         "the first request precedes the cut:\n{timeline}"
     );
-    evidence(
-        "guest",
-        t0,
-        format!(
-            "guest cluster g1+g2 (Pacemaker in TCG guests) fenced g2 through the host cluster 3 times (link cut, after g1's live migration, host node power-off): recovered in {:.1} / {:.1} / {:.1} s",
-            rows[0][4], rows[1][4], rows[2][4]
-        ),
-    );
+    rows.iter().map(|r| r[4]).collect()
 }
