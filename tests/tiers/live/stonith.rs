@@ -545,10 +545,11 @@ fn live_fence_no_off_confirmed_without_host_fencing() {
     vmctl.domain(tgt, &offline_domain_xml(tgt));
     vmctl.ok(&["resource", "add", tgt, "-a", cluster.node()]);
     let rd = rundir();
-    let stonith = StonithBed::start(
+    let stonith = StonithBed::start_bridged(
         &rd.join("vmconnectd"),
         cluster.node(),
         &clusters(&["pmkt-fm", tgt]),
+        &["pmkt-fm"],
     );
     let member = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fm");
     let key = &stonith.key;
@@ -654,10 +655,11 @@ fn live_fence_busy_is_retry_not_a_final_error() {
     let cluster = LiveCluster::acquire();
     let rd = rundir();
     // one request at a time, so that a slow one makes the daemon busy
-    let mut stonith = StonithBed::start(
+    let mut stonith = StonithBed::start_bridged(
         &rd.join("vmconnectd"),
         cluster.node(),
         &format!("max_requests = 1\n{}", clusters(&["pmkt-fb1"])),
+        &["pmkt-fb1"],
     );
     let member = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fb1");
     // crm_mon answering after 3 s: a monitor request holds the one worker that long
