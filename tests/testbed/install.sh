@@ -26,9 +26,10 @@ pkgs_for() {
     case $1 in
     # libc6-dev: the C library's start files and link stubs every Rust binary links with (gcc
     # only recommends it: a minimal Debian without it fails with "cannot open Scrt1.o").
-    # debhelper, dpkg-dev, lintian, resource-agents (the OCF agents' man pages come from their
-    # meta-data): cargo xtask deb (debian/)
-    build) echo pkg-config libvirt-dev libssl-dev gcc libc6-dev musl-tools debhelper dpkg-dev lintian resource-agents ;;
+    # build-essential (dpkg-checkbuilddeps requires it of every Debian build), debhelper,
+    # dpkg-dev, lintian, resource-agents (the OCF agents' man pages come from their meta-data):
+    # cargo xtask deb (debian/); found missing by the pristine tier
+    build) echo pkg-config libvirt-dev libssl-dev gcc libc6-dev musl-tools build-essential debhelper dpkg-dev lintian resource-agents ;;
     cib) echo pacemaker pacemaker-cli-utils crmsh pcs resource-agents ;;
     live) echo pacemaker pacemaker-cli-utils corosync resource-agents cluster-glue ;;
     libvirt) echo libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ;;
