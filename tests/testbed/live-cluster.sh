@@ -131,6 +131,11 @@ reset() {
     for rsc in $hard; do
         crm_attribute --node "$NODE" --lifetime reboot --name "force_stop-$rsc" --update true
     done
+    # Fencing off before the resources go: a test that turned it on had a fence device, and
+    # with stonith-enabled=true and no device left the scheduler refuses to act ("Resource
+    # start-up disabled since no STONITH resources have been defined"), so the wait below ran
+    # into its 120 s timeout after every such test.
+    crm_attribute --type crm_config --name stonith-enabled --update false
     # constraints first: they refer to resources, and the CIB refuses dangling references
     cibadmin --replace -o constraints -X '<constraints/>'
     cibadmin --replace -o resources -X '<resources/>'
@@ -145,7 +150,6 @@ reset() {
     done
     wait_until 10 no_force_stop_attrs || die "reset: force_stop attributes left: $(force_stop_attrs)"
     cibadmin --replace -o rsc_defaults -X '<rsc_defaults/>' 2>/dev/null || true
-    crm_attribute --type crm_config --name stonith-enabled --update false
     crm_attribute --type crm_config --name maintenance-mode --update false
 }
 
