@@ -61,6 +61,14 @@ for t in "${tiers[@]}"; do
 done
 tiers=("${expanded[@]}")
 
+# A run killed while dpkg was unpacking or configuring (a sandbox interrupted half-way) leaves
+# packages half-installed, and every later apt-get refuses to work until they are configured:
+# finish that first (a no-op when dpkg's journal is clean).
+if [ -n "$(dpkg --audit 2>/dev/null)" ]; then
+    log "install: dpkg was interrupted earlier; dpkg --configure -a"
+    DEBIAN_FRONTEND=noninteractive dpkg --configure -a || die "dpkg --configure -a failed"
+fi
+
 # missing_pkgs: the requested tiers' packages not installed, each once, in order
 missing_pkgs() {
     local tier p
