@@ -116,6 +116,25 @@ impl StonithBed {
         path
     }
 
+    /// Restarts vm-stonithd (SIGTERM, then start) with a stand-in for the Pacemaker tool `tool`
+    /// first in its PATH: a shell script whose body is `body` (fault injection: a tool that
+    /// fails or answers slowly).
+    pub fn restart_with_fake_tool(&mut self, tool: &str, body: &str) {
+        let fake = self.dir().join("fakebin");
+        std::fs::create_dir_all(&fake).unwrap();
+        let script = fake.join(tool);
+        std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        self.stop_stonithd(nix::sys::signal::Signal::SIGTERM);
+        let path = format!(
+            "{}:{}",
+            fake.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        self.start_stonithd(&[("PATH", &path)]);
+    }
+
     /// Starts vm-stonithd (with extra environment, e.g. a PATH with a failing tool) and waits
     /// until it has registered with the relay.
     pub fn start_stonithd(&mut self, env: &[(&str, &str)]) {

@@ -663,21 +663,7 @@ fn live_fence_busy_is_retry_not_a_final_error() {
     );
     let member = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), "pmkt-fb1");
     // crm_mon answering after 3 s: a monitor request holds the one worker that long
-    let fake = stonith.dir().join("fakebin");
-    std::fs::create_dir_all(&fake).unwrap();
-    std::fs::write(
-        fake.join("crm_mon"),
-        "#!/bin/sh\nsleep 3\nexec /usr/sbin/crm_mon \"$@\"\n",
-    )
-    .unwrap();
-    run_ok(&Cmd::new("chmod").arg("755").arg(fake.join("crm_mon")));
-    stonith.stop_stonithd(nix::sys::signal::Signal::SIGTERM);
-    let path = format!(
-        "{}:{}",
-        fake.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    stonith.start_stonithd(&[("PATH", &path)]);
+    stonith.restart_with_fake_tool("crm_mon", "sleep 3\nexec /usr/sbin/crm_mon \"$@\"");
     let key = &stonith.key;
     let (nonce, slow) = sealed(key, Action::Monitor, None, "pmkt-fb1");
     let socket = member.socket().to_path_buf();
@@ -768,21 +754,10 @@ fn live_fence_faults_never_give_a_false_ok() {
     };
 
     // cibadmin fails to write: no OK, nothing changed, the guest runs on
-    let fake = stonith.dir().join("fakebin");
-    std::fs::create_dir_all(&fake).unwrap();
-    std::fs::write(
-        fake.join("cibadmin"),
-        "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --patch|--replace) echo 'simulated failure' >&2; exit 1;; esac; done\nexec /usr/sbin/cibadmin \"$@\"\n",
-    )
-    .unwrap();
-    run_ok(&Cmd::new("chmod").arg("755").arg(fake.join("cibadmin")));
-    stonith.stop_stonithd(nix::sys::signal::Signal::SIGTERM);
-    let path = format!(
-        "{}:{}",
-        fake.display(),
-        std::env::var("PATH").unwrap_or_default()
+    stonith.restart_with_fake_tool(
+        "cibadmin",
+        "for a in \"$@\"; do case \"$a\" in --patch|--replace) echo 'simulated failure' >&2; exit 1;; esac; done\nexec /usr/sbin/cibadmin \"$@\"",
     );
-    stonith.start_stonithd(&[("PATH", &path)]);
     let before = epoch(&cluster);
     let out = agent(&stonith, &["-o", "off", "-n", tgt, "--timeout", "30"]);
     assert_eq!(out.code(), Some(1), "{}", text(&out));
