@@ -147,12 +147,18 @@ GUEST_BINS=(vm-connectd vm-connect fence_vmstonith)
 # is_static FILE: runs without a dynamic loader (static or static-pie)
 is_static() { ! ldd "$1" >/dev/null 2>&1 || ldd "$1" 2>&1 | grep -q 'statically linked'; }
 
-# build_guest_bins: (re)build them into $GUEST_BIN_DIR and check each is static
-build_guest_bins() {
+# need_musl_target: the toolchain's x86_64-unknown-linux-musl target, which the static guest
+# binaries (and so the guest package) are built for; added when missing, as .ci/run does
+need_musl_target() {
     if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-        log "adding the Rust target x86_64-unknown-linux-musl"
+        log "adding the Rust target x86_64-unknown-linux-musl (the static guest binaries)"
         rustup target add x86_64-unknown-linux-musl
     fi
+}
+
+# build_guest_bins: (re)build them into $GUEST_BIN_DIR and check each is static
+build_guest_bins() {
+    need_musl_target
     (cd "$REPO_DIR" && cargo xtask guest-bins >/dev/null) || die "building the guest binaries failed"
     check_guest_bins
 }
@@ -174,10 +180,7 @@ DEB_DIR=$REPO_DIR/target/debian
 build_debs() {
     local t0
     t0=$(now)
-    if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-        log "adding the Rust target x86_64-unknown-linux-musl (the guest package's static binaries)"
-        rustup target add x86_64-unknown-linux-musl
-    fi
+    need_musl_target
     mkdir -p "$PMKT_STATE"
     (cd "$REPO_DIR" && cargo xtask deb >"$PMKT_STATE/deb.log" 2>&1) || {
         tail -n 30 "$PMKT_STATE/deb.log" >&2

@@ -230,10 +230,8 @@ in_root() {
 check_toolchain() {
     [ -x "$HOST_CARGO/bin/cargo" ] || die "no Rust toolchain at $HOST_CARGO (rustup): it is assumed installed"
     [ -d "$HOST_RUSTUP/toolchains" ] || die "no rustup toolchains in $HOST_RUSTUP"
-    if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-        plog "adding the Rust target x86_64-unknown-linux-musl to this machine's toolchain (as .ci/run does)"
-        rustup target add x86_64-unknown-linux-musl
-    fi
+    # (it cannot be added through the read-only mount in the root)
+    need_musl_target
 }
 
 veths() { ip -o link show type veth 2>/dev/null | awk -F': ' '{ print $2 }' | sort; }
