@@ -62,8 +62,6 @@ enum LinkState {
 struct Link {
     path: PathBuf,
     origin: Origin,
-    /// Named by the operator's mapping (`--guest`), not by libvirt or a file name.
-    configured: bool,
     state: LinkState,
     outbox: Option<Outbox>,
     session: u64,
@@ -286,7 +284,6 @@ fn ensure_link(host: &Arc<Host>, found: Discovered) {
             Link {
                 path: found.path.clone(),
                 origin: found.origin.clone(),
-                configured: found.configured,
                 state: LinkState::Connecting,
                 outbox: None,
                 session: crate::rand_u64(),
@@ -322,7 +319,7 @@ async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
         forget_link(&host, id);
         return;
     };
-    if found.origin.source() == OriginSource::Libvirt && !found.configured {
+    if found.origin.source() == OriginSource::Libvirt {
         let peer = local::peer_cred(&stream).pid;
         if let Err(e) = discovery::check_listener(&found.origin, peer, &host.cfg.qemu_pid_dir).await
         {
@@ -928,9 +925,9 @@ fn status_json(host: &Host) -> String {
             domain: l.origin.domain(),
             uuid: l.origin.uuid(),
             identity: match l.origin.source() {
-                _ if l.configured => "configured",
                 OriginSource::Libvirt => "libvirt",
                 OriginSource::SocketName => "socket-name",
+                OriginSource::Configured => "configured",
             },
             socket: l.path.display().to_string(),
             state: l.state,
