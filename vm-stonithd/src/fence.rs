@@ -277,16 +277,11 @@ impl Executor {
             }),
         };
         match result {
-            Ok((rsc, target, st)) if active(&st, &rsc) => FenceReply::new(
-                Outcome::Done,
-                PowerState::On,
-                format!("{target} ({rsc}) is running"),
-            ),
-            Ok((rsc, target, _)) => FenceReply::new(
-                Outcome::Done,
-                PowerState::Off,
-                format!("{target} ({rsc}) is stopped"),
-            ),
+            Ok((rsc, target, st)) => status_reply(&target, &rsc, &st, || {
+                self.pcmk_until(job.deadline)
+                    .snapshot()
+                    .map(|cib| cib.stonith_enabled())
+            }),
             Err(e) => FenceReply::new(e.outcome(), PowerState::Unknown, error_chain(&e)),
         }
     }
@@ -559,6 +554,51 @@ impl Executor {
     }
 }
 
+/// The answer to `status` of `target` (resource `rsc`) from the cluster status `st`. Running
+/// is on; stopped is off only if the host cluster fences (`stonith-enabled`, from `st` when it
+/// says, else `cib_fences()`): without fencing, a lost host node's guests are shown stopped
+/// while they may still run (see [`NO_HOST_FENCING`]), and "off" would let the guest cluster
+/// take over a guest that still writes.
+fn status_reply(
+    target: &Name,
+    rsc: &str,
+    st: &ClusterStatus,
+    cib_fences: impl FnOnce() -> Result<bool, PcmkError>,
+) -> FenceReply {
+    if active(st, rsc) {
+        return FenceReply::new(
+            Outcome::Done,
+            PowerState::On,
+            format!("{target} ({rsc}) is running"),
+        );
+    }
+    let fences = match st.stonith_enabled {
+        Some(enabled) => Ok(enabled),
+        None => cib_fences(),
+    };
+    match fences {
+        Ok(true) => FenceReply::new(
+            Outcome::Done,
+            PowerState::Off,
+            format!("{target} ({rsc}) is stopped"),
+        ),
+        Ok(false) => FenceReply::new(
+            Outcome::Failed,
+            PowerState::Unknown,
+            format!("{target} ({rsc}) is shown stopped, but {NO_HOST_FENCING}"),
+        ),
+        Err(e) => FenceReply::new(
+            Outcome::Failed,
+            PowerState::Unknown,
+            format!(
+                "{target} ({rsc}) is shown stopped, but whether the host cluster fences cannot \
+                 be read: {}",
+                error_chain(&e)
+            ),
+        ),
+    }
+}
+
 /// Whether any instance of `rsc` is active (running, starting, stopping, migrating) anywhere.
 fn active(st: &ClusterStatus, rsc: &str) -> bool {
     st.instances(rsc)
@@ -702,6 +742,47 @@ mod tests {
             stopped.stonith_enabled = fencing;
             assert!(confirmed(&stopped, "g", "off").unwrap(), "{fencing:?}");
         }
+    }
+
+    #[test]
+    fn status_says_off_only_where_the_host_cluster_fences() {
+        let g = Name::new("g").unwrap();
+        let unread = || -> Result<bool, PcmkError> { panic!("the CIB need not be read") };
+        let mut stopped = st(
+            r#"role="Stopped" managed="true" failed="false" blocked="false""#,
+            "",
+        );
+        stopped.stonith_enabled = Some(true);
+        let r = status_reply(&g, "g", &stopped, unread);
+        assert_eq!(
+            (r.outcome, r.state),
+            (Outcome::Done, PowerState::Off),
+            "{r:?}"
+        );
+        // without host fencing a stopped guest may be running on a lost node
+        stopped.stonith_enabled = Some(false);
+        let r = status_reply(&g, "g", &stopped, unread);
+        assert_eq!(
+            (r.outcome, r.state),
+            (Outcome::Failed, PowerState::Unknown),
+            "{r:?}"
+        );
+        assert!(r.message.contains("stonith-enabled=false"), "{r:?}");
+        // a status that does not say: the CIB decides
+        stopped.stonith_enabled = None;
+        let r = status_reply(&g, "g", &stopped, || Ok(false));
+        assert_eq!(r.state, PowerState::Unknown, "{r:?}");
+        let r = status_reply(&g, "g", &stopped, || Ok(true));
+        assert_eq!(r.state, PowerState::Off, "{r:?}");
+        // running is on, fencing or not
+        let mut running = st(RUNNING, r#"<node name="n1"/>"#);
+        running.stonith_enabled = Some(false);
+        let r = status_reply(&g, "g", &running, unread);
+        assert_eq!(
+            (r.outcome, r.state),
+            (Outcome::Done, PowerState::On),
+            "{r:?}"
+        );
     }
 
     #[test]
