@@ -12,6 +12,10 @@
 //! max_requests = 64                     # requests carried out at once
 //! max_requests_per_cluster = 16         # of them, one guest cluster's (at most max_requests;
 //!                                       # default 16, or max_requests if smaller)
+//! trusted_identities = ["libvirt", "configured"]
+//!                                       # how vm-connectd must know a request's guest for it
+//!                                       # to be served: "libvirt", "configured" (its --guest
+//!                                       # NAME=SOCKET), "socket-name" (--no-libvirt)
 //!
 //! [[cluster]]
 //! name = "web"                          # the guest cluster; its key says the same name
@@ -37,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use vm_proto::OriginSource;
 use vm_seal::Name;
 
 /// Default configuration file.
@@ -90,6 +95,7 @@ struct RawConfig {
     max_timeout: Option<u64>,
     max_requests: Option<usize>,
     max_requests_per_cluster: Option<usize>,
+    trusted_identities: Option<Vec<String>>,
     #[serde(default)]
     cluster: Vec<RawCluster>,
     #[serde(default)]
@@ -183,6 +189,10 @@ pub struct Config {
     /// Requests of one guest cluster carried out at once (so that one cluster's queue cannot
     /// take every worker from the others).
     pub max_requests_per_cluster: usize,
+    /// How vm-connectd may have learnt which guest a request came from for it to be served
+    /// (the `Origin.source` of its delivery). A file name proves nothing about who made the
+    /// socket, so [`OriginSource::SocketName`] is not trusted unless listed.
+    pub trusted_identities: Vec<OriginSource>,
     /// Guest clusters, by name.
     pub clusters: BTreeMap<Name, ClusterPolicy>,
     /// Legacy token decryption, when legacy mode is on.
@@ -300,6 +310,24 @@ impl Config {
             }
             Some(n) => n,
         };
+        let trusted_identities = match raw.trusted_identities {
+            None => DEFAULT_TRUSTED_IDENTITIES.to_vec(),
+            Some(names) => {
+                let mut sources = Vec::new();
+                for n in &names {
+                    let source = identity(n).ok_or_else(|| {
+                        invalid(format!(
+                            "trusted_identities: unknown identity {n:?} (libvirt, configured, \
+                             socket-name)"
+                        ))
+                    })?;
+                    if !sources.contains(&source) {
+                        sources.push(source);
+                    }
+                }
+                sources
+            }
+        };
         Ok(Config {
             socket: raw
                 .socket
@@ -311,9 +339,15 @@ impl Config {
             max_timeout: secs(raw.max_timeout, 55, MAX_MAX_TIMEOUT, "max_timeout")?,
             max_requests,
             max_requests_per_cluster,
+            trusted_identities,
             clusters,
             legacy,
         })
+    }
+
+    /// Whether a request whose guest vm-connectd knows by `source` may be served.
+    pub fn trusts(&self, source: OriginSource) -> bool {
+        self.trusted_identities.contains(&source)
     }
 
     /// Clusters that list the guest named `domain` (unchecked text) as a member.
@@ -332,6 +366,28 @@ impl Config {
             .values()
             .filter(move |c| c.members.contains(domain))
     }
+}
+
+/// The identities trusted unless `trusted_identities` says otherwise: libvirt's, and the
+/// operator's explicit mapping of one socket (`vm-connectd --guest NAME=SOCKET`).
+pub const DEFAULT_TRUSTED_IDENTITIES: &[OriginSource] =
+    &[OriginSource::Libvirt, OriginSource::Configured];
+
+/// The `trusted_identities` value naming `source`: as `vm-connectd status` shows a guest's
+/// identity.
+pub fn identity_name(source: OriginSource) -> &'static str {
+    match source {
+        OriginSource::Libvirt => "libvirt",
+        OriginSource::Configured => "configured",
+        OriginSource::SocketName => "socket-name",
+    }
+}
+
+fn identity(name: &str) -> Option<OriginSource> {
+    OriginSource::ALL
+        .iter()
+        .copied()
+        .find(|s| identity_name(*s) == name)
 }
 
 fn legacy_decrypt(raw: RawLegacy) -> Result<LegacyDecrypt, String> {
@@ -420,6 +476,11 @@ mod tests {
         assert_eq!(c.socket, Path::new(vm_proto::DEFAULT_SOCKET));
         assert_eq!(c.clock_window, Duration::from_secs(30));
         assert_eq!(c.legacy, None);
+        assert!(c.trusts(OriginSource::Libvirt) && c.trusts(OriginSource::Configured));
+        assert!(
+            !c.trusts(OriginSource::SocketName),
+            "a socket's file name is trusted only when the operator says so"
+        );
         let web = &c.clusters[&Name::new("web").unwrap()];
         assert_eq!(web.targets, web.members);
         let web1 = Name::new("web1").unwrap();
@@ -462,9 +523,27 @@ mod tests {
                 "must not exceed max_requests",
             ),
             ("clock_window = 86401", "clock_window must be at most"),
+            (
+                "trusted_identities = [\"libvirt\", \"file\"]",
+                "unknown identity \"file\"",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn trusted_identities_are_the_operators_choice() {
+        let c = parse("trusted_identities = [\"libvirt\", \"socket-name\", \"libvirt\"]").unwrap();
+        assert_eq!(
+            c.trusted_identities,
+            [OriginSource::Libvirt, OriginSource::SocketName]
+        );
+        assert!(!c.trusts(OriginSource::Configured));
+        // every identity vm-connectd reports can be named
+        for source in OriginSource::ALL {
+            assert_eq!(identity(identity_name(*source)), Some(*source));
         }
     }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use vm_proto::Origin;
 use vm_proto::client::{ClientError, Delivery, Module, ModuleEvent, ModuleSender};
 use vm_proto::message::{ErrorCode, RetryReason};
 use vm_seal::envelope::{self, MAGIC};
@@ -180,19 +181,20 @@ impl Daemon {
         let span = tracing::info_span!("request", id = delivery.id, origin = origin.domain());
         let _e = span.enter();
         if body.starts_with(&MAGIC) {
-            self.sealed(origin.domain(), body, received, cancel)
+            self.sealed(origin, body, received, cancel)
         } else {
-            self.legacy(origin.domain(), body, cancel)
+            self.legacy(origin, body, cancel)
         }
     }
 
     fn sealed(
         &self,
-        origin: &str,
+        source: &Origin,
         body: &[u8],
         received: Instant,
         cancel: Arc<AtomicBool>,
     ) -> Answer {
+        let origin = source.domain();
         let header = match envelope::peek(body) {
             Ok(h) => h,
             Err(e) => {
@@ -244,7 +246,7 @@ impl Daemon {
                 key.cluster()
             ));
         };
-        if let Err(e) = authz::check(policy, origin, req) {
+        if let Err(e) = authz::check(policy, &config.trusted_identities, source, req) {
             return refuse(e.to_string());
         }
         // Only after authorisation: an unauthorised flood (a stolen key used over another
@@ -293,8 +295,10 @@ impl Daemon {
         seal(reply)
     }
 
-    fn legacy(&self, origin: &str, body: &[u8], cancel: Arc<AtomicBool>) -> Answer {
+    fn legacy(&self, origin: &Origin, body: &[u8], cancel: Arc<AtomicBool>) -> Answer {
         let config = self.config();
+        let source = origin;
+        let origin = origin.domain();
         let Some(decrypt) = &config.legacy else {
             self.refusals.log(origin, |more| {
                 tracing::warn!(
@@ -312,6 +316,9 @@ impl Daemon {
             });
             Answer::Plain("NG")
         };
+        if let Err(e) = authz::trusted(&config.trusted_identities, source) {
+            return ng(e.to_string());
+        }
         let Some((op, token)) = parse_legacy(body) else {
             return ng("not `on|off|reset|status TOKEN`".into());
         };
@@ -844,8 +851,14 @@ mod tests {
         d
     }
 
-    /// Sends a `list` sealed under `key` as `requester` over `origin`'s channel; the reply.
+    /// Sends a `list` sealed under `key` as `requester` over `origin`'s channel (libvirt's
+    /// domain); the reply.
     fn list(d: &Daemon, key: &vm_seal::Key, origin: &str, requester: &str) -> FenceReply {
+        let origin = Origin::new(origin, "", vm_proto::OriginSource::Libvirt).unwrap();
+        list_from(d, key, &origin, requester)
+    }
+
+    fn list_from(d: &Daemon, key: &vm_seal::Key, origin: &Origin, requester: &str) -> FenceReply {
         let (nonce, body) =
             FenceRequest::new(Action::List, None, n(requester), Duration::from_secs(5))
                 .unwrap()
@@ -855,6 +868,67 @@ mod tests {
             Answer::Sealed(b) => FenceReply::open(key, &nonce, &b).unwrap(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_legacy_request_from_a_guest_known_by_its_socket_name_is_refused() {
+        use vm_proto::OriginSource;
+        let d = daemon(vec![], 4);
+        let mut config = Config::parse(
+            "[[cluster]]\nname = \"web\"\nmembers = [\"web1\"]\nlegacy = true\n\
+             [legacy]\nenabled = true\npassword_file = \"/nonexistent\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        config.max_requests = 4;
+        *d.config.write().unwrap() = Arc::new(config);
+        let named = Origin::new("web1", "", OriginSource::SocketName).unwrap();
+        let log = logged(|| {
+            let a = d.legacy(&named, b"off U2FsdGVkX1abc", Arc::default());
+            assert!(matches!(a, Answer::Plain("NG")), "{a:?}");
+        });
+        assert!(log.contains("does not trust"), "{log}");
+        // from libvirt's guest the same request gets as far as decrypting the token
+        let lv = Origin::new("web1", "", OriginSource::Libvirt).unwrap();
+        let log = logged(|| {
+            let a = d.legacy(&lv, b"off U2FsdGVkX1abc", Arc::default());
+            assert!(matches!(a, Answer::Plain("NG")), "{a:?}");
+        });
+        assert!(log.contains("does not decrypt"), "{log}");
+    }
+
+    #[test]
+    fn a_guest_known_by_its_socket_name_is_refused_unless_the_operator_trusts_that() {
+        use vm_proto::OriginSource;
+        let web = vm_seal::Key::generate("web").unwrap();
+        let d = daemon(vec![copy(&web)], 4);
+        // vm-connectd --no-libvirt: anyone who can create <dir>/web1 is "web1"
+        let named = Origin::new("web1", "", OriginSource::SocketName).unwrap();
+        let log = logged(|| {
+            for _ in 0..3 {
+                let r = list_from(&d, &web, &named, "web1");
+                assert_eq!(r.outcome, Outcome::Refused, "{r:?}");
+                assert!(r.message.contains("does not trust"), "{r:?}");
+            }
+        });
+        assert!(
+            log.contains("refused") && log.contains("socket-name"),
+            "{log}"
+        );
+        assert_eq!(
+            d.replay.lock().unwrap().len(),
+            0,
+            "refused before freshness"
+        );
+        // the same guest known by libvirt, or by the operator's --guest mapping, is served
+        assert_eq!(list(&d, &web, "web1", "web1").outcome, Outcome::Done);
+        let mapped = Origin::new("web1", "", OriginSource::Configured).unwrap();
+        assert_eq!(list_from(&d, &web, &mapped, "web1").outcome, Outcome::Done);
+        // an operator without libvirt opts in
+        let mut config = (*d.config()).clone();
+        config.trusted_identities.push(OriginSource::SocketName);
+        *d.config.write().unwrap() = Arc::new(config);
+        assert_eq!(list_from(&d, &web, &named, "web1").outcome, Outcome::Done);
     }
 
     #[test]
