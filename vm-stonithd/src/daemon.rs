@@ -1,5 +1,7 @@
 //! The daemon: registered with the host vm-connectd as the `stonith` module, it opens each
-//! delivered request, decides, carries it out on a worker thread and answers.
+//! delivered request and decides on the connection's thread (computation only), carries it out
+//! on a worker thread and answers; a power request identical to one in progress takes no worker
+//! but waits for that one's outcome ([`crate::merge`]).
 //!
 //! One log line per request says who asked (the guest whose channel it came over), what, and
 //! how it ended; refusals say why. A malformed, unauthenticated or unauthorised request changes
@@ -19,12 +21,15 @@ use vm_proto::Origin;
 use vm_proto::client::{ClientError, Delivery, Module, ModuleEvent, ModuleSender};
 use vm_proto::message::{ErrorCode, RetryReason};
 use vm_seal::envelope::{self, MAGIC};
-use vm_seal::{Action, FenceReply, FenceRequest, Name, Outcome, PowerState, ReplayGuard};
+use vm_seal::{
+    Action, FenceReply, FenceRequest, KeyId, Name, Nonce, Outcome, PowerState, ReplayGuard,
+};
 
 use crate::authz;
 use crate::config::{Config, LegacyDecrypt};
-use crate::fence::{Executor, Job};
+use crate::fence::{Executor, GiveUp, Job};
 use crate::keys::KeyRing;
+use crate::merge::{MergeKey, Merges, Participant};
 use crate::plan;
 use vm_common::error_chain;
 
@@ -58,6 +63,43 @@ pub enum Answer {
     Error(ErrorCode, String),
     /// Not carried out by this attempt (busy): the requester sends it again later.
     Retry(RetryReason, String),
+    /// Nothing more to send: the request was answered by the execution it started
+    /// ([`crate::merge`]).
+    Sent,
+}
+
+/// A sealed request, opened and authorised.
+#[derive(Debug)]
+struct Opened {
+    /// The keys in force when it was opened, and which of them sealed it (its reply is sealed
+    /// with the same).
+    keys: Arc<KeyRing>,
+    key_id: KeyId,
+    nonce: Nonce,
+    request: FenceRequest,
+    /// The guest cluster of the key.
+    cluster: Name,
+    /// The configured resource id of its target, if any.
+    resource: Option<String>,
+    origin: Origin,
+    config: Arc<Config>,
+}
+
+impl Opened {
+    /// `reply`, sealed for this request.
+    fn seal(&self, reply: FenceReply) -> Answer {
+        let Some(key) = self.keys.get(self.key_id) else {
+            return Answer::Error(ErrorCode::Internal, "the request's key is gone".into());
+        };
+        match reply.seal(key, &self.nonce) {
+            Ok(b) => Answer::Sealed(b),
+            Err(e) => Answer::Error(ErrorCode::Internal, format!("cannot seal the reply: {e}")),
+        }
+    }
+
+    fn target(&self) -> &str {
+        self.request.target.as_ref().map_or("-", Name::as_str)
+    }
 }
 
 /// The daemon's state.
@@ -70,6 +112,8 @@ pub struct Daemon {
     executor: Executor,
     node: String,
     cancels: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    /// Power requests in progress that identical ones join.
+    merges: Merges,
     workers: AtomicUsize,
     /// Requests in progress per quota (see [`Daemon::quota_of`]).
     quotas: Mutex<HashMap<String, usize>>,
@@ -95,6 +139,7 @@ impl Daemon {
             executor,
             node,
             cancels: Mutex::new(HashMap::new()),
+            merges: Merges::default(),
             workers: AtomicUsize::new(0),
             quotas: Mutex::new(HashMap::new()),
             refusals: RefusalLog::default(),
@@ -173,126 +218,210 @@ impl Daemon {
         }
     }
 
-    /// Answers one delivery (runs on a worker thread; blocks while the fence runs).
-    pub fn handle(&self, delivery: &Delivery, cancel: Arc<AtomicBool>) -> Answer {
-        let received = Instant::now();
-        let origin = delivery.deliver.origin();
-        let body = delivery.deliver.body();
-        let span = tracing::info_span!("request", id = delivery.id, origin = origin.domain());
-        let _e = span.enter();
-        if body.starts_with(&MAGIC) {
-            self.sealed(origin, body, received, cancel)
-        } else {
-            self.legacy(origin, body, cancel)
-        }
-    }
-
-    fn sealed(
-        &self,
-        source: &Origin,
-        body: &[u8],
-        received: Instant,
-        cancel: Arc<AtomicBool>,
-    ) -> Answer {
-        let origin = source.domain();
+    /// Opens a sealed request from `origin` and checks who may ask what ([`authz`]); not yet
+    /// whether it is fresh ([`Daemon::fresh`]), so that a request answered Retry Busy is not
+    /// remembered and may be sent again. Pure computation: runs on the connection's thread.
+    fn open_sealed(&self, origin: &Origin, body: &[u8]) -> Result<Opened, Answer> {
+        let domain = origin.domain();
         let header = match envelope::peek(body) {
             Ok(h) => h,
             Err(e) => {
-                self.refusals.log(origin, |more| {
+                self.refusals.log(domain, |more| {
                     tracing::warn!("refused: not a sealed request: {e}{more}");
                 });
-                return Answer::Error(ErrorCode::BadRequest, format!("not a sealed request: {e}"));
+                return Err(Answer::Error(
+                    ErrorCode::BadRequest,
+                    format!("not a sealed request: {e}"),
+                ));
             }
         };
         let keys = self.keys();
         let Some(key) = keys.get(header.key_id) else {
-            self.refusals.log(origin, |more| {
+            self.refusals.log(domain, |more| {
                 tracing::warn!(key_id = %header.key_id, "refused: sealed with an unknown key (not in the key directory: wrong or rotated-out key, or a forgery){more}");
             });
-            return Answer::Error(
+            return Err(Answer::Error(
                 ErrorCode::Forbidden,
                 format!("unknown key {}", header.key_id),
-            );
+            ));
         };
         let opened = match FenceRequest::open(key, body) {
             Ok(o) => o,
             Err(e) => {
-                self.refusals.log(origin, |more| {
+                self.refusals.log(domain, |more| {
                     tracing::warn!(key_id = %header.key_id, cluster = %key.cluster(), "refused: {e}{more}");
                 });
-                return Answer::Error(
+                return Err(Answer::Error(
                     ErrorCode::Forbidden,
                     "the request failed authentication".into(),
-                );
+                ));
             }
         };
-        let req = &opened.request;
-        let nonce = opened.header.nonce;
         let config = self.config();
-        let seal = |reply: FenceReply| match reply.seal(key, &nonce) {
-            Ok(b) => Answer::Sealed(b),
-            Err(e) => Answer::Error(ErrorCode::Internal, format!("cannot seal the reply: {e}")),
+        let cluster = key.cluster().clone();
+        let resource = opened.request.target.as_ref().and_then(|t| {
+            config
+                .clusters
+                .get(&cluster)
+                .and_then(|p| p.resources.get(t).cloned())
+        });
+        let o = Opened {
+            key_id: header.key_id,
+            keys: Arc::clone(&keys),
+            nonce: opened.header.nonce,
+            request: opened.request,
+            cluster,
+            resource,
+            origin: origin.clone(),
+            config: Arc::clone(&config),
         };
-        let target = req.target.as_ref().map_or("-", Name::as_str);
-        let refuse = |why: String| {
-            self.refusals.log(origin, |more| {
-                tracing::warn!(cluster = %key.cluster(), action = %req.action, target, requester = %req.requester, "refused: {why}{more}");
-            });
-            seal(FenceReply::new(Outcome::Refused, PowerState::Unknown, why))
-        };
-        let Some(policy) = config.clusters.get(key.cluster()) else {
-            return refuse(format!(
-                "the key belongs to guest cluster {}, which vm-stonithd.toml does not define",
-                key.cluster()
+        let Some(policy) = config.clusters.get(&o.cluster) else {
+            return Err(self.refuse(
+                &o,
+                format!(
+                    "the key belongs to guest cluster {}, which vm-stonithd.toml does not define",
+                    o.cluster
+                ),
             ));
         };
-        if let Err(e) = authz::check(policy, &config.trusted_identities, source, req) {
-            return refuse(e.to_string());
+        if let Err(e) = authz::check(policy, &config.trusted_identities, origin, &o.request) {
+            return Err(self.refuse(&o, e.to_string()));
         }
-        // Only after authorisation: an unauthorised flood (a stolen key used over another
-        // channel, a member naming another) must not take room in the table, which is per key
-        // so that one cluster's flood fills only its own.
+        Ok(o)
+    }
+
+    /// Refuses `o` for `why`: logged (rate-limited per origin) and answered sealed.
+    fn refuse(&self, o: &Opened, why: String) -> Answer {
+        let req = &o.request;
+        self.refusals.log(o.origin.domain(), |more| {
+            tracing::warn!(cluster = %o.cluster, action = %req.action, target = o.target(), requester = %req.requester, "refused: {why}{more}");
+        });
+        o.seal(FenceReply::new(Outcome::Refused, PowerState::Unknown, why))
+    }
+
+    /// Checks that `o` is fresh and not a replay, remembering it. Only after authorisation: an
+    /// unauthorised flood (a stolen key used over another channel, a member naming another)
+    /// must not take room in the table, which is per key so that one cluster's flood fills only
+    /// its own.
+    fn fresh(&self, o: &Opened) -> Result<(), Answer> {
         let fresh = self.replay.lock().unwrap_or_else(|e| e.into_inner()).check(
-            key.id(),
-            nonce,
-            req.timestamp,
+            o.key_id,
+            o.nonce,
+            o.request.timestamp,
             SystemTime::now(),
         );
-        if let Err(e) = fresh {
-            return refuse(e.to_string());
+        fresh.map_err(|e| self.refuse(o, e.to_string()))
+    }
+
+    /// How long `o` may take from its arrival: its own timeout, capped, less the time its
+    /// reply needs to travel back.
+    fn time_for(o: &Opened) -> Duration {
+        o.request
+            .timeout
+            .min(o.config.max_timeout)
+            .saturating_sub(REPLY_MARGIN)
+    }
+
+    fn job(o: &Opened, deadline: Instant, cancel: Arc<dyn GiveUp>) -> Job {
+        Job {
+            action: o.request.action,
+            target: o.request.target.clone(),
+            resource: o.resource.clone(),
+            deadline,
+            cancel,
+            request: o.nonce.to_string(),
         }
-        if req.action == Action::List {
+    }
+
+    /// Logs how `o` ended (one line per request).
+    fn log_answered(o: &Opened, id: u64, received: Instant, reply: &FenceReply) {
+        let req = &o.request;
+        tracing::info!(
+            id, cluster = %o.cluster, action = %req.action, target = o.target(), requester = %req.requester,
+            outcome = ?reply.outcome, state = ?reply.state, elapsed_ms = received.elapsed().as_millis() as u64,
+            "{}", reply.message
+        );
+    }
+
+    /// Carries out a fresh, authorised request that is not merged with others (list, status,
+    /// monitor) on a worker thread, and answers it.
+    fn carry_out(&self, o: &Opened, id: u64, received: Instant, cancel: Arc<AtomicBool>) -> Answer {
+        if o.request.action == Action::List {
             let mut reply = FenceReply::new(
                 Outcome::Done,
                 PowerState::Unknown,
                 "targets of this guest cluster",
             );
-            reply.targets = policy.targets.iter().cloned().collect();
-            tracing::info!(cluster = %policy.name, action = "list", "answered");
-            return seal(reply);
+            if let Some(policy) = o.config.clusters.get(&o.cluster) {
+                reply.targets = policy.targets.iter().cloned().collect();
+            }
+            tracing::info!(cluster = %o.cluster, action = "list", "answered");
+            return o.seal(reply);
         }
-        let timeout = req
-            .timeout
-            .min(config.max_timeout)
-            .saturating_sub(REPLY_MARGIN);
-        let job = Job {
-            action: req.action,
-            target: req.target.clone(),
-            resource: req
-                .target
-                .as_ref()
-                .and_then(|t| policy.resources.get(t).cloned()),
-            deadline: received + timeout,
-            cancel,
-            request: nonce.to_string(),
-        };
+        let job = Self::job(o, received + Self::time_for(o), cancel);
         let reply = self.executor.run(&job);
-        tracing::info!(
-            cluster = %policy.name, action = %req.action, target, requester = %req.requester,
-            outcome = ?reply.outcome, state = ?reply.state, elapsed_ms = received.elapsed().as_millis() as u64,
-            "{}", reply.message
-        );
-        seal(reply)
+        Self::log_answered(o, id, received, &reply);
+        o.seal(reply)
+    }
+
+    /// Answers a sealed request from `origin` in full, without merging (tests).
+    #[cfg(test)]
+    fn sealed(
+        &self,
+        origin: &Origin,
+        body: &[u8],
+        received: Instant,
+        cancel: Arc<AtomicBool>,
+    ) -> Answer {
+        let o = match self.open_sealed(origin, body).and_then(|o| {
+            self.fresh(&o)?;
+            Ok(o)
+        }) {
+            Ok(o) => o,
+            Err(answer) => return answer,
+        };
+        self.carry_out(&o, 0, received, cancel)
+    }
+
+    /// A requester of the power request `o` (request `id`, arrived at `received`) waiting for
+    /// an execution: its reply is sealed for its own nonce, logged and sent to it. `slot_cancel`
+    /// is its worker slot's cancel flag if it has one (it starts the execution); otherwise (it
+    /// joins one) a flag is registered for its Cancel here and removed when it is answered.
+    fn participant(
+        self: &Arc<Self>,
+        id: u64,
+        o: Opened,
+        received: Instant,
+        slot_cancel: Option<Arc<AtomicBool>>,
+        sender: &ModuleSender,
+    ) -> Participant {
+        let joined = slot_cancel.is_none();
+        let cancel = slot_cancel.unwrap_or_else(|| {
+            let flag = Arc::new(AtomicBool::new(false));
+            self.cancels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, Arc::clone(&flag));
+            flag
+        });
+        let me = Arc::clone(self);
+        let sender = sender.clone();
+        Participant {
+            id,
+            joined: received,
+            deadline: received + Self::time_for(&o),
+            cancel,
+            answer: Box::new(move |reply| {
+                if joined {
+                    me.cancels
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
+                }
+                Self::log_answered(&o, id, received, &reply);
+                send_answer(&sender, id, o.seal(reply));
+            }),
+        }
     }
 
     fn legacy(&self, origin: &Origin, body: &[u8], cancel: Arc<AtomicBool>) -> Answer {
@@ -427,7 +556,10 @@ impl Daemon {
                         .unwrap_or_else(|e| e.into_inner())
                         .get(&id)
                     {
-                        tracing::info!(id, "the requester gave up: rolling back");
+                        tracing::info!(
+                            id,
+                            "the requester gave up: its fence rolls back unless identical requests still wait for it"
+                        );
                         flag.store(true, Ordering::SeqCst);
                         self.executor.watcher().poke();
                     }
@@ -455,22 +587,127 @@ impl Daemon {
         }
     }
 
+    /// Takes delivery `d` in: a sealed request is opened and checked here (computation only);
+    /// refused ones are answered at once, a power request identical to one in progress joins
+    /// it ([`crate::merge`]), anything else gets a worker slot (or Retry Busy) and is carried
+    /// out on a worker thread. Legacy requests go to a worker whole (their decryption may run a
+    /// command).
     fn dispatch(self: &Arc<Self>, d: Delivery, sender: &ModuleSender) {
         let id = d.id;
-        let slot = match self.take_slot(id, d.deliver.origin().domain(), d.deliver.body()) {
-            Ok(slot) => slot,
-            Err(answer) => {
-                send_answer(sender, id, answer);
+        let received = Instant::now();
+        let origin = d.deliver.origin().clone();
+        let span = tracing::info_span!("request", id, origin = origin.domain());
+        let answer_to = |sender: &ModuleSender| {
+            let sender = sender.clone();
+            move |answer| send_answer(&sender, id, answer)
+        };
+        if !d.deliver.body().starts_with(&MAGIC) {
+            let slot = match self.take_slot(id, origin.domain(), d.deliver.body()) {
+                Ok(slot) => slot,
+                Err(answer) => return send_answer(sender, id, answer),
+            };
+            let me = Arc::clone(self);
+            let _ = self.spawn_worker(
+                slot,
+                move |cancel| {
+                    let _e = span.enter();
+                    me.legacy(&origin, d.deliver.body(), cancel)
+                },
+                answer_to(sender),
+            );
+            return;
+        }
+        let _e = span.enter();
+        let opened = match self.open_sealed(&origin, d.deliver.body()) {
+            Ok(o) => o,
+            Err(answer) => return send_answer(sender, id, answer),
+        };
+        let merge = MergeKey::of(
+            &opened.cluster,
+            opened.request.action,
+            opened.request.target.as_ref(),
+        );
+        let Some(key) = merge else {
+            let slot = match self.take_slot(id, origin.domain(), d.deliver.body()) {
+                Ok(slot) => slot,
+                Err(answer) => return send_answer(sender, id, answer),
+            };
+            if let Err(answer) = self.fresh(&opened) {
+                return send_answer(sender, id, answer);
+            }
+            let me = Arc::clone(self);
+            let span = span.clone();
+            let _ = self.spawn_worker(
+                slot,
+                move |cancel| {
+                    let _e = span.enter();
+                    me.carry_out(&opened, id, received, cancel)
+                },
+                answer_to(sender),
+            );
+            return;
+        };
+        // If an identical request is in progress, this one waits for its outcome, holding no
+        // worker. It is taken in (or refused as a replay) under the merge table's lock, so the
+        // execution cannot end in between and leave it unanswered.
+        let mut opened = Some(opened);
+        let joined = self.merges.join(&key, || {
+            let o = opened
+                .take()
+                .ok_or_else(|| Answer::Error(ErrorCode::Internal, "request taken twice".into()))?;
+            self.fresh(&o)?;
+            Ok(self.participant(id, o, received, None, sender))
+        });
+        match joined {
+            Some(Ok(waiting)) => {
+                tracing::info!(
+                    waiting,
+                    "joined an identical {} of {} in progress: its outcome answers this request",
+                    key.action,
+                    key.target
+                );
                 return;
             }
+            Some(Err(answer)) => return send_answer(sender, id, answer),
+            None => {}
+        }
+        let Some(opened) = opened else {
+            return;
         };
+        let slot = match self.take_slot(id, origin.domain(), d.deliver.body()) {
+            Ok(slot) => slot,
+            Err(answer) => return send_answer(sender, id, answer),
+        };
+        if let Err(answer) = self.fresh(&opened) {
+            return send_answer(sender, id, answer);
+        }
+        // each round's job: this request's, with the round's deadline and give-up condition
+        let template = Self::job(&opened, received, Arc::new(AtomicBool::new(false)));
+        let first = self.participant(id, opened, received, Some(slot.cancel.clone()), sender);
+        let exec = self.merges.start(key.clone(), first);
         let me = Arc::clone(self);
-        let sender = sender.clone();
-        let _ = self.spawn_worker(
+        let run_span = span.clone();
+        let run_key = key.clone();
+        let run_exec = Arc::clone(&exec);
+        let started = self.spawn_worker(
             slot,
-            move |cancel| me.handle(&d, cancel),
-            move |answer| send_answer(&sender, id, answer),
+            move |_| {
+                let _e = run_span.enter();
+                me.merges.run(&run_key, &run_exec, id, |deadline, give_up| {
+                    me.executor.execute(&Job {
+                        deadline,
+                        cancel: give_up,
+                        ..template.clone()
+                    })
+                });
+                Answer::Sent
+            },
+            answer_to(sender),
         );
+        if started.is_none() {
+            self.merges
+                .abandon(&key, &exec, "vm-stonithd cannot start a worker thread");
+        }
     }
 
     /// Which quota a request counts against: the guest cluster whose key it is sealed with, if
@@ -716,6 +953,7 @@ fn send_answer(sender: &ModuleSender, id: u64, answer: Answer) {
         Answer::Plain(s) => sender.reply(id, s.as_bytes()),
         Answer::Error(code, msg) => sender.error(id, code, &msg),
         Answer::Retry(reason, detail) => sender.retry(id, reason, &detail),
+        Answer::Sent => return,
     };
     if let Err(e) = sent {
         tracing::warn!(

@@ -13,6 +13,7 @@
 //! costs 15-25 ms, most of a status round trip. Confirmations of off and on, and `monitor`
 //! (which must prove the path to the CIB works), always read afresh.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -97,10 +98,35 @@ pub struct Job {
     pub resource: Option<String>,
     /// When the requester stops waiting.
     pub deadline: Instant,
-    /// Set when the requester gave up (or the daemon stops): roll back.
-    pub cancel: Arc<AtomicBool>,
+    /// Says when the requester gave up (or the daemon stops): roll back. A job that serves
+    /// several identical requests ([`crate::merge`]) gives up only when all of them did.
+    pub cancel: Arc<dyn GiveUp>,
     /// Identifies the request in the journal (its nonce, hex).
     pub request: String,
+}
+
+/// Whether the requesters a job runs for have given up on it.
+pub trait GiveUp: Send + Sync + std::fmt::Debug {
+    /// `true` once nobody waits for the job's outcome any more.
+    fn given_up(&self) -> bool;
+}
+
+/// One requester's cancel flag (set by its Cancel, or by the daemon stopping).
+impl GiveUp for AtomicBool {
+    fn given_up(&self) -> bool {
+        self.load(Ordering::SeqCst)
+    }
+}
+
+/// A job's reply, and when the cluster status it rests on began to be read: a requester that
+/// arrived after that instant may not be given this reply's confirmation ([`crate::merge`]).
+#[derive(Debug, Clone)]
+pub struct Ran {
+    /// The reply.
+    pub reply: FenceReply,
+    /// For a confirmed power change, when the read that confirmed it began (for a reboot: the
+    /// off's); otherwise when the job ended.
+    pub observed: Instant,
 }
 
 /// How a power change was confirmed.
@@ -181,17 +207,26 @@ impl Executor {
     /// Runs `job` and says how it ended. Never reports `Done` for a power change that the
     /// cluster's status does not show.
     pub fn run(&self, job: &Job) -> FenceReply {
+        self.execute(job).reply
+    }
+
+    /// [`Executor::run`], also saying when the status the reply rests on was read.
+    pub fn execute(&self, job: &Job) -> Ran {
+        let ended = |reply| Ran {
+            reply,
+            observed: Instant::now(),
+        };
         match job.action {
-            Action::Monitor => self.monitor(job),
-            Action::Status => self.status(job),
+            Action::Monitor => ended(self.monitor(job)),
+            Action::Status => ended(self.status(job)),
             Action::Off | Action::On => self.power(job, job.action),
             Action::Reboot => {
                 let off = self.power(job, Action::Off);
-                if off.outcome != Outcome::Done {
+                if off.reply.outcome != Outcome::Done {
                     return off;
                 }
-                let on = self.power(job, Action::On);
-                if on.outcome == Outcome::Done {
+                let on = self.power(job, Action::On).reply;
+                let reply = if on.outcome == Outcome::Done {
                     FenceReply::new(
                         Outcome::Done,
                         PowerState::On,
@@ -204,13 +239,18 @@ impl Executor {
                         PowerState::Off,
                         format!("off confirmed; starting it again failed: {}", on.message),
                     )
+                };
+                // what a reboot confirms as a fence is the off
+                Ran {
+                    reply,
+                    observed: off.observed,
                 }
             }
-            Action::List => FenceReply::new(
+            Action::List => ended(FenceReply::new(
                 Outcome::Failed,
                 PowerState::Unknown,
                 "list is answered by the daemon",
-            ),
+            )),
         }
     }
 
@@ -292,10 +332,20 @@ impl Executor {
     }
 
     /// `off` or `on`, confirmed.
-    fn power(&self, job: &Job, action: Action) -> FenceReply {
+    fn power(&self, job: &Job, action: Action) -> Ran {
+        let ended = |reply| Ran {
+            reply,
+            observed: Instant::now(),
+        };
         let (rsc, target) = match self.resource(job) {
             Ok(x) => x,
-            Err(e) => return FenceReply::new(e.outcome(), PowerState::Unknown, error_chain(&e)),
+            Err(e) => {
+                return ended(FenceReply::new(
+                    e.outcome(),
+                    PowerState::Unknown,
+                    error_chain(&e),
+                ));
+            }
         };
         let lock = self.lock_for(&rsc);
         // serialise fences of one guest in this daemon (bounded: the job's own deadline)
@@ -304,14 +354,14 @@ impl Executor {
                 Ok(g) => break g,
                 Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => {
-                    if Instant::now() >= job.deadline || job.cancel.load(Ordering::Relaxed) {
-                        return FenceReply::new(
+                    if Instant::now() >= job.deadline || job.cancel.given_up() {
+                        return ended(FenceReply::new(
                             Outcome::TimedOut,
                             PowerState::Unknown,
                             format!(
                                 "another fence of {target} was still running when this request timed out"
                             ),
-                        );
+                        ));
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -334,13 +384,13 @@ impl Executor {
         // before
         self.view.invalidate();
         match result {
-            Ok(how) => {
+            Ok((how, observed)) => {
                 tracing::info!(
                     elapsed_ms = t0.elapsed().as_millis() as u64,
                     how = ?how,
                     "{verb} confirmed by the host cluster"
                 );
-                FenceReply::new(
+                let reply = FenceReply::new(
                     Outcome::Done,
                     state,
                     format!(
@@ -356,7 +406,8 @@ impl Executor {
                             Confirmed::AlreadyThere => ", already so: nothing written",
                         }
                     ),
-                )
+                );
+                Ran { reply, observed }
             }
             Err(e) => {
                 let msg = error_chain(&e);
@@ -364,25 +415,27 @@ impl Executor {
                     elapsed_ms = t0.elapsed().as_millis() as u64,
                     "{verb} failed: {msg}"
                 );
-                FenceReply::new(
+                ended(FenceReply::new(
                     e.outcome(),
                     PowerState::Unknown,
                     format!("{verb} of {target} ({rsc}) failed: {msg}"),
-                )
+                ))
             }
         }
     }
 
-    /// Returns how the fence was confirmed.
+    /// Returns how the fence was confirmed, and when the status read that confirmed it began.
     fn power_steps(
         &self,
         job: &Job,
         rsc: &str,
         verb: &str,
         owner: &Owner,
-    ) -> Result<Confirmed, StepError> {
+    ) -> Result<(Confirmed, Instant), StepError> {
         let deadline_wall =
             SystemTime::now() + job.deadline.saturating_duration_since(Instant::now());
+        // when the status read that found the guest already there began
+        let already_read = Cell::new(None);
         let begun = self
             .pcmk_until(job.deadline)
             .transact(CAS_ATTEMPTS, |cib| -> Result<Update<Option<Begin>>, StepError> {
@@ -393,13 +446,16 @@ impl Executor {
                 // Already pinned where it is sent and shown there (a repeat, or a request that
                 // waited on the lock for an identical one): confirmed without writing. The
                 // status is read only in that case, so a usual fence pays nothing for it.
-                if plan::pinned(cib, rsc, verb)
-                    && self
+                if plan::pinned(cib, rsc, verb) {
+                    let read_at = Instant::now();
+                    if self
                         .pcmk_until(job.deadline)
                         .status()
                         .is_ok_and(|st| confirmed(&st, rsc, verb).unwrap_or(false))
-                {
-                    return Ok(Update::Unchanged(None));
+                    {
+                        already_read.set(Some(read_at));
+                        return Ok(Update::Unchanged(None));
+                    }
                 }
                 let prim = cib.resource(rsc);
                 if prim.is_some_and(|p| !vm_pcmk::virtualdomain::stops_hard_on_fence(p)) && verb == "off" {
@@ -411,7 +467,10 @@ impl Executor {
                 }
             });
         let joined = match begun {
-            Ok(None) => return Ok(Confirmed::AlreadyThere),
+            Ok(None) => {
+                let at = already_read.get().unwrap_or_else(Instant::now);
+                return Ok((Confirmed::AlreadyThere, at));
+            }
             Ok(Some(Begin::Started(_))) => false,
             Ok(Some(Begin::Joined(j))) => {
                 tracing::info!(owner = ?j.owner, "a fence of the same guest is in progress: waiting for it");
@@ -423,10 +482,10 @@ impl Executor {
         self.view.invalidate();
         let result = self.wait_for(job, rsc, verb);
         if joined {
-            return result.map(|()| Confirmed::Joined);
+            return result.map(|at| (Confirmed::Joined, at));
         }
         match result {
-            Ok(()) => {
+            Ok(at) => {
                 // Confirmed. Clearing the journal and force-stop attribute is housekeeping: if it
                 // fails, the janitor finishes it; the fence itself is done.
                 if let Err(e) = self.end(rsc, owner, false) {
@@ -435,7 +494,7 @@ impl Executor {
                         error_chain(&e)
                     );
                 }
-                Ok(Confirmed::Fenced)
+                Ok((Confirmed::Fenced, at))
             }
             Err(e) => {
                 if let Err(re) = self.end(rsc, owner, true) {
@@ -468,8 +527,9 @@ impl Executor {
             })
     }
 
-    /// Waits until `rsc` is stopped everywhere (`off`) or running on one node (`on`).
-    fn wait_for(&self, job: &Job, rsc: &str, verb: &str) -> Result<(), StepError> {
+    /// Waits until `rsc` is stopped everywhere (`off`) or running on one node (`on`); returns
+    /// when the status read that showed it began.
+    fn wait_for(&self, job: &Job, rsc: &str, verb: &str) -> Result<Instant, StepError> {
         let what = if verb == "off" {
             "waiting for the guest to stop"
         } else {
@@ -477,16 +537,17 @@ impl Executor {
         };
         loop {
             let seen = self.watcher.generation();
+            let read_at = Instant::now();
             match self.pcmk_until(job.deadline).status() {
                 Ok(st) => {
                     if confirmed(&st, rsc, verb)? {
-                        return Ok(());
+                        return Ok(read_at);
                     }
                 }
                 // a transient failure to read the status is retried until the deadline
                 Err(e) => tracing::debug!("cannot read the status (retrying): {}", error_chain(&e)),
             }
-            if job.cancel.load(Ordering::Relaxed) {
+            if job.cancel.given_up() {
                 return Err(StepError::Cancelled(what));
             }
             let left = job.deadline.saturating_duration_since(Instant::now());
