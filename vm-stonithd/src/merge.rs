@@ -59,7 +59,8 @@ impl MergeKey {
 pub struct Participant {
     /// Its request id (for logs).
     pub id: u64,
-    /// When it joined.
+    /// When its request arrived: a confirmation from a status read begun earlier is not
+    /// given to it.
     pub joined: Instant,
     /// When it stops waiting.
     pub deadline: Instant,
