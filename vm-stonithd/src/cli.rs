@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::DEFAULT_CONFIG;
+use vm_fence::defaults::STONITHD_CONFIG as DEFAULT_CONFIG;
 
 /// Exit statuses.
 pub mod exit {

@@ -26,12 +26,9 @@ use crate::fence::{Executor, Job};
 use crate::keys::KeyRing;
 use crate::plan;
 use vm_common::error_chain;
+use vm_fence::SERVICE;
+use vm_fence::published::{self, KeyStamp, PUBLISHED_KEYS_ATTR};
 
-/// The service name vm-stonithd registers.
-pub const SERVICE: &str = "stonith";
-/// Transient node attribute where each vm-stonithd publishes the keys it holds (for
-/// `vm-ctl check`): `cluster:keyid:fingerprint`, comma-separated, sorted.
-pub const KEYS_ATTR: &str = "pmkt-fence-keys";
 /// Time kept back from a request's timeout for the reply to travel back.
 const REPLY_MARGIN: Duration = Duration::from_millis(300);
 /// How many requests the replay guard remembers at most, per key.
@@ -136,17 +133,13 @@ impl Daemon {
         }
     }
 
-    /// Publishes the keys held here as the transient node attribute [`KEYS_ATTR`] (best
+    /// Publishes the keys held here as the transient node attribute [`PUBLISHED_KEYS_ATTR`] (best
     /// effort: it only serves `vm-ctl check`).
     pub fn publish_keys(&self) {
         let value = published_keys(&self.keys());
         let out = vm_common::process::Cmd::new("attrd_updater")
-            .args(["--name", KEYS_ATTR, "--update"])
-            .arg(if value.is_empty() {
-                "-"
-            } else {
-                value.as_str()
-            })
+            .args(["--name", PUBLISHED_KEYS_ATTR, "--update"])
+            .arg(&value)
             .timeout(Duration::from_secs(10))
             .run();
         match out {
@@ -738,15 +731,10 @@ pub fn load_keys(config: &Config) -> Result<KeyRing, String> {
     Ok(ring)
 }
 
-/// The [`KEYS_ATTR`] value for `keys`.
+/// The [`PUBLISHED_KEYS_ATTR`] value for `keys` (vm-fence's format, which vm-ctl parses).
 pub fn published_keys(keys: &KeyRing) -> String {
-    let mut items: Vec<String> = keys
-        .keys()
-        .iter()
-        .map(|k| format!("{}:{}:{}", k.cluster(), k.id(), k.fingerprint()))
-        .collect();
-    items.sort();
-    items.join(",")
+    let stamps: Vec<KeyStamp> = keys.keys().iter().map(|k| KeyStamp::of(k)).collect();
+    published::attr_value(&stamps)
 }
 
 fn parse_legacy(body: &[u8]) -> Option<(&str, &str)> {

@@ -12,9 +12,11 @@
 
 pub mod authz;
 pub mod cli;
-pub mod config;
 pub mod daemon;
 pub mod fence;
 pub mod keys;
 pub mod plan;
 pub mod watch;
+
+/// vm-stonithd.toml: the one schema, shared with vm-ctl.
+pub use vm_fence::config;

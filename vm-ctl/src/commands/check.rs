@@ -19,8 +19,8 @@ use crate::error::Result;
 use crate::guest;
 use crate::ids;
 use crate::output::{Finding, Level, Outcome};
+use crate::stonith as fencing;
 use crate::stonith::published::{self, KeyStamp, LocalKey};
-use crate::stonith::{self as fencing, StonithdToml};
 
 struct Findings(Vec<Finding>);
 
@@ -424,7 +424,7 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
     let dir_shown = dir.display();
     let clusters: Vec<&str> = toml
         .as_ref()
-        .map(StonithdToml::cluster_names)
+        .map(fencing::cluster_names)
         .unwrap_or_default();
     let keygen_fix = |c: &str| {
         format!(

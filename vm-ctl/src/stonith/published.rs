@@ -1,9 +1,9 @@
 //! Are the guest-cluster keys the same on every host node?
 //!
 //! Each running vm-stonithd publishes the keys it holds in the transient node attribute
-//! [`PUBLISHED_KEYS_ATTR`] (`pmkt-fence-keys`): comma-separated `cluster:keyid:fingerprint`
-//! items, sorted ([`format_published`]). Ids and fingerprints are public (the fingerprint
-//! reveals nothing about the key), so the CIB can carry them. `vm-ctl check` reads every node's
+//! [`PUBLISHED_KEYS_ATTR`] (`pmkt-fence-keys`), in the format vm-fence defines for both
+//! ([`vm_fence::published`]). Ids and fingerprints are public (the fingerprint reveals nothing
+//! about the key), so the CIB can carry them. `vm-ctl check` reads every node's
 //! value from the CIB status section ([`node_keys`]) and compares it with the key files of the
 //! node it runs on ([`compare`]): a guest can run on any host node, so a node with a missing or
 //! different key is a node where that guest cluster cannot fence.
@@ -11,79 +11,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use vm_fence::published::parse as parse_published;
+pub use vm_fence::published::{KeyStamp, PUBLISHED_KEYS_ATTR};
 use vm_pcmk::Cib;
-use vm_seal::Key;
 
-use super::{PUBLISHED_KEYS_ATTR, key_file_name};
+use super::key_file_name;
 use crate::output::{Finding, Level};
 
 /// Subject of the guest-fencing findings of `vm-ctl check`.
 pub const SUBJECT: &str = "guest-fencing";
-
-/// The public description of a key: its cluster, id and fingerprint.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct KeyStamp {
-    /// The guest cluster.
-    pub cluster: String,
-    /// The key id (16 hex digits).
-    pub id: String,
-    /// The key's fingerprint (16 hex digits).
-    pub fingerprint: String,
-}
-
-impl KeyStamp {
-    /// The stamp of `key`.
-    pub fn of(key: &Key) -> Self {
-        Self {
-            cluster: key.cluster().to_string(),
-            id: key.id().to_string(),
-            fingerprint: key.fingerprint(),
-        }
-    }
-
-    fn label(&self) -> String {
-        format!("{}:{}", self.cluster, self.id)
-    }
-}
-
-/// The attribute value for `keys`: `cluster:id:fingerprint` items, sorted, comma-separated.
-pub fn format_published(keys: &[KeyStamp]) -> String {
-    let mut items: Vec<String> = keys
-        .iter()
-        .map(|k| format!("{}:{}:{}", k.cluster, k.id, k.fingerprint))
-        .collect();
-    items.sort();
-    items.join(",")
-}
-
-/// Parse an attribute value. Cluster names may contain `:`, ids and fingerprints cannot, so
-/// each item is split from the right. Blank items are ignored; a malformed one is an error.
-pub fn parse_published(value: &str) -> Result<Vec<KeyStamp>, String> {
-    let hex16 = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    value
-        .split(',')
-        .map(str::trim)
-        // "-": vm-stonithd runs and holds no key (attrd cannot store an empty value)
-        .filter(|item| !item.is_empty() && *item != "-")
-        .map(|item| {
-            let mut parts = item.rsplitn(3, ':');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(fp), Some(id), Some(cluster))
-                    if !cluster.is_empty() && hex16(id) && hex16(fp) =>
-                {
-                    Ok(KeyStamp {
-                        cluster: cluster.to_owned(),
-                        id: id.to_ascii_lowercase(),
-                        fingerprint: fp.to_ascii_lowercase(),
-                    })
-                }
-                _ => Err(format!(
-                    "item {item:?} is not cluster:keyid:fingerprint (16 hex digits each)"
-                )),
-            }
-        })
-        .collect()
-}
 
 /// A key file of the node `vm-ctl check` runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,23 +309,9 @@ mod tests {
     }
 
     #[test]
-    fn published_format_round_trips() {
-        let keys = vec![stamp("web", ID1, FP1), stamp("db:x", ID2, FP2)];
-        let v = format_published(&keys);
-        assert_eq!(v, format!("db:x:{ID2}:{FP2},web:{ID1}:{FP1}"));
-        let mut back = parse_published(&v).unwrap();
-        back.sort();
-        let mut keys = keys;
-        keys.sort();
-        assert_eq!(back, keys);
-        assert_eq!(parse_published(" ").unwrap(), []);
-        parse_published("web:123:456").unwrap_err();
-        parse_published(&format!(":{ID1}:{FP1}")).unwrap_err();
-    }
-
-    #[test]
     fn same_keys_everywhere_is_ok() {
-        let v = format_published(&local().into_iter().map(|l| l.stamp).collect::<Vec<_>>());
+        let v =
+            vm_fence::published::format(&local().into_iter().map(|l| l.stamp).collect::<Vec<_>>());
         let f = compare(
             &local(),
             Path::new("/k"),
