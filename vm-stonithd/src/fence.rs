@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use vm_common::error_chain;
+use vm_pcmk::virtualdomain::guest_resource;
 use vm_pcmk::{ClusterStatus, Pacemaker, PcmkError, Role, Update};
 use vm_seal::{Action, FenceReply, Name, Outcome, PowerState};
 
@@ -262,7 +263,7 @@ impl Executor {
             let rsc = job
                 .resource
                 .clone()
-                .unwrap_or_else(|| format!("prmVMCTL_{target}"));
+                .unwrap_or_else(|| guest_resource(target.as_str()));
             let st = read().ok()?;
             let found = st
                 .instances(&rsc)

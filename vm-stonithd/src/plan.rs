@@ -17,7 +17,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use vm_pcmk::Cib;
-use vm_pcmk::virtualdomain::{force_stop_attr, is_virtual_domain};
+use vm_pcmk::virtualdomain::{force_stop_attr, guest_resource, is_virtual_domain};
 use vm_seal::Name;
 
 /// The journal meta attribute.
@@ -202,7 +202,7 @@ pub fn target_resource(
     if let Some(rsc) = overrides {
         return check(rsc);
     }
-    let vmctl = format!("prmVMCTL_{target}");
+    let vmctl = guest_resource(target.as_str());
     if cib.resource(&vmctl).is_some() {
         return check(&vmctl);
     }

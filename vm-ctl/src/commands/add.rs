@@ -297,11 +297,7 @@ fn compare(cib: &Cib, objs: &GuestObjects) -> Presence {
         .id()
         .and_then(ids::dom_of)
         .unwrap_or_default();
-    let ours = [
-        format!("locVMCTL_{dom}_"),
-        format!("colVMCTL_{dom}_"),
-        format!("odrVMCTL_{dom}_"),
-    ];
+    let ours = ids::constraint_prefixes(dom);
     let wanted_ids: Vec<&str> = objs.all().filter_map(Element::id).collect();
     if let Some(rsc) = objs.primitive.id() {
         for c in cib.constraints_of(rsc) {
