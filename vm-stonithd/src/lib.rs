@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod fence;
 pub mod keys;
 pub mod plan;
+pub mod start;
 pub mod watch;
 
 /// vm-stonithd.toml: the one schema, shared with vm-ctl.
