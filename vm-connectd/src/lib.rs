@@ -23,6 +23,7 @@ pub mod guest;
 pub mod limits;
 pub mod local;
 pub mod port;
+pub mod start;
 pub mod status;
 
 #[cfg(feature = "libvirt")]
