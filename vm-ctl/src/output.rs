@@ -202,6 +202,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// `check`'s verdict: [`Error::CheckFailed`](crate::error::Error::CheckFailed) when a
+    /// finding is an error (the report itself has them all).
+    pub fn check_result(&self) -> crate::error::Result<()> {
+        let count = self
+            .findings
+            .as_ref()
+            .map_or(0, |f| f.iter().filter(|f| f.level == Level::Error).count());
+        if count == 0 {
+            Ok(())
+        } else {
+            Err(crate::error::Error::CheckFailed { count })
+        }
+    }
+
     /// Render for `format`: (stdout text, stderr text).
     pub fn render(&self, format: Format) -> (String, String) {
         let mut err = String::new();

@@ -84,7 +84,7 @@ pub fn pages(repo: &Path) -> Result<Vec<Page>, String> {
         &mut pages,
         vm_ctl::cli::Cli::command(),
         "1",
-        &[],
+        vm_ctl::error::EXIT_STATUS,
         &["vm-stonithd(8)", "vm-connectd(8)"],
     )?;
     clap_pages(
