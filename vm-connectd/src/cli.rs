@@ -85,24 +85,26 @@ pub enum Command {
     },
 }
 
-/// Exit statuses other than 0 (stopped by a signal, or `status` printed) and 1 (the daemon
-/// failed; the reason is on stderr and in the log). clap exits 2 on a usage error.
+/// Exit statuses, all of them shared ([`vm_common::exit`]); [`crate::start::MainError::exit_code`]
+/// maps errors to them.
 pub mod exit {
-    /// `status`: the daemon's socket cannot be reached.
-    pub const UNREACHABLE: u8 = 5;
+    pub use vm_common::exit::{FAILURE, SUCCESS, UNREACHABLE, USAGE};
 }
 
 /// Every exit status and its meaning, for the man page.
 pub const EXIT_STATUS: &[(u8, &str)] = &[
     (
-        0,
+        exit::SUCCESS,
         "the daemon stopped on SIGTERM or SIGINT; status: printed",
     ),
     (
-        1,
+        exit::FAILURE,
         "the daemon could not start or failed (the reason is on stderr and in the log); status: the daemon gave no answer",
     ),
-    (2, "usage error"),
+    (
+        exit::USAGE,
+        "usage error, including neither -t host nor -t guest",
+    ),
     (
         exit::UNREACHABLE,
         "status: the daemon's socket cannot be reached (is it running?)",
@@ -116,5 +118,12 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_usage_error_exits_with_the_tables_usage_code() {
+        use clap::Parser;
+        let e = super::Cli::try_parse_from(["vm-connectd", "--no-such-option"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(super::exit::USAGE));
     }
 }

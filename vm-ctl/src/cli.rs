@@ -367,6 +367,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn help_names_every_exit_status_of_the_table() {
+        // --help says them in one line, the man page from EXIT_STATUS: the two must agree
+        let line = EXAMPLES.split("Exit status:").nth(1).unwrap_or_default();
+        for (code, _) in crate::error::EXIT_STATUS {
+            assert!(
+                line.contains(&format!(" {code} ")) || line.contains(&format!("\n{code} ")),
+                "{code} missing from: {line}"
+            );
+        }
+        let e = Cli::try_parse_from(["vm-ctl", "--no-such-option"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(crate::error::exit::USAGE));
+    }
+
+    #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }

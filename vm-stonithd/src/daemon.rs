@@ -32,12 +32,9 @@ use crate::keys::KeyRing;
 use crate::merge::{MergeKey, Merges, Participant};
 use crate::plan;
 use vm_common::error_chain;
+use vm_fence::SERVICE;
+use vm_fence::published::{self, KeyStamp, PUBLISHED_KEYS_ATTR};
 
-/// The service name vm-stonithd registers.
-pub const SERVICE: &str = "stonith";
-/// Transient node attribute where each vm-stonithd publishes the keys it holds (for
-/// `vm-ctl check`): `cluster:keyid:fingerprint`, comma-separated, sorted.
-pub const KEYS_ATTR: &str = "pmkt-fence-keys";
 /// Time kept back from a request's timeout for the reply to travel back.
 const REPLY_MARGIN: Duration = Duration::from_millis(300);
 /// How many requests the replay guard remembers at most, per key.
@@ -182,17 +179,13 @@ impl Daemon {
         }
     }
 
-    /// Publishes the keys held here as the transient node attribute [`KEYS_ATTR`] (best
+    /// Publishes the keys held here as the transient node attribute [`PUBLISHED_KEYS_ATTR`] (best
     /// effort: it only serves `vm-ctl check`).
     pub fn publish_keys(&self) {
         let value = published_keys(&self.keys());
         let out = vm_common::process::Cmd::new("attrd_updater")
-            .args(["--name", KEYS_ATTR, "--update"])
-            .arg(if value.is_empty() {
-                "-"
-            } else {
-                value.as_str()
-            })
+            .args(["--name", PUBLISHED_KEYS_ATTR, "--update"])
+            .arg(&value)
             .timeout(Duration::from_secs(10))
             .run();
         match out {
@@ -451,6 +444,10 @@ impl Daemon {
         let Some((op, token)) = parse_legacy(body) else {
             return ng("not `on|off|reset|status TOKEN`".into());
         };
+        // (parse_legacy accepts only the ops legacy_action knows)
+        let Some(action) = legacy_action(op) else {
+            return ng(format!("unknown op {op:?}"));
+        };
         let clusters: Vec<_> = config
             .clusters_of_str(origin)
             .filter(|c| c.legacy)
@@ -478,12 +475,6 @@ impl Daemon {
             return ng(format!(
                 "{rsc} is not the resource of a guest that {origin}'s cluster may fence"
             ));
-        };
-        let action = match op {
-            "on" => Action::On,
-            "off" => Action::Off,
-            "reset" => Action::Reboot,
-            _ => Action::Status,
         };
         let job = Job {
             action,
@@ -964,13 +955,21 @@ fn send_answer(sender: &ModuleSender, id: u64, answer: Answer) {
     }
 }
 
+/// The key directory cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the key directory {}: {source}", dir.display())]
+pub struct KeyDirError {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
 /// Loads the keys of the configured key directory, logging unusable files.
-pub fn load_keys(config: &Config) -> Result<KeyRing, String> {
-    let (ring, problems) = KeyRing::load(&config.key_dir).map_err(|e| {
-        format!(
-            "cannot read the key directory {}: {e}",
-            config.key_dir.display()
-        )
+pub fn load_keys(config: &Config) -> Result<KeyRing, KeyDirError> {
+    let (ring, problems) = KeyRing::load(&config.key_dir).map_err(|source| KeyDirError {
+        dir: config.key_dir.clone(),
+        source,
     })?;
     for p in problems {
         tracing::error!(file = %p.path.display(), "key not used: {}", p.problem);
@@ -983,15 +982,10 @@ pub fn load_keys(config: &Config) -> Result<KeyRing, String> {
     Ok(ring)
 }
 
-/// The [`KEYS_ATTR`] value for `keys`.
+/// The [`PUBLISHED_KEYS_ATTR`] value for `keys` (vm-fence's format, which vm-ctl parses).
 pub fn published_keys(keys: &KeyRing) -> String {
-    let mut items: Vec<String> = keys
-        .keys()
-        .iter()
-        .map(|k| format!("{}:{}:{}", k.cluster(), k.id(), k.fingerprint()))
-        .collect();
-    items.sort();
-    items.join(",")
+    let stamps: Vec<KeyStamp> = keys.keys().iter().map(|k| KeyStamp::of(k)).collect();
+    published::attr_value(&stamps)
 }
 
 fn parse_legacy(body: &[u8]) -> Option<(&str, &str)> {
@@ -1000,16 +994,31 @@ fn parse_legacy(body: &[u8]) -> Option<(&str, &str)> {
     }
     let text = std::str::from_utf8(body).ok()?;
     let (op, token) = text.split_once(' ')?;
-    matches!(op, "on" | "off" | "reset" | "status").then_some(())?;
+    legacy_action(op)?;
     (!token.is_empty() && !token.contains(char::is_whitespace)).then_some((op, token))
 }
 
-fn decrypt_legacy(how: &LegacyDecrypt, token: &str) -> Result<String, String> {
+/// The action of a legacy op (pm_kvm_tools' `on`, `off`, `reset`, `status`); `None` for any
+/// other word, which is refused.
+fn legacy_action(op: &str) -> Option<Action> {
+    match op {
+        "on" => Some(Action::On),
+        "off" => Some(Action::Off),
+        "reset" => Some(Action::Reboot),
+        "status" => Some(Action::Status),
+        _ => None,
+    }
+}
+
+fn decrypt_legacy(
+    how: &LegacyDecrypt,
+    token: &str,
+) -> Result<String, vm_seal::legacy::LegacyError> {
     use vm_seal::legacy;
     match how {
         LegacyDecrypt::Password { file, digests } => {
-            let password = legacy::Password::from_file(file).map_err(|e| e.to_string())?;
-            legacy::decrypt_token(token, &password, digests).map_err(|e| e.to_string())
+            let password = legacy::Password::from_file(file)?;
+            legacy::decrypt_token(token, &password, digests)
         }
         LegacyDecrypt::Command {
             argv,
@@ -1021,9 +1030,8 @@ fn decrypt_legacy(how: &LegacyDecrypt, token: &str) -> Result<String, String> {
                 *stdin,
                 *ok_code,
                 Duration::from_secs(10),
-            )
-            .map_err(|e| e.to_string())?;
-            cmd.run(token).map_err(|e| e.to_string())
+            )?;
+            cmd.run(token)
         }
     }
 }
@@ -1031,6 +1039,24 @@ fn decrypt_legacy(how: &LegacyDecrypt, token: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_legacy_op_parsed_has_its_action() {
+        for (op, action) in [
+            ("on", Action::On),
+            ("off", Action::Off),
+            ("reset", Action::Reboot),
+            ("status", Action::Status),
+        ] {
+            let body = format!("{op} U2FsdGVkX1abc");
+            assert_eq!(parse_legacy(body.as_bytes()), Some((op, "U2FsdGVkX1abc")));
+            assert_eq!(legacy_action(op), Some(action), "{op}");
+        }
+        for op in ["reboot", "list", "ON", ""] {
+            assert_eq!(legacy_action(op), None, "{op:?}");
+            assert_eq!(parse_legacy(format!("{op} U2FsdGVkX1abc").as_bytes()), None);
+        }
+    }
 
     #[test]
     fn legacy_bodies_are_parsed_strictly() {

@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use vm_common::error_chain;
+use vm_fence::Power;
+use vm_pcmk::virtualdomain::guest_resource;
 use vm_pcmk::{ClusterStatus, Pacemaker, PcmkError, Role, Update};
 use vm_seal::{Action, FenceReply, Name, Outcome, PowerState};
 
@@ -302,7 +304,7 @@ impl Executor {
             let rsc = job
                 .resource
                 .clone()
-                .unwrap_or_else(|| format!("prmVMCTL_{target}"));
+                .unwrap_or_else(|| guest_resource(target.as_str()));
             let st = read().ok()?;
             let found = st
                 .instances(&rsc)
@@ -368,15 +370,15 @@ impl Executor {
             }
         };
         let (verb, state) = match action {
-            Action::Off => ("off", PowerState::Off),
-            _ => ("on", PowerState::On),
+            Action::Off => (Power::Off, PowerState::Off),
+            _ => (Power::On, PowerState::On),
         };
         let owner = Owner {
             node: self.node.clone(),
             pid: std::process::id(),
             request: job.request.clone(),
         };
-        let span = tracing::info_span!("fence", %target, %rsc, action = verb);
+        let span = tracing::info_span!("fence", %target, %rsc, action = %verb);
         let _e = span.enter();
         let t0 = Instant::now();
         let result = self.power_steps(job, &rsc, verb, &owner);
@@ -395,7 +397,7 @@ impl Executor {
                     state,
                     format!(
                         "{target} ({rsc}) is {} (confirmed by the host cluster{})",
-                        if verb == "off" {
+                        if verb == Power::Off {
                             "stopped on every node"
                         } else {
                             "running"
@@ -429,7 +431,7 @@ impl Executor {
         &self,
         job: &Job,
         rsc: &str,
-        verb: &str,
+        verb: Power,
         owner: &Owner,
     ) -> Result<(Confirmed, Instant), StepError> {
         let deadline_wall =
@@ -440,7 +442,7 @@ impl Executor {
             .pcmk_until(job.deadline)
             .transact(CAS_ATTEMPTS, |cib| -> Result<Update<Option<Begin>>, StepError> {
                 // refused before anything is written: there is nothing to roll back
-                if verb == "off" && !cib.stonith_enabled() {
+                if verb == Power::Off && !cib.stonith_enabled() {
                     return Err(StepError::NoHostFencing);
                 }
                 // Already pinned where it is sent and shown there (a repeat, or a request that
@@ -458,7 +460,7 @@ impl Executor {
                     }
                 }
                 let prim = cib.resource(rsc);
-                if prim.is_some_and(|p| !vm_pcmk::virtualdomain::stops_hard_on_fence(p)) && verb == "off" {
+                if prim.is_some_and(|p| !vm_pcmk::virtualdomain::stops_hard_on_fence(p)) && verb == Power::Off {
                     tracing::warn!("{rsc} does not use ocf:pm-kvm-tools:VirtualDomain: its stop is a graceful shutdown first (vm-ctl check)");
                 }
                 match plan::begin(cib, rsc, verb, owner, deadline_wall, SystemTime::now())? {
@@ -529,8 +531,8 @@ impl Executor {
 
     /// Waits until `rsc` is stopped everywhere (`off`) or running on one node (`on`); returns
     /// when the status read that showed it began.
-    fn wait_for(&self, job: &Job, rsc: &str, verb: &str) -> Result<Instant, StepError> {
-        let what = if verb == "off" {
+    fn wait_for(&self, job: &Job, rsc: &str, verb: Power) -> Result<Instant, StepError> {
+        let what = if verb == Power::Off {
             "waiting for the guest to stop"
         } else {
             "waiting for the guest to start"
@@ -580,7 +582,7 @@ impl Executor {
         let status = pcmk.status()?;
         let mut cleaned = 0;
         for (rsc, j) in stale {
-            let done = reached(&status, &rsc, &j.action);
+            let done = reached(&status, &rsc, j.action);
             let result = pcmk.transact(CAS_ATTEMPTS, |cib| -> Result<Update<bool>, PcmkError> {
                 // re-read: act only if the entry is still the one we saw
                 if plan::journal(cib, &rsc).as_ref() != Some(&j) {
@@ -666,8 +668,8 @@ fn active(st: &ClusterStatus, rsc: &str) -> bool {
         .any(|r| r.role != Role::Stopped || !r.nodes.is_empty())
 }
 
-fn reached(st: &ClusterStatus, rsc: &str, verb: &str) -> bool {
-    if verb == "off" {
+fn reached(st: &ClusterStatus, rsc: &str, verb: Power) -> bool {
+    if verb == Power::Off {
         // present in the status (a resource missing from it is not "confirmed stopped") and
         // inactive on every node
         st.instances(rsc).next().is_some() && !active(st, rsc)
@@ -683,8 +685,8 @@ fn reached(st: &ClusterStatus, rsc: &str, verb: &str) -> bool {
 /// Whether `st` confirms `verb` of `rsc`; an error when waiting on is pointless: the resource is
 /// blocked, or (for an off) the status says the host cluster does not fence, which may have
 /// changed since the fence began.
-fn confirmed(st: &ClusterStatus, rsc: &str, verb: &str) -> Result<bool, StepError> {
-    if verb == "off" && st.stonith_enabled == Some(false) {
+fn confirmed(st: &ClusterStatus, rsc: &str, verb: Power) -> Result<bool, StepError> {
+    if verb == Power::Off && st.stonith_enabled == Some(false) {
         return Err(StepError::NoHostFencing);
     }
     if reached(st, rsc, verb) {
@@ -757,29 +759,33 @@ mod tests {
             r#"role="Stopped" managed="true" failed="false" blocked="false""#,
             "",
         );
-        assert!(reached(&stopped, "g", "off"));
+        assert!(reached(&stopped, "g", Power::Off));
         assert!(!active(&stopped, "g"));
         // absent from the status is not "confirmed stopped"
-        assert!(!reached(&stopped, "other", "off"));
+        assert!(!reached(&stopped, "other", Power::Off));
         let stopping = st(r#"role="Stopping" managed="true""#, r#"<node name="n1"/>"#);
-        assert!(!reached(&stopping, "g", "off"));
+        assert!(!reached(&stopping, "g", Power::Off));
         // an unclean node still listed as running it: not stopped
         let unclean = st(RUNNING, r#"<node name="n2"/>"#);
-        assert!(!reached(&unclean, "g", "off") && active(&unclean, "g"));
+        assert!(!reached(&unclean, "g", Power::Off) && active(&unclean, "g"));
     }
 
     #[test]
     fn on_needs_it_started_on_exactly_one_node() {
-        assert!(reached(&st(RUNNING, r#"<node name="n1"/>"#), "g", "on"));
+        assert!(reached(
+            &st(RUNNING, r#"<node name="n1"/>"#),
+            "g",
+            Power::On
+        ));
         assert!(!reached(
             &st(RUNNING, r#"<node name="n1"/><node name="n2"/>"#),
             "g",
-            "on"
+            Power::On
         ));
         assert!(!reached(
             &st(r#"role="Starting" managed="true""#, r#"<node name="n1"/>"#),
             "g",
-            "on"
+            Power::On
         ));
     }
 
@@ -790,18 +796,18 @@ mod tests {
             "",
         );
         stopped.stonith_enabled = Some(false);
-        let e = confirmed(&stopped, "g", "off").unwrap_err();
+        let e = confirmed(&stopped, "g", Power::Off).unwrap_err();
         assert!(matches!(e, StepError::NoHostFencing), "{e}");
         assert!(e.to_string().contains("stonith-enabled=false"), "{e}");
         assert_eq!(e.outcome(), Outcome::Failed);
         // an on is not a fence: it is confirmed as usual
         let mut running = st(RUNNING, r#"<node name="n1"/>"#);
         running.stonith_enabled = Some(false);
-        assert!(confirmed(&running, "g", "on").unwrap());
+        assert!(confirmed(&running, "g", Power::On).unwrap());
         // with fencing (or a report that does not say: the CIB was checked when it began)
         for fencing in [Some(true), None] {
             stopped.stonith_enabled = fencing;
-            assert!(confirmed(&stopped, "g", "off").unwrap(), "{fencing:?}");
+            assert!(confirmed(&stopped, "g", Power::Off).unwrap(), "{fencing:?}");
         }
     }
 

@@ -13,10 +13,13 @@
 
 pub mod authz;
 pub mod cli;
-pub mod config;
 pub mod daemon;
 pub mod fence;
 pub mod keys;
 pub mod merge;
 pub mod plan;
+pub mod start;
 pub mod watch;
+
+/// vm-stonithd.toml: the one schema, shared with vm-ctl.
+pub use vm_fence::config;

@@ -261,6 +261,17 @@ mod tests {
         let stonithd = read("vm-stonithd.8");
         assert!(stonithd.contains("EXIT STATUS") && stonithd.contains("vm-stonithd.toml"));
         assert!(read("vm-connect.1").contains("64"));
+        // every program's page lists its exit statuses (vm-ctl's from vm_ctl::error::EXIT_STATUS)
+        for page in [
+            "vm-ctl.1",
+            "vm-connectd.8",
+            "vm-stonithd.8",
+            "vm-connect.1",
+            "fence_vmstonith.8",
+        ] {
+            assert!(read(page).contains("EXIT STATUS"), "{page}");
+        }
+        assert!(read("vm-ctl.1").contains("check found problems"));
         assert!(read("fence_vmstonith.8").contains("key-file"));
         assert!(read("ocf_pm-kvm-tools_VirtualDomain.7").contains("force_stop"));
         // completions of every clap program

@@ -84,7 +84,7 @@ pub fn pages(repo: &Path) -> Result<Vec<Page>, String> {
         &mut pages,
         vm_ctl::cli::Cli::command(),
         "1",
-        &[],
+        vm_ctl::error::EXIT_STATUS,
         &["vm-stonithd(8)", "vm-connectd(8)"],
     )?;
     clap_pages(
@@ -142,11 +142,11 @@ fn clap_extra(name: &str) -> Vec<(&'static str, &'static str)> {
         ],
         "vm-stonithd" => vec![
             (
-                vm_stonithd::config::DEFAULT_CONFIG,
+                vm_fence::defaults::STONITHD_CONFIG,
                 "which guest clusters may fence which guests (--config)",
             ),
             (
-                vm_stonithd::config::DEFAULT_KEY_DIR,
+                vm_fence::defaults::KEY_DIR,
                 "the guest clusters' keys (vm-ctl stonith keygen)",
             ),
             ("/run/vm-stonithd", "runtime files (--state-dir)"),

@@ -6,8 +6,10 @@
 //! - [`notify`]: readiness for service managers (`READY=1` on `$NOTIFY_SOCKET`).
 //! - [`logging`]: the `tracing` subscriber every binary installs once, at start.
 //! - [`error_chain`]: an error and its sources on one line, how every binary reports a failure.
+//! - [`exit`]: the exit codes that mean the same in every program.
 
 mod error;
+pub mod exit;
 pub mod logging;
 pub mod notify;
 pub mod process;

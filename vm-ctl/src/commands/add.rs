@@ -202,9 +202,18 @@ fn check_cluster(app: &App, config: &Config, cib: &Cib, node: &str) -> Result<()
     Ok(())
 }
 
-/// The VirtualDomain resources of the CIB that are not vm-ctl's resource for one of `doms`,
-/// by the domain they run: `(config path, config file stem) -> (id, agent, config)`.
-struct OtherGuests(Vec<(String, String, String, String)>);
+/// The VirtualDomain resources of the CIB that are not vm-ctl's resource for one of `doms`.
+struct OtherGuests(Vec<OtherGuest>);
+
+/// One of [`OtherGuests`].
+struct OtherGuest {
+    /// Its resource id.
+    id: String,
+    /// Its agent, `class:provider:type`.
+    agent: String,
+    /// Its `config` parameter (the domain XML file), empty when unset.
+    config: String,
+}
 
 impl OtherGuests {
     fn of(cib: &Cib, doms: &[(String, GuestObjects)]) -> Self {
@@ -232,7 +241,11 @@ impl OtherGuests {
                     prim.get("provider").unwrap_or(""),
                     prim.get("type").unwrap_or("")
                 );
-                found.push((id.to_owned(), agent, config.to_owned(), String::new()));
+                found.push(OtherGuest {
+                    id: id.to_owned(),
+                    agent,
+                    config: config.to_owned(),
+                });
             }
         }
         Self(found)
@@ -248,7 +261,7 @@ impl OtherGuests {
             .find(|e| e.name == "nvpair" && e.get("name") == Some("config"))
             .and_then(|e| e.get("value"))
             .unwrap_or("");
-        for (id, agent, config, _) in &self.0 {
+        for OtherGuest { id, agent, config } in &self.0 {
             if config.is_empty() {
                 continue;
             }
@@ -297,11 +310,7 @@ fn compare(cib: &Cib, objs: &GuestObjects) -> Presence {
         .id()
         .and_then(ids::dom_of)
         .unwrap_or_default();
-    let ours = [
-        format!("locVMCTL_{dom}_"),
-        format!("colVMCTL_{dom}_"),
-        format!("odrVMCTL_{dom}_"),
-    ];
+    let ours = ids::constraint_prefixes(dom);
     let wanted_ids: Vec<&str> = objs.all().filter_map(Element::id).collect();
     if let Some(rsc) = objs.primitive.id() {
         for c in cib.constraints_of(rsc) {

@@ -35,6 +35,10 @@
 //! ```
 //!
 //! Unknown settings are errors (a typo must not silently weaken a security setting).
+//!
+//! The one schema of the file: vm-stonithd serves by it and vm-ctl reads its key directory and
+//! guest clusters through it, so the two cannot disagree on what the file says; defaults are
+//! in [`crate::defaults`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -44,15 +48,7 @@ use serde::Deserialize;
 use vm_proto::OriginSource;
 use vm_seal::Name;
 
-/// Default configuration file.
-pub const DEFAULT_CONFIG: &str = "/etc/pm-kvm-tools/vm-stonithd.toml";
-/// Default key directory.
-pub const DEFAULT_KEY_DIR: &str = "/etc/pm-kvm-tools/keys";
-
-/// Largest `max_timeout` accepted, seconds.
-pub const MAX_MAX_TIMEOUT: u64 = 3600;
-/// Largest `clock_window` accepted, seconds (a day: beyond it the window protects nothing).
-pub const MAX_CLOCK_WINDOW: u64 = 86_400;
+use crate::defaults;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -292,12 +288,12 @@ impl Config {
                     s => Ok(Duration::from_secs(s)),
                 }
             };
-        let max_requests = match raw.max_requests.unwrap_or(64) {
+        let max_requests = match raw.max_requests.unwrap_or(defaults::MAX_REQUESTS) {
             0 => return Err(invalid("max_requests must be at least 1".into())),
             n => n,
         };
         let max_requests_per_cluster = match raw.max_requests_per_cluster {
-            None => max_requests.min(16),
+            None => max_requests.min(defaults::MAX_REQUESTS_PER_CLUSTER),
             Some(0) => {
                 return Err(invalid(
                     "max_requests_per_cluster must be at least 1".into(),
@@ -334,9 +330,19 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(vm_proto::DEFAULT_SOCKET)),
             key_dir: raw
                 .key_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR)),
-            clock_window: secs(raw.clock_window, 30, MAX_CLOCK_WINDOW, "clock_window")?,
-            max_timeout: secs(raw.max_timeout, 55, MAX_MAX_TIMEOUT, "max_timeout")?,
+                .unwrap_or_else(|| PathBuf::from(defaults::KEY_DIR)),
+            clock_window: secs(
+                raw.clock_window,
+                defaults::CLOCK_WINDOW_SECS,
+                defaults::MAX_CLOCK_WINDOW_SECS,
+                "clock_window",
+            )?,
+            max_timeout: secs(
+                raw.max_timeout,
+                defaults::MAX_TIMEOUT_SECS,
+                defaults::MAX_MAX_TIMEOUT_SECS,
+                "max_timeout",
+            )?,
             max_requests,
             max_requests_per_cluster,
             trusted_identities,
@@ -439,13 +445,13 @@ mod tests {
     }
 
     /// The example the Debian package installs as /etc/pm-kvm-tools/vm-stonithd.toml.
-    const SHIPPED: &str = include_str!("../vm-stonithd.toml");
+    const SHIPPED: &str = include_str!("../../../vm-stonithd/vm-stonithd.toml");
 
     #[test]
     fn the_shipped_file_is_valid_and_its_commented_settings_too() {
         let c = parse(SHIPPED).unwrap();
         assert!(c.clusters.is_empty());
-        assert_eq!(c.key_dir, Path::new(DEFAULT_KEY_DIR));
+        assert_eq!(c.key_dir, Path::new(defaults::KEY_DIR));
         // every commented setting, uncommented, is a valid setting with a sensible value
         let uncommented: String = SHIPPED
             .lines()
@@ -459,7 +465,7 @@ mod tests {
             .join("\n");
         let c = parse(&uncommented).unwrap();
         assert_eq!(c.clusters.len(), 1);
-        assert_eq!(c.key_dir, Path::new(DEFAULT_KEY_DIR));
+        assert_eq!(c.key_dir, Path::new(defaults::KEY_DIR));
     }
 
     #[test]
