@@ -300,6 +300,51 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_command_has_a_page_listing_every_option() {
+        let dir = tempfile::tempdir().unwrap();
+        assets(&repo_root(), dir.path()).unwrap();
+        let mut checked = 0;
+        for (mut cmd, section) in [
+            (vm_ctl::cli::Cli::command(), "1"),
+            (vm_connectd::cli::Cli::command(), "8"),
+            (vm_stonithd::cli::Cli::command(), "8"),
+        ] {
+            // as parsing sees it: the global options propagated into every subcommand
+            cmd.build();
+            let mut todo = vec![(cmd.get_name().to_owned(), cmd)];
+            while let Some((name, cmd)) = todo.pop() {
+                let page = dir.path().join(format!("{name}.{section}"));
+                let roff = std::fs::read_to_string(&page)
+                    .unwrap_or_else(|e| panic!("no page for '{name}' ({}): {e}", page.display()));
+                for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                    let spelled: Vec<String> = arg
+                        .get_long()
+                        .map(|l| format!("\\-\\-{}", l.replace('-', "\\-")))
+                        .into_iter()
+                        .chain(arg.get_short().map(|c| format!("\\-{c}")))
+                        .chain(
+                            arg.get_value_names()
+                                .into_iter()
+                                .flatten()
+                                .map(|v| v.to_string()),
+                        )
+                        .collect();
+                    assert!(
+                        spelled.iter().any(|s| roff.contains(s.as_str())),
+                        "{name}.{section} does not document {:?} ({spelled:?})",
+                        arg.get_id()
+                    );
+                    checked += 1;
+                }
+                for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                    todo.push((format!("{name}-{}", sub.get_name()), sub.clone()));
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} options checked");
+    }
+
     /// What bash's programmable completion offers for `line` (the words typed, the last one
     /// being completed), with the generated script loaded the way bash-completion loads it:
     /// the function `complete -p` names for the program is called as bash would call it.

@@ -166,7 +166,10 @@ fn clap_pages(
     see: &[&str],
 ) -> Result<(), String> {
     let root = cmd.get_name().to_owned();
-    let cmd = without_help(cmd);
+    let mut cmd = without_help(cmd);
+    // propagates the global options (vm-ctl's --config, --dry-run, ...) into every subcommand,
+    // so that each page lists every option its command accepts
+    cmd.build();
     let mut todo: Vec<(Vec<String>, clap::Command)> = vec![(vec![root.clone()], cmd)];
     while let Some((path, cmd)) = todo.pop() {
         let name = path.join("-");
