@@ -9,10 +9,7 @@ use vm_connectd::cli::{Cli, Command, Mode};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    vm_common::logging::init(vm_common::logging::Verbosity {
-        verbose: cli.verbose.max(1),
-        quiet: false,
-    });
+    vm_common::logging::init(cli.verbosity());
     if let Some(Command::Status { socket, json }) = &cli.command {
         return status(socket, *json);
     }
