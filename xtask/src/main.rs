@@ -288,6 +288,7 @@ mod tests {
         assert!(stonithd.contains("EXIT STATUS") && stonithd.contains("vm-stonithd.toml"));
         assert!(read("vm-connect.1").contains("64"));
         assert!(read("fence_vmstonith.8").contains("key-file"));
+        assert!(read("fence_vmstonith.8").contains("power_timeout"));
         assert!(read("ocf_pm-kvm-tools_VirtualDomain.7").contains("force_stop"));
         // completions of every clap program
         for f in [

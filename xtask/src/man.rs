@@ -366,6 +366,11 @@ fn fence_vmstonith_page() -> Result<Page, String> {
         };
         let _ = writeln!(r, ".TP\n{spelled}\n{}", esc(&p.describe()));
     }
+    let _ = writeln!(
+        r,
+        ".PP\n{}",
+        esc(&fence_vmstonith::metadata::ignored_text())
+    );
     r.push_str(".SH ACTIONS\n");
     let actions: Vec<String> = meta.actions.iter().map(|a| a.name.clone()).collect();
     let _ = writeln!(
