@@ -48,6 +48,8 @@ use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
 use openssl::symm::{Cipher, Crypter, Mode};
 
+use crate::base64::{self, Base64Error};
+
 /// The password every original installation used (`-k vmstonith` in its documentation). It is
 /// public knowledge; it is provided because existing hostlists were made with it.
 pub const ORIGINAL_PASSWORD: &str = "vmstonith";
@@ -79,9 +81,6 @@ const DES_BLOCK: usize = 8;
 const MAX_PASSWORD_FILE: usize = 4096;
 /// How many characters of a token an error message may show.
 const TOKEN_EXCERPT: usize = 16;
-
-const BASE64_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// The digest `EVP_BytesToKey` used to turn the password and salt into the 3DES key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -263,31 +262,6 @@ pub fn check_resource_id(id: &str) -> Result<(), ResourceIdError> {
         return Err(ResourceIdError::BadFirst);
     }
     Ok(())
-}
-
-/// Why a token is not strict base64.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Base64Error {
-    /// A character outside `[A-Za-z0-9+/=]` (whitespace included: a token is one word).
-    #[error("Character at position {position} is outside the base64 alphabet")]
-    Character {
-        /// Byte offset of the offending character.
-        position: usize,
-    },
-    /// The length is not a multiple of 4.
-    #[error("Length {len} is not a multiple of 4")]
-    Length {
-        /// The token's length.
-        len: usize,
-    },
-    /// `=` somewhere other than the last one or two characters.
-    #[error("Padding `=` is only allowed as the last one or two characters")]
-    Padding,
-    /// The unused bits before the padding are not zero, so the encoding is not the one any
-    /// encoder produces (accepting it would let one token have many spellings).
-    #[error("The bits before the padding are not zero")]
-    NonCanonical,
 }
 
 /// Everything that can go wrong with legacy tokens, one variant per failed step. Messages never
@@ -529,7 +503,7 @@ fn check_token_charset(token: &str) -> Result<(), LegacyError> {
     }
     if let Some(position) = token
         .bytes()
-        .position(|b| base64_value(b).is_none() && b != b'=')
+        .position(|b| base64::value(b).is_none() && b != b'=')
     {
         return Err(LegacyError::TokenCharset {
             token: excerpt(token),
@@ -537,83 +511,6 @@ fn check_token_charset(token: &str) -> Result<(), LegacyError> {
         });
     }
     Ok(())
-}
-
-fn base64_value(c: u8) -> Option<u32> {
-    let value = match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    };
-    Some(u32::from(value))
-}
-
-/// Standard base64 with `=` padding, exactly as `openssl enc -base64` writes a short line.
-fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let mut group = [0u8; 3];
-        for (slot, &byte) in group.iter_mut().zip(chunk) {
-            *slot = byte;
-        }
-        let [a, b, c] = group;
-        let bits = u32::from_be_bytes([0, a, b, c]);
-        // A chunk of n bytes fills n + 1 sextets; the rest of the quad is padding.
-        for sextet in 0..4 {
-            if sextet <= chunk.len() {
-                let index = (bits >> (18 - 6 * sextet)) & 0x3f;
-                out.push(char::from(BASE64_ALPHABET[index as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Strict base64: alphabet `[A-Za-z0-9+/]`, length a multiple of 4, one or two `=` only at the
-/// very end, and zero bits before the padding. Unlike `openssl::base64::decode_block`, nothing
-/// (whitespace, line breaks) is skipped.
-fn base64_decode(text: &str) -> Result<Vec<u8>, Base64Error> {
-    let bytes = text.as_bytes();
-    if let Some(position) = bytes
-        .iter()
-        .position(|&b| base64_value(b).is_none() && b != b'=')
-    {
-        return Err(Base64Error::Character { position });
-    }
-    if bytes.len() % 4 != 0 {
-        return Err(Base64Error::Length { len: bytes.len() });
-    }
-    let quads = bytes.len() / 4;
-    let mut out = Vec::with_capacity(quads * 3);
-    for (n, quad) in bytes.chunks_exact(4).enumerate() {
-        let mut bits = 0u32;
-        let mut padding = 0usize;
-        for &c in quad {
-            bits <<= 6;
-            match base64_value(c) {
-                Some(value) if padding == 0 => bits |= value,
-                // A data character after `=`.
-                Some(_) => return Err(Base64Error::Padding),
-                None => padding += 1,
-            }
-        }
-        if padding > 2 || (padding > 0 && n + 1 != quads) {
-            return Err(Base64Error::Padding);
-        }
-        let [_, a, b, c] = bits.to_be_bytes();
-        let group = [a, b, c];
-        let kept = 3 - padding;
-        if group.iter().skip(kept).any(|&byte| byte != 0) {
-            return Err(Base64Error::NonCanonical);
-        }
-        out.extend(group.iter().take(kept));
-    }
-    Ok(out)
 }
 
 /// `EVP_BytesToKey` with one iteration, as `openssl enc -k` uses it: D1 = H(password ‖ salt),
@@ -721,7 +618,7 @@ pub fn decrypt_token(
             max: MAX_TOKEN_LEN,
         });
     }
-    let blob = base64_decode(token).map_err(|problem| LegacyError::Base64 {
+    let blob = base64::decode(token).map_err(|problem| LegacyError::Base64 {
         token: excerpt(token),
         problem,
     })?;
@@ -804,7 +701,7 @@ pub fn encrypt_token(
     blob.extend_from_slice(SALT_MAGIC);
     blob.extend_from_slice(&salt);
     blob.extend_from_slice(&ciphertext.0);
-    Ok(base64_encode(&blob))
+    Ok(base64::encode(&blob))
 }
 
 /// The original's external decrypt command (`vm-stonithd -c CMD [-i] [-e CODE]`), without its
@@ -1227,54 +1124,54 @@ mod tests {
         check(&"A".repeat(MAX_TOKEN_LEN + 4), &|e| {
             matches!(e, LegacyError::TokenTooLong { .. })
         });
-        let base64 = |problem: Base64Error| move |e: &LegacyError| matches!(e, LegacyError::Base64 { problem: p, .. } if *p == problem);
+        let bad_base64 = |problem: Base64Error| move |e: &LegacyError| matches!(e, LegacyError::Base64 { problem: p, .. } if *p == problem);
         // Whitespace and line breaks inside, as a wrapped openssl token would have.
         assert_eq!(
-            base64_decode("U2Fs dGVk"),
+            base64::decode("U2Fs dGVk"),
             Err(Base64Error::Character { position: 4 })
         );
         check(
             "U2FsdGVkX19yjKSx\nZfBt3mBwn+E1Up1V",
-            &base64(Base64Error::Character { position: 16 }),
+            &bad_base64(Base64Error::Character { position: 16 }),
         );
         check(
             " U2FsdGVkX19yjKSxZfBt3mBwn+E1Up1V",
-            &base64(Base64Error::Character { position: 0 }),
+            &bad_base64(Base64Error::Character { position: 0 }),
         );
         check(
             "U2FsdGVkX19yjKSxZfBt3mBwn+E1Up1V\n",
-            &base64(Base64Error::Character { position: 32 }),
+            &bad_base64(Base64Error::Character { position: 32 }),
         );
         // URL-safe alphabet.
         check(
             "U2FsdGVkX1_yjKSx",
-            &base64(Base64Error::Character { position: 10 }),
+            &bad_base64(Base64Error::Character { position: 10 }),
         );
         check(
             "$(touch /tmp/x)",
-            &base64(Base64Error::Character { position: 0 }),
+            &bad_base64(Base64Error::Character { position: 0 }),
         );
-        check("U2FsdGVkX1", &base64(Base64Error::Length { len: 10 }));
-        check("U2Fs=GVk", &base64(Base64Error::Padding));
-        check("U2F=dGVk", &base64(Base64Error::Padding));
-        check("U===", &base64(Base64Error::Padding));
-        check("QQ==QUFB", &base64(Base64Error::Padding));
+        check("U2FsdGVkX1", &bad_base64(Base64Error::Length { len: 10 }));
+        check("U2Fs=GVk", &bad_base64(Base64Error::Padding));
+        check("U2F=dGVk", &bad_base64(Base64Error::Padding));
+        check("U===", &bad_base64(Base64Error::Padding));
+        check("QQ==QUFB", &bad_base64(Base64Error::Padding));
         // "QR==" decodes to "A" only if the stray low bits are ignored.
-        check("QR==", &base64(Base64Error::NonCanonical));
+        check("QR==", &bad_base64(Base64Error::NonCanonical));
         // Not "Salted__", or no complete salt.
-        check(&base64_encode(b"Sorted__12345678abcdefgh"), &|e| {
+        check(&base64::encode(b"Sorted__12345678abcdefgh"), &|e| {
             matches!(e, LegacyError::NotSalted { .. })
         });
-        check(&base64_encode(b"Salted__1234567"), &|e| {
+        check(&base64::encode(b"Salted__1234567"), &|e| {
             matches!(e, LegacyError::NotSalted { .. })
         });
-        check(&base64_encode(b"Salted__12345678"), &|e| {
+        check(&base64::encode(b"Salted__12345678"), &|e| {
             matches!(e, LegacyError::CiphertextLength { len: 0, .. })
         });
-        check(&base64_encode(b"Salted__12345678abcdefg"), &|e| {
+        check(&base64::encode(b"Salted__12345678abcdefg"), &|e| {
             matches!(e, LegacyError::CiphertextLength { len: 7, .. })
         });
-        check(&base64_encode(b"Salted__12345678abcdefgh"), &|e| {
+        check(&base64::encode(b"Salted__12345678abcdefgh"), &|e| {
             matches!(
                 e,
                 LegacyError::WrongPassword { .. } | LegacyError::BadResourceId { .. }
@@ -1294,20 +1191,6 @@ mod tests {
         // Control characters from a guest are escaped.
         let err = decrypt_token("\u{1b}[2J", &password(), LEGACY_DIGESTS).unwrap_err();
         assert!(!err.to_string().contains('\u{1b}'), "{err}");
-    }
-
-    #[test]
-    fn base64_round_trip_and_known_answers() {
-        assert_eq!(base64_encode(b""), "");
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foo"), "Zm9v");
-        assert_eq!(base64_encode(b"foob"), "Zm9vYg==");
-        assert_eq!(base64_encode(&[0xfb, 0xff]), "+/8=");
-        for len in 0..40u8 {
-            let data: Vec<u8> = (0..len).map(|i| i.wrapping_mul(97) ^ 0xa5).collect();
-            assert_eq!(base64_decode(&base64_encode(&data)).unwrap(), data);
-        }
     }
 
     #[test]
