@@ -18,20 +18,9 @@ the host cluster confirms the result; the answer is sealed too and bound to the 
 agent accepts options on the command line and, when it has no arguments, as name=value lines on \
 stdin, as Pacemaker's fencer passes them.";
 
-/// Escapes text for XML content and attribute values.
+/// Text for XML content or a double-quoted attribute value.
 fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            // attributes are always double-quoted: a single quote needs no escape
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
+    vm_common::xml::escape(s, true)
 }
 
 /// The option as fence-agents show it: `-o, --action=[action]`, `--key-file=[path]`, `-v,
