@@ -32,21 +32,16 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::sys::wait::{Id, WaitPidFlag, waitid};
-use nix::unistd::Pid;
 use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
 use openssl::symm::{Cipher, Crypter, Mode};
+
+use vm_common::process::{Cmd, ProcessError};
 
 use crate::base64::{self, Base64Error};
 
@@ -737,22 +732,6 @@ impl fmt::Debug for DecryptCommand {
     }
 }
 
-/// What the helper threads of [`DecryptCommand::run`] report.
-enum Event {
-    /// The child exited (not reaped yet).
-    Exited,
-    /// stdout reached end of file or the read limit.
-    Stdout(std::io::Result<Vec<u8>>),
-}
-
-/// How a run ended before its status was collected.
-enum RunEnd {
-    Finished(Vec<u8>),
-    TimedOut,
-    TooLong,
-    ReadFailed(std::io::Error),
-}
-
 impl DecryptCommand {
     /// Describe a decrypt command: `argv[0]` is the program (looked up in [`COMMAND_PATH`]),
     /// the rest its arguments. With `stdin`, the token and a newline are written to its stdin
@@ -789,127 +768,43 @@ impl DecryptCommand {
         let Some((program, args)) = self.argv.split_first() else {
             return Err(LegacyError::CommandEmpty);
         };
-        let mut command = Command::new(program);
-        command
+        let mut command = Cmd::new(program)
             .args(args)
             .env_clear()
             .env("PATH", COMMAND_PATH)
             .current_dir("/")
-            .stdin(if self.stdin {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            // Its own process group, so a timeout kills the program and everything it started.
-            .process_group(0);
-        if !self.stdin {
-            command.arg(token);
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|source| LegacyError::CommandSpawn {
+            .discard_stderr()
+            .max_stdout(MAX_COMMAND_OUTPUT)
+            // on success too: nothing it left running in the background outlives the run
+            .kill_group_at_exit()
+            .redact_args()
+            .timeout(self.timeout);
+        command = if self.stdin {
+            // as the original's `echo "TOKEN" | CMD`
+            command.stdin(format!("{token}\n"))
+        } else {
+            command.arg(token)
+        };
+        let out = command.run().map_err(|e| match e {
+            ProcessError::Spawn { source, .. } => LegacyError::CommandSpawn {
                 program: program.clone(),
                 source,
-            })?;
-        let Ok(raw_pid) = i32::try_from(child.id()) else {
-            // Cannot happen on Linux (pids fit in i32); without a pid there is no group to
-            // signal, so end the child itself.
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(LegacyError::CommandWait {
+            },
+            ProcessError::Timeout { .. } => LegacyError::CommandTimeout {
                 program: program.clone(),
-                source: std::io::Error::other("pid out of range"),
-            });
-        };
-        let pid = Pid::from_raw(raw_pid);
-
-        if let Some(mut input) = child.stdin.take() {
-            // At most MAX_TOKEN_LEN + 1 bytes, less than a pipe buffer, so this cannot block.
-            // A program that exits without reading gives EPIPE; its exit status tells.
-            let _ = input
-                .write_all(token.as_bytes())
-                .and_then(|()| input.write_all(b"\n"));
-        }
-
-        let (events, received) = mpsc::channel();
-        let exited = events.clone();
-        thread::spawn(move || {
-            // WNOWAIT: report the exit without reaping, so the pid (the group id) stays ours
-            // until `child.wait()` below, and a late killpg cannot hit a recycled group.
-            while waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
-                == Err(nix::errno::Errno::EINTR)
-            {}
-            let _ = exited.send(Event::Exited);
-        });
-        match child.stdout.take() {
-            Some(stdout) => {
-                thread::spawn(move || {
-                    let limit = u64::try_from(MAX_COMMAND_OUTPUT + 1).unwrap_or(u64::MAX);
-                    let mut buffer = Vec::new();
-                    let result = stdout.take(limit).read_to_end(&mut buffer).map(|_| buffer);
-                    let _ = events.send(Event::Stdout(result));
-                });
-            }
-            None => {
-                let _ = events.send(Event::Stdout(Ok(Vec::new())));
-            }
-        }
-
-        let deadline = Instant::now() + self.timeout;
-        let mut has_exited = false;
-        let mut output: Option<Vec<u8>> = None;
-        let end = loop {
-            if has_exited {
-                if let Some(output) = output.take() {
-                    break RunEnd::Finished(output);
-                }
-            }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match received.recv_timeout(remaining) {
-                Ok(Event::Exited) => has_exited = true,
-                Ok(Event::Stdout(Ok(buffer))) if buffer.len() > MAX_COMMAND_OUTPUT => {
-                    break RunEnd::TooLong;
-                }
-                Ok(Event::Stdout(Ok(buffer))) => output = Some(buffer),
-                Ok(Event::Stdout(Err(error))) => break RunEnd::ReadFailed(error),
-                Err(mpsc::RecvTimeoutError::Timeout) => break RunEnd::TimedOut,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    break RunEnd::ReadFailed(std::io::Error::other("helper threads vanished"));
-                }
-            }
-        };
-        // Whatever happened, nothing of the group may outlive the run: on failure this stops
-        // the program, on success it ends anything it left running in the background. The
-        // child is not reaped yet, so the group id is still ours.
-        let _ = killpg(pid, Signal::SIGKILL);
-        let status = child.wait().map_err(|source| LegacyError::CommandWait {
-            program: program.clone(),
-            source,
+                after: self.timeout,
+            },
+            ProcessError::OutputTooLong { .. } => LegacyError::CommandOutputTooLong {
+                program: program.clone(),
+                max: MAX_COMMAND_OUTPUT,
+            },
+            ProcessError::Wait { source, .. } => LegacyError::CommandWait {
+                program: program.clone(),
+                source,
+            },
         })?;
-
-        let output = match end {
-            RunEnd::Finished(output) => SecretBytes(output),
-            RunEnd::TimedOut => {
-                return Err(LegacyError::CommandTimeout {
-                    program: program.clone(),
-                    after: self.timeout,
-                });
-            }
-            RunEnd::TooLong => {
-                return Err(LegacyError::CommandOutputTooLong {
-                    program: program.clone(),
-                    max: MAX_COMMAND_OUTPUT,
-                });
-            }
-            RunEnd::ReadFailed(source) => {
-                return Err(LegacyError::CommandWait {
-                    program: program.clone(),
-                    source,
-                });
-            }
-        };
+        let status = out.status;
+        let output = SecretBytes(out.stdout);
         if status.code() != Some(self.ok_code) {
             return Err(LegacyError::CommandExit {
                 program: program.clone(),
