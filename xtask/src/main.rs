@@ -290,6 +290,10 @@ mod tests {
         assert!(read("fence_vmstonith.8").contains("key-file"));
         assert!(read("fence_vmstonith.8").contains("power_timeout"));
         assert!(read("ocf_pm-kvm-tools_VirtualDomain.7").contains("force_stop"));
+        let plugin = read("stonith_external_vm-stonith.7");
+        for var in ["FENCE_VMSTONITH", "VM_CONNECT", "HA_BIN"] {
+            assert!(plugin.contains(var), "{var} missing from\n{plugin}");
+        }
         // completions of every clap program
         for f in [
             "_vm-ctl",
