@@ -20,6 +20,8 @@ N=${1:-200}
 RUNS=${2:-3}
 PCS_N=${PCS_N:-3}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../tests/testbed/lib.sh
+. "$REPO/tests/testbed/lib.sh" # vmctl_conf
 VMCTL=$REPO/target/release/vm-ctl
 W=$(mktemp -d /tmp/pmkt-bench-add.XXXXXX)
 trap 'rm -rf "$W"' EXIT
@@ -43,15 +45,8 @@ for ((i = 1; i <= N; i++)); do
     printf "<domain type='kvm'><name>%s</name><devices/></domain>\n" "$d" >"$W/xml/$d.xml"
 done
 list=$(IFS=,; echo "${doms[*]}")
-cat >"$W/vm-ctl.conf" <<CONF
-vm_cfg_dir=$W/xml
-vm_cfg_ext=.xml
-vm_allow_migrate=off
-vm_stonith=off
-vm_ocf=ocf:pm-kvm-tools:VirtualDomain
-vm_pingd1=(clnPingd default_ping_set)
-vm_diskd1=(clnDiskd1 diskcheck_status)
-CONF
+vmctl_conf "$W/xml" "vm_pingd1=(clnPingd default_ping_set)" \
+    "vm_diskd1=(clnDiskd1 diskcheck_status)" >"$W/vm-ctl.conf"
 export VM_CTL_LOCK=$W/lock
 vmctl() { CIB_file=$1 "$VMCTL" --config "$W/vm-ctl.conf" "${@:2}"; }
 # the same objects as crm text (vm-ctl's dry run) and as XML (vm-ctl's result)

@@ -174,18 +174,8 @@ mkdir -p "$RUN"
 rm -rf "$RUN/keys" "$RUN/domains" "$RUN/overlay" "$FVDIR" "$RUN/stonithd"
 mkdir -p "$RUN/vmconnectd" "$RUN/domains" "$FVDIR" "$RUN/stonithd"
 install -d -m 0700 "$RUN/keys"
-cat >"$VMCTL_CONF" <<CONF
-vm_cfg_dir=$RUN/domains
-vm_cfg_ext=.xml
-vm_allow_migrate=off
-vm_stonith=off
-vm_ocf=ocf:pm-kvm-tools:VirtualDomain
-vm_hypervisor=qemu:///system
-vm_migration_transport=tcp
-vm_start_op=(0 90s restart)
-vm_stop_op=(0 90s)
-vm_monitor_op=(10s 30s restart)
-CONF
+vmctl_conf "$RUN/domains" "vm_start_op=(0 90s restart)" "vm_stop_op=(0 90s)" \
+    "vm_monitor_op=(10s 30s restart)" >"$VMCTL_CONF"
 cat >"$RUN/vm-stonithd.toml" <<CONF
 socket = "$RUN/host.sock"
 key_dir = "$RUN/keys"

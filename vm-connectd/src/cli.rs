@@ -53,12 +53,23 @@ pub struct Cli {
     /// Seconds to wait for an answer (host: from a module; guest: from the host).
     #[arg(long, value_name = "SECS")]
     pub request_timeout: Option<u64>,
-    /// More log output (repeat for more).
+    /// More log output: info by default, -v debug, -vv trace (RUST_LOG overrides).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Administration commands.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The log level: a daemon logs at info (its start, links, modules, offences) by default,
+    /// and each `-v` raises it one step (`-v` debug, `-vv` trace).
+    pub fn verbosity(&self) -> vm_common::logging::Verbosity {
+        vm_common::logging::Verbosity {
+            verbose: self.verbose.saturating_add(1),
+            quiet: false,
+        }
+    }
 }
 
 /// `--guest NAME=SOCKET`.
@@ -125,5 +136,19 @@ mod tests {
         use clap::Parser;
         let e = super::Cli::try_parse_from(["vm-connectd", "--no-such-option"]).unwrap_err();
         assert_eq!(e.exit_code(), i32::from(super::exit::USAGE));
+    }
+
+    #[test]
+    fn each_v_raises_the_log_level_from_info() {
+        use clap::Parser;
+        let level = |args: &[&str]| {
+            super::Cli::try_parse_from(args)
+                .unwrap()
+                .verbosity()
+                .directive()
+        };
+        assert_eq!(level(&["vm-connectd", "-t", "host"]), "info");
+        assert_eq!(level(&["vm-connectd", "-t", "host", "-v"]), "debug");
+        assert_eq!(level(&["vm-connectd", "-t", "guest", "-vv"]), "trace");
     }
 }

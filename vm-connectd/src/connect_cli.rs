@@ -30,6 +30,11 @@ Usage:
   vm-connect [OPTIONS] -t KIND -R DATA   send DATA, do not wait
 
 Options:
+  -t, --type KIND   the host service to ask (stonith for vm-stonithd)
+  -r, --request DATA
+                    the request's body; wait for the answer and print it
+  -R, --request-only DATA
+                    the request's body; send it and do not wait for an answer
   --socket PATH     vm-connectd's local socket [default: /var/run/vmconnectd.sock]
   --timeout SECS    give up after SECS seconds [default: 30]
   -i, --reqid ID    accepted for compatibility with the original vm-connect (ignored: the

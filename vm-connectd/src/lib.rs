@@ -12,7 +12,7 @@
 //! - [`frames`]: protocol frames over async streams, bounded per-peer queues.
 //! - [`local`]: the local socket (0600, SO_PEERCRED).
 //! - [`limits`]: per-guest bounds (in-flight, rate, timeouts) and offence logging.
-//! - [`notify`]: readiness for service managers.
+//! - readiness for service managers (`READY=1`) is [`vm_common::notify`], shared with vm-stonithd.
 //!
 //! The static guest build (`--no-default-features`) leaves host mode and libvirt out.
 

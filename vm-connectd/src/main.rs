@@ -10,10 +10,7 @@ use vm_connectd::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    vm_common::logging::init(vm_common::logging::Verbosity {
-        verbose: cli.verbose.max(1),
-        quiet: false,
-    });
+    vm_common::logging::init(cli.verbosity());
     match vm_connectd::start::main_exec(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

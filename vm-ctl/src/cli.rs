@@ -278,7 +278,7 @@ impl From<Md> for vm_seal::legacy::Digest {
 /// `vm-ctl stonith ...`
 #[derive(Debug, Subcommand)]
 pub enum StonithCmd {
-    /// Create a new key for guest cluster CLUSTER, as <DIR>/<CLUSTER>-<keyid>.key (mode 0600,
+    /// Create a new key for guest cluster CLUSTER, as `<DIR>/<CLUSTER>-<keyid>.key` (mode 0600,
     /// never overwriting), and print how to install it on the other host nodes and in the
     /// guests. Running it again for the same cluster makes a second key (rotation). The key
     /// itself is never printed.
@@ -299,7 +299,7 @@ pub enum StonithCmd {
         /// The guest's libvirt domain name.
         #[arg(value_name = "DOMAIN")]
         domain: String,
-        /// The host resource the token names [default: prmVMCTL_<DOMAIN>].
+        /// The host resource the token names (default: `prmVMCTL_<DOMAIN>`).
         #[arg(long, value_name = "RSC")]
         resource: Option<String>,
         /// File whose first line is the password (mode 0600) [default: the original's public

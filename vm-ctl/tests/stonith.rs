@@ -616,15 +616,17 @@ fn guest_config_runs_under_pcs() {
     }
 }
 
-const CONFIG: &str = "\
-vm_cfg_dir=/nonexistent
-vm_cfg_ext=.xml
-vm_allow_migrate=off
-vm_stonith=off
-vm_ocf=ocf:pm-kvm-tools:VirtualDomain
-vm_hypervisor=test:///default
-vm_migration_transport=tcp
-";
+/// The test bed's base vm-ctl.conf (tests/testbed/vm-ctl-base.conf) on libvirt's test driver,
+/// with no domain XML files.
+fn config() -> String {
+    format!(
+        "vm_cfg_dir=/nonexistent\n{}",
+        include_str!("../../tests/testbed/vm-ctl-base.conf").replace(
+            "vm_hypervisor=qemu:///system",
+            "vm_hypervisor=test:///default"
+        )
+    )
+}
 
 fn findings(out: &Output) -> Vec<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
@@ -667,7 +669,7 @@ fn check_reports_open_key_files_and_clusters_without_keys() {
         return;
     }
     let bed = Bed::new();
-    fs::write(bed.path("vm-ctl.conf"), CONFIG).unwrap();
+    fs::write(bed.path("vm-ctl.conf"), config()).unwrap();
     bed.cib(&["node1", "node2"], "");
     let keys = bed.path("keys");
     let key = bed.keygen_json(&["web", "--key-dir", keys.to_str().unwrap()]);
@@ -757,7 +759,7 @@ fn check_compares_the_keys_every_node_publishes() {
         return;
     }
     let bed = Bed::new();
-    fs::write(bed.path("vm-ctl.conf"), CONFIG).unwrap();
+    fs::write(bed.path("vm-ctl.conf"), config()).unwrap();
     bed.cib(&["node1"], "");
     let keys = bed.path("keys");
     let key = bed.keygen_json(&["web", "--key-dir", keys.to_str().unwrap()]);
@@ -819,7 +821,7 @@ fn check_without_guest_fencing_is_quiet() {
         return;
     }
     let bed = Bed::new();
-    fs::write(bed.path("vm-ctl.conf"), CONFIG).unwrap();
+    fs::write(bed.path("vm-ctl.conf"), config()).unwrap();
     bed.cib(&["node1"], &node_state(1, "node1", true, None));
     let out = bed.run(&[
         "--output",

@@ -2,7 +2,9 @@
 //!
 //! These tests prove the fixture itself: a CIB built with `cibadmin`/`crm_attribute` passes
 //! `crm_verify`, a broken one does not, and `crm_simulate` placement reacts to the ping and disk
-//! attributes the way vm-ctl's generated rules rely on.
+//! attributes the way vm-ctl's generated rules rely on. `vmctl` runs every vm-ctl command on CIB
+//! files; `docs` checks the command lines of README.md and docs/operations.md against the
+//! programs.
 
 // Test code: a failed step panics with its cause.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,6 +15,7 @@ use vm_pcmk::Role;
 use vm_tests::cib::{CibFile, CibSpec};
 use vm_tests::evidence;
 
+mod docs;
 mod vmctl;
 
 const DUMMY: &str = r#"<primitive id="d1" class="ocf" provider="pacemaker" type="Dummy"/>"#;

@@ -13,17 +13,14 @@ use vm_tests::live::LiveCluster;
 use vm_tests::vmctl::{LiveVmCtl, domain_xml as offline_domain_xml};
 use vm_tests::{evidence, run_ok, state_dir, wait_for};
 
-pub(crate) const CONFIG: &str = "\
-vm_cfg_ext=.xml
-vm_allow_migrate=off
-vm_stonith=off
-vm_ocf=ocf:pm-kvm-tools:VirtualDomain
-vm_migration_transport=tcp
-vm_start_op=(0 60s restart)
-vm_stop_op=(0 60s)
-vm_monitor_op=(5s 30s restart)
-vm_pingd1=(clnPingd default_ping_set)
-";
+/// The test bed's base vm-ctl.conf with short operation timeouts and the node's pingd.
+pub(crate) const CONFIG: &str = concat!(
+    include_str!("../../testbed/vm-ctl-base.conf"),
+    "vm_start_op=(0 60s restart)\n",
+    "vm_stop_op=(0 60s)\n",
+    "vm_monitor_op=(5s 30s restart)\n",
+    "vm_pingd1=(clnPingd default_ping_set)\n",
+);
 
 /// The clone vm-ctl.conf names and healthy ping on the node.
 pub(crate) fn prepare(cluster: &LiveCluster) {

@@ -243,6 +243,38 @@ mod tests {
     }
 
     #[test]
+    fn every_spelling_parse_accepts_is_in_the_usage_text() {
+        // (spelling, a valid command line using it)
+        for (opt, args) in [
+            ("-t", &["-t", "k", "-r", "x"][..]),
+            ("--type", &["--type", "k", "-r", "x"]),
+            ("-r", &["-t", "k", "-r", "x"]),
+            ("--request", &["-t", "k", "--request", "x"]),
+            ("-R", &["-t", "k", "-R", "x"]),
+            ("--request-only", &["-t", "k", "--request-only", "x"]),
+            ("--socket", &["--socket", "/s", "ping"]),
+            ("--timeout", &["--timeout", "3", "ping"]),
+            ("-i", &["-i", "1", "ping"]),
+            ("--reqid", &["--reqid", "1", "ping"]),
+            ("-h", &["-h"]),
+            ("--help", &["--help"]),
+            ("-V", &["-V"]),
+            ("--version", &["--version"]),
+            ("ping", &["ping"]),
+            ("status", &["status"]),
+        ] {
+            assert!(p(args).is_ok(), "{args:?}");
+            let documented = USAGE
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .any(|w| w == opt);
+            assert!(
+                documented,
+                "{opt} is accepted but not in the usage text:\n{USAGE}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_usage_is_refused() {
         for bad in [
             &["-t", "stonith"][..],

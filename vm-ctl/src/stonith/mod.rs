@@ -240,9 +240,10 @@ pub fn keygen_text(k: &KeygenFacts<'_>) -> String {
     }
     let _ = writeln!(
         s,
-        "   The directory there must exist with mode 0700 (install -d -m 0700 {dir}). Then restart\n   \
-         vm-stonithd on each node so it loads the key; `vm-ctl check` on any host node verifies that\n   \
-         every node's vm-stonithd holds the same keys."
+        "   The directory there must exist with mode 0700 (install -d -m 0700 {dir}). Then reload\n   \
+         vm-stonithd on each node so it loads the key (SIGHUP: systemctl reload vm-stonithd under\n   \
+         systemd); `vm-ctl check` on any host node verifies that every node's vm-stonithd holds the\n   \
+         same keys."
     );
     let guests = if k.members.is_empty() {
         String::new()
@@ -413,6 +414,9 @@ mod tests {
         );
         assert!(s.contains("node3:"), "{s}");
         assert!(s.contains("vm-ctl check"), "{s}");
+        // a reload loads new keys: no restart (which would drop the fences in progress)
+        assert!(s.contains("reload\n   vm-stonithd on each node"), "{s}");
+        assert!(!s.contains("restart"), "{s}");
         assert!(s.contains("install -D -m 0600 -o root -g root"), "{s}");
         assert!(s.contains(GUEST_KEY_FILE), "{s}");
         assert!(s.contains("members = [\"web1\", \"web2\"]"), "{s}");

@@ -163,10 +163,10 @@ pub fn compare(
             let file = l.file.display();
             let label = l.stamp.label();
             let copy = format!(
-                "scp -p {file} {node}:{file}, then reload vm-stonithd on {node} (SIGHUP, or restart it) so it loads the key"
+                "scp -p {file} {node}:{file}, then reload vm-stonithd on {node} (SIGHUP) so it loads the key"
             );
             let reload = format!(
-                "reload vm-stonithd on this node ({node}) (SIGHUP, or restart it) so it loads the key files in {}",
+                "reload vm-stonithd on this node ({node}) (SIGHUP) so it loads the key files in {}",
                 key_dir.display()
             );
             match by_id.get(l.stamp.id.as_str()) {
@@ -244,7 +244,7 @@ pub fn compare(
                         key_dir.display()
                     ),
                     format!(
-                        "reload vm-stonithd on this node ({node}) (SIGHUP, or restart it) so it drops the key"
+                        "reload vm-stonithd on this node ({node}) (SIGHUP) so it drops the key"
                     ),
                 )
             } else {
@@ -264,8 +264,8 @@ pub fn compare(
                     ),
                     format!(
                         "if the key is current, copy it here (scp -p {node}:{dir}/{name} {dir}/) and \
-                         restart vm-stonithd here; if it is retired, remove it on {node} and \
-                         restart vm-stonithd there"
+                         reload vm-stonithd here (SIGHUP); if it is retired, remove it on {node} \
+                         and reload vm-stonithd there (SIGHUP)"
                     ),
                 )
             };
@@ -391,6 +391,13 @@ mod tests {
             "{}",
             extra.fix
         );
+        assert!(
+            extra.fix.contains("reload vm-stonithd here (SIGHUP)"),
+            "{}",
+            extra.fix
+        );
+        // SIGHUP loads and drops keys: no fix says to restart (which rolls back fences)
+        assert!(f.iter().all(|f| !f.fix.contains("restart")), "{f:#?}");
         let silent = find(FindingCode::NodePublishesNothing, Level::Warning, "n3");
         assert!(silent.message.contains(PUBLISHED_KEYS_ATTR));
         find(FindingCode::NodeOffline, Level::Ok, "n4");
