@@ -5,7 +5,9 @@
 # every N, 1,000 guests on a file in about a second, and a crm_mon during a 1,000-guest add on
 # the live cluster answering within 1 s):
 #   vm-ctl   `vm-ctl resource add vm0001,...,vmNNNN -a NODE`: one command (reads the CIB, checks
-#            N domain XMLs, builds, crm_verify's the result, compare-and-swap write)
+#            N domain XMLs, builds, crm_verify's the result, compare-and-swap write; on the live
+#            cluster in changes of 200 guests, and above 200 also as one change: `vmctl1`,
+#            `--batch 0`)
 #   cibadmin one raw `cibadmin --modify --allow-create -o configuration` of the same XML
 #            (taken from vm-ctl's own dry run, so the configurations are identical)
 #   crmsh    `crm configure load update` of the same objects as crm text (vm-ctl's --dry-run),
@@ -49,7 +51,7 @@ case "$RUNS ${SIZES[*]}" in *[!0-9\ ]*)
 esac
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 TB=$REPO/tests/testbed
-VMCTL=$REPO/target/release/vm-ctl
+VMCTL=$REPO/target/${BENCH_PROFILE:-release}/vm-ctl # BENCH_PROFILE=debug: unoptimised (CI's quick run)
 W=$(mktemp -d /tmp/pmkt-bench-add.XXXXXX)
 prober_pids=() cluster_started=0
 cleanup() {
@@ -63,7 +65,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-(cd "$REPO" && cargo build --release --quiet -p vm-ctl)
+build_flags=(--release)
+[ "${BENCH_PROFILE:-release}" = release ] || build_flags=()
+(cd "$REPO" && cargo build "${build_flags[@]}" --quiet -p vm-ctl)
 
 now() { date +%s.%N; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
@@ -232,9 +236,12 @@ bench_live() { # bench_live N
     live_base
     same_inputs "$d" "$NODE"
     run_vmctl() { "$VMCTL" --config "$d/vm-ctl.conf" resource add "$(cat "$d/list")" -a "$NODE"; }
+    run_vmctl1() { "$VMCTL" --config "$d/vm-ctl.conf" resource add "$(cat "$d/list")" -a "$NODE" --batch 0; }
     run_cibadmin() { cibadmin --modify --allow-create -o configuration -x "$d/same.xml"; }
     run_crmsh() { crm configure load update "$d/same.crm"; }
+    # vm-ctl as it runs (batches of 200 guests on a live cluster), and as one change (vmctl1)
     local methods=(vmctl cibadmin)
+    [ "$n" -le 200 ] || methods+=(vmctl1)
     [ "$n" -gt "$CRMSH_MAX_N" ] || methods+=(crmsh)
     for m in "${methods[@]}"; do
         for ((i = 0; i < RUNS; i++)); do
@@ -282,7 +289,8 @@ if [ "$MODE" != file ]; then
     exec 8>"$PMKT_STATE/live.lock"
     flock -w 900 8 || { echo "the live cluster is in use (flock $PMKT_STATE/live.lock)" >&2; exit 1; }
     if ! "$TB/live-cluster.sh" status >/dev/null 2>&1; then
-        "$TB/live-cluster.sh" up >/dev/null
+        # (not holding our lock's descriptor: the daemons outlive this script's lock)
+        "$TB/live-cluster.sh" up >/dev/null 8>&-
         cluster_started=1
     fi
     for n in "${SIZES[@]}"; do bench_live "$n"; done
