@@ -48,7 +48,9 @@ RSC_TGT=prmVMCTL_$TGT
 RUN=$PMKT_STATE/run/bench-stonith
 FVDIR=$RUN/fence-virtd # fence_virtd's serial listener takes every bind socket in here
 NODE=$(uname -n)
-REL=$REPO/target/release
+REL=$REPO/target/${BENCH_PROFILE:-release} # BENCH_PROFILE=debug: unoptimised (CI's quick run)
+build_flags=(--release)
+[ "${BENCH_PROFILE:-release}" = release ] || build_flags=()
 VMCTL=$REPO/target/debug/vm-ctl
 TBH=$REPO/target/debug/pmkt-tb
 VIRSH=(virsh -q -c qemu:///system)
@@ -64,7 +66,7 @@ flock -w 900 9 || die "libvirtd is in use (flock $PMKT_STATE/libvirt.lock)"
 # project: the OCF agents (ocf:pm-kvm-tools:VirtualDomain) come from the host package
 "$TB/install.sh" build live libvirt guest fencevirt project >/dev/null
 if [ "${NO_BUILD:-0}" != 1 ]; then
-    (cd "$REPO" && cargo build --release --quiet -p vm-stonithd -p vm-connectd &&
+    (cd "$REPO" && cargo build "${build_flags[@]}" --quiet -p vm-stonithd -p vm-connectd &&
         cargo build --quiet -p vm-ctl -p vm-tests --bin vm-ctl --bin pmkt-tb)
     "$TB/guest-image.sh" >/dev/null
 else

@@ -333,6 +333,19 @@ pub enum Error {
         /// What is wrong and what to do.
         problem: String,
     },
+    /// A many-guest add written in batches failed after some batches were written.
+    #[error(
+        "Added {added} (whole guests, in earlier CIB changes), then the next batch failed; none \
+         of the other guests was added: run the same command again to add them (the guests \
+         already added are reported as already present)"
+    )]
+    PartlyAdded {
+        /// The domains added before the failure.
+        added: String,
+        /// Why the next batch was not written.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -360,6 +373,7 @@ impl Error {
             Error::KeyDir { .. } | Error::Key { .. } => exit::KEY,
             Error::LegacyToken { .. } => exit::LEGACY_TOKEN,
             Error::StonithOption { .. } => exit::STONITH_OPTION,
+            Error::PartlyAdded { source, .. } => source.exit_code(),
         }
     }
 }

@@ -135,6 +135,69 @@ fn live_vmctl_concurrent_writers_lose_nothing() {
 }
 
 #[test]
+#[ignore = "tier live: needs root, corosync and pacemakerd"]
+fn live_vmctl_two_many_guest_adds_at_once_lose_nothing() {
+    let t0 = Instant::now();
+    let cluster = LiveCluster::acquire();
+    prepare(&cluster);
+    let bed = LiveVmCtl::new(CONFIG);
+    let per_writer = 20;
+    for w in 0..2 {
+        for g in 0..per_writer {
+            let name = format!("mw{w}g{g:02}");
+            bed.domain(&name, &offline_domain_xml(&name));
+        }
+    }
+    // two vm-ctl with separate locks (as on two hosts), 20 guests each in one command: one
+    // in the default shape (one change), one in batches of 7 (three changes), racing
+    let cmds: Vec<Cmd> = (0..2)
+        .map(|w| {
+            let list: Vec<String> = (0..per_writer).map(|g| format!("mw{w}g{g:02}")).collect();
+            let list = list.join(",");
+            let mut args = vec!["-v", "resource", "add", &list, "-a", cluster.node()];
+            if w == 1 {
+                args.extend(["--batch", "7"]);
+            }
+            bed.cmd_with_lock(&format!("lock{w}"), &args)
+        })
+        .collect();
+    let handles: Vec<_> = cmds
+        .into_iter()
+        .map(|c| {
+            std::thread::spawn(move || {
+                let out = c.run().unwrap();
+                assert!(out.success(), "{}: {}", c.display(), out.stderr_text());
+                out.stderr_text().matches("retrying").count()
+            })
+        })
+        .collect();
+    let retries: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let cib = cluster.pcmk().snapshot().unwrap();
+    let mut present = 0;
+    for w in 0..2 {
+        for g in 0..per_writer {
+            let rsc = format!("prmVMCTL_mw{w}g{g:02}");
+            assert!(cib.resource(&rsc).is_some(), "{rsc} lost");
+            assert_eq!(
+                cib.constraints_of(&rsc).len(),
+                4,
+                "{rsc}: ACT, ping rule, colocation, order"
+            );
+            present += 1;
+        }
+    }
+    let verify = cluster.pcmk().verify().unwrap();
+    assert!(verify.valid, "{}", verify.messages);
+    evidence(
+        "live",
+        t0,
+        format!(
+            "two vm-ctl (separate locks) adding 20 guests each at once, one in one change, one in batches of 7: {present} of 40 present whole, {retries} stale writes refused and redone"
+        ),
+    );
+}
+
+#[test]
 #[ignore = "tier live: needs root, corosync, pacemakerd, libvirtd and the guest image"]
 fn live_vmctl_starts_stops_and_deletes_a_real_guest() {
     let t0 = Instant::now();
