@@ -52,7 +52,7 @@ pub fn format(keys: &[KeyStamp]) -> String {
     items.join(",")
 }
 
-/// The attribute value vm-stonithd publishes for `keys`: [`format`], or [`NO_KEYS`].
+/// The attribute value vm-stonithd publishes for `keys`: [`format()`], or [`NO_KEYS`].
 pub fn attr_value(keys: &[KeyStamp]) -> String {
     if keys.is_empty() {
         NO_KEYS.to_owned()

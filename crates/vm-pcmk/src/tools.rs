@@ -217,7 +217,7 @@ impl Pacemaker {
     ///
     /// The patch's shape: one change per object, except for a `resources` or `constraints`
     /// section that gains so many objects that Pacemaker would spend longer placing them one
-    /// by one than taking the whole section (see [`sections_to_recreate`]); such a section is
+    /// by one than taking the whole section (see `sections_to_recreate`); such a section is
     /// deleted and created again, whole, in the same patch, so the write stays one versioned
     /// change.
     pub fn patch_if_unchanged(&self, before: &Cib, after: &Cib) -> Result<bool, PcmkError> {
