@@ -146,9 +146,9 @@ pub enum FindingCode {
     ChannelMisplaced,
     /// The vmconnectd channel is where host vm-connectd finds it.
     Channel,
-    /// The domain XML has a fixed <uuid>.
+    /// The domain XML has a fixed `<uuid>`.
     UuidFixed,
-    /// The domain XML has no <uuid>.
+    /// The domain XML has no `<uuid>`.
     UuidMissing,
     /// libvirt autostart is on.
     AutostartOn,
