@@ -34,7 +34,7 @@ pub mod exit {
     pub const CLONE: u8 = 7;
     /// vm_stonith=on but the cluster has stonith-enabled=false.
     pub const STONITH: u8 = 8;
-    /// The guest is not managed by vm-ctl (no prmVMCTL_<dom> resource).
+    /// The guest is not managed by vm-ctl (no `prmVMCTL_<dom>` resource).
     pub const NOT_CONFIGURED: u8 = 9;
     /// The guest is configured differently from what the command would create, or the domain
     /// is already managed by another resource.
