@@ -9,6 +9,7 @@
 # harness plays QEMU). No root, no test bed; release binaries; each run is bounded (SECS + ~2 s)
 # and stops the daemon by its PID.
 # Usage: bench/vm-connectd-flood.sh [SECS=10] [RATE=700000] [VM_CONNECTD=target/release/vm-connectd]
+#   BENCH_PROFILE=debug: debug builds (CI's quick run)
 #   VM_CONNECTD: another build to compare against (e.g. one of the previous commit).
 set -euo pipefail
 SECS=${1:-10} RATE=${2:-700000}

@@ -6,8 +6,7 @@
 # the live cluster answering within 1 s):
 #   vm-ctl   `vm-ctl resource add vm0001,...,vmNNNN -a NODE`: one command (reads the CIB, checks
 #            N domain XMLs, builds, crm_verify's the result, compare-and-swap write; on the live
-#            cluster in changes of 200 guests, and above 200 also as one change: `vmctl1`,
-#            `--batch 0`)
+#            cluster above 200 guests also in changes of 200 guests: `vmctl200`, `--batch 200`)
 #   cibadmin one raw `cibadmin --modify --allow-create -o configuration` of the same XML
 #            (taken from vm-ctl's own dry run, so the configurations are identical)
 #   crmsh    `crm configure load update` of the same objects as crm text (vm-ctl's --dry-run),
@@ -230,12 +229,12 @@ bench_live() { # bench_live N
     live_base
     same_inputs "$d" "$NODE"
     run_vmctl() { "$VMCTL" --config "$d/vm-ctl.conf" resource add "$(cat "$d/list")" -a "$NODE"; }
-    run_vmctl1() { "$VMCTL" --config "$d/vm-ctl.conf" resource add "$(cat "$d/list")" -a "$NODE" --batch 0; }
+    run_vmctl200() { "$VMCTL" --config "$d/vm-ctl.conf" resource add "$(cat "$d/list")" -a "$NODE" --batch 200; }
     run_cibadmin() { cibadmin --modify --allow-create -o configuration -x "$d/same.xml"; }
     run_crmsh() { crm configure load update "$d/same.crm"; }
-    # vm-ctl as it runs (batches of 200 guests on a live cluster), and as one change (vmctl1)
+    # vm-ctl as it runs (one change), and above 200 guests also in changes of 200 (vmctl200)
     local methods=(vmctl cibadmin)
-    [ "$n" -le 200 ] || methods+=(vmctl1)
+    [ "$n" -le 200 ] || methods+=(vmctl200)
     [ "$n" -gt "$CRMSH_MAX_N" ] || methods+=(crmsh)
     for m in "${methods[@]}"; do
         for ((i = 0; i < RUNS; i++)); do

@@ -16,7 +16,8 @@
 #      destroys the domain itself, outside Pacemaker: for these runs the target is taken out of
 #      Pacemaker and runs as a plain (persistent) libvirt domain.
 # Usage (root): bench/vm-stonithd.sh [RUNS=5] [STATUS_RUNS=50]
-#   NO_BUILD=1  use the binaries already built (target/release, target/debug, the guest image)
+#   NO_BUILD=1  use the binaries already built (target/release, or target/debug with
+#               BENCH_PROFILE=debug; target/debug; the guest image)
 #
 # Timing is done inside the guest, by its shell (the `adjtimex` clock, as bench/vm-connectd.sh
 # does): a host-side timer would add the serial console's round trip. Every figure is from
