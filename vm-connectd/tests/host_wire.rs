@@ -18,6 +18,14 @@ fn request(service: &str, body: &[u8]) -> Message {
     Message::Request(Request::new(ServiceName::new(service).unwrap(), body.to_vec()).unwrap())
 }
 
+/// The next request delivered to `module` (within 5 s).
+fn delivered(module: &mut Module) -> vm_proto::client::Delivery {
+    module
+        .next_delivery(Duration::from_secs(5))
+        .unwrap()
+        .unwrap()
+}
+
 #[test]
 fn ping_is_answered_by_the_host_daemon_with_exact_bytes() {
     let d = Daemon::host(&[]);
@@ -58,10 +66,7 @@ fn requests_reach_the_module_with_their_origin_and_replies_only_the_asker() {
     );
 
     g1.send(&request("stonith", b"off g2"), 11);
-    let delivery = module
-        .next_delivery(Duration::from_secs(5))
-        .unwrap()
-        .unwrap();
+    let delivery = delivered(&mut module);
     assert_eq!(
         delivery.deliver.origin().domain(),
         "g1",
@@ -317,7 +322,7 @@ fn only_one_module_per_service_and_replies_must_come_from_it() {
     let mut other = Module::register(&d.socket, "other", Duration::from_secs(5)).unwrap();
     let mut g = d.guest_peer("g1");
     g.send(&request("stonith", b"x"), 9);
-    let delivery = m1.next_delivery(Duration::from_secs(5)).unwrap().unwrap();
+    let delivery = delivered(&mut m1);
     // another module answering a request it was not given: ignored
     other.reply(delivery.id, b"forged").unwrap();
     assert!(g.try_recv(Duration::from_millis(300)).is_none());
@@ -329,7 +334,7 @@ fn only_one_module_per_service_and_replies_must_come_from_it() {
     assert_eq!(r.body(), b"real");
     // when the module goes away, its pending requests are answered retry
     g.send(&request("stonith", b"y"), 10);
-    let _ = m1.next_delivery(Duration::from_secs(5)).unwrap().unwrap();
+    let _ = delivered(&mut m1);
     drop(m1);
     let f = g.recv_kind(Kind::Retry);
     assert_eq!(f.id(), 10);
@@ -388,10 +393,7 @@ fn in_libvirt_mode_only_libvirt_or_the_operator_names_a_socket() {
     );
     let mut module = Module::register(&d.socket, "stonith", Duration::from_secs(5)).unwrap();
     fx.send(&request("stonith", b"status"), 2);
-    let delivery = module
-        .next_delivery(Duration::from_secs(5))
-        .unwrap()
-        .unwrap();
+    let delivery = delivered(&mut module);
     assert_eq!(
         (
             delivery.deliver.origin().domain(),
