@@ -13,6 +13,7 @@ use vm_pcmk::Role;
 use vm_tests::cib::{CibFile, CibSpec};
 use vm_tests::evidence;
 
+mod managerd;
 mod vmctl;
 
 const DUMMY: &str = r#"<primitive id="d1" class="ocf" provider="pacemaker" type="Dummy"/>"#;

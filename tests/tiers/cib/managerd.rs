@@ -1,0 +1,229 @@
+//! vm-managerd on a CIB file (cibadmin, the real tool) behind the real relay, asked by guests
+//! through bridged guest-mode vm-connectds with `vm-connect`: what a guest may read, what it
+//! gets for bad input, and a held `wait` answered when the host's value changes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use vm_tests::evidence;
+use vm_tests::managerd::{ManagerBed, ask_at, tag_of};
+
+const CIB: &str = r#"<cib crm_feature_set="3.16.2" validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">
+  <configuration><crm_config/><nodes><node id="1" uname="n1"/></nodes><resources/><constraints/></configuration>
+  <status>
+    <node_state id="1" uname="n1" in_ccm="true" crmd="online" join="member" expected="member">
+      <transient_attributes id="1"><instance_attributes id="status-1">
+        <nvpair id="status-1-ping" name="default_ping_set" value="100"/>
+        <nvpair id="status-1-disk" name="diskcheck_status" value="normal"/>
+        <nvpair id="status-1-secret" name="secret" value="s3cr3t"/>
+      </instance_attributes></transient_attributes>
+    </node_state>
+  </status>
+</cib>
+"#;
+
+/// The original's shipped rules, and g2 limited to the ping attribute.
+const RULES: &str = "[default_ping_set]
+red = eq 0
+yellow = lt 100
+green = eq 100
+
+[diskcheck_status]
+red = eq ERROR
+green = eq normal
+
+[@guests]
+g1 = default_ping_set diskcheck_status
+g2 = default_ping_set
+";
+
+/// Changes the ping value in the CIB file (cibadmin cannot modify the status section of a
+/// file; attrd does it on a live cluster, see the live tier): written whole and renamed, so
+/// cibadmin never reads half a file.
+fn set_ping(cib: &Path, value: &str) {
+    let xml = std::fs::read_to_string(cib).unwrap().replace(
+        r#"name="default_ping_set" value="100""#,
+        &format!(r#"name="default_ping_set" value="{value}""#),
+    );
+    let tmp = cib.with_extension("new");
+    std::fs::write(&tmp, xml).unwrap();
+    std::fs::rename(&tmp, cib).unwrap();
+}
+
+fn bed() -> (tempfile::TempDir, std::path::PathBuf, ManagerBed) {
+    let dir = tempfile::tempdir().unwrap();
+    let cib = dir.path().join("cib.xml");
+    std::fs::write(&cib, CIB).unwrap();
+    let cib_s = cib.display().to_string();
+    // a CIB file sends no notifications: read it every second
+    let bed = ManagerBed::start(
+        "n1",
+        RULES,
+        &[("CIB_file", &cib_s)],
+        &["--refresh", "1"],
+        &["g1", "g2"],
+    );
+    (dir, cib, bed)
+}
+
+#[test]
+#[ignore = "tier cib: needs Pacemaker's tools"]
+fn managerd_answers_only_exposed_attributes_and_defines_bad_input() {
+    let t0 = Instant::now();
+    let (_dir, _cib, mut bed) = bed();
+
+    let out = bed.ask("g1", "get default_ping_set diskcheck_status");
+    assert!(out.success(), "{}\n{}", out.stderr_text(), bed.log());
+    let text = out.stdout_text();
+    assert!(text.starts_with("ok n1 "), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with("\ndefault_ping_set=green\ndiskcheck_status=green"),
+        "{text}"
+    );
+    evidence(
+        "cib",
+        t0,
+        "g1 reads its host's converted values through the relay",
+    );
+
+    // g2 may read ping only; nobody may read an attribute without a group, though the host
+    // node has it
+    for (guest, body) in [
+        ("g2", "get diskcheck_status"),
+        ("g1", "get secret"),
+        ("g1", "get default_ping_set secret"),
+        ("g2", "wait - 5 secret"),
+    ] {
+        let out = bed.ask(guest, body);
+        assert_eq!(out.code(), Some(4), "{guest} {body}: {}", out.stdout_text());
+        assert!(
+            out.stderr_text().contains("is not exposed to this guest"),
+            "{}",
+            out.stderr_text()
+        );
+        assert!(!out.stdout_text().contains("s3cr3t"));
+    }
+    evidence("cib", t0, "unexposed attributes refused (Error Forbidden)");
+
+    let oversize = format!("get {}", "a ".repeat(700).trim_end());
+    for body in [
+        "get",
+        "get  default_ping_set",
+        "wait - 99 default_ping_set",
+        "GET default_ping_set",
+        oversize.as_str(),
+    ] {
+        let out = bed.ask("g1", body);
+        assert_eq!(out.code(), Some(4), "{body}: {}", out.stdout_text());
+    }
+    assert!(bed.alive(), "vm-managerd died on bad input:\n{}", bed.log());
+    assert!(bed.ask("g1", "get default_ping_set").success());
+    evidence(
+        "cib",
+        t0,
+        "malformed requests answered Error BadRequest, daemon unharmed",
+    );
+}
+
+#[test]
+#[ignore = "tier cib: needs Pacemaker's tools"]
+fn a_held_wait_is_answered_when_the_host_value_changes_and_floods_get_retry() {
+    let t0 = Instant::now();
+    let (_dir, cib, bed) = bed();
+    let first = bed.ask("g1", "get default_ping_set");
+    let tag = tag_of(&first.stdout_text());
+
+    // hold a wait, then change the value in the CIB
+    let socket = bed.guests[0].socket().to_owned();
+    let body = format!("wait {tag} 45 default_ping_set");
+    let waiter = {
+        let body = body.clone();
+        std::thread::spawn(move || (ask_at(&socket, &body), Instant::now()))
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!waiter.is_finished(), "an unchanged answer was not held");
+    let changed = Instant::now();
+    set_ping(&cib, "0");
+    let (out, answered) = waiter.join().unwrap();
+    assert!(out.success(), "{}\n{}", out.stderr_text(), bed.log());
+    assert!(
+        out.stdout_text()
+            .trim_end()
+            .ends_with("\ndefault_ping_set=red")
+    );
+    let latency = answered.duration_since(changed);
+    assert!(
+        latency < Duration::from_secs(5),
+        "held for {latency:?} after the change (refresh period 1 s)"
+    );
+    evidence(
+        "cib",
+        t0,
+        format!("held wait answered {latency:?} after the CIB change (file: 1 s refresh)"),
+    );
+
+    // four held waits per guest; the fifth is told to retry, another guest is not affected
+    let tag = tag_of(&bed.ask("g1", "get default_ping_set").stdout_text());
+    let body = format!("wait {tag} 3 default_ping_set");
+    let socket = bed.guests[0].socket().to_owned();
+    let held: Vec<_> = (0..4)
+        .map(|_| {
+            let (s, b) = (socket.clone(), body.clone());
+            std::thread::spawn(move || ask_at(&s, &b))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let fifth = bed.ask("g1", &body);
+    assert_eq!(fifth.code(), Some(2), "{}", fifth.stderr_text());
+    let other = bed.ask("g2", "get default_ping_set");
+    assert!(other.success());
+    for h in held {
+        // after its 3 s, answered unchanged
+        let out = h.join().unwrap();
+        assert!(out.success(), "{}", out.stderr_text());
+        assert_eq!(tag_of(&out.stdout_text()), tag);
+    }
+    evidence(
+        "cib",
+        t0,
+        "a fifth held wait of one guest: Retry Busy; the held ones answered unchanged after their time",
+    );
+}
+
+#[test]
+#[ignore = "tier cib: needs Pacemaker's tools"]
+fn sighup_rereads_the_rules_and_keeps_them_when_the_file_is_bad() {
+    let t0 = Instant::now();
+    let (_dir, _cib, mut bed) = bed();
+    std::fs::write(bed.rules_path(), "[default_ping_set]\nred = lt ten\n").unwrap();
+    bed.signal(nix::sys::signal::Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(bed.alive());
+    let out = bed.ask("g1", "get default_ping_set diskcheck_status");
+    assert!(
+        out.stdout_text().contains("default_ping_set=green"),
+        "{}",
+        out.stdout_text()
+    );
+    assert!(
+        bed.log().contains("keeping the rules in force"),
+        "{}",
+        bed.log()
+    );
+    std::fs::write(bed.rules_path(), "[default_ping_set]\nfull = eq 100\n").unwrap();
+    bed.signal(nix::sys::signal::Signal::SIGHUP);
+    vm_tests::wait_for("the new rules", Duration::from_secs(10), || {
+        bed.ask("g1", "get default_ping_set")
+            .stdout_text()
+            .contains("default_ping_set=full")
+            .then_some(())
+    });
+    // diskcheck_status has no group any more
+    assert_eq!(bed.ask("g1", "get diskcheck_status").code(), Some(4));
+    evidence(
+        "cib",
+        t0,
+        "SIGHUP: a bad rule file kept the old rules; a good one took effect",
+    );
+}
