@@ -227,3 +227,61 @@ fn sighup_rereads_the_rules_and_keeps_them_when_the_file_is_bad() {
         "SIGHUP: a bad rule file kept the old rules; a good one took effect",
     );
 }
+
+#[test]
+#[ignore = "tier cib: needs Pacemaker's tools"]
+fn vmctl_client_config_cibadmin_script_keeps_the_service_off_a_red_host() {
+    let t0 = Instant::now();
+    // the guest cluster's CIB; g2's host reports red (as vm-client mirrors it)
+    let guest_cib = vm_tests::cib::CibSpec::default()
+        .nodes(&["g1", "g2"])
+        .stonith(false)
+        .node_attr("g1", "default_ping_set", "green")
+        .node_attr("g2", "default_ping_set", "red")
+        .create();
+    guest_cib.create_in(
+        "resources",
+        r#"<primitive id="svc" class="ocf" provider="pacemaker" type="Dummy"/>"#,
+    );
+    let out = vm_common::process::Cmd::new(vm_tests::project_bin("vm-ctl"))
+        .args([
+            "stonith",
+            "client-config",
+            "--resource",
+            "svc",
+            "--syntax",
+            "cibadmin",
+        ])
+        .run()
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr_text());
+    let file = guest_cib.dir().join("client.sh");
+    std::fs::write(&file, out.stdout_text()).unwrap();
+    vm_tests::run_ok(
+        &vm_common::process::Cmd::new("sh")
+            .arg(&file)
+            .env("CIB_file", guest_cib.path()),
+    );
+    let xml = guest_cib.xml();
+    assert!(xml.contains(r#"<clone id="clnVmClient">"#), "{xml}");
+    guest_cib.assert_valid_online(&["g1", "g2"]);
+    let placed = guest_cib.placement_with(&["g1", "g2"]);
+    let svc = placed.resource("svc").expect("svc placed");
+    assert_eq!(svc.nodes, ["g1"], "svc must avoid g2 (red)");
+    // and a node where the attribute is not defined (its host does not answer) is avoided too
+    vm_tests::run_ok(&guest_cib.tool("crm_attribute").args([
+        "--node",
+        "g1",
+        "--name",
+        "default_ping_set",
+        "--delete",
+    ]));
+    let placed = guest_cib.placement_with(&["g1", "g2"]);
+    let svc = placed.resource("svc").expect("svc in the status");
+    assert!(svc.nodes.is_empty(), "svc placed on {:?}", svc.nodes);
+    evidence(
+        "cib",
+        t0,
+        "vm-ctl stonith client-config --syntax cibadmin: vm-client clone and rule valid; svc kept off the red guest",
+    );
+}
