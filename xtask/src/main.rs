@@ -240,6 +240,7 @@ mod tests {
             "ocf_pm-kvm-tools_vm-connectd.7",
             "ocf_pm-kvm-tools_vm-stonithd.7",
             "ocf_pm-kvm-tools_vm-managerd.7",
+            "ocf_pm-kvm-tools_vm-client.7",
             "stonith_external_vm-stonith.7",
         ] {
             assert!(dir.path().join(page).is_file(), "no {page}");

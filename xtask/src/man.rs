@@ -119,7 +119,13 @@ pub fn pages(repo: &Path) -> Result<Vec<Page>, String> {
     )?;
     pages.push(vm_connect_page()?);
     pages.push(fence_vmstonith_page()?);
-    for agent in ["VirtualDomain", "vm-connectd", "vm-stonithd", "vm-managerd"] {
+    for agent in [
+        "VirtualDomain",
+        "vm-connectd",
+        "vm-stonithd",
+        "vm-managerd",
+        "vm-client",
+    ] {
         pages.push(ocf_page(repo, agent)?);
     }
     pages.push(stonith_plugin_page(repo)?);
@@ -620,6 +626,7 @@ fn ocf_page(repo: &Path, agent: &str) -> Result<Page, String> {
         see.push(match agent {
             "vm-connectd" => "vm-connectd(8)",
             "vm-managerd" => "vm-managerd(8)",
+            "vm-client" => "vm-connect(1)",
             _ => "vm-stonithd(8)",
         });
     }
