@@ -175,6 +175,37 @@ pub fn ask_at(socket: &Path, body: &str) -> Output {
         .unwrap()
 }
 
+/// A CIB file's text with one node, `node`, whose transient attributes (as attrd keeps them in
+/// the status section) are `attrs`: what vm-managerd reads with `cibadmin` when it runs on a
+/// CIB file (tests where no cluster is needed, or where the host must not be this machine's
+/// cluster). Names and values are written as given (plain test values).
+pub fn host_cib(node: &str, attrs: &[(&str, &str)]) -> String {
+    let nvpairs: String = attrs
+        .iter()
+        .map(|(n, v)| format!(r#"<nvpair id="status-1-{n}" name="{n}" value="{v}"/>"#))
+        .collect();
+    format!(
+        r#"<cib crm_feature_set="3.16.2" validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">
+  <configuration><crm_config/><nodes><node id="1" uname="{node}"/></nodes><resources/><constraints/></configuration>
+  <status>
+    <node_state id="1" uname="{node}" in_ccm="true" crmd="online" join="member" expected="member">
+      <transient_attributes id="1"><instance_attributes id="status-1">{nvpairs}</instance_attributes></transient_attributes>
+    </node_state>
+  </status>
+</cib>
+"#
+    )
+}
+
+/// Writes `xml` to the CIB file `cib` whole and renames it into place, so that cibadmin never
+/// reads half a file. (cibadmin cannot modify the status section of a file; on a live cluster
+/// attrd does it.)
+pub fn replace_cib(cib: &Path, xml: &str) {
+    let tmp = cib.with_extension("new");
+    std::fs::write(&tmp, xml).unwrap();
+    std::fs::rename(&tmp, cib).unwrap();
+}
+
 /// The tag of a `manager` reply (`ok NODE TAG` first line).
 pub fn tag_of(reply: &str) -> String {
     reply

@@ -438,6 +438,18 @@ mod tests {
 
     const RULES: &str = "[ping]\nred = eq 0\nyellow = lt 100\ngreen = eq 100\n[disk]\nred = eq ERROR\n[absent]\n[@guests]\ng1 = ping disk absent\ng2 = ping\n";
 
+    /// The tag of a reply's first line (`ok NODE TAG`).
+    fn tag_of(reply: &str) -> String {
+        reply
+            .lines()
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(2)
+            .unwrap()
+            .to_owned()
+    }
+
     fn reply(o: &Outcome) -> String {
         match o {
             Outcome::Reply(b) => String::from_utf8(b.clone()).unwrap(),
@@ -500,14 +512,7 @@ mod tests {
         let (d, fake) = daemon(RULES);
         let now = Instant::now();
         let first = reply(&d.handle(1, "g1", b"wait - 45 ping", now));
-        let tag = first
-            .lines()
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(2)
-            .unwrap()
-            .to_owned();
+        let tag = tag_of(&first);
         assert_eq!(
             d.handle(2, "g1", format!("wait {tag} 45 ping").as_bytes(), now),
             Outcome::Held
@@ -531,14 +536,7 @@ mod tests {
         let (d, _) = daemon(RULES);
         let now = Instant::now();
         let first = reply(&d.handle(1, "g1", b"get ping", now));
-        let tag = first
-            .lines()
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(2)
-            .unwrap()
-            .to_owned();
+        let tag = tag_of(&first);
         let body = format!("wait {tag} 2 ping");
         assert_eq!(d.handle(2, "g1", body.as_bytes(), now), Outcome::Held);
         assert!(d.due(now + Duration::from_secs(1)).is_empty());
@@ -554,14 +552,7 @@ mod tests {
         let (d, _) = daemon(RULES);
         let now = Instant::now();
         let first = reply(&d.handle(1, "g1", b"get ping", now));
-        let tag = first
-            .lines()
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(2)
-            .unwrap()
-            .to_owned();
+        let tag = tag_of(&first);
         let body = format!("wait {tag} 45 ping");
         for id in 0..MAX_HELD_PER_GUEST as u64 {
             assert_eq!(d.handle(10 + id, "g1", body.as_bytes(), now), Outcome::Held);
@@ -579,14 +570,7 @@ mod tests {
         let (d, fake) = daemon(RULES);
         let now = Instant::now();
         let first = reply(&d.handle(1, "g1", b"get ping", now));
-        let tag = first
-            .lines()
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(2)
-            .unwrap()
-            .to_owned();
+        let tag = tag_of(&first);
         assert_eq!(
             d.handle(2, "g1", format!("wait {tag} 45 ping").as_bytes(), now),
             Outcome::Held

@@ -2,63 +2,39 @@
 //! through bridged guest-mode vm-connectds with `vm-connect`: what a guest may read, what it
 //! gets for bad input, and a held `wait` answered when the host's value changes.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vm_tests::evidence;
-use vm_tests::managerd::{ManagerBed, ask_at, tag_of};
+use vm_tests::managerd::{ManagerBed, ask_at, host_cib, replace_cib, tag_of};
 
-const CIB: &str = r#"<cib crm_feature_set="3.16.2" validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">
-  <configuration><crm_config/><nodes><node id="1" uname="n1"/></nodes><resources/><constraints/></configuration>
-  <status>
-    <node_state id="1" uname="n1" in_ccm="true" crmd="online" join="member" expected="member">
-      <transient_attributes id="1"><instance_attributes id="status-1">
-        <nvpair id="status-1-ping" name="default_ping_set" value="100"/>
-        <nvpair id="status-1-disk" name="diskcheck_status" value="normal"/>
-        <nvpair id="status-1-secret" name="secret" value="s3cr3t"/>
-      </instance_attributes></transient_attributes>
-    </node_state>
-  </status>
-</cib>
-"#;
+fn cib_text(ping: &str) -> String {
+    host_cib(
+        "n1",
+        &[
+            ("default_ping_set", ping),
+            ("diskcheck_status", "normal"),
+            ("secret", "s3cr3t"),
+        ],
+    )
+}
 
-/// The original's shipped rules, and g2 limited to the ping attribute.
-const RULES: &str = "[default_ping_set]
-red = eq 0
-yellow = lt 100
-green = eq 100
-
-[diskcheck_status]
-red = eq ERROR
-green = eq normal
-
-[@guests]
-g1 = default_ping_set diskcheck_status
-g2 = default_ping_set
-";
-
-/// Changes the ping value in the CIB file (cibadmin cannot modify the status section of a
-/// file; attrd does it on a live cluster, see the live tier): written whole and renamed, so
-/// cibadmin never reads half a file.
-fn set_ping(cib: &Path, value: &str) {
-    let xml = std::fs::read_to_string(cib).unwrap().replace(
-        r#"name="default_ping_set" value="100""#,
-        &format!(r#"name="default_ping_set" value="{value}""#),
-    );
-    let tmp = cib.with_extension("new");
-    std::fs::write(&tmp, xml).unwrap();
-    std::fs::rename(&tmp, cib).unwrap();
+/// The shipped rules (the original's), and g2 limited to the ping attribute.
+fn rules() -> String {
+    format!(
+        "{}\n[@guests]\ng1 = default_ping_set diskcheck_status\ng2 = default_ping_set\n",
+        include_str!("../../../vm-managerd/vm-manager.conf")
+    )
 }
 
 fn bed() -> (tempfile::TempDir, std::path::PathBuf, ManagerBed) {
     let dir = tempfile::tempdir().unwrap();
     let cib = dir.path().join("cib.xml");
-    std::fs::write(&cib, CIB).unwrap();
+    std::fs::write(&cib, cib_text("100")).unwrap();
     let cib_s = cib.display().to_string();
     // a CIB file sends no notifications: read it every second
     let bed = ManagerBed::start(
         "n1",
-        RULES,
+        &rules(),
         &[("CIB_file", &cib_s)],
         &["--refresh", "1"],
         &["g1", "g2"],
@@ -144,7 +120,7 @@ fn a_held_wait_is_answered_when_the_host_value_changes_and_floods_get_retry() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!waiter.is_finished(), "an unchanged answer was not held");
     let changed = Instant::now();
-    set_ping(&cib, "0");
+    replace_cib(&cib, &cib_text("0"));
     let (out, answered) = waiter.join().unwrap();
     assert!(out.success(), "{}\n{}", out.stderr_text(), bed.log());
     assert!(
