@@ -301,15 +301,30 @@ pub fn guest_config(
         timeout: opts.timeout,
         device,
     };
-    let want = |s: Syntax| opts.syntax == Syntax::All || opts.syntax == s;
-    Ok(Outcome {
+    Ok(sections(
+        opts.syntax,
+        || config.crm(),
+        || config.pcs(),
+        || config.cibadmin(),
+    ))
+}
+
+/// The sections `syntax` asks for, each rendered only if asked for.
+fn sections(
+    syntax: Syntax,
+    crm: impl FnOnce() -> String,
+    pcs: impl FnOnce() -> String,
+    cibadmin: impl FnOnce() -> String,
+) -> Outcome {
+    let want = |s: Syntax| syntax == Syntax::All || syntax == s;
+    Outcome {
         guest_config: Some(GuestConfigReport {
-            crm: want(Syntax::Crm).then(|| config.crm()),
-            pcs: want(Syntax::Pcs).then(|| config.pcs()),
-            cibadmin: want(Syntax::Cibadmin).then(|| config.cibadmin()),
+            crm: want(Syntax::Crm).then(crm),
+            pcs: want(Syntax::Pcs).then(pcs),
+            cibadmin: want(Syntax::Cibadmin).then(cibadmin),
         }),
         ..Outcome::default()
-    })
+    }
 }
 
 /// `stonith client-config`: the vm-client clone and an example rule for the guest cluster.
@@ -345,13 +360,10 @@ pub fn client_config(
         resource: resource.to_owned(),
         bad_value: bad_value.to_owned(),
     };
-    let want = |s: Syntax| syntax == Syntax::All || syntax == s;
-    Ok(Outcome {
-        guest_config: Some(GuestConfigReport {
-            crm: want(Syntax::Crm).then(|| config.crm()),
-            pcs: want(Syntax::Pcs).then(|| config.pcs()),
-            cibadmin: want(Syntax::Cibadmin).then(|| config.cibadmin()),
-        }),
-        ..Outcome::default()
-    })
+    Ok(sections(
+        syntax,
+        || config.crm(),
+        || config.pcs(),
+        || config.cibadmin(),
+    ))
 }
