@@ -5,7 +5,7 @@
 # with `attrd_updater -U`; the time from attrd_updater returning to vm-connect printing the
 # answer is one sample (attrd's own write to the CIB is inside it, so the figure is from
 # "asked Pacemaker to record it", a little more than from "Pacemaker recorded it"). Samples are
-# 1 s apart, as separate host events would be. It runs the live tier's test
+# about 1.5 s apart, as separate host events would be. It runs the live tier's test
 # managerd::live_managerd_answers_held_waits_when_attrd_changes_a_value with
 # PMKT_MANAGERD_SAMPLES=SAMPLES and prints p50, p90, p99 and max.
 # Usage (root): bench/vm-managerd.sh [SAMPLES=30]
