@@ -9,13 +9,19 @@
 # harness plays QEMU). No root, no test bed; release binaries; each run is bounded (SECS + ~2 s)
 # and stops the daemon by its PID.
 # Usage: bench/vm-connectd-flood.sh [SECS=10] [RATE=700000] [VM_CONNECTD=target/release/vm-connectd]
+#   BENCH_PROFILE=debug: debug builds (CI's quick run)
 #   VM_CONNECTD: another build to compare against (e.g. one of the previous commit).
 set -euo pipefail
 SECS=${1:-10} RATE=${2:-700000}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-(cd "$REPO" && cargo build --release --quiet -p vm-connectd -p vm-tests --bin vm-connectd \
+# BENCH_PROFILE=debug: unoptimised builds (CI's quick runs check that the benchmark runs; their
+# figures mean nothing)
+OUT=$REPO/target/${BENCH_PROFILE:-release}
+build_flags=(--release)
+[ "${BENCH_PROFILE:-release}" = release ] || build_flags=()
+(cd "$REPO" && cargo build "${build_flags[@]}" --quiet -p vm-connectd -p vm-tests --bin vm-connectd \
     --bin pmkt-bench-connectd-flood)
-BIN=${3:-$REPO/target/release/vm-connectd}
+BIN=${3:-$OUT/vm-connectd}
 echo "== $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(date -u +%F), $(git -C "$REPO" rev-parse --short HEAD), load $(cut -d' ' -f1-3 /proc/loadavg)"
 PIDFILE=$(mktemp)
 # The harness empties the file once it has stopped and reaped the daemon itself.
@@ -36,7 +42,7 @@ trap cleanup EXIT
 status=0
 for rate in "$RATE" "$((RATE * 10))"; do
     PMKT_DAEMON_PIDFILE=$PIDFILE timeout $((SECS + 60)) \
-        "$REPO/target/release/pmkt-bench-connectd-flood" "$BIN" "$rate" "$SECS" || status=1
+        "$OUT/pmkt-bench-connectd-flood" "$BIN" "$rate" "$SECS" || status=1
     stop_daemon # a no-op unless timeout had to stop the harness
 done
 exit $status

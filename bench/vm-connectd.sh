@@ -12,14 +12,19 @@ set -euo pipefail
 GUESTS=${1:-500} RATE=${2:-1000} SECS=${3:-10} PINGS=${4:-50}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 TB=$REPO/tests/testbed
+# BENCH_PROFILE=debug: unoptimised builds (CI's quick runs check that the benchmark runs; their
+# figures mean nothing)
+OUT=$REPO/target/${BENCH_PROFILE:-release}
+build_flags=(--release)
+[ "${BENCH_PROFILE:-release}" = release ] || build_flags=()
 # shellcheck source=../tests/testbed/lib.sh
 . "$TB/lib.sh"
 need_root
 "$TB/install.sh" build libvirt guest >/dev/null
-(cd "$REPO" && cargo build --release --quiet -p vm-connectd -p vm-tests --bin vm-connectd --bin pmkt-bench-connectd &&
+(cd "$REPO" && cargo build "${build_flags[@]}" --quiet -p vm-connectd -p vm-tests --bin vm-connectd --bin pmkt-bench-connectd &&
     cargo build --quiet -p vm-tests --bin pmkt-tb)
 echo "== 1. simulated guests ($(nproc) cores, $(date -u +%F))"
-"$REPO/target/release/pmkt-bench-connectd" "$REPO/target/release/vm-connectd" "$GUESTS" "$RATE" "$SECS"
+"$OUT/pmkt-bench-connectd" "$OUT/vm-connectd" "$GUESTS" "$RATE" "$SECS"
 
 echo "== 2. real virtio-serial channel (TCG guest)"
 "$TB/guest-image.sh" >/dev/null
@@ -38,7 +43,7 @@ cleanup() {
 trap cleanup EXIT
 virsh -c qemu:///system create "$RUN/$NAME.xml" >/dev/null
 wait_until 90 grep -qa PMKT-GUEST-READY "$RUN/$NAME.console.log" || die "guest did not boot"
-"$REPO/target/release/vm-connectd" -t host -d "$RUN/vmconnectd" --socket "$RUN/vmc.sock" --node bench-host \
+"$OUT/vm-connectd" -t host -d "$RUN/vmconnectd" --socket "$RUN/vmc.sock" --node bench-host \
     >"$RUN/relay.log" 2>&1 &
 relay=$!
 # shellcheck disable=SC2016 # runs in the guest's shell

@@ -16,7 +16,8 @@
 #      destroys the domain itself, outside Pacemaker: for these runs the target is taken out of
 #      Pacemaker and runs as a plain (persistent) libvirt domain.
 # Usage (root): bench/vm-stonithd.sh [RUNS=5] [STATUS_RUNS=50]
-#   NO_BUILD=1  use the binaries already built (target/release, target/debug, the guest image)
+#   NO_BUILD=1  use the binaries already built (target/release, or target/debug with
+#               BENCH_PROFILE=debug; target/debug; the guest image)
 #
 # Timing is done inside the guest, by its shell (the `adjtimex` clock, as bench/vm-connectd.sh
 # does): a host-side timer would add the serial console's round trip. Every figure is from
@@ -48,7 +49,9 @@ RSC_TGT=prmVMCTL_$TGT
 RUN=$PMKT_STATE/run/bench-stonith
 FVDIR=$RUN/fence-virtd # fence_virtd's serial listener takes every bind socket in here
 NODE=$(uname -n)
-REL=$REPO/target/release
+REL=$REPO/target/${BENCH_PROFILE:-release} # BENCH_PROFILE=debug: unoptimised (CI's quick run)
+build_flags=(--release)
+[ "${BENCH_PROFILE:-release}" = release ] || build_flags=()
 VMCTL=$REPO/target/debug/vm-ctl
 TBH=$REPO/target/debug/pmkt-tb
 VIRSH=(virsh -q -c qemu:///system)
@@ -64,7 +67,7 @@ flock -w 900 9 || die "libvirtd is in use (flock $PMKT_STATE/libvirt.lock)"
 # project: the OCF agents (ocf:pm-kvm-tools:VirtualDomain) come from the host package
 "$TB/install.sh" build live libvirt guest fencevirt project >/dev/null
 if [ "${NO_BUILD:-0}" != 1 ]; then
-    (cd "$REPO" && cargo build --release --quiet -p vm-stonithd -p vm-connectd &&
+    (cd "$REPO" && cargo build "${build_flags[@]}" --quiet -p vm-stonithd -p vm-connectd &&
         cargo build --quiet -p vm-ctl -p vm-tests --bin vm-ctl --bin pmkt-tb)
     "$TB/guest-image.sh" >/dev/null
 else
@@ -174,18 +177,8 @@ mkdir -p "$RUN"
 rm -rf "$RUN/keys" "$RUN/domains" "$RUN/overlay" "$FVDIR" "$RUN/stonithd"
 mkdir -p "$RUN/vmconnectd" "$RUN/domains" "$FVDIR" "$RUN/stonithd"
 install -d -m 0700 "$RUN/keys"
-cat >"$VMCTL_CONF" <<CONF
-vm_cfg_dir=$RUN/domains
-vm_cfg_ext=.xml
-vm_allow_migrate=off
-vm_stonith=off
-vm_ocf=ocf:pm-kvm-tools:VirtualDomain
-vm_hypervisor=qemu:///system
-vm_migration_transport=tcp
-vm_start_op=(0 90s restart)
-vm_stop_op=(0 90s)
-vm_monitor_op=(10s 30s restart)
-CONF
+vmctl_conf "$RUN/domains" "vm_start_op=(0 90s restart)" "vm_stop_op=(0 90s)" \
+    "vm_monitor_op=(10s 30s restart)" >"$VMCTL_CONF"
 cat >"$RUN/vm-stonithd.toml" <<CONF
 socket = "$RUN/host.sock"
 key_dir = "$RUN/keys"

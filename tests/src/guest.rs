@@ -118,7 +118,7 @@ impl Console {
     pub fn run(&mut self, command: &str, timeout: Duration) -> std::io::Result<ConsoleOutput> {
         self.seq += 1;
         let id = format!("{}-{}", std::process::id(), self.seq);
-        let b64 = base64(command.as_bytes());
+        let b64 = vm_seal::base64::encode(command.as_bytes());
         let line = format!(
             "echo PMKTB''EG-{id}; echo {b64} | base64 -d > /tmp/cmd-{id}; \
              sh /tmp/cmd-{id} </dev/null 2>&1; echo PMKTE''ND-{id} rc=$?\n"
@@ -173,27 +173,6 @@ impl Console {
     }
 }
 
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// The host end of a guest's `vmconnectd` channel while the guest runs the test bed's echo
 /// service (QEMU listens; we connect, like host-mode vm-connectd does).
 #[derive(Debug)]
@@ -240,25 +219,4 @@ impl EchoPeer {
 /// inside namespace nodes).
 pub fn helper_cmd() -> Cmd {
     Cmd::new(crate::project_bin("pmkt-tb"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        let cases = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ];
-        for (plain, encoded) in cases {
-            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
-        }
-    }
 }

@@ -32,6 +32,7 @@ pub struct StonithBed {
     stonithd: Option<Child>,
     clusters: String,
     legacy: String,
+    extra: String,
 }
 
 impl StonithBed {
@@ -54,7 +55,17 @@ impl StonithBed {
             .map(|name| BridgedGuest::relay_arg(chan_dir, name))
             .collect();
         let relay_args: Vec<&str> = relay_args.iter().map(String::as_str).collect();
-        let relay_args = relay_args.as_slice();
+        Self::start_with_relay_args(chan_dir, node, clusters, &relay_args)
+    }
+
+    /// [`StonithBed::start`] with `relay_args` given to the host relay (e.g. `--no-libvirt`,
+    /// where a [`BridgedGuest`] is named after its channel socket's file).
+    pub fn start_with_relay_args(
+        chan_dir: &Path,
+        node: &str,
+        clusters: &str,
+        relay_args: &[&str],
+    ) -> StonithBed {
         let dir = tempfile::Builder::new()
             .prefix("pmkt-stonith-")
             .tempdir()
@@ -78,6 +89,7 @@ impl StonithBed {
             stonithd: None,
             clusters: clusters.to_owned(),
             legacy: String::new(),
+            extra: String::new(),
         };
         bed.start_stonithd(&[]);
         bed
@@ -103,12 +115,18 @@ impl StonithBed {
         self.legacy = legacy.to_owned();
     }
 
+    /// Top-level settings written before the `[[cluster]]` tables (at the next start).
+    pub fn set_extra(&mut self, settings: &str) {
+        self.extra = settings.to_owned();
+    }
+
     fn write_config(&self) -> PathBuf {
         let path = self.dir.path().join("vm-stonithd.toml");
         let text = format!(
-            "socket = \"{}\"\nkey_dir = \"{}\"\nmax_timeout = 55\n{}\n{}\n",
+            "socket = \"{}\"\nkey_dir = \"{}\"\nmax_timeout = 55\n{}{}\n{}\n",
             self.host_socket().display(),
             self.dir.path().join("keys").display(),
+            self.extra,
             self.clusters,
             self.legacy
         );

@@ -9,17 +9,43 @@ use vm_common::process::{Cmd, Output};
 use crate::cib::CibFile;
 use crate::{packaged_bin, project_bin, run_ok};
 
-/// The vm-ctl.conf the bed writes (the shipped defaults plus one pingd and one diskd clone).
-pub const CONFIG: &str = "\
-vm_cfg_ext=.xml
-vm_allow_migrate=off
-vm_stonith=off
-vm_ocf=ocf:pm-kvm-tools:VirtualDomain
-vm_hypervisor=qemu:///system
-vm_migration_transport=tcp
-vm_pingd1=(clnPingd default_ping_set)
-vm_diskd1=(clnDiskd1 diskcheck_status)
-";
+/// The test bed's vm-ctl.conf keys that every test configuration shares
+/// (`tests/testbed/vm-ctl-base.conf`, which the test-bed scripts use too, through `vmctl_conf`
+/// in lib.sh).
+pub const BASE: &str = include_str!("../testbed/vm-ctl-base.conf");
+
+/// The vm-ctl.conf the bed writes: [`BASE`] plus one pingd and one diskd clone.
+pub const CONFIG: &str = concat!(
+    include_str!("../testbed/vm-ctl-base.conf"),
+    "vm_pingd1=(clnPingd default_ping_set)\n",
+    "vm_diskd1=(clnDiskd1 diskcheck_status)\n",
+);
+
+/// [`BASE`] with `keys` (`key=value` lines): a key the base has takes the new value in its
+/// place, the others are added at the end (so no key is set twice, which vm-ctl warns about).
+pub fn config(keys: &str) -> String {
+    let set: Vec<(&str, &str)> = keys.lines().filter_map(|l| l.split_once('=')).collect();
+    let mut out = String::new();
+    for line in BASE.lines() {
+        let replaced = line
+            .split_once('=')
+            .and_then(|(k, _)| set.iter().find(|(key, _)| *key == k));
+        match replaced {
+            Some((k, v)) => out.push_str(&format!("{k}={v}")),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    for (k, v) in &set {
+        if !BASE
+            .lines()
+            .any(|l| l.split_once('=').is_some_and(|(b, _)| b == *k))
+        {
+            out.push_str(&format!("{k}={v}\n"));
+        }
+    }
+    out
+}
 
 /// A vm-ctl bed on a CIB file.
 #[derive(Debug)]
@@ -263,5 +289,26 @@ impl LiveVmCtl {
             out.stderr_text()
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_replaces_the_base_keys_and_adds_the_others() {
+        let c = config("vm_stonith=on\nvm_pingd1=(clnPingd default_ping_set)\n");
+        assert!(
+            c.contains("\nvm_stonith=on\n") && !c.contains("vm_stonith=off"),
+            "{c}"
+        );
+        assert!(
+            c.ends_with("vm_pingd1=(clnPingd default_ping_set)\n"),
+            "{c}"
+        );
+        assert_eq!(c.matches("vm_stonith=").count(), 1, "{c}");
+        assert_eq!(config(""), BASE);
+        assert!(CONFIG.starts_with(BASE));
     }
 }

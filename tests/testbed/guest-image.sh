@@ -111,7 +111,7 @@ for p in /sys/class/virtio-ports/vport*; do
 done
 if [ "$vport" = daemon ]; then
     # the guest daemon finds the port itself (link or sysfs); a supervisor loop restarts it
-    ( while :; do vm-connectd -t guest -v >>/var/log/vm-connectd.log 2>&1; sleep 1; done ) &
+    ( while :; do vm-connectd -t guest >>/var/log/vm-connectd.log 2>&1; sleep 1; done ) &
     echo $! >/run/vm-connectd-supervisor.pid
 fi
 if [ "$vport" = echo ] && [ -e /dev/virtio-ports/vmconnectd ]; then

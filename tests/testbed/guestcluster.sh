@@ -135,24 +135,9 @@ make_seed() {
         printf '}\nquorum {\n    provider: corosync_votequorum\n    two_node: 1\n}\n'
         printf 'logging {\n    to_logfile: yes\n    logfile: /var/log/corosync/corosync.log\n    to_syslog: no\n    timestamp: hires\n}\n'
     } >"$S/root/etc/corosync/corosync.conf"
-    # A seeded CIB: dc-deadtime 2 s (the default 20 s dominates start-up) and no
-    # crm_feature_set (the guest's Pacemaker refuses one newer than its own).
-    cat >"$S/root/var/lib/pacemaker/cib/cib.xml" <<XML
-<cib admin_epoch="0" epoch="1" num_updates="0" validate-with="pacemaker-3.0">
-  <configuration>
-    <crm_config>
-      <cluster_property_set id="cib-bootstrap-options">
-        <nvpair id="opt-stonith-enabled" name="stonith-enabled" value="false"/>
-        <nvpair id="opt-dc-deadtime" name="dc-deadtime" value="2s"/>
-      </cluster_property_set>
-    </crm_config>
-    <nodes/>
-    <resources/>
-    <constraints/>
-  </configuration>
-  <status/>
-</cib>
-XML
+    # The test bed's seeded CIB (lib.sh): dc-deadtime 2 s (the default 20 s dominates start-up)
+    # and no crm_feature_set (the guest's Pacemaker refuses one newer than its own).
+    seed_cib false >"$S/root/var/lib/pacemaker/cib/cib.xml"
     # owners by name: gc-image.sh seed maps them to the image's ids
     chown -R hacluster:haclient "$S/root/var/lib/pacemaker"
     chmod 0750 "$S/root/var/lib/pacemaker/cib"
@@ -316,24 +301,11 @@ TOML
         die "vm-stonithd is not running on every node; see /run/pmkt/vm-stonithd.log in the nodes"
     mark "host daemons: clnPingd, clnVmConnectd, clnVmStonithd running on every node"
 
-    cat >"$GC/vm-ctl.conf" <<CONF
-# vm-ctl.conf of the guest-cluster scenario (the original format; parsed, never executed)
-vm_cfg_dir=$GC/vm
-vm_cfg_ext=.xml
-vm_allow_migrate=on
-vm_stonith=on
-vm_ocf=ocf:pm-kvm-tools:VirtualDomain
-vm_hypervisor=qemu:///system
-vm_migration_transport=tcp
-vm_start_op=(0 60s restart)
-vm_stop_op=(0 60s)
-vm_monitor_op=(10s 30s restart)
-vm_migrate_to_op=(0 120s)
-vm_migrate_from_op=(0 60s restart)
-vm_pingd1=(clnPingd default_ping_set)
-vm_stonithd1=(clnVmStonithd)
-vm_connectd_sock_dir=/run/pmkt/vmconnectd
-CONF
+    # vm-ctl.conf of the guest-cluster scenario (the original format; parsed, never executed)
+    vmctl_conf "$GC/vm" vm_allow_migrate=on vm_stonith=on "vm_start_op=(0 60s restart)" \
+        "vm_stop_op=(0 60s)" "vm_monitor_op=(10s 30s restart)" "vm_migrate_to_op=(0 120s)" \
+        "vm_migrate_from_op=(0 60s restart)" "vm_pingd1=(clnPingd default_ping_set)" \
+        "vm_stonithd1=(clnVmStonithd)" vm_connectd_sock_dir=/run/pmkt/vmconnectd >"$GC/vm-ctl.conf"
     local list
     list=$(IFS=,; echo "${GUESTS[*]}")
     if [ "$FENCE" = vmstonith ]; then

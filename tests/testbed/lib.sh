@@ -71,6 +71,27 @@ wait_until() {
     done
 }
 
+# vmctl_conf DIR [KEY=VALUE...]: the test bed's vm-ctl.conf (vm-ctl-base.conf, which the Rust
+# tests use too) for the domain XML files in DIR; each KEY=VALUE replaces the base's KEY or, if
+# the base has none, is added at the end (no key twice: vm-ctl warns about that)
+vmctl_conf() {
+    local dir=$1 line kv
+    shift
+    echo "vm_cfg_dir=$dir"
+    while IFS= read -r line; do
+        for kv in "$@"; do
+            if [ "${kv%%=*}" = "${line%%=*}" ]; then
+                line=$kv
+                break
+            fi
+        done
+        echo "$line"
+    done <"$TESTBED_DIR/vm-ctl-base.conf"
+    for kv in "$@"; do
+        grep -q "^${kv%%=*}=" "$TESTBED_DIR/vm-ctl-base.conf" || echo "$kv"
+    done
+}
+
 # seed_cib STONITH(true|false): a CIB that lets a fresh cluster elect its DC in ~2 s
 # (dc-deadtime defaults to 20 s). No crm_feature_set: the CIB manager fills in its own, and a
 # foreign one makes it reject every update.

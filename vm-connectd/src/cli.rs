@@ -53,12 +53,23 @@ pub struct Cli {
     /// Seconds to wait for an answer (host: from a module; guest: from the host).
     #[arg(long, value_name = "SECS")]
     pub request_timeout: Option<u64>,
-    /// More log output (repeat for more).
+    /// More log output: info by default, -v debug, -vv trace (RUST_LOG overrides).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Administration commands.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The log level: a daemon logs at info (its start, links, modules, offences) by default,
+    /// and each `-v` raises it one step (`-v` debug, `-vv` trace).
+    pub fn verbosity(&self) -> vm_common::logging::Verbosity {
+        vm_common::logging::Verbosity {
+            verbose: self.verbose.saturating_add(1),
+            quiet: false,
+        }
+    }
 }
 
 /// `--guest NAME=SOCKET`.
@@ -85,24 +96,26 @@ pub enum Command {
     },
 }
 
-/// Exit statuses other than 0 (stopped by a signal, or `status` printed) and 1 (the daemon
-/// failed; the reason is on stderr and in the log). clap exits 2 on a usage error.
+/// Exit statuses, all of them shared ([`vm_common::exit`]); [`crate::start::MainError::exit_code`]
+/// maps errors to them.
 pub mod exit {
-    /// `status`: the daemon's socket cannot be reached.
-    pub const UNREACHABLE: u8 = 5;
+    pub use vm_common::exit::{FAILURE, SUCCESS, UNREACHABLE, USAGE};
 }
 
 /// Every exit status and its meaning, for the man page.
 pub const EXIT_STATUS: &[(u8, &str)] = &[
     (
-        0,
+        exit::SUCCESS,
         "the daemon stopped on SIGTERM or SIGINT; status: printed",
     ),
     (
-        1,
+        exit::FAILURE,
         "the daemon could not start or failed (the reason is on stderr and in the log); status: the daemon gave no answer",
     ),
-    (2, "usage error"),
+    (
+        exit::USAGE,
+        "usage error, including neither -t host nor -t guest",
+    ),
     (
         exit::UNREACHABLE,
         "status: the daemon's socket cannot be reached (is it running?)",
@@ -116,5 +129,26 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_usage_error_exits_with_the_tables_usage_code() {
+        use clap::Parser;
+        let e = super::Cli::try_parse_from(["vm-connectd", "--no-such-option"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(super::exit::USAGE));
+    }
+
+    #[test]
+    fn each_v_raises_the_log_level_from_info() {
+        use clap::Parser;
+        let level = |args: &[&str]| {
+            super::Cli::try_parse_from(args)
+                .unwrap()
+                .verbosity()
+                .directive()
+        };
+        assert_eq!(level(&["vm-connectd", "-t", "host"]), "info");
+        assert_eq!(level(&["vm-connectd", "-t", "host", "-v"]), "debug");
+        assert_eq!(level(&["vm-connectd", "-t", "guest", "-vv"]), "trace");
     }
 }

@@ -3,15 +3,18 @@
 //! its arguments by hand, not with clap: see its source.)
 
 /// Exit codes (also in the usage text, which the man page is made from).
+///
+/// They follow the original vm-connect (0 answered, 1 error, 2 retry), which scripts and the
+/// cluster-glue plugin rely on; so a usage error cannot be the usual 2 and is 64 (`EX_USAGE`).
+/// 1 and 5 are the shared codes ([`vm_common::exit`]).
 pub mod exit {
+    pub use vm_common::exit::{FAILURE, SUCCESS, UNREACHABLE};
     /// Try again: the host side changed, no module serves the kind, busy, or no host.
     pub const RETRY: u8 = 2;
     /// No answer in time.
     pub const TIMEOUT: u8 = 3;
     /// The other end answered with an error.
     pub const REMOTE: u8 = 4;
-    /// vm-connectd cannot be reached.
-    pub const UNREACHABLE: u8 = 5;
     /// Usage error.
     pub const USAGE: u8 = 64;
 }
@@ -27,6 +30,11 @@ Usage:
   vm-connect [OPTIONS] -t KIND -R DATA   send DATA, do not wait
 
 Options:
+  -t, --type KIND   the host service to ask (stonith for vm-stonithd)
+  -r, --request DATA
+                    the request's body; wait for the answer and print it
+  -R, --request-only DATA
+                    the request's body; send it and do not wait for an answer
   --socket PATH     vm-connectd's local socket [default: /var/run/vmconnectd.sock]
   --timeout SECS    give up after SECS seconds [default: 30]
   -i, --reqid ID    accepted for compatibility with the original vm-connect (ignored: the

@@ -33,10 +33,9 @@ use vm_proto::{Origin, OriginSource};
 pub struct Discovered {
     /// The socket (QEMU listens on it).
     pub path: PathBuf,
-    /// The guest.
+    /// The guest, and how it is known (libvirt; the operator's `--guest NAME=SOCKET`,
+    /// [`OriginSource::Configured`]; or, without libvirt, the file name).
     pub origin: Origin,
-    /// The operator named this socket's guest (`--guest NAME=SOCKET`), not libvirt.
-    pub configured: bool,
 }
 
 /// Discovery could not start.
@@ -184,14 +183,7 @@ async fn found(ids: &Arc<Identities>, tx: &mpsc::Sender<Discovered>, path: PathB
     }
     match ids.identify(&path).await {
         Some(origin) => {
-            let configured = ids.configured.iter().any(|(_, p)| *p == path);
-            let _ = tx
-                .send(Discovered {
-                    path,
-                    origin,
-                    configured,
-                })
-                .await;
+            let _ = tx.send(Discovered { path, origin }).await;
         }
         None if ids.uri.is_some() => {
             tracing::warn!(socket = %path.display(), "no running libvirt domain has this socket as its vmconnectd channel; ignored");
@@ -267,7 +259,7 @@ impl Identities {
                 .and_then(|c| c.iter().find(|d| d.path == path).map(|d| d.origin.clone()))
         };
         if let Some((name, _)) = self.configured.iter().find(|(_, p)| p == path) {
-            return Origin::new(name.clone(), "", OriginSource::SocketName).ok();
+            return Origin::new(name.clone(), "", OriginSource::Configured).ok();
         }
         if let Some(o) = cached(self) {
             return Some(o);
@@ -314,11 +306,7 @@ fn channels(uri: &str, dir: &Path) -> Vec<Discovered> {
             continue;
         }
         match Origin::new(dom.name.clone(), dom.uuid.clone(), OriginSource::Libvirt) {
-            Ok(origin) => out.push(Discovered {
-                path,
-                origin,
-                configured: false,
-            }),
+            Ok(origin) => out.push(Discovered { path, origin }),
             Err(e) => {
                 tracing::warn!(domain = %dom.name, error = %e, "domain cannot be named in the protocol; ignored");
             }

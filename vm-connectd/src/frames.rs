@@ -104,11 +104,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.decoder.feed(&self.buf[..n]);
         }
     }
-
-    /// Forget any partial frame (the peer went away; what it half-sent is void).
-    pub fn reset(&mut self) {
-        self.decoder = Decoder::new();
-    }
 }
 
 /// Sending side of a peer's bounded outgoing queue.

@@ -31,6 +31,7 @@ use crate::frames::{FrameReader, Incoming, Outbox, offer, spawn_writer};
 use crate::limits;
 use crate::local;
 use crate::port::{self, PortEvent, PortSpec, PortWriter};
+use crate::status::{GuestStatus, Status};
 
 /// Guest-mode settings.
 #[derive(Debug, Clone)]
@@ -435,19 +436,21 @@ fn forward(guest: &Arc<Guest>, client: ClientId, client_req: u64, msg: Message) 
 
 fn status_json(guest: &Guest) -> String {
     let st = guest.lock();
-    serde_json::json!({
-        "mode": "guest",
-        "port": guest.port.display().to_string(),
-        "host_connected": st.up,
-        "host_session": st.host_session.map(|s| format!("{s:016x}")),
-        "host_software": st.host_software,
-        "since": st.since.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
-        "clients": st.clients.len(),
-        "pending": st.pending.len(),
-        "host_changes": st.changes,
-        "answered": st.served,
-        "offences": st.offences,
-        "request_timeout_secs": limits::GUEST_REQUEST_TIMEOUT.as_secs(),
+    Status::Guest(GuestStatus {
+        port: guest.port.display().to_string(),
+        host_connected: st.up,
+        host_session: st.host_session.map(|s| format!("{s:016x}")),
+        host_software: st.host_software.clone(),
+        since: st
+            .since
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs()),
+        clients: st.clients.len(),
+        pending: st.pending.len(),
+        host_changes: st.changes,
+        answered: st.served,
+        offences: st.offences,
+        request_timeout_secs: limits::GUEST_REQUEST_TIMEOUT.as_secs(),
     })
-    .to_string()
+    .to_json()
 }

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tracing::Instrument as _;
@@ -25,6 +24,7 @@ use crate::discovery::{self, Discovered};
 use crate::frames::{FrameReader, Incoming, Outbox, offer, spawn_writer};
 use crate::limits::{self, ErrorBudget, OffenceLog, RateLimit};
 use crate::local::{self, PeerCred};
+use crate::status::{HostStatus, LinkState, LinkStatus, ModuleStatus, Status};
 
 /// Host-mode settings.
 #[derive(Debug, Clone)]
@@ -49,21 +49,10 @@ pub struct HostConfig {
 type LinkId = u64;
 type ConnId = u64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum LinkState {
-    Connecting,
-    Up,
-    /// Past its violation budget: not read until `backoff_until` (docs/protocol.md §4).
-    Backoff,
-}
-
 #[derive(Debug)]
 struct Link {
     path: PathBuf,
     origin: Origin,
-    /// Named by the operator's mapping (`--guest`), not by libvirt or a file name.
-    configured: bool,
     state: LinkState,
     outbox: Option<Outbox>,
     session: u64,
@@ -286,7 +275,6 @@ fn ensure_link(host: &Arc<Host>, found: Discovered) {
             Link {
                 path: found.path.clone(),
                 origin: found.origin.clone(),
-                configured: found.configured,
                 state: LinkState::Connecting,
                 outbox: None,
                 session: crate::rand_u64(),
@@ -322,7 +310,7 @@ async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
         forget_link(&host, id);
         return;
     };
-    if found.origin.source() == OriginSource::Libvirt && !found.configured {
+    if found.origin.source() == OriginSource::Libvirt {
         let peer = local::peer_cred(&stream).pid;
         if let Err(e) = discovery::check_listener(&found.origin, peer, &host.cfg.qemu_pid_dir).await
         {
@@ -883,35 +871,6 @@ fn unregister(host: &Host, conn: ConnId, services: &[String]) {
     tracing::info!(services = ?services, "module unregistered");
 }
 
-#[derive(Serialize)]
-struct GuestStatus<'a> {
-    domain: &'a str,
-    uuid: &'a str,
-    identity: &'static str,
-    socket: String,
-    state: LinkState,
-    since: u64,
-    last_rx: Option<u64>,
-    last_tx: Option<u64>,
-    guest_software: &'a str,
-    inflight: usize,
-    requests: u64,
-    dropped: u64,
-    offences: u64,
-    backoffs: u64,
-    backoff_until: Option<u64>,
-    rate_waits: u64,
-    received: u64,
-    checksummed: u64,
-}
-
-#[derive(Serialize)]
-struct ModuleStatus<'a> {
-    service: &'a str,
-    pid: i32,
-    since: u64,
-}
-
 fn epoch(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -921,23 +880,24 @@ fn epoch(t: SystemTime) -> u64 {
 /// The status report of `vm-connectd status`, as JSON.
 fn status_json(host: &Host) -> String {
     let st = host.lock();
-    let mut guests: Vec<GuestStatus<'_>> = st
+    let mut guests: Vec<LinkStatus> = st
         .links
         .values()
-        .map(|l| GuestStatus {
-            domain: l.origin.domain(),
-            uuid: l.origin.uuid(),
+        .map(|l| LinkStatus {
+            domain: l.origin.domain().to_owned(),
+            uuid: l.origin.uuid().to_owned(),
             identity: match l.origin.source() {
-                _ if l.configured => "configured",
                 OriginSource::Libvirt => "libvirt",
                 OriginSource::SocketName => "socket-name",
-            },
+                OriginSource::Configured => "configured",
+            }
+            .to_owned(),
             socket: l.path.display().to_string(),
             state: l.state,
             since: epoch(l.since),
             last_rx: l.last_rx.map(epoch),
             last_tx: l.last_tx.map(epoch),
-            guest_software: &l.guest_software,
+            guest_software: l.guest_software.clone(),
             inflight: l.inflight,
             requests: l.requests,
             dropped: l.dropped,
@@ -949,24 +909,23 @@ fn status_json(host: &Host) -> String {
             checksummed: l.checksummed,
         })
         .collect();
-    guests.sort_by(|a, b| a.domain.cmp(b.domain));
-    let mut modules: Vec<ModuleStatus<'_>> = st
+    guests.sort_by(|a, b| a.domain.cmp(&b.domain));
+    let mut modules: Vec<ModuleStatus> = st
         .modules
         .iter()
         .map(|(s, m)| ModuleStatus {
-            service: s,
+            service: s.clone(),
             pid: m.pid,
             since: epoch(m.since),
         })
         .collect();
-    modules.sort_by(|a, b| a.service.cmp(b.service));
-    serde_json::json!({
-        "mode": "host",
-        "node": host.cfg.node,
-        "socket_dir": host.cfg.sock_dir.display().to_string(),
-        "guests": guests,
-        "modules": modules,
-        "pending": st.pending.len(),
+    modules.sort_by(|a, b| a.service.cmp(&b.service));
+    Status::Host(HostStatus {
+        node: host.cfg.node.clone(),
+        socket_dir: host.cfg.sock_dir.display().to_string(),
+        guests,
+        modules,
+        pending: st.pending.len(),
     })
-    .to_string()
+    .to_json()
 }

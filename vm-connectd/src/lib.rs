@@ -12,7 +12,7 @@
 //! - [`frames`]: protocol frames over async streams, bounded per-peer queues.
 //! - [`local`]: the local socket (0600, SO_PEERCRED).
 //! - [`limits`]: per-guest bounds (in-flight, rate, timeouts) and offence logging.
-//! - [`notify`]: readiness for service managers.
+//! - readiness for service managers (`READY=1`) is [`vm_common::notify`], shared with vm-stonithd.
 //!
 //! The static guest build (`--no-default-features`) leaves host mode and libvirt out.
 
@@ -23,6 +23,8 @@ pub mod guest;
 pub mod limits;
 pub mod local;
 pub mod port;
+pub mod start;
+pub mod status;
 
 #[cfg(feature = "libvirt")]
 pub mod discovery;
@@ -63,72 +65,7 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// A human-readable rendering of a daemon's status JSON.
+/// A human-readable rendering of a daemon's status JSON ([`status::text`]).
 pub fn status_text(json: &str) -> String {
-    use std::fmt::Write as _;
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
-        return format!("{json}\n");
-    };
-    let mut out = String::new();
-    let s = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "-".to_owned(),
-        other => other.to_string(),
-    };
-    if v["mode"] == "host" {
-        let _ = writeln!(
-            out,
-            "host {} (guest sockets in {}), {} request(s) pending",
-            s(&v["node"]),
-            s(&v["socket_dir"]),
-            s(&v["pending"])
-        );
-        let _ = writeln!(out, "modules:");
-        for m in v["modules"].as_array().into_iter().flatten() {
-            let _ = writeln!(out, "  {:<12} pid {}", s(&m["service"]), s(&m["pid"]));
-        }
-        let _ = writeln!(
-            out,
-            "{:<20} {:<11} {:<10} {:>8} {:>8} {:>6} {:>6}  SOCKET",
-            "GUEST", "IDENTITY", "LINK", "RX(age)", "TX(age)", "REQS", "BAD"
-        );
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let age = |t: &serde_json::Value| {
-            t.as_u64()
-                .map_or("-".to_owned(), |t| format!("{}s", now.saturating_sub(t)))
-        };
-        for g in v["guests"].as_array().into_iter().flatten() {
-            let _ = writeln!(
-                out,
-                "{:<20} {:<11} {:<10} {:>8} {:>8} {:>6} {:>6}  {}",
-                s(&g["domain"]),
-                s(&g["identity"]),
-                s(&g["state"]),
-                age(&g["last_rx"]),
-                age(&g["last_tx"]),
-                s(&g["requests"]),
-                s(&g["offences"]),
-                s(&g["socket"])
-            );
-        }
-    } else {
-        let _ = writeln!(
-            out,
-            "guest port {}: host {}connected ({}), {} client(s), {} pending, {} host change(s)",
-            s(&v["port"]),
-            if v["host_connected"] == true {
-                ""
-            } else {
-                "NOT "
-            },
-            s(&v["host_software"]),
-            s(&v["clients"]),
-            s(&v["pending"]),
-            s(&v["host_changes"])
-        );
-    }
-    out
+    status::text(json)
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::Daemon;
 use vm_proto::client::{Module, ModuleEvent};
 use vm_proto::{
-    ErrorCode, Frame, Kind, Message, Pong, Register, Reply, Request, RetryReason, ServiceName,
+    ErrorCode, Frame, Kind, Message, OriginSource, Pong, Register, Reply, Request, RetryReason,
+    ServiceName,
 };
 
 fn request(service: &str, body: &[u8]) -> Message {
@@ -65,6 +66,11 @@ fn requests_reach_the_module_with_their_origin_and_replies_only_the_asker() {
         delivery.deliver.origin().domain(),
         "g1",
         "origin from the link, not the wire"
+    );
+    assert_eq!(
+        delivery.deliver.origin().source(),
+        OriginSource::SocketName,
+        "--no-libvirt: named after the socket's file, and the module is told so"
     );
     assert_eq!(delivery.deliver.body(), b"off g2");
     // g2 forges a reply with the module's id and with g1's id: both are offences, dropped
@@ -333,7 +339,8 @@ fn only_one_module_per_service_and_replies_must_come_from_it() {
 /// Issue 12 item 1, without a libvirt daemon (libvirt's in-process test driver, whose domains
 /// have no vmconnectd channel): in libvirt mode a socket no domain claims is not linked, not
 /// even after its file name; a socket the operator maps explicitly (`--guest NAME=SOCKET`) is,
-/// under the mapped name.
+/// under the mapped name, and its requests reach modules with the source
+/// [`OriginSource::Configured`] (an operator's mapping, not a file name).
 #[test]
 fn in_libvirt_mode_only_libvirt_or_the_operator_names_a_socket() {
     let dir = tempfile::tempdir().unwrap();
@@ -378,5 +385,18 @@ fn in_libvirt_mode_only_libvirt_or_the_operator_names_a_socket() {
         listed,
         vec![("pmkt-fx".into(), "configured".into())],
         "only the mapped socket is a guest: {status}"
+    );
+    let mut module = Module::register(&d.socket, "stonith", Duration::from_secs(5)).unwrap();
+    fx.send(&request("stonith", b"status"), 2);
+    let delivery = module
+        .next_delivery(Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            delivery.deliver.origin().domain(),
+            delivery.deliver.origin().source()
+        ),
+        ("pmkt-fx", OriginSource::Configured)
     );
 }

@@ -84,9 +84,25 @@ pub fn diff(before: &Cib, after: &Cib) -> Changes {
 /// Decide what to do with an edited snapshot: nothing (no change), a dry run, or a write.
 /// A result `crm_verify` rejects is refused unless every problem was already there before.
 pub fn finish<T>(app: &App, before: &Cib, after: &Cib, result: T) -> Result<Update<T>> {
+    finish_checked(app, before, after, result, false)
+}
+
+/// [`finish`], without running `crm_verify` again when `verified`: the caller has already
+/// verified a configuration of which `after`'s is a part (a many-guest add written in
+/// batches checks the whole result once, then writes whole guests of it batch by batch).
+pub fn finish_checked<T>(
+    app: &App,
+    before: &Cib,
+    after: &Cib,
+    result: T,
+    verified: bool,
+) -> Result<Update<T>> {
     let changes = diff(before, after);
     if changes.is_empty() {
         return Ok(Update::Unchanged(result));
+    }
+    if verified && !app.dry_run {
+        return Ok(Update::Write(result));
     }
     let report = app.pcmk.verify_cib(after)?;
     let mut valid = report.valid;

@@ -127,8 +127,9 @@ pub enum OnOff {
 #[derive(Debug, Subcommand)]
 pub enum ResourceCmd {
     /// Add guests as VirtualDomain resources (created stopped) with their preferred node,
-    /// ping/disk rules and colocation/order constraints, in one CIB change. Adding a guest
-    /// that is already configured identically reports "already present".
+    /// ping/disk rules and colocation/order constraints, in one CIB change (or one per
+    /// --batch guests, each guest whole in one). Adding a guest that is already configured
+    /// identically reports "already present".
     Add {
         /// Guests to add.
         #[command(flatten)]
@@ -139,6 +140,12 @@ pub enum ResourceCmd {
         /// Live migration (default: vm_allow_migrate from vm-ctl.conf).
         #[arg(short = 'm', long = "migrate", value_enum)]
         migrate: Option<OnOff>,
+        /// Write at most this many guests per CIB change, each guest's objects always in one
+        /// change; everything is checked before the first change is written. Default (and 0):
+        /// all in one change, which is faster and keeps readers waiting less than several
+        /// (docs/benchmarks.md); a failure part-way leaves the guests of the changes written.
+        #[arg(long = "batch", value_name = "GUESTS")]
+        batch: Option<usize>,
     },
     /// Delete guests' resources and every constraint on them. Refuses a running guest; waits
     /// for a confirmed stop before removing anything.
@@ -279,7 +286,7 @@ impl From<Md> for vm_seal::legacy::Digest {
 /// `vm-ctl stonith ...`
 #[derive(Debug, Subcommand)]
 pub enum StonithCmd {
-    /// Create a new key for guest cluster CLUSTER, as <DIR>/<CLUSTER>-<keyid>.key (mode 0600,
+    /// Create a new key for guest cluster CLUSTER, as `<DIR>/<CLUSTER>-<keyid>.key` (mode 0600,
     /// never overwriting), and print how to install it on the other host nodes and in the
     /// guests. Running it again for the same cluster makes a second key (rotation). The key
     /// itself is never printed.
@@ -300,7 +307,7 @@ pub enum StonithCmd {
         /// The guest's libvirt domain name.
         #[arg(value_name = "DOMAIN")]
         domain: String,
-        /// The host resource the token names [default: prmVMCTL_<DOMAIN>].
+        /// The host resource the token names (default: `prmVMCTL_<DOMAIN>`).
         #[arg(long, value_name = "RSC")]
         resource: Option<String>,
         /// File whose first line is the password (mode 0600) [default: the original's public
@@ -387,6 +394,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn help_names_every_exit_status_of_the_table() {
+        // --help says them in one line, the man page from EXIT_STATUS: the two must agree
+        let line = EXAMPLES.split("Exit status:").nth(1).unwrap_or_default();
+        for (code, _) in crate::error::EXIT_STATUS {
+            assert!(
+                line.contains(&format!(" {code} ")) || line.contains(&format!("\n{code} ")),
+                "{code} missing from: {line}"
+            );
+        }
+        let e = Cli::try_parse_from(["vm-ctl", "--no-such-option"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(crate::error::exit::USAGE));
+    }
+
+    #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
@@ -400,6 +421,7 @@ mod tests {
             domains,
             node,
             migrate,
+            ..
         }) = cli.command
         else {
             panic!("not add");

@@ -15,14 +15,15 @@ use crate::config::ConfigError;
 use crate::ids::BadName;
 use crate::lock::LockError;
 
-/// Exit codes (0 = success; 2 = usage error, as clap reports it).
+/// Exit codes (0 = success; 1, 2 and 3 are the shared codes of [`vm_common::exit`]).
 pub mod exit {
+    pub use vm_common::exit::SUCCESS;
     /// Something unexpected (a bug, or an I/O error on this host).
-    pub const UNEXPECTED: u8 = 1;
+    pub const UNEXPECTED: u8 = vm_common::exit::FAILURE;
     /// Command-line usage (clap's own code).
-    pub const USAGE: u8 = 2;
+    pub const USAGE: u8 = vm_common::exit::USAGE;
     /// vm-ctl.conf is missing, malformed, or lacks a key the command needs.
-    pub const CONFIG: u8 = 3;
+    pub const CONFIG: u8 = vm_common::exit::CONFIG;
     /// A domain, node or guest cluster name (or a resource id) that cannot be used.
     pub const BAD_NAME: u8 = 4;
     /// The domain's XML file is missing, unreadable or does not describe that domain.
@@ -33,7 +34,7 @@ pub mod exit {
     pub const CLONE: u8 = 7;
     /// vm_stonith=on but the cluster has stonith-enabled=false.
     pub const STONITH: u8 = 8;
-    /// The guest is not managed by vm-ctl (no prmVMCTL_<dom> resource).
+    /// The guest is not managed by vm-ctl (no `prmVMCTL_<dom>` resource).
     pub const NOT_CONFIGURED: u8 = 9;
     /// The guest is configured differently from what the command would create, or the domain
     /// is already managed by another resource.
@@ -64,6 +65,81 @@ pub mod exit {
     /// that would need quoting.
     pub const STONITH_OPTION: u8 = 21;
 }
+
+/// Every exit status and its meaning, for the man page (and `--help`, which says them in one
+/// line).
+pub const EXIT_STATUS: &[(u8, &str)] = &[
+    (exit::SUCCESS, "success (including \"already present\")"),
+    (
+        exit::UNEXPECTED,
+        "unexpected error (a bug, or an I/O error on this host)",
+    ),
+    (exit::USAGE, "usage error"),
+    (
+        exit::CONFIG,
+        "vm-ctl.conf is missing, malformed, or lacks a key the command needs",
+    ),
+    (
+        exit::BAD_NAME,
+        "a domain, node or guest cluster name (or a resource id) that cannot be used",
+    ),
+    (
+        exit::DOMAIN_XML,
+        "the domain XML file is missing, unreadable or does not describe that domain",
+    ),
+    (
+        exit::NODE,
+        "a node that is not in the cluster (or not online where it must be)",
+    ),
+    (
+        exit::CLONE,
+        "a host clone named in vm-ctl.conf is not configured in the cluster",
+    ),
+    (
+        exit::STONITH,
+        "vm_stonith=on but the cluster has stonith-enabled=false",
+    ),
+    (exit::NOT_CONFIGURED, "the guest is not managed by vm-ctl"),
+    (
+        exit::CONFLICTING_CONFIG,
+        "the guest is configured differently from what the command would create, or managed by another resource",
+    ),
+    (exit::STATE, "the guest's state forbids the command"),
+    (
+        exit::PLACEMENT,
+        "Pacemaker would not run the guest where asked",
+    ),
+    (exit::INVALID, "the result would not pass crm_verify"),
+    (exit::TIMEOUT, "--wait ran out"),
+    (
+        exit::LOCKED,
+        "another vm-ctl on this host held the lock for the whole wait",
+    ),
+    (
+        exit::CLUSTER,
+        "a Pacemaker tool failed or the CIB could not be read or written",
+    ),
+    (
+        exit::CONFLICT,
+        "concurrent writers kept changing the CIB; nothing was written",
+    ),
+    (
+        exit::CHECK,
+        "check found problems (findings of level error)",
+    ),
+    (
+        exit::KEY,
+        "stonith keygen: the key directory could not be created or the key not written",
+    ),
+    (
+        exit::LEGACY_TOKEN,
+        "stonith token / guest-config --legacy: no legacy token could be made",
+    ),
+    (
+        exit::STONITH_OPTION,
+        "a stonith option that cannot be used as given (--members, --key-file)",
+    ),
+];
 
 /// Everything that can make a vm-ctl command fail.
 #[derive(Debug, thiserror::Error)]
@@ -257,6 +333,19 @@ pub enum Error {
         /// What is wrong and what to do.
         problem: String,
     },
+    /// A many-guest add written in batches failed after some batches were written.
+    #[error(
+        "Added {added} (whole guests, in earlier CIB changes), then the next batch failed; none \
+         of the other guests was added: run the same command again to add them (the guests \
+         already added are reported as already present)"
+    )]
+    PartlyAdded {
+        /// The domains added before the failure.
+        added: String,
+        /// Why the next batch was not written.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -278,11 +367,13 @@ impl Error {
             Error::Lock(_) => exit::LOCKED,
             Error::Pacemaker(PcmkError::Conflict { .. }) => exit::CONFLICT,
             Error::Pacemaker(_) => exit::CLUSTER,
+            // (constructed by Outcome::check_result, after the findings are printed)
             Error::CheckFailed { .. } => exit::CHECK,
             Error::FenceName { .. } | Error::ResourceId { .. } => exit::BAD_NAME,
             Error::KeyDir { .. } | Error::Key { .. } => exit::KEY,
             Error::LegacyToken { .. } => exit::LEGACY_TOKEN,
             Error::StonithOption { .. } => exit::STONITH_OPTION,
+            Error::PartlyAdded { source, .. } => source.exit_code(),
         }
     }
 }

@@ -10,17 +10,21 @@
 //! | order after a host clone | `odrVMCTL_<dom>_<rsc>` |
 //! | node attribute that makes a stop a hard power-off | `force_stop-prmVMCTL_<dom>` |
 
-/// Prefix of every guest resource vm-ctl manages.
-pub const RSC_PREFIX: &str = "prmVMCTL_";
+// The guest's resource id is shared with vm-stonithd (which finds the resource of the guest it
+// fences by it), so its home is vm-pcmk's virtualdomain module: the prefix, the id of a domain
+// (`rsc`) and the domain of an id (`dom_of`).
+pub use vm_pcmk::virtualdomain::{
+    GUEST_RSC_PREFIX as RSC_PREFIX, guest_of as dom_of, guest_resource as rsc,
+};
 
-/// The guest's resource id.
-pub fn rsc(dom: &str) -> String {
-    format!("{RSC_PREFIX}{dom}")
-}
-
-/// The domain name of a vm-ctl resource id, if it is one.
-pub fn dom_of(rsc: &str) -> Option<&str> {
-    rsc.strip_prefix(RSC_PREFIX).filter(|d| !d.is_empty())
+/// Prefixes of the ids of every constraint vm-ctl makes for guest `dom` (preferred-node and
+/// rule locations, colocations, orders).
+pub fn constraint_prefixes(dom: &str) -> [String; 3] {
+    [
+        format!("locVMCTL_{dom}_"),
+        format!("colVMCTL_{dom}_"),
+        format!("odrVMCTL_{dom}_"),
+    ]
 }
 
 /// The preferred-node location.
@@ -138,6 +142,24 @@ mod tests {
         assert_eq!(dom_of("prmVMCTL_g1"), Some("g1"));
         assert_eq!(dom_of("prmVMCTL_"), None);
         assert_eq!(dom_of("vm-g1"), None);
+    }
+
+    #[test]
+    fn every_constraint_id_has_one_of_the_guests_prefixes() {
+        let ours = constraint_prefixes("g1");
+        for id in [
+            act_location("g1", "n1"),
+            attr_location("g1", "pingd"),
+            colocation("g1", "clnPingd"),
+            order("g1", "clnPingd"),
+        ] {
+            assert!(ours.iter().any(|p| id.starts_with(p.as_str())), "{id}");
+        }
+        assert!(
+            !ours
+                .iter()
+                .any(|p| act_location("g10", "n1").starts_with(p.as_str()))
+        );
     }
 
     #[test]

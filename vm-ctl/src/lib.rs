@@ -129,6 +129,39 @@ impl App {
     }
 }
 
+/// Runs the command `cli` names and prints its report (stdout; warnings and errors on stderr,
+/// and in JSON mode the error as JSON too): what `main` runs. The error's
+/// [`exit_code`](error::Error::exit_code) is the exit status, also for `check` (whose findings
+/// of level error are [`Error::CheckFailed`](error::Error::CheckFailed), after the report).
+pub fn main_exec(cli: &cli::Cli) -> Result<()> {
+    use std::io::Write as _;
+    let (result, warnings) = run(cli);
+    match result {
+        Ok(outcome) => {
+            let (out, err) = outcome.render(cli.output);
+            if !cli.quiet {
+                eprint!("{err}");
+            }
+            print!("{out}");
+            let _ = std::io::stdout().flush();
+            outcome.check_result()
+        }
+        Err(e) => {
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            // the outer message names the step, its sources say why
+            let msg = vm_common::error_chain(&e);
+            eprintln!("vm-ctl: {msg}");
+            if cli.output == output::Format::Json {
+                let json = serde_json::json!({ "error": msg, "exit_code": e.exit_code() });
+                println!("{json}");
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Run the command the command line asks for.
 pub fn run(cli: &cli::Cli) -> (Result<Outcome>, Vec<String>) {
     let app = match App::new(

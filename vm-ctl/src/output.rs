@@ -94,11 +94,271 @@ pub struct DryRun {
     pub verify_messages: String,
 }
 
+/// What kind of finding a [`Finding`] is: stable across versions and wordings, shown in
+/// `--output json` (`code`) and documented in docs/operations.md, so that scripts and tests
+/// match findings by kind instead of by their English text. The level is separate: some kinds
+/// are a warning or an error depending on the case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FindingCode {
+    /// A host clone vm-ctl.conf names (vm_pingdN, vm_diskdN, vm_managerdN, vm_stonithdN) is configured.
+    CloneConfigured,
+    /// A host clone vm-ctl.conf names is not in the cluster.
+    CloneMissing,
+    /// vm-connectd runs as a clone.
+    ConnectdClone,
+    /// No vm-connectd clone.
+    ConnectdCloneMissing,
+    /// The vm-connectd clone watches the directory vm_connectd_sock_dir names.
+    ConnectdSockDir,
+    /// The vm-connectd clone watches another directory than vm_connectd_sock_dir.
+    ConnectdSockDirDiffers,
+    /// No vm_stonithdN in vm-ctl.conf.
+    StonithdNotConfigured,
+    /// A vm_managerdN clone runs ocf:pm-kvm-tools:vm-managerd.
+    ManagerdAgent,
+    /// A vm_managerdN clone runs another agent (e.g. the original's vm-managerd under vm-anything).
+    ManagerdAgentOther,
+    /// A vm_managerdN clone starts after the vm-connectd clone.
+    ManagerdOrdered,
+    /// A vm_managerdN clone is not ordered after the vm-connectd clone.
+    ManagerdUnordered,
+    /// The guest has its constraints on each vm_managerdN clone.
+    ManagerdConstraints,
+    /// The guest lacks constraints on a vm_managerdN clone.
+    ManagerdConstraintsMissing,
+    /// vm_stonith=on but the cluster has stonith-enabled=false.
+    FencingDisabled,
+    /// vm_stonith and the cluster's fencing agree.
+    FencingConsistent,
+    /// vm_stonith in vm-ctl.conf is neither on nor off.
+    VmStonithInvalid,
+    /// resource-stickiness is 0 or unset.
+    StickinessZero,
+    /// resource-stickiness is not a score.
+    StickinessNotAScore,
+    /// resource-stickiness is negative.
+    StickinessNegative,
+    /// resource-stickiness keeps guests where they run.
+    Stickiness,
+    /// libvirt cannot be reached: autostart not checked.
+    LibvirtUnreachable,
+    /// The guest is a Pacemaker resource.
+    GuestManaged,
+    /// The guest's agent makes a fence a graceful shutdown first.
+    GuestSoftFence,
+    /// The guest is not managed by Pacemaker.
+    GuestUnmanaged,
+    /// The domain XML file is missing, unreadable or wrong.
+    DomainXmlInvalid,
+    /// The domain XML file is valid.
+    DomainXmlValid,
+    /// The domain has no vmconnectd channel.
+    ChannelMissing,
+    /// The vmconnectd channel is not where host vm-connectd finds it.
+    ChannelMisplaced,
+    /// The vmconnectd channel is where host vm-connectd finds it.
+    Channel,
+    /// The domain XML has a fixed `<uuid>`.
+    UuidFixed,
+    /// The domain XML has no `<uuid>`.
+    UuidMissing,
+    /// libvirt autostart is on.
+    AutostartOn,
+    /// libvirt autostart is off.
+    AutostartOff,
+    /// libvirt autostart cannot be read.
+    AutostartUnknown,
+    /// The domain is not defined persistently in libvirt (no autostart).
+    Transient,
+    /// The domain cannot be looked up in libvirt.
+    LibvirtLookupFailed,
+    /// vm-stonithd.toml cannot be read or used.
+    StonithdConfigInvalid,
+    /// Guest fencing is not set up on this node.
+    FencingNotSetUp,
+    /// The key directory does not exist although guest clusters are configured.
+    KeyDirMissing,
+    /// The key directory cannot be read or listed.
+    KeyDirUnreadable,
+    /// The key directory is not a directory.
+    KeyDirNotADirectory,
+    /// Group or others can write the key directory.
+    KeyDirWritable,
+    /// The key directory's mode is looser than 0700.
+    KeyDirMode,
+    /// The key directory's mode is 0700 or stricter.
+    KeyDir,
+    /// A guest cluster of vm-stonithd.toml has no usable key.
+    ClusterWithoutKey,
+    /// A guest cluster of vm-stonithd.toml has keys.
+    ClusterKeys,
+    /// A key of a guest cluster vm-stonithd.toml does not configure.
+    KeyOfUnconfiguredCluster,
+    /// Two key files have the same key id.
+    KeyIdDuplicate,
+    /// A key file loads.
+    Key,
+    /// A key file does not load.
+    KeyUnusable,
+    /// No host node holds guest-cluster keys: nothing to compare.
+    NoKeysAnywhere,
+    /// A host node is offline: its keys are not compared.
+    NodeOffline,
+    /// A host node publishes no pmkt-fence-keys (vm-stonithd not running there?).
+    NodePublishesNothing,
+    /// A host node publishes a malformed pmkt-fence-keys.
+    NodePublishesMalformed,
+    /// A host node holds another key under a key id of this node's.
+    NodeKeyDiffers,
+    /// A host node lacks one of this node's keys.
+    NodeKeyMissing,
+    /// A host node holds a key this node lacks.
+    NodeKeyExtra,
+    /// A host node holds the same keys as this node.
+    NodeKeysSame,
+}
+
+impl FindingCode {
+    /// Every code, in the order docs/operations.md lists them.
+    pub const ALL: [FindingCode; 58] = [
+        FindingCode::CloneConfigured,
+        FindingCode::CloneMissing,
+        FindingCode::ConnectdClone,
+        FindingCode::ConnectdCloneMissing,
+        FindingCode::ConnectdSockDir,
+        FindingCode::ConnectdSockDirDiffers,
+        FindingCode::StonithdNotConfigured,
+        FindingCode::ManagerdAgent,
+        FindingCode::ManagerdAgentOther,
+        FindingCode::ManagerdOrdered,
+        FindingCode::ManagerdUnordered,
+        FindingCode::ManagerdConstraints,
+        FindingCode::ManagerdConstraintsMissing,
+        FindingCode::FencingDisabled,
+        FindingCode::FencingConsistent,
+        FindingCode::VmStonithInvalid,
+        FindingCode::StickinessZero,
+        FindingCode::StickinessNotAScore,
+        FindingCode::StickinessNegative,
+        FindingCode::Stickiness,
+        FindingCode::LibvirtUnreachable,
+        FindingCode::GuestManaged,
+        FindingCode::GuestSoftFence,
+        FindingCode::GuestUnmanaged,
+        FindingCode::DomainXmlInvalid,
+        FindingCode::DomainXmlValid,
+        FindingCode::ChannelMissing,
+        FindingCode::ChannelMisplaced,
+        FindingCode::Channel,
+        FindingCode::UuidFixed,
+        FindingCode::UuidMissing,
+        FindingCode::AutostartOn,
+        FindingCode::AutostartOff,
+        FindingCode::AutostartUnknown,
+        FindingCode::Transient,
+        FindingCode::LibvirtLookupFailed,
+        FindingCode::StonithdConfigInvalid,
+        FindingCode::FencingNotSetUp,
+        FindingCode::KeyDirMissing,
+        FindingCode::KeyDirUnreadable,
+        FindingCode::KeyDirNotADirectory,
+        FindingCode::KeyDirWritable,
+        FindingCode::KeyDirMode,
+        FindingCode::KeyDir,
+        FindingCode::ClusterWithoutKey,
+        FindingCode::ClusterKeys,
+        FindingCode::KeyOfUnconfiguredCluster,
+        FindingCode::KeyIdDuplicate,
+        FindingCode::Key,
+        FindingCode::KeyUnusable,
+        FindingCode::NoKeysAnywhere,
+        FindingCode::NodeOffline,
+        FindingCode::NodePublishesNothing,
+        FindingCode::NodePublishesMalformed,
+        FindingCode::NodeKeyDiffers,
+        FindingCode::NodeKeyMissing,
+        FindingCode::NodeKeyExtra,
+        FindingCode::NodeKeysSame,
+    ];
+
+    /// The code as `--output json` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingCode::CloneConfigured => "clone-configured",
+            FindingCode::CloneMissing => "clone-missing",
+            FindingCode::ConnectdClone => "connectd-clone",
+            FindingCode::ConnectdCloneMissing => "connectd-clone-missing",
+            FindingCode::ConnectdSockDir => "connectd-sock-dir",
+            FindingCode::ConnectdSockDirDiffers => "connectd-sock-dir-differs",
+            FindingCode::StonithdNotConfigured => "stonithd-not-configured",
+            FindingCode::ManagerdAgent => "managerd-agent",
+            FindingCode::ManagerdAgentOther => "managerd-agent-other",
+            FindingCode::ManagerdOrdered => "managerd-ordered",
+            FindingCode::ManagerdUnordered => "managerd-unordered",
+            FindingCode::ManagerdConstraints => "managerd-constraints",
+            FindingCode::ManagerdConstraintsMissing => "managerd-constraints-missing",
+            FindingCode::FencingDisabled => "fencing-disabled",
+            FindingCode::FencingConsistent => "fencing-consistent",
+            FindingCode::VmStonithInvalid => "vm-stonith-invalid",
+            FindingCode::StickinessZero => "stickiness-zero",
+            FindingCode::StickinessNotAScore => "stickiness-not-a-score",
+            FindingCode::StickinessNegative => "stickiness-negative",
+            FindingCode::Stickiness => "stickiness",
+            FindingCode::LibvirtUnreachable => "libvirt-unreachable",
+            FindingCode::GuestManaged => "guest-managed",
+            FindingCode::GuestSoftFence => "guest-soft-fence",
+            FindingCode::GuestUnmanaged => "guest-unmanaged",
+            FindingCode::DomainXmlInvalid => "domain-xml-invalid",
+            FindingCode::DomainXmlValid => "domain-xml-valid",
+            FindingCode::ChannelMissing => "channel-missing",
+            FindingCode::ChannelMisplaced => "channel-misplaced",
+            FindingCode::Channel => "channel",
+            FindingCode::UuidFixed => "uuid-fixed",
+            FindingCode::UuidMissing => "uuid-missing",
+            FindingCode::AutostartOn => "autostart-on",
+            FindingCode::AutostartOff => "autostart-off",
+            FindingCode::AutostartUnknown => "autostart-unknown",
+            FindingCode::Transient => "transient",
+            FindingCode::LibvirtLookupFailed => "libvirt-lookup-failed",
+            FindingCode::StonithdConfigInvalid => "stonithd-config-invalid",
+            FindingCode::FencingNotSetUp => "fencing-not-set-up",
+            FindingCode::KeyDirMissing => "key-dir-missing",
+            FindingCode::KeyDirUnreadable => "key-dir-unreadable",
+            FindingCode::KeyDirNotADirectory => "key-dir-not-a-directory",
+            FindingCode::KeyDirWritable => "key-dir-writable",
+            FindingCode::KeyDirMode => "key-dir-mode",
+            FindingCode::KeyDir => "key-dir",
+            FindingCode::ClusterWithoutKey => "cluster-without-key",
+            FindingCode::ClusterKeys => "cluster-keys",
+            FindingCode::KeyOfUnconfiguredCluster => "key-of-unconfigured-cluster",
+            FindingCode::KeyIdDuplicate => "key-id-duplicate",
+            FindingCode::Key => "key",
+            FindingCode::KeyUnusable => "key-unusable",
+            FindingCode::NoKeysAnywhere => "no-keys-anywhere",
+            FindingCode::NodeOffline => "node-offline",
+            FindingCode::NodePublishesNothing => "node-publishes-nothing",
+            FindingCode::NodePublishesMalformed => "node-publishes-malformed",
+            FindingCode::NodeKeyDiffers => "node-key-differs",
+            FindingCode::NodeKeyMissing => "node-key-missing",
+            FindingCode::NodeKeyExtra => "node-key-extra",
+            FindingCode::NodeKeysSame => "node-keys-same",
+        }
+    }
+}
+
+impl Serialize for FindingCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One finding of `vm-ctl check`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// Domain (or "cluster" for cluster-wide findings).
     pub subject: String,
+    /// What kind of finding it is.
+    pub code: FindingCode,
     /// `ok`, `warning` or `error`.
     pub level: Level,
     /// What was checked and found.
@@ -202,6 +462,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// `check`'s verdict: [`Error::CheckFailed`](crate::error::Error::CheckFailed) when a
+    /// finding is an error (the report itself has them all).
+    pub fn check_result(&self) -> crate::error::Result<()> {
+        let count = self
+            .findings
+            .as_ref()
+            .map_or(0, |f| f.iter().filter(|f| f.level == Level::Error).count());
+        if count == 0 {
+            Ok(())
+        } else {
+            Err(crate::error::Error::CheckFailed { count })
+        }
+    }
+
     /// Render for `format`: (stdout text, stderr text).
     pub fn render(&self, format: Format) -> (String, String) {
         let mut err = String::new();
@@ -318,6 +592,42 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finding_codes_are_distinct_kebab_words_and_in_the_json() {
+        let mut seen = std::collections::BTreeSet::new();
+        for c in FindingCode::ALL {
+            let s = c.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{s}"
+            );
+        }
+        let f = Finding {
+            subject: "g1".into(),
+            code: FindingCode::UuidMissing,
+            level: Level::Warning,
+            message: "no <uuid>".into(),
+            fix: "add one".into(),
+        };
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(v["code"], "uuid-missing");
+        assert_eq!(v["level"], "warning");
+    }
+
+    /// docs/operations.md's table of finding codes lists every code.
+    #[test]
+    fn every_finding_code_is_documented() {
+        let doc = include_str!("../../docs/operations.md");
+        for c in FindingCode::ALL {
+            assert!(
+                doc.contains(&format!("| `{}` |", c.as_str())),
+                "{}",
+                c.as_str()
+            );
+        }
+    }
 
     #[test]
     fn list_has_the_original_six_columns() {

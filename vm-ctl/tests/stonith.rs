@@ -616,15 +616,17 @@ fn guest_config_runs_under_pcs() {
     }
 }
 
-const CONFIG: &str = "\
-vm_cfg_dir=/nonexistent
-vm_cfg_ext=.xml
-vm_allow_migrate=off
-vm_stonith=off
-vm_ocf=ocf:pm-kvm-tools:VirtualDomain
-vm_hypervisor=test:///default
-vm_migration_transport=tcp
-";
+/// The test bed's base vm-ctl.conf (tests/testbed/vm-ctl-base.conf) on libvirt's test driver,
+/// with no domain XML files.
+fn config() -> String {
+    format!(
+        "vm_cfg_dir=/nonexistent\n{}",
+        include_str!("../../tests/testbed/vm-ctl-base.conf").replace(
+            "vm_hypervisor=qemu:///system",
+            "vm_hypervisor=test:///default"
+        )
+    )
+}
 
 fn findings(out: &Output) -> Vec<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
@@ -638,9 +640,27 @@ fn findings(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn has<'a>(f: &'a [serde_json::Value], level: &str, text: &str) -> Option<&'a serde_json::Value> {
-    f.iter()
-        .find(|f| f["level"] == level && f["message"].as_str().unwrap_or_default().contains(text))
+/// The finding of kind `code` (its stable code, docs/operations.md) at `level` about `about`
+/// (a file, node, guest cluster or key named in its message; "" for any).
+fn has<'a>(
+    f: &'a [serde_json::Value],
+    code: &str,
+    level: &str,
+    about: &str,
+) -> Option<&'a serde_json::Value> {
+    f.iter().find(|f| {
+        f["code"] == code
+            && f["level"] == level
+            && (about.is_empty()
+                || names(f["message"].as_str().unwrap_or_default()).any(|w| w == about))
+    })
+}
+
+/// The names in a message: its words without the punctuation around them.
+fn names(message: &str) -> impl Iterator<Item = &str> {
+    message
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '(' | ')'))
+        .map(|w| w.trim_end_matches("'s").trim_end_matches([':', ';', '.']))
 }
 
 #[test]
@@ -649,7 +669,7 @@ fn check_reports_open_key_files_and_clusters_without_keys() {
         return;
     }
     let bed = Bed::new();
-    fs::write(bed.path("vm-ctl.conf"), CONFIG).unwrap();
+    fs::write(bed.path("vm-ctl.conf"), config()).unwrap();
     bed.cib(&["node1", "node2"], "");
     let keys = bed.path("keys");
     let key = bed.keygen_json(&["web", "--key-dir", keys.to_str().unwrap()]);
@@ -668,10 +688,9 @@ fn check_reports_open_key_files_and_clusters_without_keys() {
         .unwrap();
     assert_eq!(out.status.code(), Some(18), "{}", text(&out.stderr));
     let f = findings(&out);
-    let open =
-        has(&f, "error", &format!("{file} has mode 0644")).unwrap_or_else(|| panic!("{f:#?}"));
+    let open = has(&f, "key-unusable", "error", &file).unwrap_or_else(|| panic!("{f:#?}"));
     assert_eq!(open["fix"], format!("chmod 600 {file}"));
-    let db = has(&f, "error", "guest cluster db").unwrap_or_else(|| panic!("{f:#?}"));
+    let db = has(&f, "cluster-without-key", "error", "db").unwrap_or_else(|| panic!("{f:#?}"));
     assert!(
         db["fix"]
             .as_str()
@@ -679,7 +698,7 @@ fn check_reports_open_key_files_and_clusters_without_keys() {
             .starts_with("vm-ctl stonith keygen db"),
         "{db}"
     );
-    let web = has(&f, "error", "guest cluster web").unwrap_or_else(|| panic!("{f:#?}"));
+    let web = has(&f, "cluster-without-key", "error", "web").unwrap_or_else(|| panic!("{f:#?}"));
     assert!(
         web["fix"].as_str().unwrap().starts_with(&format!(
             "make {file} usable (see above), or vm-ctl stonith keygen web"
@@ -703,10 +722,10 @@ fn check_reports_open_key_files_and_clusters_without_keys() {
         keys.to_str().unwrap(),
     ]);
     let f = findings(&out);
-    has(&f, "ok", &format!("({file}) loads")).unwrap_or_else(|| panic!("{f:#?}"));
-    has(&f, "ok", "guest cluster web has 1 key(s)").unwrap_or_else(|| panic!("{f:#?}"));
-    has(&f, "error", "guest cluster db").unwrap_or_else(|| panic!("{f:#?}"));
-    assert!(has(&f, "error", "0644").is_none(), "{f:#?}");
+    has(&f, "key", "ok", &file).unwrap_or_else(|| panic!("{f:#?}"));
+    has(&f, "cluster-keys", "ok", "web").unwrap_or_else(|| panic!("{f:#?}"));
+    has(&f, "cluster-without-key", "error", "db").unwrap_or_else(|| panic!("{f:#?}"));
+    assert!(has(&f, "key-unusable", "error", "").is_none(), "{f:#?}");
 
     // a group-writable key directory is an error, a group-readable one a warning
     fs::set_permissions(&keys, fs::Permissions::from_mode(0o770)).unwrap();
@@ -717,7 +736,9 @@ fn check_reports_open_key_files_and_clusters_without_keys() {
         "--key-dir",
         keys.to_str().unwrap(),
     ]));
-    let d = has(&f, "error", "has mode 0770").unwrap_or_else(|| panic!("{f:#?}"));
+    let d = has(&f, "key-dir-writable", "error", keys.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{f:#?}"));
+    assert!(d["message"].as_str().unwrap().contains("0770"), "{d}");
     assert_eq!(d["fix"], format!("chmod 700 {}", keys.display()));
     fs::set_permissions(&keys, fs::Permissions::from_mode(0o750)).unwrap();
     let f = findings(&bed.run(&[
@@ -727,7 +748,9 @@ fn check_reports_open_key_files_and_clusters_without_keys() {
         "--key-dir",
         keys.to_str().unwrap(),
     ]));
-    has(&f, "warning", "has mode 0750").unwrap_or_else(|| panic!("{f:#?}"));
+    let d = has(&f, "key-dir-mode", "warning", keys.to_str().unwrap())
+        .unwrap_or_else(|| panic!("{f:#?}"));
+    assert!(d["message"].as_str().unwrap().contains("0750"), "{d}");
 }
 
 #[test]
@@ -736,7 +759,7 @@ fn check_compares_the_keys_every_node_publishes() {
         return;
     }
     let bed = Bed::new();
-    fs::write(bed.path("vm-ctl.conf"), CONFIG).unwrap();
+    fs::write(bed.path("vm-ctl.conf"), config()).unwrap();
     bed.cib(&["node1"], "");
     let keys = bed.path("keys");
     let key = bed.keygen_json(&["web", "--key-dir", keys.to_str().unwrap()]);
@@ -770,30 +793,26 @@ fn check_compares_the_keys_every_node_publishes() {
     ]);
     assert_eq!(out.status.code(), Some(18), "{}", text(&out.stderr));
     let f = findings(&out);
-    has(&f, "ok", "node node1's vm-stonithd holds the same 1 key(s)")
-        .unwrap_or_else(|| panic!("{f:#?}"));
-    let diff = has(
-        &f,
-        "error",
-        &format!("node node2 holds a different key web:{id}"),
-    )
-    .unwrap_or_else(|| panic!("{f:#?}"));
+    has(&f, "node-keys-same", "ok", "node1").unwrap_or_else(|| panic!("{f:#?}"));
+    let diff = has(&f, "node-key-differs", "error", "node2").unwrap_or_else(|| panic!("{f:#?}"));
+    assert!(
+        names(diff["message"].as_str().unwrap()).any(|w| w == format!("web:{id}")),
+        "{diff}"
+    );
     assert!(
         diff["fix"].as_str().unwrap().starts_with(&format!(
             "scp -p {file} node2:{file}, then reload vm-stonithd on node2"
         )),
         "{diff}"
     );
-    let lack = has(&f, "error", &format!("node node3 lacks key web:{id}"))
-        .unwrap_or_else(|| panic!("{f:#?}"));
+    let lack = has(&f, "node-key-missing", "error", "node3").unwrap_or_else(|| panic!("{f:#?}"));
+    assert!(
+        names(lack["message"].as_str().unwrap()).any(|w| w == format!("web:{id}")),
+        "{lack}"
+    );
     assert!(lack["fix"].as_str().unwrap().contains("node3:"), "{lack}");
-    has(
-        &f,
-        "warning",
-        "node node4 publishes no pmkt-fence-keys attribute: vm-stonithd not running there?",
-    )
-    .unwrap_or_else(|| panic!("{f:#?}"));
-    has(&f, "ok", "node node5 is offline").unwrap_or_else(|| panic!("{f:#?}"));
+    has(&f, "node-publishes-nothing", "warning", "node4").unwrap_or_else(|| panic!("{f:#?}"));
+    has(&f, "node-offline", "ok", "node5").unwrap_or_else(|| panic!("{f:#?}"));
 }
 
 #[test]
@@ -802,7 +821,7 @@ fn check_without_guest_fencing_is_quiet() {
         return;
     }
     let bed = Bed::new();
-    fs::write(bed.path("vm-ctl.conf"), CONFIG).unwrap();
+    fs::write(bed.path("vm-ctl.conf"), config()).unwrap();
     bed.cib(&["node1"], &node_state(1, "node1", true, None));
     let out = bed.run(&[
         "--output",
@@ -813,5 +832,5 @@ fn check_without_guest_fencing_is_quiet() {
     ]);
     let f = findings(&out);
     assert!(f.iter().all(|f| f["level"] == "ok"), "{f:#?}");
-    has(&f, "ok", "guest fencing is not set up on this node").unwrap_or_else(|| panic!("{f:#?}"));
+    has(&f, "fencing-not-set-up", "ok", "").unwrap_or_else(|| panic!("{f:#?}"));
 }

@@ -5,14 +5,13 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::DEFAULT_CONFIG;
+use vm_fence::defaults::STONITHD_CONFIG as DEFAULT_CONFIG;
 
-/// Exit statuses.
+/// Exit statuses: the shared ones ([`vm_common::exit`]: 1 could not start, 2 usage, 3
+/// configuration) and vm-stonithd's own; [`crate::start::MainError::exit_code`] maps errors to
+/// them.
 pub mod exit {
-    /// The configuration or key directory is unusable.
-    pub const CONFIG: u8 = 2;
-    /// The daemon could not start (state directory, event watcher, node name).
-    pub const START: u8 = 3;
+    pub use vm_common::exit::{CONFIG, FAILURE, SUCCESS, USAGE};
     /// `--check`: the configuration is valid, but a guest cluster has no key.
     pub const NO_KEY: u8 = 4;
 }
@@ -24,8 +23,8 @@ pub mod exit {
 /// whom is in the configuration file. SIGHUP re-reads the configuration and keys; SIGTERM
 /// rolls back fences in progress and exits.
 ///
-/// Exit status: 0 stopped by a signal (or --check passed); 2 configuration or key directory
-/// unusable (or a usage error); 3 cannot start; 4 (--check) a guest cluster has no key.
+/// Exit status: 0 stopped by a signal (or --check passed); 1 cannot start; 2 usage error; 3
+/// configuration or key directory unusable; 4 (--check) a guest cluster has no key.
 #[derive(Debug, Parser)]
 #[command(name = "vm-stonithd", version, about, long_about)]
 pub struct Cli {
@@ -49,16 +48,17 @@ pub struct Cli {
 /// Every exit status and its meaning, for the man page.
 pub const EXIT_STATUS: &[(u8, &str)] = &[
     (
-        0,
+        exit::SUCCESS,
         "stopped by SIGTERM or SIGINT after rolling back fences in progress; --check: the configuration and every guest cluster's key are usable",
     ),
     (
-        exit::CONFIG,
-        "the configuration or the key directory is unusable, or a usage error",
+        exit::FAILURE,
+        "the daemon could not start (state directory, signal handling)",
     ),
+    (exit::USAGE, "usage error"),
     (
-        exit::START,
-        "the daemon could not start (state directory, signal handling, event watcher)",
+        exit::CONFIG,
+        "the configuration or the key directory is unusable",
     ),
     (
         exit::NO_KEY,
@@ -73,6 +73,13 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_usage_error_exits_with_the_tables_usage_code() {
+        use clap::Parser;
+        let e = super::Cli::try_parse_from(["vm-stonithd", "--no-such-option"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(super::exit::USAGE));
     }
 
     #[test]

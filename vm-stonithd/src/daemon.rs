@@ -1,5 +1,7 @@
 //! The daemon: registered with the host vm-connectd as the `stonith` module, it opens each
-//! delivered request, decides, carries it out on a worker thread and answers.
+//! delivered request and decides on the connection's thread (computation only), carries it out
+//! on a worker thread and answers; a power request identical to one in progress takes no worker
+//! but waits for that one's outcome ([`crate::merge`]).
 //!
 //! One log line per request says who asked (the guest whose channel it came over), what, and
 //! how it ended; refusals say why. A malformed, unauthenticated or unauthorised request changes
@@ -15,23 +17,24 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use vm_proto::Origin;
 use vm_proto::client::{ClientError, Delivery, Module, ModuleEvent, ModuleSender};
 use vm_proto::message::{ErrorCode, RetryReason};
 use vm_seal::envelope::{self, MAGIC};
-use vm_seal::{Action, FenceReply, FenceRequest, Name, Outcome, PowerState, ReplayGuard};
+use vm_seal::{
+    Action, FenceReply, FenceRequest, KeyId, Name, Nonce, Outcome, PowerState, ReplayGuard,
+};
 
 use crate::authz;
 use crate::config::{Config, LegacyDecrypt};
-use crate::fence::{Executor, Job};
+use crate::fence::{Executor, GiveUp, Job};
 use crate::keys::KeyRing;
+use crate::merge::{MergeKey, Merges, Participant};
 use crate::plan;
 use vm_common::error_chain;
+use vm_fence::SERVICE;
+use vm_fence::published::{self, KeyStamp, PUBLISHED_KEYS_ATTR};
 
-/// The service name vm-stonithd registers.
-pub const SERVICE: &str = "stonith";
-/// Transient node attribute where each vm-stonithd publishes the keys it holds (for
-/// `vm-ctl check`): `cluster:keyid:fingerprint`, comma-separated, sorted.
-pub const KEYS_ATTR: &str = "pmkt-fence-keys";
 /// Time kept back from a request's timeout for the reply to travel back.
 const REPLY_MARGIN: Duration = Duration::from_millis(300);
 /// How many requests the replay guard remembers at most, per key.
@@ -57,6 +60,43 @@ pub enum Answer {
     Error(ErrorCode, String),
     /// Not carried out by this attempt (busy): the requester sends it again later.
     Retry(RetryReason, String),
+    /// Nothing more to send: the request was answered by the execution it started
+    /// ([`crate::merge`]).
+    Sent,
+}
+
+/// A sealed request, opened and authorised.
+#[derive(Debug)]
+struct Opened {
+    /// The keys in force when it was opened, and which of them sealed it (its reply is sealed
+    /// with the same).
+    keys: Arc<KeyRing>,
+    key_id: KeyId,
+    nonce: Nonce,
+    request: FenceRequest,
+    /// The guest cluster of the key.
+    cluster: Name,
+    /// The configured resource id of its target, if any.
+    resource: Option<String>,
+    origin: Origin,
+    config: Arc<Config>,
+}
+
+impl Opened {
+    /// `reply`, sealed for this request.
+    fn seal(&self, reply: FenceReply) -> Answer {
+        let Some(key) = self.keys.get(self.key_id) else {
+            return Answer::Error(ErrorCode::Internal, "the request's key is gone".into());
+        };
+        match reply.seal(key, &self.nonce) {
+            Ok(b) => Answer::Sealed(b),
+            Err(e) => Answer::Error(ErrorCode::Internal, format!("cannot seal the reply: {e}")),
+        }
+    }
+
+    fn target(&self) -> &str {
+        self.request.target.as_ref().map_or("-", Name::as_str)
+    }
 }
 
 /// The daemon's state.
@@ -69,6 +109,8 @@ pub struct Daemon {
     executor: Executor,
     node: String,
     cancels: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    /// Power requests in progress that identical ones join.
+    merges: Merges,
     workers: AtomicUsize,
     /// Requests in progress per quota (see [`Daemon::quota_of`]).
     quotas: Mutex<HashMap<String, usize>>,
@@ -94,6 +136,7 @@ impl Daemon {
             executor,
             node,
             cancels: Mutex::new(HashMap::new()),
+            merges: Merges::default(),
             workers: AtomicUsize::new(0),
             quotas: Mutex::new(HashMap::new()),
             refusals: RefusalLog::default(),
@@ -136,17 +179,13 @@ impl Daemon {
         }
     }
 
-    /// Publishes the keys held here as the transient node attribute [`KEYS_ATTR`] (best
+    /// Publishes the keys held here as the transient node attribute [`PUBLISHED_KEYS_ATTR`] (best
     /// effort: it only serves `vm-ctl check`).
     pub fn publish_keys(&self) {
         let value = published_keys(&self.keys());
         let out = vm_common::process::Cmd::new("attrd_updater")
-            .args(["--name", KEYS_ATTR, "--update"])
-            .arg(if value.is_empty() {
-                "-"
-            } else {
-                value.as_str()
-            })
+            .args(["--name", PUBLISHED_KEYS_ATTR, "--update"])
+            .arg(&value)
             .timeout(Duration::from_secs(10))
             .run();
         match out {
@@ -172,129 +211,216 @@ impl Daemon {
         }
     }
 
-    /// Answers one delivery (runs on a worker thread; blocks while the fence runs).
-    pub fn handle(&self, delivery: &Delivery, cancel: Arc<AtomicBool>) -> Answer {
-        let received = Instant::now();
-        let origin = delivery.deliver.origin();
-        let body = delivery.deliver.body();
-        let span = tracing::info_span!("request", id = delivery.id, origin = origin.domain());
-        let _e = span.enter();
-        if body.starts_with(&MAGIC) {
-            self.sealed(origin.domain(), body, received, cancel)
-        } else {
-            self.legacy(origin.domain(), body, cancel)
-        }
-    }
-
-    fn sealed(
-        &self,
-        origin: &str,
-        body: &[u8],
-        received: Instant,
-        cancel: Arc<AtomicBool>,
-    ) -> Answer {
+    /// Opens a sealed request from `origin` and checks who may ask what ([`authz`]); not yet
+    /// whether it is fresh ([`Daemon::fresh`]), so that a request answered Retry Busy is not
+    /// remembered and may be sent again. Pure computation: runs on the connection's thread.
+    fn open_sealed(&self, origin: &Origin, body: &[u8]) -> Result<Opened, Answer> {
+        let domain = origin.domain();
         let header = match envelope::peek(body) {
             Ok(h) => h,
             Err(e) => {
-                self.refusals.log(origin, |more| {
+                self.refusals.log(domain, |more| {
                     tracing::warn!("refused: not a sealed request: {e}{more}");
                 });
-                return Answer::Error(ErrorCode::BadRequest, format!("not a sealed request: {e}"));
+                return Err(Answer::Error(
+                    ErrorCode::BadRequest,
+                    format!("not a sealed request: {e}"),
+                ));
             }
         };
         let keys = self.keys();
         let Some(key) = keys.get(header.key_id) else {
-            self.refusals.log(origin, |more| {
+            self.refusals.log(domain, |more| {
                 tracing::warn!(key_id = %header.key_id, "refused: sealed with an unknown key (not in the key directory: wrong or rotated-out key, or a forgery){more}");
             });
-            return Answer::Error(
+            return Err(Answer::Error(
                 ErrorCode::Forbidden,
                 format!("unknown key {}", header.key_id),
-            );
+            ));
         };
         let opened = match FenceRequest::open(key, body) {
             Ok(o) => o,
             Err(e) => {
-                self.refusals.log(origin, |more| {
+                self.refusals.log(domain, |more| {
                     tracing::warn!(key_id = %header.key_id, cluster = %key.cluster(), "refused: {e}{more}");
                 });
-                return Answer::Error(
+                return Err(Answer::Error(
                     ErrorCode::Forbidden,
                     "the request failed authentication".into(),
-                );
+                ));
             }
         };
-        let req = &opened.request;
-        let nonce = opened.header.nonce;
         let config = self.config();
-        let seal = |reply: FenceReply| match reply.seal(key, &nonce) {
-            Ok(b) => Answer::Sealed(b),
-            Err(e) => Answer::Error(ErrorCode::Internal, format!("cannot seal the reply: {e}")),
+        let cluster = key.cluster().clone();
+        let resource = opened.request.target.as_ref().and_then(|t| {
+            config
+                .clusters
+                .get(&cluster)
+                .and_then(|p| p.resources.get(t).cloned())
+        });
+        let o = Opened {
+            key_id: header.key_id,
+            keys: Arc::clone(&keys),
+            nonce: opened.header.nonce,
+            request: opened.request,
+            cluster,
+            resource,
+            origin: origin.clone(),
+            config: Arc::clone(&config),
         };
-        let target = req.target.as_ref().map_or("-", Name::as_str);
-        let refuse = |why: String| {
-            self.refusals.log(origin, |more| {
-                tracing::warn!(cluster = %key.cluster(), action = %req.action, target, requester = %req.requester, "refused: {why}{more}");
-            });
-            seal(FenceReply::new(Outcome::Refused, PowerState::Unknown, why))
-        };
-        let Some(policy) = config.clusters.get(key.cluster()) else {
-            return refuse(format!(
-                "the key belongs to guest cluster {}, which vm-stonithd.toml does not define",
-                key.cluster()
+        let Some(policy) = config.clusters.get(&o.cluster) else {
+            return Err(self.refuse(
+                &o,
+                format!(
+                    "the key belongs to guest cluster {}, which vm-stonithd.toml does not define",
+                    o.cluster
+                ),
             ));
         };
-        if let Err(e) = authz::check(policy, origin, req) {
-            return refuse(e.to_string());
+        if let Err(e) = authz::check(policy, &config.trusted_identities, origin, &o.request) {
+            return Err(self.refuse(&o, e.to_string()));
         }
-        // Only after authorisation: an unauthorised flood (a stolen key used over another
-        // channel, a member naming another) must not take room in the table, which is per key
-        // so that one cluster's flood fills only its own.
+        Ok(o)
+    }
+
+    /// Refuses `o` for `why`: logged (rate-limited per origin) and answered sealed.
+    fn refuse(&self, o: &Opened, why: String) -> Answer {
+        let req = &o.request;
+        self.refusals.log(o.origin.domain(), |more| {
+            tracing::warn!(cluster = %o.cluster, action = %req.action, target = o.target(), requester = %req.requester, "refused: {why}{more}");
+        });
+        o.seal(FenceReply::new(Outcome::Refused, PowerState::Unknown, why))
+    }
+
+    /// Checks that `o` is fresh and not a replay, remembering it. Only after authorisation: an
+    /// unauthorised flood (a stolen key used over another channel, a member naming another)
+    /// must not take room in the table, which is per key so that one cluster's flood fills only
+    /// its own.
+    fn fresh(&self, o: &Opened) -> Result<(), Answer> {
         let fresh = self.replay.lock().unwrap_or_else(|e| e.into_inner()).check(
-            key.id(),
-            nonce,
-            req.timestamp,
+            o.key_id,
+            o.nonce,
+            o.request.timestamp,
             SystemTime::now(),
         );
-        if let Err(e) = fresh {
-            return refuse(e.to_string());
+        fresh.map_err(|e| self.refuse(o, e.to_string()))
+    }
+
+    /// How long `o` may take from its arrival: its own timeout, capped, less the time its
+    /// reply needs to travel back.
+    fn time_for(o: &Opened) -> Duration {
+        o.request
+            .timeout
+            .min(o.config.max_timeout)
+            .saturating_sub(REPLY_MARGIN)
+    }
+
+    fn job(o: &Opened, deadline: Instant, cancel: Arc<dyn GiveUp>) -> Job {
+        Job {
+            action: o.request.action,
+            target: o.request.target.clone(),
+            resource: o.resource.clone(),
+            deadline,
+            cancel,
+            request: o.nonce.to_string(),
         }
-        if req.action == Action::List {
+    }
+
+    /// Logs how `o` ended (one line per request).
+    fn log_answered(o: &Opened, id: u64, received: Instant, reply: &FenceReply) {
+        let req = &o.request;
+        tracing::info!(
+            id, cluster = %o.cluster, action = %req.action, target = o.target(), requester = %req.requester,
+            outcome = ?reply.outcome, state = ?reply.state, elapsed_ms = received.elapsed().as_millis() as u64,
+            "{}", reply.message
+        );
+    }
+
+    /// Carries out a fresh, authorised request that is not merged with others (list, status,
+    /// monitor) on a worker thread, and answers it.
+    fn carry_out(&self, o: &Opened, id: u64, received: Instant, cancel: Arc<AtomicBool>) -> Answer {
+        if o.request.action == Action::List {
             let mut reply = FenceReply::new(
                 Outcome::Done,
                 PowerState::Unknown,
                 "targets of this guest cluster",
             );
-            reply.targets = policy.targets.iter().cloned().collect();
-            tracing::info!(cluster = %policy.name, action = "list", "answered");
-            return seal(reply);
+            if let Some(policy) = o.config.clusters.get(&o.cluster) {
+                reply.targets = policy.targets.iter().cloned().collect();
+            }
+            tracing::info!(cluster = %o.cluster, action = "list", "answered");
+            return o.seal(reply);
         }
-        let timeout = req
-            .timeout
-            .min(config.max_timeout)
-            .saturating_sub(REPLY_MARGIN);
-        let job = Job {
-            action: req.action,
-            target: req.target.clone(),
-            resource: req
-                .target
-                .as_ref()
-                .and_then(|t| policy.resources.get(t).cloned()),
-            deadline: received + timeout,
-            cancel,
-            request: nonce.to_string(),
-        };
+        let job = Self::job(o, received + Self::time_for(o), cancel);
         let reply = self.executor.run(&job);
-        tracing::info!(
-            cluster = %policy.name, action = %req.action, target, requester = %req.requester,
-            outcome = ?reply.outcome, state = ?reply.state, elapsed_ms = received.elapsed().as_millis() as u64,
-            "{}", reply.message
-        );
-        seal(reply)
+        Self::log_answered(o, id, received, &reply);
+        o.seal(reply)
     }
 
-    fn legacy(&self, origin: &str, body: &[u8], cancel: Arc<AtomicBool>) -> Answer {
+    /// Answers a sealed request from `origin` in full, without merging (tests).
+    #[cfg(test)]
+    fn sealed(
+        &self,
+        origin: &Origin,
+        body: &[u8],
+        received: Instant,
+        cancel: Arc<AtomicBool>,
+    ) -> Answer {
+        let o = match self.open_sealed(origin, body).and_then(|o| {
+            self.fresh(&o)?;
+            Ok(o)
+        }) {
+            Ok(o) => o,
+            Err(answer) => return answer,
+        };
+        self.carry_out(&o, 0, received, cancel)
+    }
+
+    /// A requester of the power request `o` (request `id`, arrived at `received`) waiting for
+    /// an execution: its reply is sealed for its own nonce, logged and sent to it. `slot_cancel`
+    /// is its worker slot's cancel flag if it has one (it starts the execution); otherwise (it
+    /// joins one) a flag is registered for its Cancel here and removed when it is answered.
+    fn participant(
+        self: &Arc<Self>,
+        id: u64,
+        o: Opened,
+        received: Instant,
+        slot_cancel: Option<Arc<AtomicBool>>,
+        sender: &ModuleSender,
+    ) -> Participant {
+        let joined = slot_cancel.is_none();
+        let cancel = slot_cancel.unwrap_or_else(|| {
+            let flag = Arc::new(AtomicBool::new(false));
+            self.cancels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, Arc::clone(&flag));
+            flag
+        });
+        let me = Arc::clone(self);
+        let sender = sender.clone();
+        Participant {
+            id,
+            joined: received,
+            deadline: received + Self::time_for(&o),
+            cancel,
+            answer: Box::new(move |reply| {
+                if joined {
+                    me.cancels
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
+                }
+                Self::log_answered(&o, id, received, &reply);
+                send_answer(&sender, id, o.seal(reply));
+            }),
+        }
+    }
+
+    fn legacy(&self, origin: &Origin, body: &[u8], cancel: Arc<AtomicBool>) -> Answer {
         let config = self.config();
+        let source = origin;
+        let origin = origin.domain();
         let Some(decrypt) = &config.legacy else {
             self.refusals.log(origin, |more| {
                 tracing::warn!(
@@ -312,8 +438,15 @@ impl Daemon {
             });
             Answer::Plain("NG")
         };
+        if let Err(e) = authz::trusted(&config.trusted_identities, source) {
+            return ng(e.to_string());
+        }
         let Some((op, token)) = parse_legacy(body) else {
             return ng("not `on|off|reset|status TOKEN`".into());
+        };
+        // (parse_legacy accepts only the ops legacy_action knows)
+        let Some(action) = legacy_action(op) else {
+            return ng(format!("unknown op {op:?}"));
         };
         let clusters: Vec<_> = config
             .clusters_of_str(origin)
@@ -342,12 +475,6 @@ impl Daemon {
             return ng(format!(
                 "{rsc} is not the resource of a guest that {origin}'s cluster may fence"
             ));
-        };
-        let action = match op {
-            "on" => Action::On,
-            "off" => Action::Off,
-            "reset" => Action::Reboot,
-            _ => Action::Status,
         };
         let job = Job {
             action,
@@ -420,7 +547,10 @@ impl Daemon {
                         .unwrap_or_else(|e| e.into_inner())
                         .get(&id)
                     {
-                        tracing::info!(id, "the requester gave up: rolling back");
+                        tracing::info!(
+                            id,
+                            "the requester gave up: its fence rolls back unless identical requests still wait for it"
+                        );
                         flag.store(true, Ordering::SeqCst);
                         self.executor.watcher().poke();
                     }
@@ -448,22 +578,127 @@ impl Daemon {
         }
     }
 
+    /// Takes delivery `d` in: a sealed request is opened and checked here (computation only);
+    /// refused ones are answered at once, a power request identical to one in progress joins
+    /// it ([`crate::merge`]), anything else gets a worker slot (or Retry Busy) and is carried
+    /// out on a worker thread. Legacy requests go to a worker whole (their decryption may run a
+    /// command).
     fn dispatch(self: &Arc<Self>, d: Delivery, sender: &ModuleSender) {
         let id = d.id;
-        let slot = match self.take_slot(id, d.deliver.origin().domain(), d.deliver.body()) {
-            Ok(slot) => slot,
-            Err(answer) => {
-                send_answer(sender, id, answer);
+        let received = Instant::now();
+        let origin = d.deliver.origin().clone();
+        let span = tracing::info_span!("request", id, origin = origin.domain());
+        let answer_to = |sender: &ModuleSender| {
+            let sender = sender.clone();
+            move |answer| send_answer(&sender, id, answer)
+        };
+        if !d.deliver.body().starts_with(&MAGIC) {
+            let slot = match self.take_slot(id, origin.domain(), d.deliver.body()) {
+                Ok(slot) => slot,
+                Err(answer) => return send_answer(sender, id, answer),
+            };
+            let me = Arc::clone(self);
+            let _ = self.spawn_worker(
+                slot,
+                move |cancel| {
+                    let _e = span.enter();
+                    me.legacy(&origin, d.deliver.body(), cancel)
+                },
+                answer_to(sender),
+            );
+            return;
+        }
+        let _e = span.enter();
+        let opened = match self.open_sealed(&origin, d.deliver.body()) {
+            Ok(o) => o,
+            Err(answer) => return send_answer(sender, id, answer),
+        };
+        let merge = MergeKey::of(
+            &opened.cluster,
+            opened.request.action,
+            opened.request.target.as_ref(),
+        );
+        let Some(key) = merge else {
+            let slot = match self.take_slot(id, origin.domain(), d.deliver.body()) {
+                Ok(slot) => slot,
+                Err(answer) => return send_answer(sender, id, answer),
+            };
+            if let Err(answer) = self.fresh(&opened) {
+                return send_answer(sender, id, answer);
+            }
+            let me = Arc::clone(self);
+            let span = span.clone();
+            let _ = self.spawn_worker(
+                slot,
+                move |cancel| {
+                    let _e = span.enter();
+                    me.carry_out(&opened, id, received, cancel)
+                },
+                answer_to(sender),
+            );
+            return;
+        };
+        // If an identical request is in progress, this one waits for its outcome, holding no
+        // worker. It is taken in (or refused as a replay) under the merge table's lock, so the
+        // execution cannot end in between and leave it unanswered.
+        let mut opened = Some(opened);
+        let joined = self.merges.join(&key, || {
+            let o = opened
+                .take()
+                .ok_or_else(|| Answer::Error(ErrorCode::Internal, "request taken twice".into()))?;
+            self.fresh(&o)?;
+            Ok(self.participant(id, o, received, None, sender))
+        });
+        match joined {
+            Some(Ok(waiting)) => {
+                tracing::info!(
+                    waiting,
+                    "joined an identical {} of {} in progress: its outcome answers this request",
+                    key.action,
+                    key.target
+                );
                 return;
             }
+            Some(Err(answer)) => return send_answer(sender, id, answer),
+            None => {}
+        }
+        let Some(opened) = opened else {
+            return;
         };
+        let slot = match self.take_slot(id, origin.domain(), d.deliver.body()) {
+            Ok(slot) => slot,
+            Err(answer) => return send_answer(sender, id, answer),
+        };
+        if let Err(answer) = self.fresh(&opened) {
+            return send_answer(sender, id, answer);
+        }
+        // each round's job: this request's, with the round's deadline and give-up condition
+        let template = Self::job(&opened, received, Arc::new(AtomicBool::new(false)));
+        let first = self.participant(id, opened, received, Some(slot.cancel.clone()), sender);
+        let exec = self.merges.start(key.clone(), first);
         let me = Arc::clone(self);
-        let sender = sender.clone();
-        let _ = self.spawn_worker(
+        let run_span = span.clone();
+        let run_key = key.clone();
+        let run_exec = Arc::clone(&exec);
+        let started = self.spawn_worker(
             slot,
-            move |cancel| me.handle(&d, cancel),
-            move |answer| send_answer(&sender, id, answer),
+            move |_| {
+                let _e = run_span.enter();
+                me.merges.run(&run_key, &run_exec, id, |deadline, give_up| {
+                    me.executor.execute(&Job {
+                        deadline,
+                        cancel: give_up,
+                        ..template.clone()
+                    })
+                });
+                Answer::Sent
+            },
+            answer_to(sender),
         );
+        if started.is_none() {
+            self.merges
+                .abandon(&key, &exec, "vm-stonithd cannot start a worker thread");
+        }
     }
 
     /// Which quota a request counts against: the guest cluster whose key it is sealed with, if
@@ -709,6 +944,7 @@ fn send_answer(sender: &ModuleSender, id: u64, answer: Answer) {
         Answer::Plain(s) => sender.reply(id, s.as_bytes()),
         Answer::Error(code, msg) => sender.error(id, code, &msg),
         Answer::Retry(reason, detail) => sender.retry(id, reason, &detail),
+        Answer::Sent => return,
     };
     if let Err(e) = sent {
         tracing::warn!(
@@ -719,13 +955,21 @@ fn send_answer(sender: &ModuleSender, id: u64, answer: Answer) {
     }
 }
 
+/// The key directory cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the key directory {}: {source}", dir.display())]
+pub struct KeyDirError {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
 /// Loads the keys of the configured key directory, logging unusable files.
-pub fn load_keys(config: &Config) -> Result<KeyRing, String> {
-    let (ring, problems) = KeyRing::load(&config.key_dir).map_err(|e| {
-        format!(
-            "cannot read the key directory {}: {e}",
-            config.key_dir.display()
-        )
+pub fn load_keys(config: &Config) -> Result<KeyRing, KeyDirError> {
+    let (ring, problems) = KeyRing::load(&config.key_dir).map_err(|source| KeyDirError {
+        dir: config.key_dir.clone(),
+        source,
     })?;
     for p in problems {
         tracing::error!(file = %p.path.display(), "key not used: {}", p.problem);
@@ -738,15 +982,10 @@ pub fn load_keys(config: &Config) -> Result<KeyRing, String> {
     Ok(ring)
 }
 
-/// The [`KEYS_ATTR`] value for `keys`.
+/// The [`PUBLISHED_KEYS_ATTR`] value for `keys` (vm-fence's format, which vm-ctl parses).
 pub fn published_keys(keys: &KeyRing) -> String {
-    let mut items: Vec<String> = keys
-        .keys()
-        .iter()
-        .map(|k| format!("{}:{}:{}", k.cluster(), k.id(), k.fingerprint()))
-        .collect();
-    items.sort();
-    items.join(",")
+    let stamps: Vec<KeyStamp> = keys.keys().iter().map(|k| KeyStamp::of(k)).collect();
+    published::attr_value(&stamps)
 }
 
 fn parse_legacy(body: &[u8]) -> Option<(&str, &str)> {
@@ -755,16 +994,31 @@ fn parse_legacy(body: &[u8]) -> Option<(&str, &str)> {
     }
     let text = std::str::from_utf8(body).ok()?;
     let (op, token) = text.split_once(' ')?;
-    matches!(op, "on" | "off" | "reset" | "status").then_some(())?;
+    legacy_action(op)?;
     (!token.is_empty() && !token.contains(char::is_whitespace)).then_some((op, token))
 }
 
-fn decrypt_legacy(how: &LegacyDecrypt, token: &str) -> Result<String, String> {
+/// The action of a legacy op (pm_kvm_tools' `on`, `off`, `reset`, `status`); `None` for any
+/// other word, which is refused.
+fn legacy_action(op: &str) -> Option<Action> {
+    match op {
+        "on" => Some(Action::On),
+        "off" => Some(Action::Off),
+        "reset" => Some(Action::Reboot),
+        "status" => Some(Action::Status),
+        _ => None,
+    }
+}
+
+fn decrypt_legacy(
+    how: &LegacyDecrypt,
+    token: &str,
+) -> Result<String, vm_seal::legacy::LegacyError> {
     use vm_seal::legacy;
     match how {
         LegacyDecrypt::Password { file, digests } => {
-            let password = legacy::Password::from_file(file).map_err(|e| e.to_string())?;
-            legacy::decrypt_token(token, &password, digests).map_err(|e| e.to_string())
+            let password = legacy::Password::from_file(file)?;
+            legacy::decrypt_token(token, &password, digests)
         }
         LegacyDecrypt::Command {
             argv,
@@ -776,9 +1030,8 @@ fn decrypt_legacy(how: &LegacyDecrypt, token: &str) -> Result<String, String> {
                 *stdin,
                 *ok_code,
                 Duration::from_secs(10),
-            )
-            .map_err(|e| e.to_string())?;
-            cmd.run(token).map_err(|e| e.to_string())
+            )?;
+            cmd.run(token)
         }
     }
 }
@@ -786,6 +1039,24 @@ fn decrypt_legacy(how: &LegacyDecrypt, token: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_legacy_op_parsed_has_its_action() {
+        for (op, action) in [
+            ("on", Action::On),
+            ("off", Action::Off),
+            ("reset", Action::Reboot),
+            ("status", Action::Status),
+        ] {
+            let body = format!("{op} U2FsdGVkX1abc");
+            assert_eq!(parse_legacy(body.as_bytes()), Some((op, "U2FsdGVkX1abc")));
+            assert_eq!(legacy_action(op), Some(action), "{op}");
+        }
+        for op in ["reboot", "list", "ON", ""] {
+            assert_eq!(legacy_action(op), None, "{op:?}");
+            assert_eq!(parse_legacy(format!("{op} U2FsdGVkX1abc").as_bytes()), None);
+        }
+    }
 
     #[test]
     fn legacy_bodies_are_parsed_strictly() {
@@ -844,8 +1115,14 @@ mod tests {
         d
     }
 
-    /// Sends a `list` sealed under `key` as `requester` over `origin`'s channel; the reply.
+    /// Sends a `list` sealed under `key` as `requester` over `origin`'s channel (libvirt's
+    /// domain); the reply.
     fn list(d: &Daemon, key: &vm_seal::Key, origin: &str, requester: &str) -> FenceReply {
+        let origin = Origin::new(origin, "", vm_proto::OriginSource::Libvirt).unwrap();
+        list_from(d, key, &origin, requester)
+    }
+
+    fn list_from(d: &Daemon, key: &vm_seal::Key, origin: &Origin, requester: &str) -> FenceReply {
         let (nonce, body) =
             FenceRequest::new(Action::List, None, n(requester), Duration::from_secs(5))
                 .unwrap()
@@ -855,6 +1132,67 @@ mod tests {
             Answer::Sealed(b) => FenceReply::open(key, &nonce, &b).unwrap(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_legacy_request_from_a_guest_known_by_its_socket_name_is_refused() {
+        use vm_proto::OriginSource;
+        let d = daemon(vec![], 4);
+        let mut config = Config::parse(
+            "[[cluster]]\nname = \"web\"\nmembers = [\"web1\"]\nlegacy = true\n\
+             [legacy]\nenabled = true\npassword_file = \"/nonexistent\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        config.max_requests = 4;
+        *d.config.write().unwrap() = Arc::new(config);
+        let named = Origin::new("web1", "", OriginSource::SocketName).unwrap();
+        let log = logged(|| {
+            let a = d.legacy(&named, b"off U2FsdGVkX1abc", Arc::default());
+            assert!(matches!(a, Answer::Plain("NG")), "{a:?}");
+        });
+        assert!(log.contains("does not trust"), "{log}");
+        // from libvirt's guest the same request gets as far as decrypting the token
+        let lv = Origin::new("web1", "", OriginSource::Libvirt).unwrap();
+        let log = logged(|| {
+            let a = d.legacy(&lv, b"off U2FsdGVkX1abc", Arc::default());
+            assert!(matches!(a, Answer::Plain("NG")), "{a:?}");
+        });
+        assert!(log.contains("does not decrypt"), "{log}");
+    }
+
+    #[test]
+    fn a_guest_known_by_its_socket_name_is_refused_unless_the_operator_trusts_that() {
+        use vm_proto::OriginSource;
+        let web = vm_seal::Key::generate("web").unwrap();
+        let d = daemon(vec![copy(&web)], 4);
+        // vm-connectd --no-libvirt: anyone who can create <dir>/web1 is "web1"
+        let named = Origin::new("web1", "", OriginSource::SocketName).unwrap();
+        let log = logged(|| {
+            for _ in 0..3 {
+                let r = list_from(&d, &web, &named, "web1");
+                assert_eq!(r.outcome, Outcome::Refused, "{r:?}");
+                assert!(r.message.contains("does not trust"), "{r:?}");
+            }
+        });
+        assert!(
+            log.contains("refused") && log.contains("socket-name"),
+            "{log}"
+        );
+        assert_eq!(
+            d.replay.lock().unwrap().len(),
+            0,
+            "refused before freshness"
+        );
+        // the same guest known by libvirt, or by the operator's --guest mapping, is served
+        assert_eq!(list(&d, &web, "web1", "web1").outcome, Outcome::Done);
+        let mapped = Origin::new("web1", "", OriginSource::Configured).unwrap();
+        assert_eq!(list_from(&d, &web, &mapped, "web1").outcome, Outcome::Done);
+        // an operator without libvirt opts in
+        let mut config = (*d.config()).clone();
+        config.trusted_identities.push(OriginSource::SocketName);
+        *d.config.write().unwrap() = Arc::new(config);
+        assert_eq!(list_from(&d, &web, &named, "web1").outcome, Outcome::Done);
     }
 
     #[test]

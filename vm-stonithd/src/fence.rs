@@ -13,12 +13,15 @@
 //! costs 15-25 ms, most of a status round trip. Confirmations of off and on, and `monitor`
 //! (which must prove the path to the CIB works), always read afresh.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use vm_common::error_chain;
+use vm_fence::Power;
+use vm_pcmk::virtualdomain::guest_resource;
 use vm_pcmk::{ClusterStatus, Pacemaker, PcmkError, Role, Update};
 use vm_seal::{Action, FenceReply, Name, Outcome, PowerState};
 
@@ -97,10 +100,35 @@ pub struct Job {
     pub resource: Option<String>,
     /// When the requester stops waiting.
     pub deadline: Instant,
-    /// Set when the requester gave up (or the daemon stops): roll back.
-    pub cancel: Arc<AtomicBool>,
+    /// Says when the requester gave up (or the daemon stops): roll back. A job that serves
+    /// several identical requests ([`crate::merge`]) gives up only when all of them did.
+    pub cancel: Arc<dyn GiveUp>,
     /// Identifies the request in the journal (its nonce, hex).
     pub request: String,
+}
+
+/// Whether the requesters a job runs for have given up on it.
+pub trait GiveUp: Send + Sync + std::fmt::Debug {
+    /// `true` once nobody waits for the job's outcome any more.
+    fn given_up(&self) -> bool;
+}
+
+/// One requester's cancel flag (set by its Cancel, or by the daemon stopping).
+impl GiveUp for AtomicBool {
+    fn given_up(&self) -> bool {
+        self.load(Ordering::SeqCst)
+    }
+}
+
+/// A job's reply, and when the cluster status it rests on began to be read: a requester that
+/// arrived after that instant may not be given this reply's confirmation ([`crate::merge`]).
+#[derive(Debug, Clone)]
+pub struct Ran {
+    /// The reply.
+    pub reply: FenceReply,
+    /// For a confirmed power change, when the read that confirmed it began (for a reboot: the
+    /// off's); otherwise when the job ended.
+    pub observed: Instant,
 }
 
 /// How a power change was confirmed.
@@ -181,17 +209,26 @@ impl Executor {
     /// Runs `job` and says how it ended. Never reports `Done` for a power change that the
     /// cluster's status does not show.
     pub fn run(&self, job: &Job) -> FenceReply {
+        self.execute(job).reply
+    }
+
+    /// [`Executor::run`], also saying when the status the reply rests on was read.
+    pub fn execute(&self, job: &Job) -> Ran {
+        let ended = |reply| Ran {
+            reply,
+            observed: Instant::now(),
+        };
         match job.action {
-            Action::Monitor => self.monitor(job),
-            Action::Status => self.status(job),
+            Action::Monitor => ended(self.monitor(job)),
+            Action::Status => ended(self.status(job)),
             Action::Off | Action::On => self.power(job, job.action),
             Action::Reboot => {
                 let off = self.power(job, Action::Off);
-                if off.outcome != Outcome::Done {
+                if off.reply.outcome != Outcome::Done {
                     return off;
                 }
-                let on = self.power(job, Action::On);
-                if on.outcome == Outcome::Done {
+                let on = self.power(job, Action::On).reply;
+                let reply = if on.outcome == Outcome::Done {
                     FenceReply::new(
                         Outcome::Done,
                         PowerState::On,
@@ -204,13 +241,18 @@ impl Executor {
                         PowerState::Off,
                         format!("off confirmed; starting it again failed: {}", on.message),
                     )
+                };
+                // what a reboot confirms as a fence is the off
+                Ran {
+                    reply,
+                    observed: off.observed,
                 }
             }
-            Action::List => FenceReply::new(
+            Action::List => ended(FenceReply::new(
                 Outcome::Failed,
                 PowerState::Unknown,
                 "list is answered by the daemon",
-            ),
+            )),
         }
     }
 
@@ -262,7 +304,7 @@ impl Executor {
             let rsc = job
                 .resource
                 .clone()
-                .unwrap_or_else(|| format!("prmVMCTL_{target}"));
+                .unwrap_or_else(|| guest_resource(target.as_str()));
             let st = read().ok()?;
             let found = st
                 .instances(&rsc)
@@ -277,16 +319,11 @@ impl Executor {
             }),
         };
         match result {
-            Ok((rsc, target, st)) if active(&st, &rsc) => FenceReply::new(
-                Outcome::Done,
-                PowerState::On,
-                format!("{target} ({rsc}) is running"),
-            ),
-            Ok((rsc, target, _)) => FenceReply::new(
-                Outcome::Done,
-                PowerState::Off,
-                format!("{target} ({rsc}) is stopped"),
-            ),
+            Ok((rsc, target, st)) => status_reply(&target, &rsc, &st, || {
+                self.pcmk_until(job.deadline)
+                    .snapshot()
+                    .map(|cib| cib.stonith_enabled())
+            }),
             Err(e) => FenceReply::new(e.outcome(), PowerState::Unknown, error_chain(&e)),
         }
     }
@@ -297,10 +334,20 @@ impl Executor {
     }
 
     /// `off` or `on`, confirmed.
-    fn power(&self, job: &Job, action: Action) -> FenceReply {
+    fn power(&self, job: &Job, action: Action) -> Ran {
+        let ended = |reply| Ran {
+            reply,
+            observed: Instant::now(),
+        };
         let (rsc, target) = match self.resource(job) {
             Ok(x) => x,
-            Err(e) => return FenceReply::new(e.outcome(), PowerState::Unknown, error_chain(&e)),
+            Err(e) => {
+                return ended(FenceReply::new(
+                    e.outcome(),
+                    PowerState::Unknown,
+                    error_chain(&e),
+                ));
+            }
         };
         let lock = self.lock_for(&rsc);
         // serialise fences of one guest in this daemon (bounded: the job's own deadline)
@@ -309,29 +356,29 @@ impl Executor {
                 Ok(g) => break g,
                 Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => {
-                    if Instant::now() >= job.deadline || job.cancel.load(Ordering::Relaxed) {
-                        return FenceReply::new(
+                    if Instant::now() >= job.deadline || job.cancel.given_up() {
+                        return ended(FenceReply::new(
                             Outcome::TimedOut,
                             PowerState::Unknown,
                             format!(
                                 "another fence of {target} was still running when this request timed out"
                             ),
-                        );
+                        ));
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
         };
         let (verb, state) = match action {
-            Action::Off => ("off", PowerState::Off),
-            _ => ("on", PowerState::On),
+            Action::Off => (Power::Off, PowerState::Off),
+            _ => (Power::On, PowerState::On),
         };
         let owner = Owner {
             node: self.node.clone(),
             pid: std::process::id(),
             request: job.request.clone(),
         };
-        let span = tracing::info_span!("fence", %target, %rsc, action = verb);
+        let span = tracing::info_span!("fence", %target, %rsc, action = %verb);
         let _e = span.enter();
         let t0 = Instant::now();
         let result = self.power_steps(job, &rsc, verb, &owner);
@@ -339,18 +386,18 @@ impl Executor {
         // before
         self.view.invalidate();
         match result {
-            Ok(how) => {
+            Ok((how, observed)) => {
                 tracing::info!(
                     elapsed_ms = t0.elapsed().as_millis() as u64,
                     how = ?how,
                     "{verb} confirmed by the host cluster"
                 );
-                FenceReply::new(
+                let reply = FenceReply::new(
                     Outcome::Done,
                     state,
                     format!(
                         "{target} ({rsc}) is {} (confirmed by the host cluster{})",
-                        if verb == "off" {
+                        if verb == Power::Off {
                             "stopped on every node"
                         } else {
                             "running"
@@ -361,7 +408,8 @@ impl Executor {
                             Confirmed::AlreadyThere => ", already so: nothing written",
                         }
                     ),
-                )
+                );
+                Ran { reply, observed }
             }
             Err(e) => {
                 let msg = error_chain(&e);
@@ -369,45 +417,50 @@ impl Executor {
                     elapsed_ms = t0.elapsed().as_millis() as u64,
                     "{verb} failed: {msg}"
                 );
-                FenceReply::new(
+                ended(FenceReply::new(
                     e.outcome(),
                     PowerState::Unknown,
                     format!("{verb} of {target} ({rsc}) failed: {msg}"),
-                )
+                ))
             }
         }
     }
 
-    /// Returns how the fence was confirmed.
+    /// Returns how the fence was confirmed, and when the status read that confirmed it began.
     fn power_steps(
         &self,
         job: &Job,
         rsc: &str,
-        verb: &str,
+        verb: Power,
         owner: &Owner,
-    ) -> Result<Confirmed, StepError> {
+    ) -> Result<(Confirmed, Instant), StepError> {
         let deadline_wall =
             SystemTime::now() + job.deadline.saturating_duration_since(Instant::now());
+        // when the status read that found the guest already there began
+        let already_read = Cell::new(None);
         let begun = self
             .pcmk_until(job.deadline)
             .transact(CAS_ATTEMPTS, |cib| -> Result<Update<Option<Begin>>, StepError> {
                 // refused before anything is written: there is nothing to roll back
-                if verb == "off" && !cib.stonith_enabled() {
+                if verb == Power::Off && !cib.stonith_enabled() {
                     return Err(StepError::NoHostFencing);
                 }
                 // Already pinned where it is sent and shown there (a repeat, or a request that
                 // waited on the lock for an identical one): confirmed without writing. The
                 // status is read only in that case, so a usual fence pays nothing for it.
-                if plan::pinned(cib, rsc, verb)
-                    && self
+                if plan::pinned(cib, rsc, verb) {
+                    let read_at = Instant::now();
+                    if self
                         .pcmk_until(job.deadline)
                         .status()
                         .is_ok_and(|st| confirmed(&st, rsc, verb).unwrap_or(false))
-                {
-                    return Ok(Update::Unchanged(None));
+                    {
+                        already_read.set(Some(read_at));
+                        return Ok(Update::Unchanged(None));
+                    }
                 }
                 let prim = cib.resource(rsc);
-                if prim.is_some_and(|p| !vm_pcmk::virtualdomain::stops_hard_on_fence(p)) && verb == "off" {
+                if prim.is_some_and(|p| !vm_pcmk::virtualdomain::stops_hard_on_fence(p)) && verb == Power::Off {
                     tracing::warn!("{rsc} does not use ocf:pm-kvm-tools:VirtualDomain: its stop is a graceful shutdown first (vm-ctl check)");
                 }
                 match plan::begin(cib, rsc, verb, owner, deadline_wall, SystemTime::now())? {
@@ -416,7 +469,10 @@ impl Executor {
                 }
             });
         let joined = match begun {
-            Ok(None) => return Ok(Confirmed::AlreadyThere),
+            Ok(None) => {
+                let at = already_read.get().unwrap_or_else(Instant::now);
+                return Ok((Confirmed::AlreadyThere, at));
+            }
             Ok(Some(Begin::Started(_))) => false,
             Ok(Some(Begin::Joined(j))) => {
                 tracing::info!(owner = ?j.owner, "a fence of the same guest is in progress: waiting for it");
@@ -428,10 +484,10 @@ impl Executor {
         self.view.invalidate();
         let result = self.wait_for(job, rsc, verb);
         if joined {
-            return result.map(|()| Confirmed::Joined);
+            return result.map(|at| (Confirmed::Joined, at));
         }
         match result {
-            Ok(()) => {
+            Ok(at) => {
                 // Confirmed. Clearing the journal and force-stop attribute is housekeeping: if it
                 // fails, the janitor finishes it; the fence itself is done.
                 if let Err(e) = self.end(rsc, owner, false) {
@@ -440,7 +496,7 @@ impl Executor {
                         error_chain(&e)
                     );
                 }
-                Ok(Confirmed::Fenced)
+                Ok((Confirmed::Fenced, at))
             }
             Err(e) => {
                 if let Err(re) = self.end(rsc, owner, true) {
@@ -473,25 +529,27 @@ impl Executor {
             })
     }
 
-    /// Waits until `rsc` is stopped everywhere (`off`) or running on one node (`on`).
-    fn wait_for(&self, job: &Job, rsc: &str, verb: &str) -> Result<(), StepError> {
-        let what = if verb == "off" {
+    /// Waits until `rsc` is stopped everywhere (`off`) or running on one node (`on`); returns
+    /// when the status read that showed it began.
+    fn wait_for(&self, job: &Job, rsc: &str, verb: Power) -> Result<Instant, StepError> {
+        let what = if verb == Power::Off {
             "waiting for the guest to stop"
         } else {
             "waiting for the guest to start"
         };
         loop {
             let seen = self.watcher.generation();
+            let read_at = Instant::now();
             match self.pcmk_until(job.deadline).status() {
                 Ok(st) => {
                     if confirmed(&st, rsc, verb)? {
-                        return Ok(());
+                        return Ok(read_at);
                     }
                 }
                 // a transient failure to read the status is retried until the deadline
                 Err(e) => tracing::debug!("cannot read the status (retrying): {}", error_chain(&e)),
             }
-            if job.cancel.load(Ordering::Relaxed) {
+            if job.cancel.given_up() {
                 return Err(StepError::Cancelled(what));
             }
             let left = job.deadline.saturating_duration_since(Instant::now());
@@ -524,7 +582,7 @@ impl Executor {
         let status = pcmk.status()?;
         let mut cleaned = 0;
         for (rsc, j) in stale {
-            let done = reached(&status, &rsc, &j.action);
+            let done = reached(&status, &rsc, j.action);
             let result = pcmk.transact(CAS_ATTEMPTS, |cib| -> Result<Update<bool>, PcmkError> {
                 // re-read: act only if the entry is still the one we saw
                 if plan::journal(cib, &rsc).as_ref() != Some(&j) {
@@ -559,14 +617,59 @@ impl Executor {
     }
 }
 
+/// The answer to `status` of `target` (resource `rsc`) from the cluster status `st`. Running
+/// is on; stopped is off only if the host cluster fences (`stonith-enabled`, from `st` when it
+/// says, else `cib_fences()`): without fencing, a lost host node's guests are shown stopped
+/// while they may still run (see [`NO_HOST_FENCING`]), and "off" would let the guest cluster
+/// take over a guest that still writes.
+fn status_reply(
+    target: &Name,
+    rsc: &str,
+    st: &ClusterStatus,
+    cib_fences: impl FnOnce() -> Result<bool, PcmkError>,
+) -> FenceReply {
+    if active(st, rsc) {
+        return FenceReply::new(
+            Outcome::Done,
+            PowerState::On,
+            format!("{target} ({rsc}) is running"),
+        );
+    }
+    let fences = match st.stonith_enabled {
+        Some(enabled) => Ok(enabled),
+        None => cib_fences(),
+    };
+    match fences {
+        Ok(true) => FenceReply::new(
+            Outcome::Done,
+            PowerState::Off,
+            format!("{target} ({rsc}) is stopped"),
+        ),
+        Ok(false) => FenceReply::new(
+            Outcome::Failed,
+            PowerState::Unknown,
+            format!("{target} ({rsc}) is shown stopped, but {NO_HOST_FENCING}"),
+        ),
+        Err(e) => FenceReply::new(
+            Outcome::Failed,
+            PowerState::Unknown,
+            format!(
+                "{target} ({rsc}) is shown stopped, but whether the host cluster fences cannot \
+                 be read: {}",
+                error_chain(&e)
+            ),
+        ),
+    }
+}
+
 /// Whether any instance of `rsc` is active (running, starting, stopping, migrating) anywhere.
 fn active(st: &ClusterStatus, rsc: &str) -> bool {
     st.instances(rsc)
         .any(|r| r.role != Role::Stopped || !r.nodes.is_empty())
 }
 
-fn reached(st: &ClusterStatus, rsc: &str, verb: &str) -> bool {
-    if verb == "off" {
+fn reached(st: &ClusterStatus, rsc: &str, verb: Power) -> bool {
+    if verb == Power::Off {
         // present in the status (a resource missing from it is not "confirmed stopped") and
         // inactive on every node
         st.instances(rsc).next().is_some() && !active(st, rsc)
@@ -582,8 +685,8 @@ fn reached(st: &ClusterStatus, rsc: &str, verb: &str) -> bool {
 /// Whether `st` confirms `verb` of `rsc`; an error when waiting on is pointless: the resource is
 /// blocked, or (for an off) the status says the host cluster does not fence, which may have
 /// changed since the fence began.
-fn confirmed(st: &ClusterStatus, rsc: &str, verb: &str) -> Result<bool, StepError> {
-    if verb == "off" && st.stonith_enabled == Some(false) {
+fn confirmed(st: &ClusterStatus, rsc: &str, verb: Power) -> Result<bool, StepError> {
+    if verb == Power::Off && st.stonith_enabled == Some(false) {
         return Err(StepError::NoHostFencing);
     }
     if reached(st, rsc, verb) {
@@ -656,29 +759,33 @@ mod tests {
             r#"role="Stopped" managed="true" failed="false" blocked="false""#,
             "",
         );
-        assert!(reached(&stopped, "g", "off"));
+        assert!(reached(&stopped, "g", Power::Off));
         assert!(!active(&stopped, "g"));
         // absent from the status is not "confirmed stopped"
-        assert!(!reached(&stopped, "other", "off"));
+        assert!(!reached(&stopped, "other", Power::Off));
         let stopping = st(r#"role="Stopping" managed="true""#, r#"<node name="n1"/>"#);
-        assert!(!reached(&stopping, "g", "off"));
+        assert!(!reached(&stopping, "g", Power::Off));
         // an unclean node still listed as running it: not stopped
         let unclean = st(RUNNING, r#"<node name="n2"/>"#);
-        assert!(!reached(&unclean, "g", "off") && active(&unclean, "g"));
+        assert!(!reached(&unclean, "g", Power::Off) && active(&unclean, "g"));
     }
 
     #[test]
     fn on_needs_it_started_on_exactly_one_node() {
-        assert!(reached(&st(RUNNING, r#"<node name="n1"/>"#), "g", "on"));
+        assert!(reached(
+            &st(RUNNING, r#"<node name="n1"/>"#),
+            "g",
+            Power::On
+        ));
         assert!(!reached(
             &st(RUNNING, r#"<node name="n1"/><node name="n2"/>"#),
             "g",
-            "on"
+            Power::On
         ));
         assert!(!reached(
             &st(r#"role="Starting" managed="true""#, r#"<node name="n1"/>"#),
             "g",
-            "on"
+            Power::On
         ));
     }
 
@@ -689,19 +796,60 @@ mod tests {
             "",
         );
         stopped.stonith_enabled = Some(false);
-        let e = confirmed(&stopped, "g", "off").unwrap_err();
+        let e = confirmed(&stopped, "g", Power::Off).unwrap_err();
         assert!(matches!(e, StepError::NoHostFencing), "{e}");
         assert!(e.to_string().contains("stonith-enabled=false"), "{e}");
         assert_eq!(e.outcome(), Outcome::Failed);
         // an on is not a fence: it is confirmed as usual
         let mut running = st(RUNNING, r#"<node name="n1"/>"#);
         running.stonith_enabled = Some(false);
-        assert!(confirmed(&running, "g", "on").unwrap());
+        assert!(confirmed(&running, "g", Power::On).unwrap());
         // with fencing (or a report that does not say: the CIB was checked when it began)
         for fencing in [Some(true), None] {
             stopped.stonith_enabled = fencing;
-            assert!(confirmed(&stopped, "g", "off").unwrap(), "{fencing:?}");
+            assert!(confirmed(&stopped, "g", Power::Off).unwrap(), "{fencing:?}");
         }
+    }
+
+    #[test]
+    fn status_says_off_only_where_the_host_cluster_fences() {
+        let g = Name::new("g").unwrap();
+        let unread = || -> Result<bool, PcmkError> { panic!("the CIB need not be read") };
+        let mut stopped = st(
+            r#"role="Stopped" managed="true" failed="false" blocked="false""#,
+            "",
+        );
+        stopped.stonith_enabled = Some(true);
+        let r = status_reply(&g, "g", &stopped, unread);
+        assert_eq!(
+            (r.outcome, r.state),
+            (Outcome::Done, PowerState::Off),
+            "{r:?}"
+        );
+        // without host fencing a stopped guest may be running on a lost node
+        stopped.stonith_enabled = Some(false);
+        let r = status_reply(&g, "g", &stopped, unread);
+        assert_eq!(
+            (r.outcome, r.state),
+            (Outcome::Failed, PowerState::Unknown),
+            "{r:?}"
+        );
+        assert!(r.message.contains("stonith-enabled=false"), "{r:?}");
+        // a status that does not say: the CIB decides
+        stopped.stonith_enabled = None;
+        let r = status_reply(&g, "g", &stopped, || Ok(false));
+        assert_eq!(r.state, PowerState::Unknown, "{r:?}");
+        let r = status_reply(&g, "g", &stopped, || Ok(true));
+        assert_eq!(r.state, PowerState::Off, "{r:?}");
+        // running is on, fencing or not
+        let mut running = st(RUNNING, r#"<node name="n1"/>"#);
+        running.stonith_enabled = Some(false);
+        let r = status_reply(&g, "g", &running, unread);
+        assert_eq!(
+            (r.outcome, r.state),
+            (Outcome::Done, PowerState::On),
+            "{r:?}"
+        );
     }
 
     #[test]

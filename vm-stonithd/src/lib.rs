@@ -8,13 +8,18 @@
 //! module) together with the guest the channel belongs to. The daemon opens the request with
 //! the guest cluster's key, checks authorisation ([`authz`]) and then freshness
 //! ([`vm_seal::ReplayGuard`], so that only authorised requests are remembered), carries it out through the CIB ([`plan`], [`fence`]) and confirms it from the
-//! cluster's status before it seals an "OK".
+//! cluster's status before it seals an "OK". Identical power requests in flight share one
+//! execution ([`merge`]).
 
 pub mod authz;
 pub mod cli;
-pub mod config;
 pub mod daemon;
 pub mod fence;
 pub mod keys;
+pub mod merge;
 pub mod plan;
+pub mod start;
 pub mod watch;
+
+/// vm-stonithd.toml: the one schema, shared with vm-ctl.
+pub use vm_fence::config;

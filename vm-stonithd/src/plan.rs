@@ -16,8 +16,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use vm_fence::Power;
 use vm_pcmk::Cib;
-use vm_pcmk::virtualdomain::{force_stop_attr, is_virtual_domain};
+use vm_pcmk::virtualdomain::{force_stop_attr, guest_resource, is_virtual_domain};
 use vm_seal::Name;
 
 /// The journal meta attribute.
@@ -67,7 +68,7 @@ pub enum PlanError {
         /// The resource.
         rsc: String,
         /// Its action.
-        action: String,
+        action: Power,
         /// Who runs it.
         owner: String,
         /// Its deadline (Unix seconds).
@@ -118,7 +119,7 @@ impl Owner {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Journal {
     /// `off` or `on`.
-    pub action: String,
+    pub action: Power,
     /// Who carries it out.
     pub owner: Owner,
     /// When it must be over (Unix seconds).
@@ -159,7 +160,7 @@ impl Journal {
             _ => return None,
         };
         Some(Journal {
-            action: (*action).to_owned(),
+            action: action.parse().ok()?,
             owner: Owner::from_token(owner)?,
             deadline: deadline.parse().ok()?,
             prior_role: opt(role),
@@ -202,7 +203,7 @@ pub fn target_resource(
     if let Some(rsc) = overrides {
         return check(rsc);
     }
-    let vmctl = format!("prmVMCTL_{target}");
+    let vmctl = guest_resource(target.as_str());
     if cib.resource(&vmctl).is_some() {
         return check(&vmctl);
     }
@@ -268,11 +269,11 @@ pub enum Begin {
     Joined(Journal),
 }
 
-/// Whether `rsc` is already pinned where `action` ("off" or "on") sends it, with no fence in
+/// Whether `rsc` is already pinned where `action` sends it, with no fence in
 /// progress: its target-role says so and it has no journal. (Whether it is *there* is for the
 /// cluster's status to say.)
-pub fn pinned(cib: &Cib, rsc: &str, action: &str) -> bool {
-    let want = if action == "off" {
+pub fn pinned(cib: &Cib, rsc: &str, action: Power) -> bool {
+    let want = if action == Power::Off {
         "Stopped"
     } else {
         "Started"
@@ -284,11 +285,11 @@ pub fn pinned(cib: &Cib, rsc: &str, action: &str) -> bool {
         && journal(cib, rsc).is_none()
 }
 
-/// Starts `action` ("off" or "on") on `rsc` for `owner`, until `deadline`.
+/// Starts `action` on `rsc` for `owner`, until `deadline`.
 pub fn begin(
     cib: &mut Cib,
     rsc: &str,
-    action: &str,
+    action: Power,
     owner: &Owner,
     deadline: SystemTime,
     now: SystemTime,
@@ -313,7 +314,7 @@ pub fn begin(
         undo_force(cib, rsc, &j.force);
         prior_role = j.prior_role;
     }
-    let force = if action == "off" {
+    let force = if action == Power::Off {
         let attr = force_stop_attr(rsc);
         let nodes: Vec<String> = cib.node_names().into_iter().map(str::to_owned).collect();
         for node in nodes {
@@ -326,14 +327,14 @@ pub fn begin(
     cib.set_meta_attribute(
         rsc,
         "target-role",
-        if action == "off" {
+        if action == Power::Off {
             "Stopped"
         } else {
             "Started"
         },
     );
     let entry = Journal {
-        action: action.to_owned(),
+        action,
         owner: owner.clone(),
         deadline: unix(deadline),
         prior_role,
@@ -442,14 +443,14 @@ mod tests {
         let now = SystemTime::now();
         let mut c = cib();
         // target-role=Started in the fixture
-        assert!(pinned(&c, "prmVMCTL_g1", "on"));
-        assert!(!pinned(&c, "prmVMCTL_g1", "off"));
-        assert!(!pinned(&c, "prmVMCTL_none", "on"));
-        begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), now, now).unwrap();
+        assert!(pinned(&c, "prmVMCTL_g1", Power::On));
+        assert!(!pinned(&c, "prmVMCTL_g1", Power::Off));
+        assert!(!pinned(&c, "prmVMCTL_none", Power::On));
+        begin(&mut c, "prmVMCTL_g1", Power::Off, &owner("n1"), now, now).unwrap();
         // Stopped, but a fence is in progress (its journal): not settled
-        assert!(!pinned(&c, "prmVMCTL_g1", "off"));
+        assert!(!pinned(&c, "prmVMCTL_g1", Power::Off));
         assert!(finish(&mut c, "prmVMCTL_g1", &owner("n1")));
-        assert!(pinned(&c, "prmVMCTL_g1", "off"));
+        assert!(pinned(&c, "prmVMCTL_g1", Power::Off));
     }
 
     #[test]
@@ -458,7 +459,7 @@ mod tests {
         let before = cib();
         let mut c = before.clone();
         let Begin::Started(j) =
-            begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), now, now).unwrap()
+            begin(&mut c, "prmVMCTL_g1", Power::Off, &owner("n1"), now, now).unwrap()
         else {
             panic!("not started")
         };
@@ -486,7 +487,7 @@ mod tests {
     fn finish_keeps_it_stopped_and_clears_the_rest() {
         let now = SystemTime::now();
         let mut c = cib();
-        begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), now, now).unwrap();
+        begin(&mut c, "prmVMCTL_g1", Power::Off, &owner("n1"), now, now).unwrap();
         assert!(finish(&mut c, "prmVMCTL_g1", &owner("n1")));
         assert_eq!(c.node_attribute("n1", "force_stop-prmVMCTL_g1"), None);
         assert_eq!(
@@ -496,7 +497,8 @@ mod tests {
         assert_eq!(journal(&c, "prmVMCTL_g1"), None);
         assert!(!finish(&mut c, "prmVMCTL_g1", &owner("n1")));
         // `on` touches no attribute and restores the role it found on rollback
-        let Begin::Started(j) = begin(&mut c, "prmVMCTL_g1", "on", &owner("n1"), now, now).unwrap()
+        let Begin::Started(j) =
+            begin(&mut c, "prmVMCTL_g1", Power::On, &owner("n1"), now, now).unwrap()
         else {
             panic!("not started")
         };
@@ -516,22 +518,50 @@ mod tests {
         let now = SystemTime::now();
         let mut c = cib();
         let deadline = now + Duration::from_secs(60);
-        begin(&mut c, "prmVMCTL_g1", "off", &owner("n1"), deadline, now).unwrap();
+        begin(
+            &mut c,
+            "prmVMCTL_g1",
+            Power::Off,
+            &owner("n1"),
+            deadline,
+            now,
+        )
+        .unwrap();
         let mut c2 = c.clone();
         assert!(matches!(
-            begin(&mut c2, "prmVMCTL_g1", "off", &owner("n2"), deadline, now),
+            begin(
+                &mut c2,
+                "prmVMCTL_g1",
+                Power::Off,
+                &owner("n2"),
+                deadline,
+                now
+            ),
             Ok(Begin::Joined(_))
         ));
         assert_eq!(c2, c, "joining writes nothing");
         assert!(matches!(
-            begin(&mut c2, "prmVMCTL_g1", "on", &owner("n2"), deadline, now),
+            begin(
+                &mut c2,
+                "prmVMCTL_g1",
+                Power::On,
+                &owner("n2"),
+                deadline,
+                now
+            ),
             Err(PlanError::Busy { .. })
         ));
         // long after n1's deadline, n2 takes over and keeps the original prior role
         let later = deadline + TAKEOVER_GRACE + Duration::from_secs(1);
-        let Begin::Started(j) =
-            begin(&mut c2, "prmVMCTL_g1", "on", &owner("n2"), later, later).unwrap()
-        else {
+        let Begin::Started(j) = begin(
+            &mut c2,
+            "prmVMCTL_g1",
+            Power::On,
+            &owner("n2"),
+            later,
+            later,
+        )
+        .unwrap() else {
             panic!("no takeover")
         };
         assert_eq!(j.prior_role.as_deref(), Some("Started"));
@@ -545,12 +575,13 @@ mod tests {
     #[test]
     fn journal_values_round_trip_and_junk_is_not_ours() {
         let j = Journal {
-            action: "off".into(),
+            action: Power::Off,
             owner: owner("node-a.example"),
             deadline: 1_700_000_000,
             prior_role: None,
             force: ForceMode::NodeAttr,
         };
+        assert!(j.to_value().starts_with("v1 off "), "{}", j.to_value());
         assert_eq!(Journal::parse(&j.to_value()), Some(j));
         for junk in [
             "",
@@ -558,6 +589,9 @@ mod tests {
             "v1 off a 1 - attr",
             "v1 off a/x/y 1 - attr",
             "v1 off a/1/x 1 - param",
+            // a direction is off or on (a reboot is journalled as its two steps)
+            "v1 reboot a/1/x 1 - attr",
+            "v1 OFF a/1/x 1 - attr",
         ] {
             assert_eq!(Journal::parse(junk), None, "{junk:?}");
         }

@@ -77,10 +77,36 @@ fn assets(repo: &Path, dir: &Path) -> Result<Vec<PathBuf>, String> {
     for mut cmd in completion_commands() {
         let name = cmd.get_name().to_owned();
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-            files.push(clap_complete::generate_to(shell, &mut cmd, &name, dir).map_err(io)?);
+            let file = clap_complete::generate_to(shell, &mut cmd, &name, dir).map_err(io)?;
+            if shell == Shell::Bash {
+                let script = std::fs::read_to_string(&file).map_err(io)?;
+                std::fs::write(&file, fix_bash_completion(&script, &name)).map_err(io)?;
+            }
+            files.push(file);
         }
     }
     Ok(files)
+}
+
+/// Repairs clap_complete's bash script for a program whose name has a hyphen.
+///
+/// The script walks the words typed so far into a state named from the program and each
+/// subcommand (`vm__ctl__subcmd__resource`), then completes by matching that state against one
+/// `case` arm per command. clap_complete (4.6.12 still) names the arms with the hyphen of the
+/// program's name escaped like a subcommand separator (`vm__subcmd__ctl__subcmd__resource`), so
+/// no arm below the top level ever matches and `vm-ctl resource <TAB>` completes nothing
+/// (clap-rs/clap#6421). The arms are renamed to the states the walk produces; a script without
+/// the mismatch is returned unchanged.
+fn fix_bash_completion(script: &str, bin: &str) -> String {
+    let state = bin.replace('-', "__");
+    let broken = bin.replace('-', "__subcmd__");
+    if state == broken {
+        return script.to_owned();
+    }
+    script.replace(
+        &format!("{broken}__subcmd__"),
+        &format!("{state}__subcmd__"),
+    )
 }
 
 /// Where [`guest_bins`] puts its results, under the workspace's `target/`.
@@ -268,8 +294,24 @@ mod tests {
         let managerd = read("vm-managerd.8");
         assert!(managerd.contains("EXIT STATUS") && managerd.contains("/etc/vm-manager.conf"));
         assert!(read("vm-connect.1").contains("64"));
+        // every program's page lists its exit statuses (vm-ctl's from vm_ctl::error::EXIT_STATUS)
+        for page in [
+            "vm-ctl.1",
+            "vm-connectd.8",
+            "vm-stonithd.8",
+            "vm-connect.1",
+            "fence_vmstonith.8",
+        ] {
+            assert!(read(page).contains("EXIT STATUS"), "{page}");
+        }
+        assert!(read("vm-ctl.1").contains("check found problems"));
         assert!(read("fence_vmstonith.8").contains("key-file"));
+        assert!(read("fence_vmstonith.8").contains("power_timeout"));
         assert!(read("ocf_pm-kvm-tools_VirtualDomain.7").contains("force_stop"));
+        let plugin = read("stonith_external_vm-stonith.7");
+        for var in ["FENCE_VMSTONITH", "VM_CONNECT", "HA_BIN"] {
+            assert!(plugin.contains(var), "{var} missing from\n{plugin}");
+        }
         // completions of every clap program
         for f in [
             "_vm-ctl",
@@ -279,6 +321,138 @@ mod tests {
         ] {
             assert!(dir.path().join(f).is_file(), "no {f}");
         }
+    }
+
+    #[test]
+    fn every_command_has_a_page_listing_every_option() {
+        let dir = tempfile::tempdir().unwrap();
+        assets(&repo_root(), dir.path()).unwrap();
+        let mut checked = 0;
+        for (mut cmd, section) in [
+            (vm_ctl::cli::Cli::command(), "1"),
+            (vm_connectd::cli::Cli::command(), "8"),
+            (vm_stonithd::cli::Cli::command(), "8"),
+        ] {
+            // as parsing sees it: the global options propagated into every subcommand
+            cmd.build();
+            let mut todo = vec![(cmd.get_name().to_owned(), cmd)];
+            while let Some((name, cmd)) = todo.pop() {
+                let page = dir.path().join(format!("{name}.{section}"));
+                let roff = std::fs::read_to_string(&page)
+                    .unwrap_or_else(|e| panic!("no page for '{name}' ({}): {e}", page.display()));
+                for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                    let spelled: Vec<String> = arg
+                        .get_long()
+                        .map(|l| format!("\\-\\-{}", l.replace('-', "\\-")))
+                        .into_iter()
+                        .chain(arg.get_short().map(|c| format!("\\-{c}")))
+                        .chain(
+                            arg.get_value_names()
+                                .into_iter()
+                                .flatten()
+                                .map(|v| v.to_string()),
+                        )
+                        .collect();
+                    assert!(
+                        spelled.iter().any(|s| roff.contains(s.as_str())),
+                        "{name}.{section} does not document {:?} ({spelled:?})",
+                        arg.get_id()
+                    );
+                    checked += 1;
+                }
+                for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                    todo.push((format!("{name}-{}", sub.get_name()), sub.clone()));
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} options checked");
+    }
+
+    /// What bash's programmable completion offers for `line` (the words typed, the last one
+    /// being completed), with the generated script loaded the way bash-completion loads it:
+    /// the function `complete -p` names for the program is called as bash would call it.
+    fn bash_completes(script: &Path, line: &[&str]) -> Vec<String> {
+        let words: Vec<String> = line.iter().map(|w| format!("'{w}'")).collect();
+        let cword = line.len() - 1;
+        let driver = format!(
+            r#"source "$1" || exit 9
+spec=$(complete -p {prog}) || exit 8
+set -- $spec
+while [ "$1" != -F ]; do shift; done
+fn=$2
+COMP_WORDS=({words})
+COMP_CWORD={cword}
+COMP_LINE="${{COMP_WORDS[*]}}"
+COMP_POINT=${{#COMP_LINE}}
+"$fn" "${{COMP_WORDS[0]}}" "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}"
+"#,
+            prog = line[0],
+            words = words.join(" "),
+        );
+        let out = std::process::Command::new("bash")
+            .args(["--norc", "--noprofile", "-c", &driver, "bash"])
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn bash_completes_below_the_top_level() {
+        let dir = tempfile::tempdir().unwrap();
+        assets(&repo_root(), dir.path()).unwrap();
+        let vm_ctl = dir.path().join("vm-ctl.bash");
+        let top = bash_completes(&vm_ctl, &["vm-ctl", ""]);
+        for c in ["resource", "location", "stonith", "check"] {
+            assert!(top.contains(&c.to_owned()), "vm-ctl <TAB>: {top:?}");
+        }
+        let resource = bash_completes(&vm_ctl, &["vm-ctl", "resource", ""]);
+        for c in [
+            "add", "start", "stop", "move", "unmove", "delete", "list", "show",
+        ] {
+            assert!(
+                resource.contains(&c.to_owned()),
+                "vm-ctl resource <TAB>: {resource:?}"
+            );
+        }
+        let add = bash_completes(&vm_ctl, &["vm-ctl", "resource", "add", "g1", "--"]);
+        for o in ["--active-node", "--migrate", "--dry-run", "--config"] {
+            assert!(
+                add.contains(&o.to_owned()),
+                "vm-ctl resource add g1 --<TAB>: {add:?}"
+            );
+        }
+        let guest_config =
+            bash_completes(&vm_ctl, &["vm-ctl", "stonith", "guest-config", "web", "--"]);
+        assert!(
+            guest_config.contains(&"--members".to_owned()),
+            "{guest_config:?}"
+        );
+        let migrate = bash_completes(&vm_ctl, &["vm-ctl", "resource", "add", "g1", "-m", ""]);
+        assert_eq!(migrate, ["on", "off"], "vm-ctl resource add g1 -m <TAB>");
+        let status = bash_completes(
+            &dir.path().join("vm-connectd.bash"),
+            &["vm-connectd", "status", "--"],
+        );
+        assert!(status.contains(&"--socket".to_owned()), "{status:?}");
+    }
+
+    #[test]
+    fn a_script_without_the_mismatch_is_left_as_it_is() {
+        let s = "case x in\n    vm__ctl__subcmd__check)\n";
+        assert_eq!(fix_bash_completion(s, "vm-ctl"), s);
+        let t = "cmd=\"x__subcmd__y\"\n";
+        assert_eq!(fix_bash_completion(t, "x"), t);
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub fn pages(repo: &Path) -> Result<Vec<Page>, String> {
         &mut pages,
         vm_ctl::cli::Cli::command(),
         "1",
-        &[],
+        vm_ctl::error::EXIT_STATUS,
         &["vm-stonithd(8)", "vm-connectd(8)"],
     )?;
     clap_pages(
@@ -155,11 +155,11 @@ fn clap_extra(name: &str) -> Vec<(&'static str, &'static str)> {
         ],
         "vm-stonithd" => vec![
             (
-                vm_stonithd::config::DEFAULT_CONFIG,
+                vm_fence::defaults::STONITHD_CONFIG,
                 "which guest clusters may fence which guests (--config)",
             ),
             (
-                vm_stonithd::config::DEFAULT_KEY_DIR,
+                vm_fence::defaults::KEY_DIR,
                 "the guest clusters' keys (vm-ctl stonith keygen)",
             ),
             ("/run/vm-stonithd", "runtime files (--state-dir)"),
@@ -186,7 +186,10 @@ fn clap_pages(
     see: &[&str],
 ) -> Result<(), String> {
     let root = cmd.get_name().to_owned();
-    let cmd = without_help(cmd);
+    let mut cmd = without_help(cmd);
+    // propagates the global options (vm-ctl's --config, --dry-run, ...) into every subcommand,
+    // so that each page lists every option its command accepts
+    cmd.build();
     let mut todo: Vec<(Vec<String>, clap::Command)> = vec![(vec![root.clone()], cmd)];
     while let Some((path, cmd)) = todo.pop() {
         let name = path.join("-");
@@ -383,6 +386,11 @@ fn fence_vmstonith_page() -> Result<Page, String> {
         };
         let _ = writeln!(r, ".TP\n{spelled}\n{}", esc(&p.describe()));
     }
+    let _ = writeln!(
+        r,
+        ".PP\n{}",
+        esc(&fence_vmstonith::metadata::ignored_text())
+    );
     r.push_str(".SH ACTIONS\n");
     let actions: Vec<String> = meta.actions.iter().map(|a| a.name.clone()).collect();
     let _ = writeln!(
@@ -656,10 +664,15 @@ fn stonith_plugin_page(repo: &Path) -> Result<Page, String> {
     let mut meta = Metadata::parse(&run_agent(&script, &["getinfo-xml"])?)?;
     meta.shortdesc = flat(&run_agent(&script, &["getinfo-devname"])?);
     meta.longdesc = flat(&run_agent(&script, &["getinfo-devdescr"])?);
-    let exit = header_comment(&script)?
-        .into_iter()
+    let header = header_comment(&script)?;
+    let exit = header
+        .iter()
         .find_map(|p| p.strip_prefix("Exit status:").map(str::to_owned))
         .ok_or("external/vm-stonith's header has no Exit status: line")?;
+    let environment = header
+        .iter()
+        .find_map(|p| p.strip_prefix("Environment for tests and unusual installs:"))
+        .ok_or("external/vm-stonith's header has no Environment for tests ...: paragraph")?;
     let name = "stonith_external_vm-stonith";
     let mut r = th(name, "7", "cluster-glue STONITH plugins");
     let _ = writeln!(
@@ -681,6 +694,11 @@ fn stonith_plugin_page(repo: &Path) -> Result<Page, String> {
     );
     r.push_str(".SH PARAMETERS\n");
     meta.render_params(&mut r);
+    let _ = writeln!(
+        r,
+        ".SH ENVIRONMENT\nBesides the parameters, for tests and unusual installs: {}",
+        esc(environment.trim())
+    );
     let _ = writeln!(r, ".SH \"EXIT STATUS\"\n{}", esc(exit.trim()));
     see_also(&mut r, &["fence_vmstonith(8)", "vm-connect(1)"]);
     Ok(Page {

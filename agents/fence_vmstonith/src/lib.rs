@@ -6,9 +6,11 @@
 //! - [`metadata`]: `-o metadata` and `--help`;
 //! - [`request`]: sealing, sending, retrying, opening the reply.
 //!
-//! [`run`] ties them together and returns the exit code; `main` only hands it the process's
-//! arguments and streams. Exit codes follow fence-agents: 0 success, 1 failure or bad usage,
-//! and for `status` 0 on, 2 off, 1 unknown.
+//! [`run`] ties them together: [`main_exec`] does the work and ends in [`Done`] or an
+//! [`AgentError`], which it logs once; [`exit_code`] is the one mapping to the exit code; `main`
+//! only hands `run` the process's arguments and streams. Exit codes follow fence-agents, as
+//! Pacemaker's fencer reads them: 0 success, 1 failure or bad usage, and for `status` 0 on, 2
+//! off, 1 unknown.
 
 pub mod metadata;
 pub mod options;
@@ -25,7 +27,8 @@ use crate::metadata::AGENT;
 use crate::options::{AgentAction, Options};
 use crate::request::{Context, Deadline, RequestError};
 
-/// Exit codes.
+/// Exit codes (fence-agents'; not the shared codes of the other programs, see
+/// `vm_common::exit`).
 pub mod exit {
     /// Success; for `status`: the guest is on.
     pub const SUCCESS: u8 = 0;
@@ -85,9 +88,95 @@ pub fn one_line(s: &str) -> String {
         .collect()
 }
 
+/// How an action ended well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    /// It succeeded; for `status`: the guest is on.
+    Success,
+    /// `status`: the guest is off.
+    Off,
+}
+
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The command line or stdin cannot be used.
+    #[error("{0}")]
+    Usage(String),
+    /// An option's value cannot be used for the action.
+    #[error("{action}: {problem}")]
+    Options {
+        /// The action.
+        action: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The key file cannot be used.
+    #[error(
+        "{action}: cannot use the key: {}; copy the guest cluster's key there, mode 0600 \
+         (`vm-ctl stonith keygen` on the host makes it and says how), or name it with key_file=",
+        error_chain(.source)
+    )]
+    Key {
+        /// The action.
+        action: &'static str,
+        /// Why.
+        source: vm_seal::KeyError,
+    },
+    /// The request failed.
+    #[error("{what} failed: {}", error_chain(.source))]
+    Request {
+        /// What was asked (`off of web2`).
+        what: String,
+        /// Why.
+        source: RequestError,
+    },
+    /// The host cluster answered, but does not know the guest's power state.
+    #[error("{what}: the host cluster does not know the power state: {message}")]
+    UnknownState {
+        /// What was asked.
+        what: String,
+        /// The host's explanation (one line).
+        message: String,
+    },
+    /// `list-status`: some targets' states are unknown (each is logged).
+    #[error("list-status: the state of {0} target(s) is unknown")]
+    Incomplete(usize),
+    /// The output could not be written.
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+/// The exit code of an action's result: the one mapping.
+pub fn exit_code(result: &Result<Done, AgentError>) -> u8 {
+    match result {
+        Ok(Done::Success) => exit::SUCCESS,
+        Ok(Done::Off) => exit::OFF,
+        Err(
+            AgentError::Usage(_)
+            | AgentError::Options { .. }
+            | AgentError::Key { .. }
+            | AgentError::Request { .. }
+            | AgentError::UnknownState { .. }
+            | AgentError::Incomplete(_)
+            | AgentError::Output(_),
+        ) => exit::FAILURE,
+    }
+}
+
 /// Runs the agent: parses `argv` (without the program name), or `stdin` when `argv` is
 /// empty; writes results to `out` and log lines to `err`; returns the exit code.
 pub fn run(argv: &[String], stdin: &mut dyn Read, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    exit_code(&main_exec(argv, stdin, out, err))
+}
+
+/// What [`run`] does before the exit code: the action, and its failure logged (once, here).
+pub fn main_exec(
+    argv: &[String],
+    stdin: &mut dyn Read,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Done, AgentError> {
     let parsed = if argv.is_empty() {
         options::parse_stdin(stdin).map(|s| (s.options, s.warnings))
     } else {
@@ -101,47 +190,33 @@ pub fn run(argv: &[String], stdin: &mut dyn Read, out: &mut dyn Write, err: &mut
                 "{AGENT}: error: {}\nTry '{AGENT} --help' for the options.",
                 one_line(&e)
             );
-            return exit::FAILURE;
+            return Err(AgentError::Usage(e));
         }
     };
     let mut log = Log::new(err, opts.verbose);
     for w in &warnings {
         log.warn(format_args!("{w}"));
     }
+    let result = execute(&opts, out, &mut log);
+    if let Err(e) = &result {
+        log.error(format_args!("{e}"));
+    }
+    result
+}
+
+fn execute(opts: &Options, out: &mut dyn Write, log: &mut Log<'_>) -> Result<Done, AgentError> {
     if opts.help {
-        return emit(out, &metadata::usage(), &mut log);
+        return emit(out, &metadata::usage());
     }
     if opts.version {
-        return emit(
-            out,
-            &format!("{AGENT} {}\n", env!("CARGO_PKG_VERSION")),
-            &mut log,
-        );
+        return emit(out, &format!("{AGENT} {}\n", env!("CARGO_PKG_VERSION")));
     }
     if opts.action == AgentAction::Metadata {
-        return emit(out, &metadata::metadata(), &mut log);
+        return emit(out, &metadata::metadata());
     }
-    let checked = match check(&opts) {
-        Ok(c) => c,
-        Err(e) => {
-            log.error(format_args!("{}: {e}", opts.action.as_str()));
-            return exit::FAILURE;
-        }
-    };
-    let key = match Key::load(&opts.key_file) {
-        Ok(k) => k,
-        Err(e) => {
-            // the key is made on the host; say where it comes from, not only what failed
-            log.error(format_args!(
-                "{}: cannot use the key: {}; copy the guest cluster's key there, mode \
-                 0600 (`vm-ctl stonith keygen` on the host makes it and says how), or name it \
-                 with key_file=",
-                opts.action.as_str(),
-                error_chain(&e)
-            ));
-            return exit::FAILURE;
-        }
-    };
+    let action = opts.action.as_str();
+    let checked = check(opts).map_err(|problem| AgentError::Options { action, problem })?;
+    let key = Key::load(&opts.key_file).map_err(|source| AgentError::Key { action, source })?;
     if opts.action == AgentAction::ValidateAll {
         log.debug(format_args!(
             "validate-all: options are valid; key {} of guest cluster {} (fingerprint {})",
@@ -149,7 +224,7 @@ pub fn run(argv: &[String], stdin: &mut dyn Read, out: &mut dyn Write, err: &mut
             key.cluster(),
             key.fingerprint()
         ));
-        return exit::SUCCESS;
+        return Ok(Done::Success);
     }
     let ctx = Context {
         key: &key,
@@ -165,14 +240,7 @@ pub fn run(argv: &[String], stdin: &mut dyn Read, out: &mut dyn Write, err: &mut
         thread::sleep(opts.delay);
     }
     let deadline = Deadline::after(opts.timeout);
-    act(
-        &opts,
-        &ctx,
-        checked.target.as_ref(),
-        deadline,
-        out,
-        &mut log,
-    )
+    act(opts, &ctx, checked.target.as_ref(), deadline, out, log)
 }
 
 /// The names the action needs, validated.
@@ -219,20 +287,11 @@ fn default_requester() -> Result<Name, String> {
     })
 }
 
-fn emit(out: &mut dyn Write, text: &str, log: &mut Log<'_>) -> u8 {
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => exit::SUCCESS,
-        Err(e) => {
-            log.error(format_args!("cannot write the output: {e}"));
-            exit::FAILURE
-        }
-    }
-}
-
-/// A failed request's log line.
-fn failed(log: &mut Log<'_>, what: &str, e: &RequestError) -> u8 {
-    log.error(format_args!("{what} failed: {}", error_chain(e)));
-    exit::FAILURE
+fn emit(out: &mut dyn Write, text: &str) -> Result<Done, AgentError> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map(|()| Done::Success)
+        .map_err(AgentError::Output)
 }
 
 fn act(
@@ -242,66 +301,65 @@ fn act(
     deadline: Deadline,
     out: &mut dyn Write,
     log: &mut Log<'_>,
-) -> u8 {
+) -> Result<Done, AgentError> {
     let power = |action: Action| match target {
         Some(t) => format!("{action} of {t}"),
         None => action.to_string(),
     };
+    let request = |action: Action, log: &mut Log<'_>| {
+        request::request(ctx, action, target, deadline, log).map_err(|source| AgentError::Request {
+            what: power(action),
+            source,
+        })
+    };
     let simple = |action: Action, success: &str, out: &mut dyn Write, log: &mut Log<'_>| {
-        match request::request(ctx, action, target, deadline, log) {
-            Ok(_) => emit(out, success, log),
-            Err(e) => failed(log, &power(action), &e),
-        }
+        request(action, log)?;
+        emit(out, success)
     };
     match opts.action {
         AgentAction::On => simple(Action::On, "Success: Powered ON\n", out, log),
         AgentAction::Off => simple(Action::Off, "Success: Powered OFF\n", out, log),
         AgentAction::Reboot => simple(Action::Reboot, "Success: Rebooted\n", out, log),
         AgentAction::Monitor => simple(Action::Monitor, "", out, log),
-        AgentAction::Status => match request::request(ctx, Action::Status, target, deadline, log) {
-            Ok(reply) => match reply.state {
-                PowerState::On => emit(out, "Status: ON\n", log),
-                PowerState::Off => match emit(out, "Status: OFF\n", log) {
-                    exit::SUCCESS => exit::OFF,
-                    other => other,
-                },
-                PowerState::Unknown => {
-                    log.error(format_args!(
-                        "{}: the host cluster does not know the power state: {}",
-                        power(Action::Status),
-                        one_line(&reply.message)
-                    ));
-                    exit::FAILURE
-                }
-            },
-            Err(e) => failed(log, &power(Action::Status), &e),
-        },
+        AgentAction::Status => {
+            let reply = request(Action::Status, log)?;
+            match reply.state {
+                PowerState::On => emit(out, "Status: ON\n"),
+                PowerState::Off => emit(out, "Status: OFF\n").map(|_| Done::Off),
+                PowerState::Unknown => Err(AgentError::UnknownState {
+                    what: power(Action::Status),
+                    message: one_line(&reply.message),
+                }),
+            }
+        }
         AgentAction::List | AgentAction::ListStatus => {
-            let targets = match request::request(ctx, Action::List, None, deadline, log) {
-                Ok(reply) => reply.targets,
-                Err(e) => return failed(log, "list", &e),
-            };
+            let targets = request::request(ctx, Action::List, None, deadline, log)
+                .map_err(|source| AgentError::Request {
+                    what: "list".to_owned(),
+                    source,
+                })?
+                .targets;
             if opts.action == AgentAction::List {
                 let text: String = targets.iter().map(|t| format!("{t},\n")).collect();
-                return emit(out, &text, log);
+                return emit(out, &text);
             }
             list_status(ctx, &targets, deadline, out, log)
         }
         // handled before a key is loaded
-        AgentAction::Metadata | AgentAction::ValidateAll => exit::SUCCESS,
+        AgentAction::Metadata | AgentAction::ValidateAll => Ok(Done::Success),
     }
 }
 
 /// `name,,on|off` per target; a target whose state cannot be learnt within the deadline is
-/// printed as `unknown` and makes the action fail.
+/// printed as `unknown` (and logged) and makes the action fail.
 fn list_status(
     ctx: &Context<'_>,
     targets: &[Name],
     deadline: Deadline,
     out: &mut dyn Write,
     log: &mut Log<'_>,
-) -> u8 {
-    let mut code = exit::SUCCESS;
+) -> Result<Done, AgentError> {
+    let mut unknown = 0;
     for t in targets {
         let state = match request::request(ctx, Action::Status, Some(t), deadline, log) {
             Ok(reply) => match reply.state {
@@ -309,23 +367,35 @@ fn list_status(
                 PowerState::Off => "off",
                 PowerState::Unknown => {
                     log.error(format_args!(
-                        "status of {t}: the host cluster does not know the power state: {}",
-                        one_line(&reply.message)
+                        "{}",
+                        AgentError::UnknownState {
+                            what: format!("status of {t}"),
+                            message: one_line(&reply.message),
+                        }
                     ));
-                    code = exit::FAILURE;
+                    unknown += 1;
                     "unknown"
                 }
             },
-            Err(e) => {
-                code = failed(log, &format!("status of {t}"), &e);
+            Err(source) => {
+                log.error(format_args!(
+                    "{}",
+                    AgentError::Request {
+                        what: format!("status of {t}"),
+                        source,
+                    }
+                ));
+                unknown += 1;
                 "unknown"
             }
         };
-        if emit(out, &format!("{t},,{state}\n"), log) != exit::SUCCESS {
-            return exit::FAILURE;
-        }
+        emit(out, &format!("{t},,{state}\n"))?;
     }
-    code
+    if unknown == 0 {
+        Ok(Done::Success)
+    } else {
+        Err(AgentError::Incomplete(unknown))
+    }
 }
 
 #[cfg(test)]
@@ -419,6 +489,19 @@ mod tests {
             err.contains("fingerprint") && !err.contains(secret),
             "{err}"
         );
+    }
+
+    #[test]
+    fn exit_codes_follow_fence_agents() {
+        assert_eq!(exit_code(&Ok(Done::Success)), 0);
+        assert_eq!(exit_code(&Ok(Done::Off)), 2);
+        for e in [
+            AgentError::Usage("x".into()),
+            AgentError::Incomplete(1),
+            AgentError::Output(std::io::Error::other("x")),
+        ] {
+            assert_eq!(exit_code(&Err(e)), 1);
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::options::{AgentAction, PARAMS, Param};
+use crate::options::{AgentAction, PARAMS, Param, Setting};
 
 /// The agent's name.
 pub const AGENT: &str = "fence_vmstonith";
@@ -18,20 +18,9 @@ the host cluster confirms the result; the answer is sealed too and bound to the 
 agent accepts options on the command line and, when it has no arguments, as name=value lines on \
 stdin, as Pacemaker's fencer passes them.";
 
-/// Escapes text for XML content and attribute values.
+/// Text for XML content or a double-quoted attribute value.
 fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            // attributes are always double-quoted: a single quote needs no escape
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
+    vm_common::xml::escape(s, true)
 }
 
 /// The option as fence-agents show it: `-o, --action=[action]`, `--key-file=[path]`, `-v,
@@ -136,13 +125,42 @@ pub fn usage() -> String {
         }
         let _ = writeln!(u, "  {spelled}\n        {}; stdin: {names}", p.desc);
     }
+    // the ignored names, wrapped like the rest of the text
+    let mut ignored = String::new();
+    let mut width = 0;
+    for word in ignored_text().split(' ') {
+        if width > 0 && width + 1 + word.len() > 92 {
+            ignored.push('\n');
+            width = 0;
+        } else if width > 0 {
+            ignored.push(' ');
+            width += 1;
+        }
+        ignored.push_str(word);
+        width += word.len();
+    }
     let _ = write!(
         u,
         "\nActions: on, off, reboot (alias reset), status, list, list-status, monitor, metadata,\n\
-         validate-all.\n\nExit status: 0 success (status: on); 1 failure or bad usage; 2 status: \
-         off.\n"
+         validate-all.\n\n{ignored}\n\nExit status: 0 success (status: on); 1 failure or bad usage; \
+         2 status: off.\n"
     );
     u
+}
+
+/// The standard names the agent accepts and ignores, as a sentence (for `--help` and the man
+/// page).
+pub fn ignored_text() -> String {
+    let names: Vec<&str> = PARAMS
+        .iter()
+        .filter(|p| p.setting == Setting::Ignored)
+        .map(|p| p.name)
+        .collect();
+    format!(
+        "Accepted and ignored (standard fence-agents and Pacemaker names this agent has no use \
+         for, so that a fencer passing them cannot break fencing): {}.",
+        names.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -191,6 +209,9 @@ mod tests {
             "-h, --help",
         ] {
             assert!(u.contains(o), "{o} missing from\n{u}");
+        }
+        for p in PARAMS.iter().filter(|p| p.setting == Setting::Ignored) {
+            assert!(u.contains(p.name), "ignored {} missing from\n{u}", p.name);
         }
     }
 }

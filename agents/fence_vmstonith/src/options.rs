@@ -10,16 +10,17 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Default key file.
-pub const DEFAULT_KEY_FILE: &str = "/etc/pm-kvm-tools/fence.key";
-/// Default timeout for a whole request, retries included, in seconds.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 40;
+/// Default timeout for a whole request, retries included, in seconds (vm-fence's, which
+/// vm-ctl and the cluster-glue plugin use too).
+pub use vm_fence::defaults::AGENT_TIMEOUT_SECS as DEFAULT_TIMEOUT_SECS;
+/// Default key file (vm-fence's, which vm-ctl's guest configuration assumes).
+pub use vm_fence::defaults::GUEST_KEY_FILE as DEFAULT_KEY_FILE;
 /// Longest line accepted on stdin, in bytes (without the newline).
 pub const MAX_LINE: usize = 4096;
 /// Most lines accepted on stdin.
 pub const MAX_LINES: usize = 1000;
 /// Longest timeout or delay accepted (a day, as vm-seal's request timeout).
-pub const MAX_SECONDS: u64 = 24 * 3600;
+pub use vm_fence::defaults::AGENT_MAX_TIMEOUT_SECS as MAX_SECONDS;
 
 /// What the agent is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

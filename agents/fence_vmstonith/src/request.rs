@@ -20,7 +20,7 @@ use vm_seal::{Action, FenceReply, FenceRequest, Key, Name, Outcome, SealError};
 use crate::Log;
 
 /// The host service that serves fence requests (vm-stonithd).
-pub const SERVICE: &str = "stonith";
+pub use vm_fence::SERVICE;
 
 /// Pause between attempts.
 pub const RETRY_PAUSE: Duration = Duration::from_secs(1);

@@ -6,10 +6,14 @@
 //! - [`notify`]: readiness for service managers (`READY=1` on `$NOTIFY_SOCKET`).
 //! - [`logging`]: the `tracing` subscriber every binary installs once, at start.
 //! - [`error_chain`]: an error and its sources on one line, how every binary reports a failure.
+//! - [`exit`]: the exit codes that mean the same in every program.
+//! - [`xml`]: XML escaping for everything written as XML by hand.
 
 mod error;
+pub mod exit;
 pub mod logging;
 pub mod notify;
 pub mod process;
+pub mod xml;
 
 pub use error::error_chain;

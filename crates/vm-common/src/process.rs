@@ -13,6 +13,7 @@
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -45,6 +46,14 @@ pub enum ProcessError {
         program: String,
         /// The deadline it exceeded.
         after: Duration,
+    },
+    /// The program wrote more than its [`Cmd::max_stdout`] on stdout and was killed.
+    #[error("`{program}` wrote more than {max} bytes and was killed")]
+    OutputTooLong {
+        /// The program that was killed.
+        program: String,
+        /// The limit it exceeded.
+        max: usize,
     },
     /// Waiting for the program or collecting its output failed.
     #[error("Lost track of `{program}` while waiting for it")]
@@ -93,13 +102,31 @@ impl Output {
 }
 
 /// A program invocation: argv, environment changes, optional stdin, deadline.
+///
+/// `Debug` is derived, arguments included: a caller whose arguments may hold a secret wraps
+/// the `Cmd` in its own type (as vm-seal's `DecryptCommand` does) and calls
+/// [`Cmd::redact_args`].
 #[derive(Debug, Clone)]
 pub struct Cmd {
     program: OsString,
     args: Vec<OsString>,
     env: Vec<(OsString, Option<OsString>)>,
+    clear_env: bool,
+    dir: Option<PathBuf>,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
+    max_stdout: Option<usize>,
+    discard_stderr: bool,
+    kill_group_at_exit: bool,
+    redact_args: bool,
+}
+
+/// What the helper threads of [`Cmd::run`] report.
+enum Event {
+    /// The program exited (not reaped yet).
+    Exited,
+    /// stdout passed [`Cmd::max_stdout`].
+    Overflow,
 }
 
 impl Cmd {
@@ -109,8 +136,14 @@ impl Cmd {
             program: program.as_ref().to_owned(),
             args: Vec::new(),
             env: Vec::new(),
+            clear_env: false,
+            dir: None,
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
+            max_stdout: None,
+            discard_stderr: false,
+            kill_group_at_exit: false,
+            redact_args: false,
         }
     }
 
@@ -144,6 +177,44 @@ impl Cmd {
         self
     }
 
+    /// Start the child with an empty environment (then [`Cmd::env`] adds to it).
+    pub fn env_clear(mut self) -> Self {
+        self.clear_env = true;
+        self
+    }
+
+    /// Run the child in `dir`.
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Kill the program (its process group) as soon as it writes more than `bytes` on stdout:
+    /// [`ProcessError::OutputTooLong`].
+    pub fn max_stdout(mut self, bytes: usize) -> Self {
+        self.max_stdout = Some(bytes);
+        self
+    }
+
+    /// Send the child's stderr to `/dev/null` instead of capturing it (it could echo secrets).
+    pub fn discard_stderr(mut self) -> Self {
+        self.discard_stderr = true;
+        self
+    }
+
+    /// When the program exits, kill what is left of its process group: nothing it started in
+    /// the background outlives the run (nor keeps its output pipes open).
+    pub fn kill_group_at_exit(mut self) -> Self {
+        self.kill_group_at_exit = true;
+        self
+    }
+
+    /// Leave the arguments out of [`Cmd::display`] and the logs (they may hold a password).
+    pub fn redact_args(mut self) -> Self {
+        self.redact_args = true;
+        self
+    }
+
     /// Bytes to feed on stdin (stdin is `/dev/null` otherwise).
     pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
         self.stdin = Some(data.into());
@@ -163,6 +234,13 @@ impl Cmd {
 
     /// The argv as one line, for logs and error messages (not for execution).
     pub fn display(&self) -> String {
+        if self.redact_args {
+            return format!(
+                "{} <{} arguments redacted>",
+                self.program(),
+                self.args.len()
+            );
+        }
         std::iter::once(&self.program)
             .chain(&self.args)
             .map(|a| a.to_string_lossy())
@@ -175,6 +253,12 @@ impl Cmd {
         let program = self.program();
         let started = Instant::now();
         let mut command = Command::new(&self.program);
+        if self.clear_env {
+            command.env_clear();
+        }
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
         command
             .args(&self.args)
             .stdin(if self.stdin.is_some() {
@@ -183,7 +267,11 @@ impl Cmd {
                 Stdio::null()
             })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(if self.discard_stderr {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
             // Own process group: on timeout we kill the program and anything it started.
             .process_group(0);
         for (key, value) in &self.env {
@@ -205,29 +293,56 @@ impl Cmd {
             })),
             _ => None,
         };
-        let out_reader = child.stdout.take().map(spawn_reader);
-        let err_reader = child.stderr.take().map(spawn_reader);
-
-        let raw_pid = i32::try_from(child.id()).map_err(|_| ProcessError::Wait {
-            program: program.clone(),
-            source: std::io::Error::other("pid out of range"),
-        })?;
-        let pid = Pid::from_raw(raw_pid);
         let (tx, rx) = mpsc::channel();
+        let out_reader = child
+            .stdout
+            .take()
+            .map(|pipe| spawn_reader(pipe, self.max_stdout, tx.clone()));
+        let err_reader = child
+            .stderr
+            .take()
+            .map(|pipe| spawn_reader(pipe, None, tx.clone()));
+
+        let Ok(raw_pid) = i32::try_from(child.id()) else {
+            // Cannot happen on Linux (pids fit in i32); without a pid there is no group to
+            // signal, so end the child itself.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(ProcessError::Wait {
+                program,
+                source: std::io::Error::other("pid out of range"),
+            });
+        };
+        let pid = Pid::from_raw(raw_pid);
         thread::spawn(move || {
             let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
-            let _ = tx.send(waitid(Id::Pid(pid), flags));
+            while waitid(Id::Pid(pid), flags) == Err(nix::errno::Errno::EINTR) {}
+            let _ = tx.send(Event::Exited);
         });
 
-        let timed_out = match rx.recv_timeout(self.timeout) {
-            Ok(_) => false,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                // The child is not reaped yet (WNOWAIT), so `pid` is still ours.
-                let _ = killpg(pid, Signal::SIGKILL);
-                true
+        // Until the program exits; the child is not reaped yet (WNOWAIT), so `pid` (its group's
+        // id) is still ours for every signal below.
+        let deadline = started + self.timeout;
+        let mut timed_out = false;
+        let mut too_long = false;
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Event::Exited) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Ok(Event::Overflow) => {
+                    // then wait for the exit the kill brings
+                    let _ = killpg(pid, Signal::SIGKILL);
+                    too_long = true;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = killpg(pid, Signal::SIGKILL);
+                    timed_out = true;
+                    break;
+                }
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => false,
-        };
+        }
+        if self.kill_group_at_exit {
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
         let status = child.wait().map_err(|source| ProcessError::Wait {
             program: program.clone(),
             source,
@@ -243,6 +358,12 @@ impl Cmd {
                 after: self.timeout,
             });
         }
+        if let Some(max) = self
+            .max_stdout
+            .filter(|max| too_long || stdout.len() > *max)
+        {
+            return Err(ProcessError::OutputTooLong { program, max });
+        }
         let elapsed = started.elapsed();
         tracing::debug!(argv = %self.display(), ?status, ?elapsed, "finished");
         Ok(Output {
@@ -254,10 +375,20 @@ impl Cmd {
     }
 }
 
-fn spawn_reader<R: Read + Send + 'static>(mut pipe: R) -> thread::JoinHandle<Vec<u8>> {
+/// Reads `pipe` to its end, or to `max` bytes and one more, when it reports
+/// [`Event::Overflow`] and stops reading.
+fn spawn_reader<R: Read + Send + 'static>(
+    pipe: R,
+    max: Option<usize>,
+    events: mpsc::Sender<Event>,
+) -> thread::JoinHandle<Vec<u8>> {
     thread::spawn(move || {
         let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
+        let limit = max.map_or(u64::MAX, |m| u64::try_from(m).map_or(u64::MAX, |m| m + 1));
+        let _ = pipe.take(limit).read_to_end(&mut buf);
+        if max.is_some_and(|m| buf.len() > m) {
+            let _ = events.send(Event::Overflow);
+        }
         buf
     })
 }
@@ -335,6 +466,57 @@ mod tests {
         // The readers return only once every holder of the pipes (the background sleep too)
         // is dead, so returning at all proves the group was killed.
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn output_past_the_limit_kills_the_program() {
+        let started = Instant::now();
+        let err = Cmd::new("yes")
+            .max_stdout(1000)
+            .timeout(Duration::from_secs(20))
+            .run()
+            .unwrap_err();
+        assert!(
+            matches!(err, ProcessError::OutputTooLong { max: 1000, .. }),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let out = Cmd::new("echo").arg("short").max_stdout(6).run().unwrap();
+        assert_eq!(out.stdout, b"short\n");
+    }
+
+    #[test]
+    fn a_cleared_environment_directory_and_discarded_stderr() {
+        let out = Cmd::new("/bin/sh")
+            .args(["-c", "echo \"${HOME:-nohome} $(pwd)\"; echo err >&2"])
+            .env_clear()
+            .env("PATH", "/bin")
+            .current_dir("/")
+            .discard_stderr()
+            .run()
+            .unwrap();
+        assert_eq!(out.stdout_text(), "nohome /\n");
+        assert!(out.stderr.is_empty());
+    }
+
+    #[test]
+    fn what_the_program_left_in_the_background_is_killed_at_its_exit() {
+        let started = Instant::now();
+        // the background sleep holds stdout open: returning at all proves it was killed
+        let out = Cmd::new("sh")
+            .args(["-c", "sleep 30 & echo done"])
+            .kill_group_at_exit()
+            .timeout(Duration::from_secs(20))
+            .run()
+            .unwrap();
+        assert_eq!(out.stdout_text(), "done\n");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn redacted_arguments_stay_out_of_the_display() {
+        let cmd = Cmd::new("openssl").args(["-k", "secret"]).redact_args();
+        assert_eq!(cmd.display(), "openssl <2 arguments redacted>");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! libvirt domain lifecycle events (a guest started, stopped, migrated in or out).
 //!
 //! The `virt` crate has no wrapper for `virConnectDomainEventRegisterAny`, so this module calls
-//! the C API through `virt-sys`. It is the only `unsafe` code in the project; every block says
-//! why it is sound. Events arrive on a dedicated thread that runs libvirt's default event loop;
+//! the C API through `virt-sys`. The workspace denies `unsafe` code; this module is one of the
+//! three places allowed it (with vm-seal's OpenSSL initialisation and vm-stonithd's `pre_exec`
+//! for its `crm_mon` watcher), and every block says why it is sound. Events arrive on a dedicated thread that runs libvirt's default event loop;
 //! the caller gets them through a callback (usually forwarding into a channel). When the
 //! connection to libvirtd drops (libvirtd restarted: keepalive or EOF), the watcher reports
 //! [`DomainEvent::Disconnected`] once and its thread ends; the caller starts a new watcher.

@@ -8,7 +8,7 @@
 //!   virtio-serial channel, autostart-relevant facts). Domain XML is operator-supplied input for
 //!   vm-ctl, so the parser rejects what it does not understand instead of guessing.
 //! - [`events`]: domain lifecycle events (started, resumed after migration, stopped) from a
-//!   libvirt event loop thread: the only `unsafe` code of the project, through `virt-sys`.
+//!   libvirt event loop thread, through `virt-sys`: this crate's only `unsafe` code.
 //! - [`hypervisor`]: the [`Hypervisor`] trait and [`Libvirt`], its implementation over a libvirt
 //!   connection. Calls block; async callers use `spawn_blocking`.
 

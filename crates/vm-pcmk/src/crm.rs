@@ -62,7 +62,9 @@
 
 use std::collections::HashSet;
 
-use crate::xml::{Element, Node, escape};
+use vm_common::xml::escape;
+
+use crate::xml::{Element, Node};
 
 /// Separator between the parts of one object (crmsh joins continued lines).
 const CONT: &str = " \\\n    ";

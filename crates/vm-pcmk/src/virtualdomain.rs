@@ -1,5 +1,9 @@
-//! What this project knows about VirtualDomain resources beyond the generic CIB: how a guest's
-//! stop is made a hard power-off.
+//! What this project knows about VirtualDomain resources beyond the generic CIB: the id of a
+//! guest's resource, and how a guest's stop is made a hard power-off.
+//!
+//! The guest's resource id ([`guest_resource`]: `prmVMCTL_<domain>`, the original vm-ctl's
+//! naming) is shared by vm-ctl, which creates the resource (its `ids` module names every other
+//! object after it), and vm-stonithd, which finds the resource of the guest it fences by it.
 //!
 //! The stock `ocf:heartbeat:VirtualDomain` stops a guest gracefully (and destroys it only when
 //! the stop timeout is nearly spent) unless its `force_stop` parameter is on. Guest fencing
@@ -11,6 +15,19 @@
 //! patched agent read). vm-stonithd sets it in the same CIB change that stops the guest.
 
 use crate::xml::Element;
+
+/// Prefix of the resource id of every guest vm-ctl manages.
+pub const GUEST_RSC_PREFIX: &str = "prmVMCTL_";
+
+/// The resource id of guest (libvirt domain) `dom`.
+pub fn guest_resource(dom: &str) -> String {
+    format!("{GUEST_RSC_PREFIX}{dom}")
+}
+
+/// The domain name of a guest resource id, if it is one.
+pub fn guest_of(rsc: &str) -> Option<&str> {
+    rsc.strip_prefix(GUEST_RSC_PREFIX).filter(|d| !d.is_empty())
+}
 
 /// The provider of the project's VirtualDomain agent.
 pub const HARD_STOP_PROVIDER: &str = "pm-kvm-tools";
@@ -57,6 +74,10 @@ mod tests {
         assert!(is_virtual_domain(&p("extra", "VirtualDomain")));
         assert!(!is_virtual_domain(&p("pacemaker", "Dummy")));
         assert_eq!(force_stop_attr("prmVMCTL_g1"), "force_stop-prmVMCTL_g1");
+        assert_eq!(guest_resource("g1"), "prmVMCTL_g1");
+        assert_eq!(guest_of("prmVMCTL_g1"), Some("g1"));
+        assert_eq!(guest_of("prmVMCTL_"), None);
+        assert_eq!(guest_of("vm_g1"), None);
         assert_eq!(
             HARD_STOP_AGENT,
             format!("ocf:{HARD_STOP_PROVIDER}:VirtualDomain")

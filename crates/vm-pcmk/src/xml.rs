@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+use vm_common::xml::escape;
+
 /// A child of an element.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -323,24 +325,6 @@ impl Element {
         out.sort();
         out
     }
-}
-
-/// Escape text for XML content (`attr == false`) or a double-quoted attribute value.
-pub fn escape(s: &str, attr: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' if attr => out.push_str("&quot;"),
-            '\n' if attr => out.push_str("&#10;"),
-            '\t' if attr => out.push_str("&#9;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

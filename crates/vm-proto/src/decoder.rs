@@ -7,7 +7,7 @@
 //! matches. After any violation it drops one byte and searches for the next magic, so a frame
 //! that follows a torn one is still found.
 //!
-//! Contract, for [`Decoder`] (and the tokio codec, which runs the same state machine):
+//! Contract, for [`Decoder`]:
 //! - [`Decoder::next_frame`] returns `Some(Ok(frame))` for each sound frame, in stream order,
 //!   and `None` when it needs more bytes.
 //! - It returns `Some(Err(e))` once per violation, after having already resynchronised: the
@@ -232,9 +232,9 @@ impl RunningCrc {
     }
 }
 
-/// The decoding state machine, independent of who owns the buffer (the [`Decoder`]'s `Vec` or
-/// a tokio codec's `BytesMut`). Each call looks at the unconsumed bytes and says how many of
-/// them it consumed; the caller must consume exactly that many.
+/// The decoding state machine, apart from the buffer the [`Decoder`] owns. Each call looks at
+/// the unconsumed bytes and says how many of them it consumed; the caller must consume exactly
+/// that many.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Scanner {
     /// Bytes skipped in the current run that have not been reported yet.

@@ -13,11 +13,8 @@
 //! - [`message`]: [`Message`] and the payload types, their encodings and [`MessageError`].
 //! - [`client`]: the blocking client and module API on a daemon's local unix socket (the only
 //!   I/O in this crate).
-//! - `codec` (feature `tokio-codec`): the decoder packaged as a `tokio_util` codec.
 
 pub mod client;
-#[cfg(feature = "tokio-codec")]
-pub mod codec;
 pub mod crc32c;
 pub mod decoder;
 pub mod frame;

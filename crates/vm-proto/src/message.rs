@@ -198,9 +198,13 @@ wire_enum! {
     OriginSource: u8, from_u8, to_u8 {
         /// libvirt said which domain owns the channel socket.
         Libvirt = 1, "libvirt";
-        /// Derived from the channel socket's file name (libvirt was not asked or not
-        /// available).
+        /// Derived from the channel socket's file name: the host daemon runs without libvirt
+        /// (`--no-libvirt`), so whoever can create a file in its socket directory can name
+        /// itself.
         SocketName = 2, "socket name";
+        /// Named by the operator for this one socket (`--guest NAME=SOCKET`): a channel that
+        /// libvirt does not manage.
+        Configured = 3, "operator mapping";
     }
 }
 
@@ -1117,6 +1121,18 @@ mod tests {
         for message in &messages {
             round_trip(message);
         }
+        // every way the host knows a guest, with its wire value after the origin's strings
+        for (source, value) in [
+            (OriginSource::Libvirt, 1),
+            (OriginSource::SocketName, 2),
+            (OriginSource::Configured, 3),
+        ] {
+            let origin = Origin::new("g", "", source).unwrap();
+            let deliver = Message::Deliver(Deliver::new(origin, service("s"), Vec::new()).unwrap());
+            round_trip(&deliver);
+            let (_, payload) = deliver.encode();
+            assert_eq!(payload[..6], [0, 1, b'g', 0, 0, value], "{source}");
+        }
     }
 
     #[test]
@@ -1355,10 +1371,10 @@ mod tests {
             })
         );
         assert_eq!(
-            Message::decode(Kind::Deliver, &[0, 1, b'g', 0, 0, 3]),
+            Message::decode(Kind::Deliver, &[0, 1, b'g', 0, 0, 4]),
             Err(MessageError::OutOfRange {
                 field: "Origin.source",
-                value: 3
+                value: 4
             })
         );
         assert_eq!(
@@ -1400,7 +1416,9 @@ mod tests {
         }
         assert_eq!(RetryReason::ALL.len(), 4);
         assert_eq!(RetryReason::from_u8(0), None);
-        assert_eq!(OriginSource::from_u8(3), None);
+        assert_eq!(OriginSource::ALL.len(), 3);
+        assert_eq!(OriginSource::from_u8(0), None);
+        assert_eq!(OriginSource::from_u8(4), None);
     }
 
     #[test]

@@ -32,21 +32,18 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::sys::wait::{Id, WaitPidFlag, waitid};
-use nix::unistd::Pid;
 use openssl::error::ErrorStack;
 use openssl::hash::{Hasher, MessageDigest};
 use openssl::symm::{Cipher, Crypter, Mode};
+
+use vm_common::process::{Cmd, ProcessError};
+
+use crate::base64::{self, Base64Error};
 
 /// The password every original installation used (`-k vmstonith` in its documentation). It is
 /// public knowledge; it is provided because existing hostlists were made with it.
@@ -79,9 +76,6 @@ const DES_BLOCK: usize = 8;
 const MAX_PASSWORD_FILE: usize = 4096;
 /// How many characters of a token an error message may show.
 const TOKEN_EXCERPT: usize = 16;
-
-const BASE64_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// The digest `EVP_BytesToKey` used to turn the password and salt into the 3DES key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -263,31 +257,6 @@ pub fn check_resource_id(id: &str) -> Result<(), ResourceIdError> {
         return Err(ResourceIdError::BadFirst);
     }
     Ok(())
-}
-
-/// Why a token is not strict base64.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Base64Error {
-    /// A character outside `[A-Za-z0-9+/=]` (whitespace included: a token is one word).
-    #[error("Character at position {position} is outside the base64 alphabet")]
-    Character {
-        /// Byte offset of the offending character.
-        position: usize,
-    },
-    /// The length is not a multiple of 4.
-    #[error("Length {len} is not a multiple of 4")]
-    Length {
-        /// The token's length.
-        len: usize,
-    },
-    /// `=` somewhere other than the last one or two characters.
-    #[error("Padding `=` is only allowed as the last one or two characters")]
-    Padding,
-    /// The unused bits before the padding are not zero, so the encoding is not the one any
-    /// encoder produces (accepting it would let one token have many spellings).
-    #[error("The bits before the padding are not zero")]
-    NonCanonical,
 }
 
 /// Everything that can go wrong with legacy tokens, one variant per failed step. Messages never
@@ -529,7 +498,7 @@ fn check_token_charset(token: &str) -> Result<(), LegacyError> {
     }
     if let Some(position) = token
         .bytes()
-        .position(|b| base64_value(b).is_none() && b != b'=')
+        .position(|b| base64::value(b).is_none() && b != b'=')
     {
         return Err(LegacyError::TokenCharset {
             token: excerpt(token),
@@ -537,83 +506,6 @@ fn check_token_charset(token: &str) -> Result<(), LegacyError> {
         });
     }
     Ok(())
-}
-
-fn base64_value(c: u8) -> Option<u32> {
-    let value = match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    };
-    Some(u32::from(value))
-}
-
-/// Standard base64 with `=` padding, exactly as `openssl enc -base64` writes a short line.
-fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let mut group = [0u8; 3];
-        for (slot, &byte) in group.iter_mut().zip(chunk) {
-            *slot = byte;
-        }
-        let [a, b, c] = group;
-        let bits = u32::from_be_bytes([0, a, b, c]);
-        // A chunk of n bytes fills n + 1 sextets; the rest of the quad is padding.
-        for sextet in 0..4 {
-            if sextet <= chunk.len() {
-                let index = (bits >> (18 - 6 * sextet)) & 0x3f;
-                out.push(char::from(BASE64_ALPHABET[index as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Strict base64: alphabet `[A-Za-z0-9+/]`, length a multiple of 4, one or two `=` only at the
-/// very end, and zero bits before the padding. Unlike `openssl::base64::decode_block`, nothing
-/// (whitespace, line breaks) is skipped.
-fn base64_decode(text: &str) -> Result<Vec<u8>, Base64Error> {
-    let bytes = text.as_bytes();
-    if let Some(position) = bytes
-        .iter()
-        .position(|&b| base64_value(b).is_none() && b != b'=')
-    {
-        return Err(Base64Error::Character { position });
-    }
-    if bytes.len() % 4 != 0 {
-        return Err(Base64Error::Length { len: bytes.len() });
-    }
-    let quads = bytes.len() / 4;
-    let mut out = Vec::with_capacity(quads * 3);
-    for (n, quad) in bytes.chunks_exact(4).enumerate() {
-        let mut bits = 0u32;
-        let mut padding = 0usize;
-        for &c in quad {
-            bits <<= 6;
-            match base64_value(c) {
-                Some(value) if padding == 0 => bits |= value,
-                // A data character after `=`.
-                Some(_) => return Err(Base64Error::Padding),
-                None => padding += 1,
-            }
-        }
-        if padding > 2 || (padding > 0 && n + 1 != quads) {
-            return Err(Base64Error::Padding);
-        }
-        let [_, a, b, c] = bits.to_be_bytes();
-        let group = [a, b, c];
-        let kept = 3 - padding;
-        if group.iter().skip(kept).any(|&byte| byte != 0) {
-            return Err(Base64Error::NonCanonical);
-        }
-        out.extend(group.iter().take(kept));
-    }
-    Ok(out)
 }
 
 /// `EVP_BytesToKey` with one iteration, as `openssl enc -k` uses it: D1 = H(password ‖ salt),
@@ -721,7 +613,7 @@ pub fn decrypt_token(
             max: MAX_TOKEN_LEN,
         });
     }
-    let blob = base64_decode(token).map_err(|problem| LegacyError::Base64 {
+    let blob = base64::decode(token).map_err(|problem| LegacyError::Base64 {
         token: excerpt(token),
         problem,
     })?;
@@ -804,7 +696,7 @@ pub fn encrypt_token(
     blob.extend_from_slice(SALT_MAGIC);
     blob.extend_from_slice(&salt);
     blob.extend_from_slice(&ciphertext.0);
-    Ok(base64_encode(&blob))
+    Ok(base64::encode(&blob))
 }
 
 /// The original's external decrypt command (`vm-stonithd -c CMD [-i] [-e CODE]`), without its
@@ -838,22 +730,6 @@ impl fmt::Debug for DecryptCommand {
             .field("timeout", &self.timeout)
             .finish()
     }
-}
-
-/// What the helper threads of [`DecryptCommand::run`] report.
-enum Event {
-    /// The child exited (not reaped yet).
-    Exited,
-    /// stdout reached end of file or the read limit.
-    Stdout(std::io::Result<Vec<u8>>),
-}
-
-/// How a run ended before its status was collected.
-enum RunEnd {
-    Finished(Vec<u8>),
-    TimedOut,
-    TooLong,
-    ReadFailed(std::io::Error),
 }
 
 impl DecryptCommand {
@@ -892,127 +768,43 @@ impl DecryptCommand {
         let Some((program, args)) = self.argv.split_first() else {
             return Err(LegacyError::CommandEmpty);
         };
-        let mut command = Command::new(program);
-        command
+        let mut command = Cmd::new(program)
             .args(args)
             .env_clear()
             .env("PATH", COMMAND_PATH)
             .current_dir("/")
-            .stdin(if self.stdin {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            // Its own process group, so a timeout kills the program and everything it started.
-            .process_group(0);
-        if !self.stdin {
-            command.arg(token);
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|source| LegacyError::CommandSpawn {
+            .discard_stderr()
+            .max_stdout(MAX_COMMAND_OUTPUT)
+            // on success too: nothing it left running in the background outlives the run
+            .kill_group_at_exit()
+            .redact_args()
+            .timeout(self.timeout);
+        command = if self.stdin {
+            // as the original's `echo "TOKEN" | CMD`
+            command.stdin(format!("{token}\n"))
+        } else {
+            command.arg(token)
+        };
+        let out = command.run().map_err(|e| match e {
+            ProcessError::Spawn { source, .. } => LegacyError::CommandSpawn {
                 program: program.clone(),
                 source,
-            })?;
-        let Ok(raw_pid) = i32::try_from(child.id()) else {
-            // Cannot happen on Linux (pids fit in i32); without a pid there is no group to
-            // signal, so end the child itself.
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(LegacyError::CommandWait {
+            },
+            ProcessError::Timeout { .. } => LegacyError::CommandTimeout {
                 program: program.clone(),
-                source: std::io::Error::other("pid out of range"),
-            });
-        };
-        let pid = Pid::from_raw(raw_pid);
-
-        if let Some(mut input) = child.stdin.take() {
-            // At most MAX_TOKEN_LEN + 1 bytes, less than a pipe buffer, so this cannot block.
-            // A program that exits without reading gives EPIPE; its exit status tells.
-            let _ = input
-                .write_all(token.as_bytes())
-                .and_then(|()| input.write_all(b"\n"));
-        }
-
-        let (events, received) = mpsc::channel();
-        let exited = events.clone();
-        thread::spawn(move || {
-            // WNOWAIT: report the exit without reaping, so the pid (the group id) stays ours
-            // until `child.wait()` below, and a late killpg cannot hit a recycled group.
-            while waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
-                == Err(nix::errno::Errno::EINTR)
-            {}
-            let _ = exited.send(Event::Exited);
-        });
-        match child.stdout.take() {
-            Some(stdout) => {
-                thread::spawn(move || {
-                    let limit = u64::try_from(MAX_COMMAND_OUTPUT + 1).unwrap_or(u64::MAX);
-                    let mut buffer = Vec::new();
-                    let result = stdout.take(limit).read_to_end(&mut buffer).map(|_| buffer);
-                    let _ = events.send(Event::Stdout(result));
-                });
-            }
-            None => {
-                let _ = events.send(Event::Stdout(Ok(Vec::new())));
-            }
-        }
-
-        let deadline = Instant::now() + self.timeout;
-        let mut has_exited = false;
-        let mut output: Option<Vec<u8>> = None;
-        let end = loop {
-            if has_exited {
-                if let Some(output) = output.take() {
-                    break RunEnd::Finished(output);
-                }
-            }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match received.recv_timeout(remaining) {
-                Ok(Event::Exited) => has_exited = true,
-                Ok(Event::Stdout(Ok(buffer))) if buffer.len() > MAX_COMMAND_OUTPUT => {
-                    break RunEnd::TooLong;
-                }
-                Ok(Event::Stdout(Ok(buffer))) => output = Some(buffer),
-                Ok(Event::Stdout(Err(error))) => break RunEnd::ReadFailed(error),
-                Err(mpsc::RecvTimeoutError::Timeout) => break RunEnd::TimedOut,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    break RunEnd::ReadFailed(std::io::Error::other("helper threads vanished"));
-                }
-            }
-        };
-        // Whatever happened, nothing of the group may outlive the run: on failure this stops
-        // the program, on success it ends anything it left running in the background. The
-        // child is not reaped yet, so the group id is still ours.
-        let _ = killpg(pid, Signal::SIGKILL);
-        let status = child.wait().map_err(|source| LegacyError::CommandWait {
-            program: program.clone(),
-            source,
+                after: self.timeout,
+            },
+            ProcessError::OutputTooLong { .. } => LegacyError::CommandOutputTooLong {
+                program: program.clone(),
+                max: MAX_COMMAND_OUTPUT,
+            },
+            ProcessError::Wait { source, .. } => LegacyError::CommandWait {
+                program: program.clone(),
+                source,
+            },
         })?;
-
-        let output = match end {
-            RunEnd::Finished(output) => SecretBytes(output),
-            RunEnd::TimedOut => {
-                return Err(LegacyError::CommandTimeout {
-                    program: program.clone(),
-                    after: self.timeout,
-                });
-            }
-            RunEnd::TooLong => {
-                return Err(LegacyError::CommandOutputTooLong {
-                    program: program.clone(),
-                    max: MAX_COMMAND_OUTPUT,
-                });
-            }
-            RunEnd::ReadFailed(source) => {
-                return Err(LegacyError::CommandWait {
-                    program: program.clone(),
-                    source,
-                });
-            }
-        };
+        let status = out.status;
+        let output = SecretBytes(out.stdout);
         if status.code() != Some(self.ok_code) {
             return Err(LegacyError::CommandExit {
                 program: program.clone(),
@@ -1227,54 +1019,54 @@ mod tests {
         check(&"A".repeat(MAX_TOKEN_LEN + 4), &|e| {
             matches!(e, LegacyError::TokenTooLong { .. })
         });
-        let base64 = |problem: Base64Error| move |e: &LegacyError| matches!(e, LegacyError::Base64 { problem: p, .. } if *p == problem);
+        let bad_base64 = |problem: Base64Error| move |e: &LegacyError| matches!(e, LegacyError::Base64 { problem: p, .. } if *p == problem);
         // Whitespace and line breaks inside, as a wrapped openssl token would have.
         assert_eq!(
-            base64_decode("U2Fs dGVk"),
+            base64::decode("U2Fs dGVk"),
             Err(Base64Error::Character { position: 4 })
         );
         check(
             "U2FsdGVkX19yjKSx\nZfBt3mBwn+E1Up1V",
-            &base64(Base64Error::Character { position: 16 }),
+            &bad_base64(Base64Error::Character { position: 16 }),
         );
         check(
             " U2FsdGVkX19yjKSxZfBt3mBwn+E1Up1V",
-            &base64(Base64Error::Character { position: 0 }),
+            &bad_base64(Base64Error::Character { position: 0 }),
         );
         check(
             "U2FsdGVkX19yjKSxZfBt3mBwn+E1Up1V\n",
-            &base64(Base64Error::Character { position: 32 }),
+            &bad_base64(Base64Error::Character { position: 32 }),
         );
         // URL-safe alphabet.
         check(
             "U2FsdGVkX1_yjKSx",
-            &base64(Base64Error::Character { position: 10 }),
+            &bad_base64(Base64Error::Character { position: 10 }),
         );
         check(
             "$(touch /tmp/x)",
-            &base64(Base64Error::Character { position: 0 }),
+            &bad_base64(Base64Error::Character { position: 0 }),
         );
-        check("U2FsdGVkX1", &base64(Base64Error::Length { len: 10 }));
-        check("U2Fs=GVk", &base64(Base64Error::Padding));
-        check("U2F=dGVk", &base64(Base64Error::Padding));
-        check("U===", &base64(Base64Error::Padding));
-        check("QQ==QUFB", &base64(Base64Error::Padding));
+        check("U2FsdGVkX1", &bad_base64(Base64Error::Length { len: 10 }));
+        check("U2Fs=GVk", &bad_base64(Base64Error::Padding));
+        check("U2F=dGVk", &bad_base64(Base64Error::Padding));
+        check("U===", &bad_base64(Base64Error::Padding));
+        check("QQ==QUFB", &bad_base64(Base64Error::Padding));
         // "QR==" decodes to "A" only if the stray low bits are ignored.
-        check("QR==", &base64(Base64Error::NonCanonical));
+        check("QR==", &bad_base64(Base64Error::NonCanonical));
         // Not "Salted__", or no complete salt.
-        check(&base64_encode(b"Sorted__12345678abcdefgh"), &|e| {
+        check(&base64::encode(b"Sorted__12345678abcdefgh"), &|e| {
             matches!(e, LegacyError::NotSalted { .. })
         });
-        check(&base64_encode(b"Salted__1234567"), &|e| {
+        check(&base64::encode(b"Salted__1234567"), &|e| {
             matches!(e, LegacyError::NotSalted { .. })
         });
-        check(&base64_encode(b"Salted__12345678"), &|e| {
+        check(&base64::encode(b"Salted__12345678"), &|e| {
             matches!(e, LegacyError::CiphertextLength { len: 0, .. })
         });
-        check(&base64_encode(b"Salted__12345678abcdefg"), &|e| {
+        check(&base64::encode(b"Salted__12345678abcdefg"), &|e| {
             matches!(e, LegacyError::CiphertextLength { len: 7, .. })
         });
-        check(&base64_encode(b"Salted__12345678abcdefgh"), &|e| {
+        check(&base64::encode(b"Salted__12345678abcdefgh"), &|e| {
             matches!(
                 e,
                 LegacyError::WrongPassword { .. } | LegacyError::BadResourceId { .. }
@@ -1294,20 +1086,6 @@ mod tests {
         // Control characters from a guest are escaped.
         let err = decrypt_token("\u{1b}[2J", &password(), LEGACY_DIGESTS).unwrap_err();
         assert!(!err.to_string().contains('\u{1b}'), "{err}");
-    }
-
-    #[test]
-    fn base64_round_trip_and_known_answers() {
-        assert_eq!(base64_encode(b""), "");
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foo"), "Zm9v");
-        assert_eq!(base64_encode(b"foob"), "Zm9vYg==");
-        assert_eq!(base64_encode(&[0xfb, 0xff]), "+/8=");
-        for len in 0..40u8 {
-            let data: Vec<u8> = (0..len).map(|i| i.wrapping_mul(97) ^ 0xa5).collect();
-            assert_eq!(base64_decode(&base64_encode(&data)).unwrap(), data);
-        }
     }
 
     #[test]

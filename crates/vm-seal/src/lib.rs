@@ -10,6 +10,7 @@
 //! This is the only crate that links OpenSSL. [`legacy`] reads the original pm_kvm_tools
 //! tokens, for operators who turn legacy mode on while migrating.
 
+pub mod base64;
 pub mod envelope;
 pub mod key;
 pub mod legacy;

@@ -110,13 +110,20 @@ fn libvirt_vmctl_check_catches_autostart() {
     };
     virsh(&["define", xml.to_str().unwrap()]);
     virsh(&["autostart", "pmkt-auto"]);
-    let out = bed.cmd(&["check", "pmkt-auto"]).run().unwrap();
+    let out = bed
+        .cmd(&["--output", "json", "check", "pmkt-auto"])
+        .run()
+        .unwrap();
     virsh(&["undefine", "pmkt-auto"]);
     let text = out.stdout_text();
     assert_eq!(out.code(), Some(18), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // the finding's stable code (docs/operations.md), and its fix
+    let autostart = v["findings"].as_array().unwrap().iter().find(|f| {
+        f["subject"] == "pmkt-auto" && f["code"] == "autostart-on" && f["level"] == "error"
+    });
     assert!(
-        text.contains("libvirt autostart is on")
-            && text.contains("virsh autostart --disable pmkt-auto"),
+        autostart.is_some_and(|f| f["fix"] == "virsh autostart --disable pmkt-auto"),
         "{text}"
     );
     evidence(

@@ -105,6 +105,16 @@ fn text(o: &Output) -> String {
     format!("{}{}", o.stdout_text(), o.stderr_text())
 }
 
+/// The live cluster and libvirtd, reset for a test, with host fencing on ([`host_fencing_on`]),
+/// and vm-ctl on them: the bed of the tests that fence real guests.
+fn fencing_host() -> (LiveCluster, HostLibvirt, LiveVmCtl) {
+    let cluster = LiveCluster::acquire();
+    let lv = HostLibvirt::acquire();
+    prepare(&cluster);
+    host_fencing_on(&cluster);
+    (cluster, lv, LiveVmCtl::new(CONFIG))
+}
+
 /// Turns fencing on in the host cluster (the test bed runs without it, and vm-stonithd confirms
 /// no off then). Pacemaker starts no resource that needs fencing until a fence device is
 /// configured, so one is: a cluster-glue `external/ssh` device for a host that does not exist
@@ -133,11 +143,7 @@ fn host_fencing_on(cluster: &LiveCluster) {
 #[ignore = "tier live: needs root, corosync, pacemakerd, libvirtd and the guest image"]
 fn live_fence_full_chain_over_a_real_channel() {
     let t0 = Instant::now();
-    let cluster = LiveCluster::acquire();
-    let lv = HostLibvirt::acquire();
-    prepare(&cluster);
-    host_fencing_on(&cluster);
-    let vmctl = LiveVmCtl::new(CONFIG);
+    let (cluster, lv, vmctl) = fencing_host();
     let (req, tgt) = ("pmkt-fa", "pmkt-fb");
     let rsc = format!("prmVMCTL_{tgt}");
     let rd = rundir();
@@ -334,6 +340,19 @@ fn sealed(
         .unwrap()
 }
 
+/// Sends `action` on `target`, sealed under `key` as `requester`, through the guest daemon at
+/// `socket`; the reply, opened.
+fn ask(
+    key: &vm_seal::Key,
+    socket: &std::path::Path,
+    action: Action,
+    target: Option<&str>,
+    requester: &str,
+) -> FenceReply {
+    let (nonce, req) = sealed(key, action, target, requester);
+    FenceReply::open(key, &nonce, &raw(socket, &req).unwrap()).unwrap()
+}
+
 /// A request sealed under `key` whose plaintext is hand-made: `target` is taken as raw bytes
 /// (what a hostile guest holding the key could send).
 fn hostile(key: &vm_seal::Key, requester: &str, target: &[u8]) -> Vec<u8> {
@@ -362,6 +381,8 @@ fn live_fence_refusals_change_nothing() {
     let t0 = Instant::now();
     let cluster = LiveCluster::acquire();
     prepare(&cluster);
+    // (with host fencing: the baseline status of a stopped guest is "off" only then)
+    host_fencing_on(&cluster);
     let vmctl = LiveVmCtl::new(CONFIG);
     // targets that exist as resources (never started: a refusal must not need them running)
     for d in ["pmkt-fr", "pmkt-zz"] {
@@ -559,9 +580,9 @@ fn live_fence_no_off_confirmed_without_host_fencing() {
     );
     assert!(cluster.status().nodes_with(&rsc, Role::Started).is_empty());
     let before = epoch(&cluster);
-    for action in [Action::Off, Action::Reboot] {
-        let (nonce, req) = sealed(key, action, Some(tgt), "pmkt-fm");
-        let reply = FenceReply::open(key, &nonce, &raw(member.socket(), &req).unwrap()).unwrap();
+    // (nor is a status "off": the guest is shown stopped, as a lost host node's guest would be)
+    for action in [Action::Off, Action::Reboot, Action::Status] {
+        let reply = ask(key, member.socket(), action, Some(tgt), "pmkt-fm");
         assert_eq!(
             (reply.outcome, reply.state),
             (Outcome::Failed, PowerState::Unknown),
@@ -585,16 +606,27 @@ fn live_fence_no_off_confirmed_without_host_fencing() {
         "{}",
         text(&out)
     );
+    let out = stonith
+        .agent(member.socket(), "pmkt-fm", &["-o", "status", "-n", tgt])
+        .run()
+        .unwrap();
+    assert_eq!(out.code(), Some(1), "not OFF (2): {}", text(&out));
     evidence(
         TIER,
         t0,
         format!(
-            "host stonith-enabled=false: off and reboot of {tgt} (shown stopped) failed with the reason; CIB unchanged"
+            "host stonith-enabled=false: off and reboot of {tgt} (shown stopped) failed with the reason, status answered failed (not off) with it; CIB unchanged"
         ),
     );
 
-    // with fencing on, the same off is confirmed
+    // with fencing on, the status is off, and the same off is confirmed
     host_fencing_on(&cluster);
+    let reply = ask(key, member.socket(), Action::Status, Some(tgt), "pmkt-fm");
+    assert_eq!(
+        (reply.outcome, reply.state),
+        (Outcome::Done, PowerState::Off),
+        "status: {reply:?}"
+    );
     let (nonce, req) = sealed(key, Action::Off, Some(tgt), "pmkt-fm");
     let reply = FenceReply::open(key, &nonce, &raw(member.socket(), &req).unwrap()).unwrap();
     assert_eq!(
@@ -733,11 +765,7 @@ fn journal_present(cluster: &LiveCluster, rsc: &str) -> bool {
 #[ignore = "tier live: needs root, corosync, pacemakerd, libvirtd and the guest image"]
 fn live_fence_faults_never_give_a_false_ok() {
     let t0 = Instant::now();
-    let cluster = LiveCluster::acquire();
-    let lv = HostLibvirt::acquire();
-    prepare(&cluster);
-    host_fencing_on(&cluster);
-    let vmctl = LiveVmCtl::new(CONFIG);
+    let (cluster, lv, vmctl) = fencing_host();
     let tgt = "pmkt-fc";
     let rsc = format!("prmVMCTL_{tgt}");
     let rd = rundir();
@@ -820,15 +848,7 @@ fn live_fence_faults_never_give_a_false_ok() {
     if !running(&lv, tgt) {
         assert_eq!(agent(&stonith, &["-o", "on", "-n", tgt]).code(), Some(0));
     }
-    let pidfile = state_dir().join("libvirt").join("libvirtd.pid");
-    let libvirtd = nix::unistd::Pid::from_raw(
-        std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
-    );
-    nix::sys::signal::kill(libvirtd, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let hung = LibvirtdStopped::new();
     let t = Instant::now();
     let out = agent(&stonith, &["-o", "off", "-n", tgt, "--timeout", "20"]);
     let took = t.elapsed();
@@ -839,7 +859,7 @@ fn live_fence_faults_never_give_a_false_ok() {
         .unwrap()
         .meta_attribute(&rsc, "target-role")
         .map(str::to_owned);
-    nix::sys::signal::kill(libvirtd, nix::sys::signal::Signal::SIGCONT).unwrap();
+    drop(hung);
     assert_eq!(out.code(), Some(1), "{}", text(&out));
     assert!(took < Duration::from_secs(40), "the agent waited {took:?}");
     assert!(!journal_after, "journal left after the timeout");
@@ -866,11 +886,7 @@ fn live_fence_faults_never_give_a_false_ok() {
 #[ignore = "tier live: needs root, corosync, pacemakerd, libvirtd and the guest image"]
 fn live_fence_under_load() {
     let t0 = Instant::now();
-    let cluster = LiveCluster::acquire();
-    let lv = HostLibvirt::acquire();
-    prepare(&cluster);
-    host_fencing_on(&cluster);
-    let vmctl = LiveVmCtl::new(CONFIG);
+    let (cluster, lv, vmctl) = fencing_host();
     let rd = rundir();
     let requesters = ["pmkt-lq1", "pmkt-lq2", "pmkt-lq3"];
     let targets = ["pmkt-ft1", "pmkt-ft2"];
@@ -947,7 +963,8 @@ fn live_fence_under_load() {
         ),
     );
 
-    // two guests fence the same target at once: serialised, both told OK, one power-off
+    // two guests fence the same target at once: one execution (the second joins the first),
+    // both told OK, one power-off
     let tg = targets[0];
     let rsc = format!("prmVMCTL_{tg}");
     let on = stonith
@@ -987,11 +1004,7 @@ fn live_fence_under_load() {
 #[ignore = "tier live: needs root, corosync, pacemakerd, libvirtd and the guest image"]
 fn live_fence_legacy_tokens_only_when_enabled() {
     let t0 = Instant::now();
-    let cluster = LiveCluster::acquire();
-    let lv = HostLibvirt::acquire();
-    prepare(&cluster);
-    host_fencing_on(&cluster);
-    let vmctl = LiveVmCtl::new(CONFIG);
+    let (cluster, lv, vmctl) = fencing_host();
     let (req, tgt) = ("pmkt-fz", "pmkt-fl");
     let rsc = format!("prmVMCTL_{tgt}");
     vmctl.domain("pmkt-zz", &offline_domain_xml("pmkt-zz"));
@@ -1099,5 +1112,330 @@ fn live_fence_legacy_tokens_only_when_enabled() {
         format!(
             "legacy token decrypted by `openssl des-ede3 -d` run without a shell: plugin on {tgt} started it"
         ),
+    );
+}
+
+/// The target-role of `rsc` in the CIB.
+fn target_role(cluster: &LiveCluster, rsc: &str) -> Option<String> {
+    cluster
+        .pcmk()
+        .snapshot()
+        .unwrap()
+        .meta_attribute(rsc, "target-role")
+        .map(str::to_owned)
+}
+
+/// `n` sealed offs of `tgt` sent at once as `requester` through the guest daemon at `socket`;
+/// each reply, opened (a Retry or error answer fails the test).
+fn offs_at_once(
+    key: &vm_seal::Key,
+    socket: &std::path::Path,
+    requester: &str,
+    tgt: &str,
+    n: usize,
+) -> Vec<Result<FenceReply, String>> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|_| {
+                let (nonce, req) = sealed(key, Action::Off, Some(tgt), requester);
+                s.spawn(move || {
+                    raw(socket, &req)
+                        .map_err(|e| format!("{e}"))
+                        .and_then(|b| FenceReply::open(key, &nonce, &b).map_err(|e| e.to_string()))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+#[ignore = "tier live: needs root, corosync, pacemakerd, libvirtd and the guest image"]
+fn live_fence_identical_offs_share_one_execution() {
+    let t0 = Instant::now();
+    let (cluster, lv, vmctl) = fencing_host();
+    let (req, tgt) = ("pmkt-fi", "pmkt-fj");
+    let rsc = format!("prmVMCTL_{tgt}");
+    let rd = rundir();
+    // two workers for the guest cluster: identical offs that each took one (the first running
+    // the fence, the next queued on the guest's lock) left the rest answered Retry Busy
+    let stonith = StonithBed::start_bridged(
+        &rd.join("vmconnectd"),
+        cluster.node(),
+        &format!("max_requests_per_cluster = 2\n{}", clusters(&[req, tgt])),
+        &[req],
+    );
+    let member = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), req);
+    let key = &stonith.key;
+    guest_up(&vmctl, &cluster, tgt, Vport::None);
+
+    // one off alone: what it writes
+    let before = epoch(&cluster);
+    let r = offs_at_once(key, member.socket(), req, tgt, 1);
+    assert!(
+        matches!(&r[0], Ok(reply) if reply.outcome == Outcome::Done),
+        "{r:?}\n{}",
+        stonith.log()
+    );
+    let one = epoch(&cluster).1 - before.1;
+    assert!(!running(&lv, tgt));
+    let reply = ask(key, member.socket(), Action::On, Some(tgt), req);
+    assert_eq!(reply.outcome, Outcome::Done, "{reply:?}");
+    assert!(running(&lv, tgt));
+
+    // six at once: one execution, each answered Done under its own nonce
+    let hard = hard_stops(&rsc);
+    let joined_before = stonith.log().matches("joined an identical off").count();
+    let before = epoch(&cluster);
+    let t = Instant::now();
+    let replies = offs_at_once(key, member.socket(), req, tgt, 6);
+    let took = t.elapsed();
+    for r in &replies {
+        assert!(
+            matches!(r, Ok(reply) if reply.outcome == Outcome::Done && reply.state == PowerState::Off),
+            "every identical off is answered Done: {replies:?}\n{}",
+            stonith.log()
+        );
+    }
+    assert!(!running(&lv, tgt));
+    assert_eq!(
+        epoch(&cluster).1 - before.1,
+        one,
+        "six identical offs wrote the CIB more than one does"
+    );
+    assert_eq!(hard_stops(&rsc), hard + 1, "one power-off");
+    assert_clean(&cluster, &rsc);
+    let joined = stonith.log().matches("joined an identical off").count() - joined_before;
+    assert!(joined >= 1, "no request joined another:\n{}", stonith.log());
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "6 identical offs of {tgt} at once (2 workers for the cluster): all Done in {:.1} s, {joined} joined the first, CIB epoch +{one} as for one off, one power-off",
+            took.as_secs_f64()
+        ),
+    );
+}
+
+/// SIGSTOPs this machine's libvirtd until dropped (a guest then cannot stop: its fence waits).
+struct LibvirtdStopped(nix::unistd::Pid);
+
+impl LibvirtdStopped {
+    fn new() -> Self {
+        let pidfile = state_dir().join("libvirt").join("libvirtd.pid");
+        let pid = nix::unistd::Pid::from_raw(
+            std::fs::read_to_string(&pidfile)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap(),
+        );
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        LibvirtdStopped(pid)
+    }
+}
+
+impl Drop for LibvirtdStopped {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+#[test]
+#[ignore = "tier live: needs root, corosync, pacemakerd, libvirtd and the guest image"]
+fn live_fence_cancel_rolls_back_unless_another_requester_waits() {
+    let t0 = Instant::now();
+    let (cluster, lv, vmctl) = fencing_host();
+    let (req1, req2, tgt) = ("pmkt-fg1", "pmkt-fg2", "pmkt-fk");
+    let rsc = format!("prmVMCTL_{tgt}");
+    let rd = rundir();
+    let stonith = StonithBed::start_bridged(
+        &rd.join("vmconnectd"),
+        cluster.node(),
+        &clusters(&[req1, req2, tgt]),
+        &[req1, req2],
+    );
+    let g1 = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), req1);
+    let g2 = BridgedGuest::start(&rd.join("vmconnectd"), stonith.dir(), req2);
+    guest_up(&vmctl, &cluster, tgt, Vport::None);
+    let role0 = target_role(&cluster, &rsc);
+    assert_eq!(role0.as_deref(), Some("Started"));
+
+    // 1. The requester goes away mid-fence (its agent killed: the guest daemon sends Cancel)
+    let hung = LibvirtdStopped::new();
+    let mut agent = background_off(&stonith, g1.socket(), req1, tgt);
+    wait_for(
+        "the fence's journal in the CIB",
+        Duration::from_secs(60),
+        || journal_present(&cluster, &rsc).then_some(()),
+    );
+    assert_eq!(target_role(&cluster, &rsc).as_deref(), Some("Stopped"));
+    let t = Instant::now();
+    agent.kill().unwrap();
+    let _ = agent.wait();
+    wait_for(
+        "the fence to be rolled back",
+        Duration::from_secs(30),
+        || (!journal_present(&cluster, &rsc)).then_some(()),
+    );
+    let rolled_back = t.elapsed();
+    assert_eq!(
+        target_role(&cluster, &rsc),
+        role0,
+        "target-role not restored"
+    );
+    assert_clean(&cluster, &rsc);
+    let log = stonith.log();
+    assert!(log.contains("the requester gave up"), "{log}");
+    assert!(
+        log.contains("the request was cancelled while waiting for the guest to stop"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("off confirmed by the host cluster"),
+        "an off was confirmed:\n{log}"
+    );
+    drop(hung);
+    cluster.wait_role(&rsc, Role::Started, Duration::from_secs(180));
+    assert!(running(&lv, tgt), "{tgt} not running again");
+    assert_clean(&cluster, &rsc);
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "off of {tgt} (libvirtd hung) whose agent was killed: rolled back {:.1} s later (target-role {}, no journal, no force-stop), no Done; {tgt} running again",
+            rolled_back.as_secs_f64(),
+            role0.as_deref().unwrap_or("unset")
+        ),
+    );
+
+    // 2. Two guests fence it at once; one guest's link closes (the host relay sends Cancel):
+    //    the other still waits, so nothing is rolled back, and it is told Done
+    let hard = hard_stops(&rsc);
+    let hung = LibvirtdStopped::new();
+    let mut first = background_off(&stonith, g1.socket(), req1, tgt);
+    wait_for(
+        "the fence's journal in the CIB",
+        Duration::from_secs(60),
+        || journal_present(&cluster, &rsc).then_some(()),
+    );
+    let second = background_off(&stonith, g2.socket(), req2, tgt);
+    wait_for(
+        "the second off to join the first",
+        Duration::from_secs(30),
+        || {
+            stonith
+                .log()
+                .contains("joined an identical off of pmkt-fk")
+                .then_some(())
+        },
+    );
+    let gave_up = stonith.log().matches("the requester gave up").count();
+    drop(g1);
+    wait_for(
+        "the Cancel of the closed link",
+        Duration::from_secs(30),
+        || (stonith.log().matches("the requester gave up").count() > gave_up).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        journal_present(&cluster, &rsc),
+        "one requester's Cancel rolled back a fence another waits for\n{}",
+        stonith.log()
+    );
+    assert_eq!(target_role(&cluster, &rsc).as_deref(), Some("Stopped"));
+    drop(hung);
+    let out = second.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the requester still waiting: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        stonith.log()
+    );
+    // (the agent whose guest daemon went away may be retrying to connect: it was answered
+    // nothing it could take for Done)
+    let _ = first.kill();
+    let out = first.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the requester whose link closed");
+    assert!(!running(&lv, tgt), "{tgt} runs after Done");
+    assert_eq!(hard_stops(&rsc), hard + 1, "one power-off in all");
+    assert_clean(&cluster, &rsc);
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "two guests fence {tgt} at once, one's link closes: no rollback, the other told Done, one power-off"
+        ),
+    );
+}
+
+#[test]
+#[ignore = "tier live: needs root, corosync and pacemakerd"]
+fn live_fence_refuses_a_guest_known_by_its_socket_name_only() {
+    let t0 = Instant::now();
+    let cluster = LiveCluster::acquire();
+    prepare(&cluster);
+    let vmctl = LiveVmCtl::new(CONFIG);
+    let (req, tgt) = ("pmkt-fu", "pmkt-fv");
+    vmctl.domain(tgt, &offline_domain_xml(tgt));
+    vmctl.ok(&["resource", "add", tgt, "-a", cluster.node()]);
+    // a relay without libvirt: every socket in its directory is named after its file, so
+    // whoever can create <dir>/pmkt-fu.sock is "pmkt-fu"
+    let chan_dir = rundir().join("vmconnectd-nolibvirt");
+    std::fs::create_dir_all(&chan_dir).unwrap();
+    let mut stonith = StonithBed::start_with_relay_args(
+        &chan_dir,
+        cluster.node(),
+        &clusters(&[req, tgt]),
+        &["--no-libvirt"],
+    );
+    let member = BridgedGuest::start(&chan_dir, stonith.dir(), req);
+    let key = &vm_seal::Key::parse(&stonith.key.to_file_text(), None).unwrap();
+    let before = epoch(&cluster);
+    let mut refused = Vec::new();
+    for (action, target) in [
+        (Action::Off, Some(tgt)),
+        (Action::List, None),
+        (Action::Monitor, None),
+    ] {
+        let reply = ask(key, member.socket(), action, target, req);
+        assert_eq!(reply.outcome, Outcome::Refused, "{action}: {reply:?}");
+        assert!(
+            reply.message.contains("file name") && reply.message.contains("socket-name"),
+            "{action}: the reply must say why: {reply:?}"
+        );
+        refused.push(action.to_string());
+    }
+    let out = stonith
+        .agent(member.socket(), req, &["-o", "off", "-n", tgt])
+        .run()
+        .unwrap();
+    assert_eq!(out.code(), Some(1), "{}", text(&out));
+    assert_eq!(epoch(&cluster), before, "the CIB configuration changed");
+    assert!(
+        stonith.log().contains("does not trust"),
+        "the refusal is logged:\n{}",
+        stonith.log()
+    );
+    evidence(
+        TIER,
+        t0,
+        format!(
+            "relay --no-libvirt, default trusted_identities: {} from {req} (named by its socket file) refused, saying why; CIB unchanged",
+            refused.join(", ")
+        ),
+    );
+
+    // the operator of a host without libvirt opts in
+    stonith.stop_stonithd(nix::sys::signal::Signal::SIGTERM);
+    stonith.set_extra("trusted_identities = [\"libvirt\", \"configured\", \"socket-name\"]\n");
+    stonith.start_stonithd(&[]);
+    let reply = ask(key, member.socket(), Action::List, None, req);
+    assert_eq!(reply.outcome, Outcome::Done, "{reply:?}");
+    evidence(
+        TIER,
+        t0,
+        "with trusted_identities listing \"socket-name\": the same guest's list is answered",
     );
 }

@@ -10,12 +10,10 @@ use vm_tests::multinode::MultiNode;
 use vm_tests::vmctl::LiveVmCtl;
 use vm_tests::{evidence, run_ok, wait_for};
 
-const CONFIG: &str = "\
-vm_cfg_ext=.xml
-vm_allow_migrate=off
+/// The test bed's base vm-ctl.conf with fencing on, short operation timeouts and the nodes'
+/// pingd.
+const CONFIG_KEYS: &str = "\
 vm_stonith=on
-vm_ocf=ocf:pm-kvm-tools:VirtualDomain
-vm_migration_transport=tcp
 vm_start_op=(0 60s restart)
 vm_stop_op=(0 60s)
 vm_monitor_op=(5s 30s restart)
@@ -63,7 +61,7 @@ impl Bed {
             .prefix("vmctl-")
             .tempdir_in(mn.dir())
             .unwrap();
-        let vmctl = LiveVmCtl::in_dir(dir, CONFIG)
+        let vmctl = LiveVmCtl::in_dir(dir, &vm_tests::vmctl::config(CONFIG_KEYS))
             .via(
                 &mn.prefix(&admin)
                     .iter()

@@ -85,39 +85,85 @@ fn parse(argv: &[String]) -> Result<Args, String> {
     Ok(a)
 }
 
+/// Why vm-connect did not print an answer.
+#[derive(Debug, thiserror::Error)]
+enum MainError {
+    /// The command line cannot be used.
+    #[error("{0}\n\n{USAGE}")]
+    Usage(String),
+    /// The local vm-connectd cannot be reached.
+    #[error(
+        "cannot reach vm-connectd: {}; start it (vm-connectd -t guest in a guest, -t host on a \
+         host) or name its socket with --socket",
+        vm_common::error_chain(.0)
+    )]
+    Unreachable(ClientError),
+    /// The host side said "try again".
+    #[error("retry ({reason}): {detail}")]
+    Retry {
+        /// Why.
+        reason: vm_proto::RetryReason,
+        /// Its detail.
+        detail: String,
+    },
+    /// No answer in time.
+    #[error("no answer within {0} s")]
+    Timeout(u64),
+    /// The other end answered with an error.
+    #[error("error ({code}): {message}")]
+    Remote {
+        /// The error code.
+        code: vm_proto::ErrorCode,
+        /// Its message.
+        message: String,
+    },
+    /// Anything else.
+    #[error("{}", vm_common::error_chain(.0))]
+    Other(ClientError),
+}
+
+impl MainError {
+    /// The exit code (the table is connect_cli's `exit` and the `--help` text).
+    fn exit_code(&self) -> u8 {
+        match self {
+            MainError::Usage(_) => exit::USAGE,
+            MainError::Unreachable(_) => exit::UNREACHABLE,
+            MainError::Retry { .. } => exit::RETRY,
+            MainError::Timeout(_) => exit::TIMEOUT,
+            MainError::Remote { .. } => exit::REMOTE,
+            MainError::Other(_) => exit::FAILURE,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse(&argv) {
-        Ok(a) => a,
+    match main_exec(&argv) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vm-connect: {e}\n\n{USAGE}");
-            return ExitCode::from(exit::USAGE);
+            eprintln!("vm-connect: {e}");
+            ExitCode::from(e.exit_code())
         }
-    };
+    }
+}
+
+fn main_exec(argv: &[String]) -> Result<(), MainError> {
+    let args = parse(argv).map_err(MainError::Usage)?;
     if args.help {
         print!("{USAGE}");
-        return ExitCode::SUCCESS;
+        return Ok(());
     }
     if args.version {
         println!("vm-connect {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+        return Ok(());
     }
     let socket = args
         .socket
         .clone()
         .unwrap_or_else(|| PathBuf::from(vm_proto::DEFAULT_SOCKET));
     let timeout = Duration::from_secs(args.timeout.unwrap_or(30).max(1));
-    let mut client = match Client::connect(&socket, vm_proto::Role::Client) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "vm-connect: cannot reach vm-connectd: {}; start it (vm-connectd -t guest in a \
-                 guest, -t host on a host) or name its socket with --socket",
-                vm_common::error_chain(&e)
-            );
-            return ExitCode::from(exit::UNREACHABLE);
-        }
-    };
+    let mut client =
+        Client::connect(&socket, vm_proto::Role::Client).map_err(MainError::Unreachable)?;
     let started = Instant::now();
     let result = match (
         args.command.as_deref(),
@@ -145,9 +191,11 @@ fn main() -> ExitCode {
         (None, Some(kind), None, Some(data)) => client
             .send_request_only(kind, data.as_bytes())
             .map(|_| String::new()),
+        // (parse refuses every other combination)
         _ => {
-            eprintln!("vm-connect: give ping, status, or -t KIND with -r DATA or -R DATA");
-            return ExitCode::from(exit::USAGE);
+            return Err(MainError::Usage(
+                "give ping, status, or -t KIND with -r DATA or -R DATA".to_owned(),
+            ));
         }
     };
     match result {
@@ -155,24 +203,12 @@ fn main() -> ExitCode {
             if !text.is_empty() || args.request.is_some() {
                 let _ = writeln!(std::io::stdout(), "{text}");
             }
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Err(ClientError::Retry { reason, detail }) => {
-            eprintln!("vm-connect: retry ({reason}): {detail}");
-            ExitCode::from(exit::RETRY)
-        }
-        Err(ClientError::Timeout { .. }) => {
-            eprintln!("vm-connect: no answer within {} s", timeout.as_secs());
-            ExitCode::from(exit::TIMEOUT)
-        }
-        Err(ClientError::Remote { code, message }) => {
-            eprintln!("vm-connect: error ({code}): {message}");
-            ExitCode::from(exit::REMOTE)
-        }
-        Err(e) => {
-            eprintln!("vm-connect: {}", vm_common::error_chain(&e));
-            ExitCode::FAILURE
-        }
+        Err(ClientError::Retry { reason, detail }) => Err(MainError::Retry { reason, detail }),
+        Err(ClientError::Timeout { .. }) => Err(MainError::Timeout(timeout.as_secs())),
+        Err(ClientError::Remote { code, message }) => Err(MainError::Remote { code, message }),
+        Err(e) => Err(MainError::Other(e)),
     }
 }
 
@@ -204,6 +240,38 @@ mod tests {
         );
         assert!(p(&["--help"]).unwrap().help);
         assert!(p(&["-V"]).unwrap().version);
+    }
+
+    #[test]
+    fn every_spelling_parse_accepts_is_in_the_usage_text() {
+        // (spelling, a valid command line using it)
+        for (opt, args) in [
+            ("-t", &["-t", "k", "-r", "x"][..]),
+            ("--type", &["--type", "k", "-r", "x"]),
+            ("-r", &["-t", "k", "-r", "x"]),
+            ("--request", &["-t", "k", "--request", "x"]),
+            ("-R", &["-t", "k", "-R", "x"]),
+            ("--request-only", &["-t", "k", "--request-only", "x"]),
+            ("--socket", &["--socket", "/s", "ping"]),
+            ("--timeout", &["--timeout", "3", "ping"]),
+            ("-i", &["-i", "1", "ping"]),
+            ("--reqid", &["--reqid", "1", "ping"]),
+            ("-h", &["-h"]),
+            ("--help", &["--help"]),
+            ("-V", &["-V"]),
+            ("--version", &["--version"]),
+            ("ping", &["ping"]),
+            ("status", &["status"]),
+        ] {
+            assert!(p(args).is_ok(), "{args:?}");
+            let documented = USAGE
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .any(|w| w == opt);
+            assert!(
+                documented,
+                "{opt} is accepted but not in the usage text:\n{USAGE}"
+            );
+        }
     }
 
     #[test]

@@ -18,9 +18,9 @@ use crate::config::{Config, Score};
 use crate::error::Result;
 use crate::guest;
 use crate::ids;
-use crate::output::{Finding, Level, Outcome};
+use crate::output::{Finding, FindingCode, Level, Outcome};
+use crate::stonith as fencing;
 use crate::stonith::published::{self, KeyStamp, LocalKey};
-use crate::stonith::{self as fencing, StonithdToml};
 
 struct Findings(Vec<Finding>);
 
@@ -28,19 +28,21 @@ impl Findings {
     fn push(
         &mut self,
         subject: &str,
+        code: FindingCode,
         level: Level,
         message: impl Into<String>,
         fix: impl Into<String>,
     ) {
         self.0.push(Finding {
             subject: subject.to_owned(),
+            code,
             level,
             message: message.into(),
             fix: fix.into(),
         });
     }
-    fn ok(&mut self, subject: &str, message: impl Into<String>) {
-        self.push(subject, Level::Ok, message, "");
+    fn ok(&mut self, subject: &str, code: FindingCode, message: impl Into<String>) {
+        self.push(subject, code, Level::Ok, message, "");
     }
 }
 
@@ -64,6 +66,7 @@ pub fn run(app: &App, args: &CheckArgs) -> Result<Outcome> {
     if let Err(e) = &libvirt {
         f.push(
             "libvirt",
+            FindingCode::LibvirtUnreachable,
             Level::Warning,
             format!(
                 "cannot connect to {} ({e}): libvirt autostart not checked",
@@ -106,11 +109,13 @@ fn check_cluster(config: &Config, cib: &Cib, f: &mut Findings) {
             if cib.is_clone(rsc) {
                 f.ok(
                     "cluster",
+                    FindingCode::CloneConfigured,
                     format!("clone {rsc} ({key}{}) is configured", i + 1),
                 );
             } else {
                 f.push(
                     "cluster",
+                    FindingCode::CloneMissing,
                     Level::Error,
                     format!(
                         "{key}{} names clone {rsc}, which the cluster does not have",
@@ -146,11 +151,16 @@ fn check_cluster(config: &Config, cib: &Cib, f: &mut Findings) {
     check_managerd_clones(config, cib, connectd.as_deref(), f);
     match connectd {
         Some(id) => {
-            f.ok("cluster", format!("vm-connectd runs as clone {id}"));
+            f.ok(
+                "cluster",
+                FindingCode::ConnectdClone,
+                format!("vm-connectd runs as clone {id}"),
+            );
             check_connectd_sock_dir(config, cib, &id, f);
         }
         None => f.push(
             "cluster",
+            FindingCode::ConnectdCloneMissing,
             Level::Warning,
             "no vm-connectd clone: guests cannot reach their host over the vmconnectd channel",
             "run vm-connectd -t host as a clone on every host node (docs/operations.md)",
@@ -158,7 +168,7 @@ fn check_cluster(config: &Config, cib: &Cib, f: &mut Findings) {
     }
     if config.stonithd.is_empty() {
         f.push(
-            "cluster",
+            "cluster", FindingCode::StonithdNotConfigured,
             Level::Warning,
             "no vm_stonithdN in vm-ctl.conf: guests are not colocated with vm-stonithd, guest clusters cannot fence through the host",
             format!("add vm_stonithd1=(CLONE_ID) to {file} once vm-stonithd runs as a clone"),
@@ -167,13 +177,19 @@ fn check_cluster(config: &Config, cib: &Cib, f: &mut Findings) {
     match config.stonith() {
         Ok(true) if !cib.stonith_enabled() => f.push(
             "cluster",
+            FindingCode::FencingDisabled,
             Level::Error,
             "vm_stonith=on (on-fail=fence) but the cluster has stonith-enabled=false",
             format!("enable fencing in the cluster, or set vm_stonith=off in {file}"),
         ),
-        Ok(_) => f.ok("cluster", "fencing settings are consistent"),
+        Ok(_) => f.ok(
+            "cluster",
+            FindingCode::FencingConsistent,
+            "fencing settings are consistent",
+        ),
         Err(e) => f.push(
             "cluster",
+            FindingCode::VmStonithInvalid,
             Level::Error,
             e.to_string(),
             format!("set vm_stonith=on or off in {file}"),
@@ -200,10 +216,15 @@ fn check_managerd_clones(config: &Config, cib: &Cib, connectd: Option<&str>, f: 
             })
             .unwrap_or_default();
         if agent == "ocf:pm-kvm-tools:vm-managerd" {
-            f.ok("cluster", format!("clone {c} runs vm-managerd ({agent})"));
+            f.ok(
+                "cluster",
+                FindingCode::ManagerdAgent,
+                format!("clone {c} runs vm-managerd ({agent})"),
+            );
         } else if !agent.starts_with("systemd:vm-managerd") {
             f.push(
                 "cluster",
+                FindingCode::ManagerdAgentOther,
                 Level::Warning,
                 format!(
                     "clone {c} (vm_managerd) runs {agent}, not ocf:pm-kvm-tools:vm-managerd: the original's vm-managerd cannot answer guests through this vm-connectd"
@@ -216,10 +237,15 @@ fn check_managerd_clones(config: &Config, cib: &Cib, connectd: Option<&str>, f: 
             e.name == "rsc_order" && e.get("first") == Some(connectd) && e.get("then") == Some(c)
         });
         if ordered {
-            f.ok("cluster", format!("clone {c} starts after {connectd}"));
+            f.ok(
+                "cluster",
+                FindingCode::ManagerdOrdered,
+                format!("clone {c} starts after {connectd}"),
+            );
         } else {
             f.push(
                 "cluster",
+                FindingCode::ManagerdUnordered,
                 Level::Warning,
                 format!("clone {c} is not ordered after {connectd}: vm-managerd registers with vm-connectd, and retries until it runs"),
                 format!("crm configure order odr-{c} Mandatory: {connectd} {c}; crm configure colocation col-{c} inf: {c} {connectd}"),
@@ -252,11 +278,13 @@ fn check_managerd_constraints(config: &Config, cib: &Cib, dom: &str, rsc: &str, 
         if missing.is_empty() {
             f.ok(
                 dom,
+                FindingCode::ManagerdConstraints,
                 format!("constraints on {} (vm_managerd) in place", clone.rsc),
             );
         } else {
             f.push(
                 dom,
+                FindingCode::ManagerdConstraintsMissing,
                 Level::Warning,
                 format!(
                     "constraints on {} (vm_managerd) missing: {}",
@@ -294,12 +322,12 @@ fn check_connectd_sock_dir(config: &Config, cib: &Cib, clone: &str, f: &mut Find
     let expected = config.connectd_sock_dir.display();
     if Path::new(watched) == config.connectd_sock_dir {
         f.ok(
-            "cluster",
+            "cluster", FindingCode::ConnectdSockDir,
             format!("vm-connectd ({prim}) watches {watched}, where vm_connectd_sock_dir puts the guests' channels"),
         );
     } else {
         f.push(
-            "cluster",
+            "cluster", FindingCode::ConnectdSockDirDiffers,
             Level::Error,
             format!(
                 "vm-connectd ({prim}) watches {watched}, but vm_connectd_sock_dir is {expected}: \
@@ -326,9 +354,9 @@ fn check_stickiness(config: &Config, cib: &Cib, guests: &[(String, &Element)], f
          preferred node; INFINITY: guests stay where they run)"
     );
     let mut judge = |subject: &str, value: Option<&str>, whose: &str| {
-        let (level, message) = judge_stickiness(value, whose, act);
+        let (code, level, message) = judge_stickiness(value, whose, act);
         let fix = if level == Level::Ok { "" } else { fix.as_str() };
-        f.push(subject, level, message, fix);
+        f.push(subject, code, level, message, fix);
     };
     if !guests.is_empty() {
         judge(
@@ -347,7 +375,7 @@ fn check_stickiness(config: &Config, cib: &Cib, guests: &[(String, &Element)], f
 }
 
 /// A stickiness `value` (`None`: unset) against the preferred-node score `act`.
-fn judge_stickiness(value: Option<&str>, whose: &str, act: &str) -> (Level, String) {
+fn judge_stickiness(value: Option<&str>, whose: &str, act: &str) -> (FindingCode, Level, String) {
     let level = |v: &str| match Score::parse(v) {
         Some(s) if s == Score::infinity() => Some(i64::MAX),
         Some(s) if s == Score::minus_infinity() => Some(i64::MIN),
@@ -356,6 +384,7 @@ fn judge_stickiness(value: Option<&str>, whose: &str, act: &str) -> (Level, Stri
     };
     match value.map(|v| (v, level(v))) {
         None | Some((_, Some(0))) => (
+            FindingCode::StickinessZero,
             Level::Warning,
             format!(
                 "resource-stickiness is {} ({whose}): Pacemaker may live-migrate running guests \
@@ -365,16 +394,19 @@ fn judge_stickiness(value: Option<&str>, whose: &str, act: &str) -> (Level, Stri
             ),
         ),
         Some((v, None)) => (
+            FindingCode::StickinessNotAScore,
             Level::Error,
             format!("resource-stickiness {v:?} ({whose}) is not a score"),
         ),
         Some((v, Some(n))) if n < 0 => (
+            FindingCode::StickinessNegative,
             Level::Warning,
             format!(
                 "resource-stickiness is {v} ({whose}): guests are pushed away from where they run"
             ),
         ),
         Some((v, Some(n))) => (
+            FindingCode::Stickiness,
             Level::Ok,
             format!(
                 "resource-stickiness {v} ({whose}): guests stay where they run{}",
@@ -392,7 +424,11 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
     let rsc = ids::rsc(dom);
     match guest::primitive(cib, dom) {
         Ok(prim) => {
-            f.ok(dom, format!("managed by Pacemaker as {rsc}"));
+            f.ok(
+                dom,
+                FindingCode::GuestManaged,
+                format!("managed by Pacemaker as {rsc}"),
+            );
             check_managerd_constraints(config, cib, dom, &rsc, f);
             if !vm_pcmk::virtualdomain::stops_hard_on_fence(prim) {
                 let agent = format!(
@@ -402,7 +438,7 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
                     prim.get("type").unwrap_or("?")
                 );
                 f.push(
-                    dom,
+                    dom, FindingCode::GuestSoftFence,
                     Level::Warning,
                     format!(
                         "its agent is {agent}: a fence of this guest is a graceful shutdown, \
@@ -420,6 +456,7 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
         }
         Err(_) => f.push(
             dom,
+            FindingCode::GuestUnmanaged,
             Level::Warning,
             "not managed by Pacemaker",
             format!("vm-ctl resource add {dom} -a NODE"),
@@ -430,6 +467,7 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
         Err(e) => {
             f.push(
                 dom,
+                FindingCode::DomainXmlInvalid,
                 Level::Error,
                 e.to_string(),
                 "fix the domain XML file named above",
@@ -437,10 +475,14 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
             return;
         }
     };
-    f.ok(dom, format!("domain XML {} is valid", path.display()));
+    f.ok(
+        dom,
+        FindingCode::DomainXmlValid,
+        format!("domain XML {} is valid", path.display()),
+    );
     match xml.vmconnectd_channel() {
         None => f.push(
-            dom,
+            dom, FindingCode::ChannelMissing,
             Level::Error,
             "no vmconnectd channel: the guest cannot reach its host (guest fencing impossible)",
             format!(
@@ -453,7 +495,7 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
             let in_dir = Path::new(path).parent() == Some(config.connectd_sock_dir.as_path());
             if ch.kind != "unix" || ch.source_mode.as_deref() != Some("bind") || !in_dir {
                 f.push(
-                    dom,
+                    dom, FindingCode::ChannelMisplaced,
                     Level::Error,
                     format!(
                         "vmconnectd channel is type={} mode={} path={path}: host vm-connectd only finds unix channels in bind mode directly under {}",
@@ -467,15 +509,16 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
                     ),
                 );
             } else {
-                f.ok(dom, format!("vmconnectd channel at {path}"));
+                f.ok(dom, FindingCode::Channel, format!("vmconnectd channel at {path}"));
             }
         }
     }
     if xml.uuid.is_some() {
-        f.ok(dom, "fixed <uuid>");
+        f.ok(dom, FindingCode::UuidFixed, "fixed <uuid>");
     } else {
         f.push(
             dom,
+            FindingCode::UuidMissing,
             Level::Warning,
             "no <uuid>: the guest gets a new UUID at every start",
             "add a <uuid> (uuidgen) to the domain XML so the guest keeps its identity",
@@ -485,16 +528,16 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
         match lv.domain(dom) {
             Ok(Some(info)) if info.persistent => match lv.autostart(dom) {
                 Ok(true) => f.push(
-                    dom,
+                    dom, FindingCode::AutostartOn,
                     Level::Error,
                     "libvirt autostart is on: libvirtd would start the guest behind Pacemaker's back (e.g. after it was fenced)",
                     format!("virsh autostart --disable {dom}"),
                 ),
-                Ok(false) => f.ok(dom, "libvirt autostart is off"),
-                Err(e) => f.push(dom, Level::Warning, format!("cannot read autostart: {e}"), ""),
+                Ok(false) => f.ok(dom, FindingCode::AutostartOff, "libvirt autostart is off"),
+                Err(e) => f.push(dom, FindingCode::AutostartUnknown, Level::Warning, format!("cannot read autostart: {e}"), ""),
             },
-            Ok(_) => f.ok(dom, "not defined persistently in libvirt (VirtualDomain runs it transient): no autostart"),
-            Err(e) => f.push(dom, Level::Warning, format!("cannot look it up in libvirt: {e}"), ""),
+            Ok(_) => f.ok(dom, FindingCode::Transient, "not defined persistently in libvirt (VirtualDomain runs it transient): no autostart"),
+            Err(e) => f.push(dom, FindingCode::LibvirtLookupFailed, Level::Warning, format!("cannot look it up in libvirt: {e}"), ""),
         }
     }
 }
@@ -508,6 +551,7 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
     if let Some(p) = problem {
         f.push(
             S,
+            FindingCode::StonithdConfigInvalid,
             Level::Error,
             p,
             format!(
@@ -519,7 +563,7 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
     let dir_shown = dir.display();
     let clusters: Vec<&str> = toml
         .as_ref()
-        .map(StonithdToml::cluster_names)
+        .map(fencing::cluster_names)
         .unwrap_or_default();
     let keygen_fix = |c: &str| {
         format!(
@@ -531,6 +575,7 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
             if clusters.is_empty() {
                 f.ok(
                     S,
+                    FindingCode::FencingNotSetUp,
                     format!(
                         "guest fencing is not set up on this node (no {dir_shown}, no guest \
                          cluster in {toml_path})"
@@ -539,6 +584,7 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
             } else {
                 f.push(
                     S,
+                    FindingCode::KeyDirMissing,
                     Level::Error,
                     format!(
                         "the key directory {dir_shown} does not exist: vm-stonithd has no keys"
@@ -551,6 +597,7 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
         Err(e) => {
             f.push(
                 S,
+                FindingCode::KeyDirUnreadable,
                 Level::Warning,
                 format!("cannot read the key directory {dir_shown}: {e}"),
                 "run vm-ctl check as root",
@@ -560,6 +607,7 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
         Ok(m) if !m.is_dir() => {
             f.push(
                 S,
+                FindingCode::KeyDirNotADirectory,
                 Level::Error,
                 format!("{dir_shown} is not a directory"),
                 format!(
@@ -573,6 +621,7 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
             if mode & 0o022 != 0 {
                 f.push(
                     S,
+                    FindingCode::KeyDirWritable,
                     Level::Error,
                     format!(
                         "the key directory {dir_shown} has mode {mode:04o}: group or others can \
@@ -582,7 +631,7 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
                 );
             } else if mode & 0o077 != 0 {
                 f.push(
-                    S,
+                    S, FindingCode::KeyDirMode,
                     Level::Warning,
                     format!(
                         "the key directory {dir_shown} has mode {mode:04o}: it should be 0700 or stricter"
@@ -590,7 +639,11 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
                     format!("chmod 700 {dir_shown}"),
                 );
             } else {
-                f.ok(S, format!("key directory {dir_shown} (mode {mode:04o})"));
+                f.ok(
+                    S,
+                    FindingCode::KeyDir,
+                    format!("key directory {dir_shown} (mode {mode:04o})"),
+                );
             }
             load_keys(&dir, f)
         }
@@ -619,6 +672,7 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
             };
             f.push(
                 S,
+                FindingCode::ClusterWithoutKey,
                 Level::Error,
                 format!(
                     "guest cluster {c} (in {toml_path}) has no usable key in {dir_shown}: its \
@@ -627,7 +681,11 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
                 fix,
             );
         } else {
-            f.ok(S, format!("guest cluster {c} has {n} key(s)"));
+            f.ok(
+                S,
+                FindingCode::ClusterKeys,
+                format!("guest cluster {c} has {n} key(s)"),
+            );
         }
     }
     let mut unconfigured: Vec<&str> = local
@@ -666,7 +724,13 @@ fn check_guest_fencing(paths: &FencePaths, cib: &Cib, f: &mut Findings) {
                 ),
             )
         };
-        f.push(S, Level::Warning, message, fix);
+        f.push(
+            S,
+            FindingCode::KeyOfUnconfiguredCluster,
+            Level::Warning,
+            message,
+            fix,
+        );
     }
     let nodes = published::node_keys(cib);
     let me = super::stonith::host_names();
@@ -691,6 +755,7 @@ fn load_keys(dir: &Path, f: &mut Findings) -> (Vec<LocalKey>, Vec<PathBuf>) {
             };
             f.push(
                 S,
+                FindingCode::KeyDirUnreadable,
                 level,
                 format!("cannot list the key directory {}: {e}", dir.display()),
                 "run vm-ctl check as root",
@@ -708,6 +773,7 @@ fn load_keys(dir: &Path, f: &mut Findings) -> (Vec<LocalKey>, Vec<PathBuf>) {
                 if let Some(other) = local.iter().find(|l| l.stamp.id == stamp.id) {
                     f.push(
                         S,
+                        FindingCode::KeyIdDuplicate,
                         Level::Error,
                         format!(
                             "{shown} has the same key id {} as {}: vm-stonithd ignores one of them",
@@ -723,6 +789,7 @@ fn load_keys(dir: &Path, f: &mut Findings) -> (Vec<LocalKey>, Vec<PathBuf>) {
                 }
                 f.ok(
                     S,
+                    FindingCode::Key,
                     format!(
                         "key {}:{} ({shown}) loads, fingerprint {}",
                         stamp.cluster, stamp.id, stamp.fingerprint
@@ -745,7 +812,13 @@ fn load_keys(dir: &Path, f: &mut Findings) -> (Vec<LocalKey>, Vec<PathBuf>) {
                         ),
                     ),
                 };
-                f.push(S, level, format!("unusable key file: {e}"), fix);
+                f.push(
+                    S,
+                    FindingCode::KeyUnusable,
+                    level,
+                    format!("unusable key file: {e}"),
+                    fix,
+                );
                 unusable.push(path);
             }
         }
@@ -760,25 +833,26 @@ mod tests {
     #[test]
     fn stickiness_is_judged_against_the_preferred_node_score() {
         let judge = |v| judge_stickiness(v, "rsc_defaults", "200");
-        let (level, text) = judge(None);
-        assert_eq!(level, Level::Warning);
+        let (code, level, text) = judge(None);
+        assert_eq!((code, level), (FindingCode::StickinessZero, Level::Warning));
         assert!(
             text.contains("is 0, Pacemaker's default (rsc_defaults)"),
             "{text}"
         );
-        assert_eq!(judge(Some("0")).0, Level::Warning);
-        assert_eq!(judge(Some("+0")).0, Level::Warning);
-        assert_eq!(judge(Some("-INFINITY")).0, Level::Warning);
-        assert_eq!(judge(Some("-5")).0, Level::Warning);
-        assert_eq!(judge(Some("sticky")).0, Level::Error);
-        let (level, text) = judge(Some("100"));
+        assert_eq!(judge(Some("0")).1, Level::Warning);
+        assert_eq!(judge(Some("+0")).1, Level::Warning);
+        assert_eq!(judge(Some("-INFINITY")).1, Level::Warning);
+        assert_eq!(judge(Some("-5")).1, Level::Warning);
+        assert_eq!(judge(Some("sticky")).1, Level::Error);
+        let (_, level, text) = judge(Some("100"));
         assert_eq!(level, Level::Ok);
         assert!(
             text.contains("or return to their preferred node (score 200)"),
             "{text}"
         );
         for v in ["200", "INFINITY", "inf"] {
-            let (level, text) = judge(Some(v));
+            let (code, level, text) = judge(Some(v));
+            assert_eq!(code, FindingCode::Stickiness);
             assert_eq!(level, Level::Ok);
             assert!(
                 text.contains("even when their preferred node"),

@@ -30,7 +30,8 @@ pub fn dispatch(app: &App, command: &Command) -> Result<Outcome> {
                 domains,
                 node,
                 migrate,
-            } => add::run(app, &domains.names(), node, *migrate),
+                batch,
+            } => add::run(app, &domains.names(), node, *migrate, *batch),
             ResourceCmd::Delete { domains, wait } => delete::run(app, &domains.names(), wait.wait),
             ResourceCmd::Start { domains, wait } => {
                 role::run(app, &domains.names(), role::Role::Started, wait.wait)

@@ -26,9 +26,10 @@ const ORIGINAL_MAX_RSC_LEN: usize = 30;
 /// vm-stonithd.toml, if it exists: (the parsed file, a problem to report instead).
 pub fn read_stonithd_toml(path: &Path) -> (Option<StonithdToml>, Option<String>) {
     match fs::read_to_string(path) {
-        Ok(text) => match StonithdToml::parse(&text) {
+        // (the error names the file)
+        Ok(text) => match StonithdToml::parse(&text, path) {
             Ok(t) => (Some(t), None),
-            Err(e) => (None, Some(format!("{}: {e}", path.display()))),
+            Err(e) => (None, Some(e.to_string())),
         },
         Err(e) if e.kind() == ErrorKind::NotFound => (None, None),
         Err(e) => (None, Some(format!("cannot read {}: {e}", path.display()))),
@@ -147,9 +148,7 @@ pub fn keygen(app: &App, cluster: &str, members: &[String], paths: &FencePaths) 
         older: &older,
         members: &members,
         toml_path: &paths.stonithd_config,
-        in_toml: toml
-            .as_ref()
-            .map(|t| t.cluster_names().contains(&cluster.as_str())),
+        in_toml: toml.as_ref().map(|t| t.clusters.contains_key(&cluster)),
     });
     Ok(Outcome {
         keygen: Some(KeygenReport {

@@ -477,18 +477,7 @@ impl GuestConfig {
 /// `value` as XML attribute text. The names and paths in it are already restricted to
 /// characters that need no escaping; this keeps the XML well-formed regardless.
 fn xml_attr(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
+    vm_common::xml::escape(value, true)
 }
 
 /// A stonith primitive as CIB XML.
@@ -562,7 +551,7 @@ mod tests {
             r#"<fencing-level id="fl-www-a-1" target="www-a" index="1" devices="fence-vmstonith"/>"#
         ));
         assert!(text.contains(r#"name="pcmk_host_map" value="www-a:web1;web2:web2;web3:web3""#));
-        assert_eq!(xml_attr("a&<>\"'b"), "a&amp;&lt;&gt;&quot;&apos;b");
+        assert_eq!(xml_attr("a&<>\"'b"), "a&amp;&lt;&gt;&quot;'b");
         let legacy = config(Device::Legacy {
             tokens: vec!["T1".into(), "T2".into(), "T3".into()],
         })

@@ -13,27 +13,20 @@ pub mod client_config;
 pub mod guest_config;
 pub mod published;
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use vm_seal::{KeyId, Name};
 
 use crate::error::{Error, Result};
 
-/// vm-stonithd's configuration file (what its `DEFAULT_CONFIG` says).
-pub const DEFAULT_STONITHD_CONFIG: &str = "/etc/pm-kvm-tools/vm-stonithd.toml";
-/// Where the host nodes keep the guest clusters' keys, unless vm-stonithd.toml says otherwise.
-pub const DEFAULT_KEY_DIR: &str = "/etc/pm-kvm-tools/keys";
-/// Where a guest's fence_vmstonith looks for its cluster's key (its `key_file` default).
-pub const GUEST_KEY_FILE: &str = "/etc/pm-kvm-tools/fence.key";
-/// fence_vmstonith's default `timeout`, in seconds (one request, retries included).
-pub const AGENT_TIMEOUT_SECS: u64 = 40;
-/// Longest `timeout` fence_vmstonith accepts, in seconds.
-pub const AGENT_MAX_TIMEOUT_SECS: u64 = 24 * 3600;
-/// Transient node attribute in which each host node's vm-stonithd publishes the keys it holds.
-pub const PUBLISHED_KEYS_ATTR: &str = "pmkt-fence-keys";
+// The fence service's defaults, from its contract crate (one home for vm-stonithd, the guest's
+// fence agent and vm-ctl).
+pub use vm_fence::defaults::{
+    AGENT_MAX_TIMEOUT_SECS, AGENT_TIMEOUT_SECS, GUEST_KEY_FILE, KEY_DIR as DEFAULT_KEY_DIR,
+    STONITHD_CONFIG as DEFAULT_STONITHD_CONFIG,
+};
+pub use vm_fence::published::PUBLISHED_KEYS_ATTR;
 
 /// The file name `stonith keygen` gives a key: `<cluster>-<key id>.key`.
 pub fn key_file_name(cluster: &Name, id: KeyId) -> String {
@@ -116,46 +109,22 @@ pub fn check_mappable(members: &[Member]) -> Result<()> {
     Ok(())
 }
 
-/// What vm-ctl reads from vm-stonithd.toml: the key directory and the guest clusters' names.
-/// Everything else is vm-stonithd's business and ignored here (vm-stonithd checks it strictly).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct StonithdToml {
-    /// `key_dir`, when set.
-    pub key_dir: Option<PathBuf>,
-    /// `[[cluster]]` tables.
-    #[serde(default)]
-    cluster: Vec<TomlCluster>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-struct TomlCluster {
-    name: String,
-}
-
-impl StonithdToml {
-    /// Parse the file's text; the error is the TOML parser's message (with line and column).
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())
-    }
-
-    /// The `[[cluster]]` names, in file order, without duplicates.
-    pub fn cluster_names(&self) -> Vec<&str> {
-        let mut seen = BTreeSet::new();
-        self.cluster
-            .iter()
-            .map(|c| c.name.as_str())
-            .filter(|n| seen.insert(*n))
-            .collect()
-    }
-}
+/// vm-stonithd.toml as vm-stonithd reads it (the one schema, in vm-fence): vm-ctl uses its
+/// key directory and its guest clusters, and reports the file's problems as vm-stonithd would.
+pub use vm_fence::config::{Config as StonithdToml, ConfigError as StonithdTomlError};
 
 /// The key directory: given explicitly (`--key-dir`, `VM_CTL_KEY_DIR`), else vm-stonithd.toml's
-/// `key_dir`, else [`DEFAULT_KEY_DIR`].
+/// `key_dir` (which defaults to [`DEFAULT_KEY_DIR`]), else [`DEFAULT_KEY_DIR`].
 pub fn key_dir(explicit: Option<&Path>, toml: Option<&StonithdToml>) -> PathBuf {
     explicit
         .map(Path::to_path_buf)
-        .or_else(|| toml.and_then(|t| t.key_dir.clone()))
+        .or_else(|| toml.map(|t| t.key_dir.clone()))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR))
+}
+
+/// The `[[cluster]]` names of vm-stonithd.toml, in name order.
+pub fn cluster_names(toml: &StonithdToml) -> Vec<&str> {
+    toml.clusters.keys().map(Name::as_str).collect()
 }
 
 /// A TOML basic string.
@@ -272,9 +241,10 @@ pub fn keygen_text(k: &KeygenFacts<'_>) -> String {
     }
     let _ = writeln!(
         s,
-        "   The directory there must exist with mode 0700 (install -d -m 0700 {dir}). Then restart\n   \
-         vm-stonithd on each node so it loads the key; `vm-ctl check` on any host node verifies that\n   \
-         every node's vm-stonithd holds the same keys."
+        "   The directory there must exist with mode 0700 (install -d -m 0700 {dir}). Then reload\n   \
+         vm-stonithd on each node so it loads the key (SIGHUP: systemctl reload vm-stonithd under\n   \
+         systemd); `vm-ctl check` on any host node verifies that every node's vm-stonithd holds the\n   \
+         same keys."
     );
     let guests = if k.members.is_empty() {
         String::new()
@@ -374,19 +344,33 @@ mod tests {
         assert!(e.contains("contains ':'"), "{e}");
     }
 
+    fn parse(text: &str) -> std::result::Result<StonithdToml, StonithdTomlError> {
+        StonithdToml::parse(text, Path::new("vm-stonithd.toml"))
+    }
+
+    /// vm-ctl reads the file with vm-stonithd's own schema (vm-fence): what one accepts the
+    /// other does. (vm-ctl's reading was lenient before; the cluster names now come in name
+    /// order, as vm-stonithd keeps them.)
     #[test]
-    fn toml_reading_is_minimal() {
-        let t = StonithdToml::parse(
+    fn toml_reading_is_vm_stonithds() {
+        let t = parse(
             "socket = \"/x\"\nkey_dir = \"/k\"\n[[cluster]]\nname = \"web\"\nmembers = [\"a\"]\n\
              [[cluster]]\nname = \"db\"\nmembers = [\"b\"]\nlegacy = true\n[legacy]\nenabled = false\n",
         )
         .unwrap();
-        assert_eq!(t.cluster_names(), ["web", "db"]);
+        assert_eq!(cluster_names(&t), ["db", "web"]);
         assert_eq!(key_dir(None, Some(&t)), Path::new("/k"));
         assert_eq!(key_dir(Some(Path::new("/e")), Some(&t)), Path::new("/e"));
         assert_eq!(key_dir(None, None), Path::new(DEFAULT_KEY_DIR));
-        StonithdToml::parse("[[cluster]]\nmembers = []").unwrap_err();
-        assert_eq!(StonithdToml::parse("").unwrap().cluster_names().len(), 0);
+        assert_eq!(
+            key_dir(None, Some(&parse("").unwrap())),
+            Path::new(DEFAULT_KEY_DIR)
+        );
+        parse("[[cluster]]\nmembers = []").unwrap_err();
+        assert_eq!(cluster_names(&parse("").unwrap()).len(), 0);
+        // what vm-stonithd refuses, vm-ctl reports too
+        let e = parse("colour = 1").unwrap_err().to_string();
+        assert!(e.contains("unknown field"), "{e}");
     }
 
     #[test]
@@ -397,7 +381,7 @@ mod tests {
             s,
             "[[cluster]]\nname = \"web\"\nmembers = [\"web1\", \"web2\"]\nnode_names = { \"web1\" = \"www-a\" }\n"
         );
-        assert_eq!(StonithdToml::parse(&s).unwrap().cluster_names(), ["web"]);
+        assert_eq!(cluster_names(&parse(&s).unwrap()), ["web"]);
         let s = toml_snippet(&name("web"), &[]);
         assert!(s.contains("FILL IN"), "{s}");
     }
@@ -431,6 +415,9 @@ mod tests {
         );
         assert!(s.contains("node3:"), "{s}");
         assert!(s.contains("vm-ctl check"), "{s}");
+        // a reload loads new keys: no restart (which would drop the fences in progress)
+        assert!(s.contains("reload\n   vm-stonithd on each node"), "{s}");
+        assert!(!s.contains("restart"), "{s}");
         assert!(s.contains("install -D -m 0600 -o root -g root"), "{s}");
         assert!(s.contains(GUEST_KEY_FILE), "{s}");
         assert!(s.contains("members = [\"web1\", \"web2\"]"), "{s}");

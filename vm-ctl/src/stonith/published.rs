@@ -1,9 +1,9 @@
 //! Are the guest-cluster keys the same on every host node?
 //!
 //! Each running vm-stonithd publishes the keys it holds in the transient node attribute
-//! [`PUBLISHED_KEYS_ATTR`] (`pmkt-fence-keys`): comma-separated `cluster:keyid:fingerprint`
-//! items, sorted ([`format_published`]). Ids and fingerprints are public (the fingerprint
-//! reveals nothing about the key), so the CIB can carry them. `vm-ctl check` reads every node's
+//! [`PUBLISHED_KEYS_ATTR`] (`pmkt-fence-keys`), in the format vm-fence defines for both
+//! ([`vm_fence::published`]). Ids and fingerprints are public (the fingerprint reveals nothing
+//! about the key), so the CIB can carry them. `vm-ctl check` reads every node's
 //! value from the CIB status section ([`node_keys`]) and compares it with the key files of the
 //! node it runs on ([`compare`]): a guest can run on any host node, so a node with a missing or
 //! different key is a node where that guest cluster cannot fence.
@@ -11,79 +11,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use vm_fence::published::parse as parse_published;
+pub use vm_fence::published::{KeyStamp, PUBLISHED_KEYS_ATTR};
 use vm_pcmk::Cib;
-use vm_seal::Key;
 
-use super::{PUBLISHED_KEYS_ATTR, key_file_name};
-use crate::output::{Finding, Level};
+use super::key_file_name;
+use crate::output::{Finding, FindingCode, Level};
 
 /// Subject of the guest-fencing findings of `vm-ctl check`.
 pub const SUBJECT: &str = "guest-fencing";
-
-/// The public description of a key: its cluster, id and fingerprint.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct KeyStamp {
-    /// The guest cluster.
-    pub cluster: String,
-    /// The key id (16 hex digits).
-    pub id: String,
-    /// The key's fingerprint (16 hex digits).
-    pub fingerprint: String,
-}
-
-impl KeyStamp {
-    /// The stamp of `key`.
-    pub fn of(key: &Key) -> Self {
-        Self {
-            cluster: key.cluster().to_string(),
-            id: key.id().to_string(),
-            fingerprint: key.fingerprint(),
-        }
-    }
-
-    fn label(&self) -> String {
-        format!("{}:{}", self.cluster, self.id)
-    }
-}
-
-/// The attribute value for `keys`: `cluster:id:fingerprint` items, sorted, comma-separated.
-pub fn format_published(keys: &[KeyStamp]) -> String {
-    let mut items: Vec<String> = keys
-        .iter()
-        .map(|k| format!("{}:{}:{}", k.cluster, k.id, k.fingerprint))
-        .collect();
-    items.sort();
-    items.join(",")
-}
-
-/// Parse an attribute value. Cluster names may contain `:`, ids and fingerprints cannot, so
-/// each item is split from the right. Blank items are ignored; a malformed one is an error.
-pub fn parse_published(value: &str) -> Result<Vec<KeyStamp>, String> {
-    let hex16 = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    value
-        .split(',')
-        .map(str::trim)
-        // "-": vm-stonithd runs and holds no key (attrd cannot store an empty value)
-        .filter(|item| !item.is_empty() && *item != "-")
-        .map(|item| {
-            let mut parts = item.rsplitn(3, ':');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(fp), Some(id), Some(cluster))
-                    if !cluster.is_empty() && hex16(id) && hex16(fp) =>
-                {
-                    Ok(KeyStamp {
-                        cluster: cluster.to_owned(),
-                        id: id.to_ascii_lowercase(),
-                        fingerprint: fp.to_ascii_lowercase(),
-                    })
-                }
-                _ => Err(format!(
-                    "item {item:?} is not cluster:keyid:fingerprint (16 hex digits each)"
-                )),
-            }
-        })
-        .collect()
-}
 
 /// A key file of the node `vm-ctl check` runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,9 +89,10 @@ pub fn node_keys(cib: &Cib) -> Vec<NodeKeys> {
         .collect()
 }
 
-fn finding(level: Level, message: String, fix: String) -> Finding {
+fn finding(code: FindingCode, level: Level, message: String, fix: String) -> Finding {
     Finding {
         subject: SUBJECT.to_owned(),
+        code,
         level,
         message,
         fix,
@@ -177,6 +114,7 @@ pub fn compare(
         .all(|n| n.published.as_deref().is_none_or(|v| v.trim().is_empty()));
     if local.is_empty() && nobody_publishes {
         out.push(finding(
+            FindingCode::NoKeysAnywhere,
             Level::Ok,
             "no host node holds guest-cluster keys: nothing to compare".into(),
             String::new(),
@@ -188,6 +126,7 @@ pub fn compare(
         let here = this_node == Some(node);
         if !n.online {
             out.push(finding(
+                FindingCode::NodeOffline,
                 Level::Ok,
                 format!("node {node} is offline: its fence keys are not compared"),
                 String::new(),
@@ -196,6 +135,7 @@ pub fn compare(
         }
         let Some(value) = &n.published else {
             out.push(finding(
+                FindingCode::NodePublishesNothing,
                 Level::Warning,
                 format!(
                     "node {node} publishes no {PUBLISHED_KEYS_ATTR} attribute: vm-stonithd not \
@@ -209,6 +149,7 @@ pub fn compare(
             Ok(held) => held,
             Err(e) => {
                 out.push(finding(
+                    FindingCode::NodePublishesMalformed,
                     Level::Warning,
                     format!("node {node} publishes a malformed {PUBLISHED_KEYS_ATTR}: {e}"),
                     format!("run the same vm-stonithd version on {node} as on this node"),
@@ -222,10 +163,10 @@ pub fn compare(
             let file = l.file.display();
             let label = l.stamp.label();
             let copy = format!(
-                "scp -p {file} {node}:{file}, then reload vm-stonithd on {node} (SIGHUP, or restart it) so it loads the key"
+                "scp -p {file} {node}:{file}, then reload vm-stonithd on {node} (SIGHUP) so it loads the key"
             );
             let reload = format!(
-                "reload vm-stonithd on this node ({node}) (SIGHUP, or restart it) so it loads the key files in {}",
+                "reload vm-stonithd on this node ({node}) (SIGHUP) so it loads the key files in {}",
                 key_dir.display()
             );
             match by_id.get(l.stamp.id.as_str()) {
@@ -253,7 +194,12 @@ pub fn compare(
                             ),
                         )
                     };
-                    out.push(finding(Level::Error, message, fix));
+                    out.push(finding(
+                        FindingCode::NodeKeyDiffers,
+                        Level::Error,
+                        message,
+                        fix,
+                    ));
                 }
                 None => {
                     problems += 1;
@@ -274,7 +220,12 @@ pub fn compare(
                             copy,
                         )
                     };
-                    out.push(finding(Level::Error, message, fix));
+                    out.push(finding(
+                        FindingCode::NodeKeyMissing,
+                        Level::Error,
+                        message,
+                        fix,
+                    ));
                 }
             }
         }
@@ -293,7 +244,7 @@ pub fn compare(
                         key_dir.display()
                     ),
                     format!(
-                        "reload vm-stonithd on this node ({node}) (SIGHUP, or restart it) so it drops the key"
+                        "reload vm-stonithd on this node ({node}) (SIGHUP) so it drops the key"
                     ),
                 )
             } else {
@@ -313,15 +264,20 @@ pub fn compare(
                     ),
                     format!(
                         "if the key is current, copy it here (scp -p {node}:{dir}/{name} {dir}/) and \
-                         restart vm-stonithd here; if it is retired, remove it on {node} and \
-                         restart vm-stonithd there"
+                         reload vm-stonithd here (SIGHUP); if it is retired, remove it on {node} \
+                         and reload vm-stonithd there (SIGHUP)"
                     ),
                 )
             };
-            out.push(finding(Level::Warning, message, fix));
+            out.push(finding(
+                FindingCode::NodeKeyExtra,
+                Level::Warning,
+                message,
+                fix,
+            ));
         }
         if problems == 0 {
-            out.push(finding(
+            out.push(finding(FindingCode::NodeKeysSame,
                 Level::Ok,
                 format!(
                     "node {node}'s vm-stonithd holds the same {} key(s) as this node's key directory",
@@ -373,23 +329,9 @@ mod tests {
     }
 
     #[test]
-    fn published_format_round_trips() {
-        let keys = vec![stamp("web", ID1, FP1), stamp("db:x", ID2, FP2)];
-        let v = format_published(&keys);
-        assert_eq!(v, format!("db:x:{ID2}:{FP2},web:{ID1}:{FP1}"));
-        let mut back = parse_published(&v).unwrap();
-        back.sort();
-        let mut keys = keys;
-        keys.sort();
-        assert_eq!(back, keys);
-        assert_eq!(parse_published(" ").unwrap(), []);
-        parse_published("web:123:456").unwrap_err();
-        parse_published(&format!(":{ID1}:{FP1}")).unwrap_err();
-    }
-
-    #[test]
     fn same_keys_everywhere_is_ok() {
-        let v = format_published(&local().into_iter().map(|l| l.stamp).collect::<Vec<_>>());
+        let v =
+            vm_fence::published::format(&local().into_iter().map(|l| l.stamp).collect::<Vec<_>>());
         let f = compare(
             &local(),
             Path::new("/k"),
@@ -398,10 +340,11 @@ mod tests {
         );
         assert!(f.iter().all(|f| f.level == Level::Ok), "{f:?}");
         assert_eq!(f.len(), 2);
-        assert!(
-            f[1].message
-                .contains("node n2's vm-stonithd holds the same 2 key(s)")
+        assert_eq!(
+            f.iter().map(|f| f.code).collect::<Vec<_>>(),
+            [FindingCode::NodeKeysSame, FindingCode::NodeKeysSame]
         );
+        assert!(f[1].message.contains("n2"), "{f:?}");
     }
 
     #[test]
@@ -418,15 +361,16 @@ mod tests {
                 node("n5", true, Some("garbage")),
             ],
         );
-        let find = |level: Level, text: &str| {
-            f.iter()
-                .find(|f| f.level == level && f.message.contains(text))
-                .unwrap_or_else(|| panic!("no {level:?} {text:?} in {f:#?}"))
+        // the one finding of `code`, at `level`, about `node`
+        let find = |code: FindingCode, level: Level, node: &str| {
+            let hits: Vec<&Finding> = f.iter().filter(|f| f.code == code).collect();
+            match hits.as_slice() {
+                [one] if one.level == level && one.message.contains(node) => *one,
+                _ => panic!("not one {level:?} {code:?} about {node} in {f:#?}"),
+            }
         };
-        let diff = find(
-            Level::Error,
-            &format!("node n2 holds a different key web:{ID1}"),
-        );
+        let diff = find(FindingCode::NodeKeyDiffers, Level::Error, "n2");
+        assert!(diff.message.contains(&format!("web:{ID1}")));
         assert!(diff.message.contains(FP2) && diff.message.contains(FP1));
         assert!(
             diff.fix
@@ -435,9 +379,11 @@ mod tests {
             diff.fix
         );
         assert!(diff.fix.contains("reload vm-stonithd on n2"));
-        let lack = find(Level::Error, &format!("node n2 lacks key db:x:{ID2}"));
+        let lack = find(FindingCode::NodeKeyMissing, Level::Error, "n2");
+        assert!(lack.message.contains(&format!("db:x:{ID2}")));
         assert!(lack.fix.contains(&format!("scp -p /k/db:x-{ID2}.key n2:")));
-        let extra = find(Level::Warning, "node n2 holds key other:aaaaaaaaaaaaaaaa");
+        let extra = find(FindingCode::NodeKeyExtra, Level::Warning, "n2");
+        assert!(extra.message.contains("other:aaaaaaaaaaaaaaaa"));
         assert!(
             extra
                 .fix
@@ -445,10 +391,17 @@ mod tests {
             "{}",
             extra.fix
         );
-        let silent = find(Level::Warning, "node n3 publishes no pmkt-fence-keys");
-        assert!(silent.message.contains("vm-stonithd not running there?"));
-        find(Level::Ok, "node n4 is offline");
-        find(Level::Warning, "node n5 publishes a malformed");
+        assert!(
+            extra.fix.contains("reload vm-stonithd here (SIGHUP)"),
+            "{}",
+            extra.fix
+        );
+        // SIGHUP loads and drops keys: no fix says to restart (which rolls back fences)
+        assert!(f.iter().all(|f| !f.fix.contains("restart")), "{f:#?}");
+        let silent = find(FindingCode::NodePublishesNothing, Level::Warning, "n3");
+        assert!(silent.message.contains(PUBLISHED_KEYS_ATTR));
+        find(FindingCode::NodeOffline, Level::Ok, "n4");
+        find(FindingCode::NodePublishesMalformed, Level::Warning, "n5");
         assert!(
             f.iter()
                 .filter(|f| f.level != Level::Ok)
@@ -466,11 +419,11 @@ mod tests {
             &[node("n1", true, Some(&format!("web:{ID1}:{FP1}")))],
         );
         assert_eq!(f.len(), 1, "{f:?}");
-        assert_eq!(f[0].level, Level::Error);
-        assert!(
-            f[0].message
-                .contains("this node (n1) has not loaded key db:x")
+        assert_eq!(
+            (f[0].code, f[0].level),
+            (FindingCode::NodeKeyMissing, Level::Error)
         );
+        assert!(f[0].message.contains("db:x"), "{f:?}");
         assert!(f[0].fix.contains("reload vm-stonithd on this node (n1)"));
     }
 
@@ -484,6 +437,7 @@ mod tests {
         );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].level, Level::Ok);
+        assert_eq!(f[0].code, FindingCode::NoKeysAnywhere);
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! max_requests = 64                     # requests carried out at once
 //! max_requests_per_cluster = 16         # of them, one guest cluster's (at most max_requests;
 //!                                       # default 16, or max_requests if smaller)
+//! trusted_identities = ["libvirt", "configured"]
+//!                                       # how vm-connectd must know a request's guest for it
+//!                                       # to be served: "libvirt", "configured" (its --guest
+//!                                       # NAME=SOCKET), "socket-name" (--no-libvirt)
 //!
 //! [[cluster]]
 //! name = "web"                          # the guest cluster; its key says the same name
@@ -31,23 +35,20 @@
 //! ```
 //!
 //! Unknown settings are errors (a typo must not silently weaken a security setting).
+//!
+//! The one schema of the file: vm-stonithd serves by it and vm-ctl reads its key directory and
+//! guest clusters through it, so the two cannot disagree on what the file says; defaults are
+//! in [`crate::defaults`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use vm_proto::OriginSource;
 use vm_seal::Name;
 
-/// Default configuration file.
-pub const DEFAULT_CONFIG: &str = "/etc/pm-kvm-tools/vm-stonithd.toml";
-/// Default key directory.
-pub const DEFAULT_KEY_DIR: &str = "/etc/pm-kvm-tools/keys";
-
-/// Largest `max_timeout` accepted, seconds.
-pub const MAX_MAX_TIMEOUT: u64 = 3600;
-/// Largest `clock_window` accepted, seconds (a day: beyond it the window protects nothing).
-pub const MAX_CLOCK_WINDOW: u64 = 86_400;
+use crate::defaults;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +91,7 @@ struct RawConfig {
     max_timeout: Option<u64>,
     max_requests: Option<usize>,
     max_requests_per_cluster: Option<usize>,
+    trusted_identities: Option<Vec<String>>,
     #[serde(default)]
     cluster: Vec<RawCluster>,
     #[serde(default)]
@@ -183,6 +185,10 @@ pub struct Config {
     /// Requests of one guest cluster carried out at once (so that one cluster's queue cannot
     /// take every worker from the others).
     pub max_requests_per_cluster: usize,
+    /// How vm-connectd may have learnt which guest a request came from for it to be served
+    /// (the `Origin.source` of its delivery). A file name proves nothing about who made the
+    /// socket, so [`OriginSource::SocketName`] is not trusted unless listed.
+    pub trusted_identities: Vec<OriginSource>,
     /// Guest clusters, by name.
     pub clusters: BTreeMap<Name, ClusterPolicy>,
     /// Legacy token decryption, when legacy mode is on.
@@ -282,12 +288,12 @@ impl Config {
                     s => Ok(Duration::from_secs(s)),
                 }
             };
-        let max_requests = match raw.max_requests.unwrap_or(64) {
+        let max_requests = match raw.max_requests.unwrap_or(defaults::MAX_REQUESTS) {
             0 => return Err(invalid("max_requests must be at least 1".into())),
             n => n,
         };
         let max_requests_per_cluster = match raw.max_requests_per_cluster {
-            None => max_requests.min(16),
+            None => max_requests.min(defaults::MAX_REQUESTS_PER_CLUSTER),
             Some(0) => {
                 return Err(invalid(
                     "max_requests_per_cluster must be at least 1".into(),
@@ -300,20 +306,54 @@ impl Config {
             }
             Some(n) => n,
         };
+        let trusted_identities = match raw.trusted_identities {
+            None => DEFAULT_TRUSTED_IDENTITIES.to_vec(),
+            Some(names) => {
+                let mut sources = Vec::new();
+                for n in &names {
+                    let source = identity(n).ok_or_else(|| {
+                        invalid(format!(
+                            "trusted_identities: unknown identity {n:?} (libvirt, configured, \
+                             socket-name)"
+                        ))
+                    })?;
+                    if !sources.contains(&source) {
+                        sources.push(source);
+                    }
+                }
+                sources
+            }
+        };
         Ok(Config {
             socket: raw
                 .socket
                 .unwrap_or_else(|| PathBuf::from(vm_proto::DEFAULT_SOCKET)),
             key_dir: raw
                 .key_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR)),
-            clock_window: secs(raw.clock_window, 30, MAX_CLOCK_WINDOW, "clock_window")?,
-            max_timeout: secs(raw.max_timeout, 55, MAX_MAX_TIMEOUT, "max_timeout")?,
+                .unwrap_or_else(|| PathBuf::from(defaults::KEY_DIR)),
+            clock_window: secs(
+                raw.clock_window,
+                defaults::CLOCK_WINDOW_SECS,
+                defaults::MAX_CLOCK_WINDOW_SECS,
+                "clock_window",
+            )?,
+            max_timeout: secs(
+                raw.max_timeout,
+                defaults::MAX_TIMEOUT_SECS,
+                defaults::MAX_MAX_TIMEOUT_SECS,
+                "max_timeout",
+            )?,
             max_requests,
             max_requests_per_cluster,
+            trusted_identities,
             clusters,
             legacy,
         })
+    }
+
+    /// Whether a request whose guest vm-connectd knows by `source` may be served.
+    pub fn trusts(&self, source: OriginSource) -> bool {
+        self.trusted_identities.contains(&source)
     }
 
     /// Clusters that list the guest named `domain` (unchecked text) as a member.
@@ -332,6 +372,28 @@ impl Config {
             .values()
             .filter(move |c| c.members.contains(domain))
     }
+}
+
+/// The identities trusted unless `trusted_identities` says otherwise: libvirt's, and the
+/// operator's explicit mapping of one socket (`vm-connectd --guest NAME=SOCKET`).
+pub const DEFAULT_TRUSTED_IDENTITIES: &[OriginSource] =
+    &[OriginSource::Libvirt, OriginSource::Configured];
+
+/// The `trusted_identities` value naming `source`: as `vm-connectd status` shows a guest's
+/// identity.
+pub fn identity_name(source: OriginSource) -> &'static str {
+    match source {
+        OriginSource::Libvirt => "libvirt",
+        OriginSource::Configured => "configured",
+        OriginSource::SocketName => "socket-name",
+    }
+}
+
+fn identity(name: &str) -> Option<OriginSource> {
+    OriginSource::ALL
+        .iter()
+        .copied()
+        .find(|s| identity_name(*s) == name)
 }
 
 fn legacy_decrypt(raw: RawLegacy) -> Result<LegacyDecrypt, String> {
@@ -383,13 +445,13 @@ mod tests {
     }
 
     /// The example the Debian package installs as /etc/pm-kvm-tools/vm-stonithd.toml.
-    const SHIPPED: &str = include_str!("../vm-stonithd.toml");
+    const SHIPPED: &str = include_str!("../../../vm-stonithd/vm-stonithd.toml");
 
     #[test]
     fn the_shipped_file_is_valid_and_its_commented_settings_too() {
         let c = parse(SHIPPED).unwrap();
         assert!(c.clusters.is_empty());
-        assert_eq!(c.key_dir, Path::new(DEFAULT_KEY_DIR));
+        assert_eq!(c.key_dir, Path::new(defaults::KEY_DIR));
         // every commented setting, uncommented, is a valid setting with a sensible value
         let uncommented: String = SHIPPED
             .lines()
@@ -403,7 +465,7 @@ mod tests {
             .join("\n");
         let c = parse(&uncommented).unwrap();
         assert_eq!(c.clusters.len(), 1);
-        assert_eq!(c.key_dir, Path::new(DEFAULT_KEY_DIR));
+        assert_eq!(c.key_dir, Path::new(defaults::KEY_DIR));
     }
 
     #[test]
@@ -420,6 +482,11 @@ mod tests {
         assert_eq!(c.socket, Path::new(vm_proto::DEFAULT_SOCKET));
         assert_eq!(c.clock_window, Duration::from_secs(30));
         assert_eq!(c.legacy, None);
+        assert!(c.trusts(OriginSource::Libvirt) && c.trusts(OriginSource::Configured));
+        assert!(
+            !c.trusts(OriginSource::SocketName),
+            "a socket's file name is trusted only when the operator says so"
+        );
         let web = &c.clusters[&Name::new("web").unwrap()];
         assert_eq!(web.targets, web.members);
         let web1 = Name::new("web1").unwrap();
@@ -462,9 +529,27 @@ mod tests {
                 "must not exceed max_requests",
             ),
             ("clock_window = 86401", "clock_window must be at most"),
+            (
+                "trusted_identities = [\"libvirt\", \"file\"]",
+                "unknown identity \"file\"",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn trusted_identities_are_the_operators_choice() {
+        let c = parse("trusted_identities = [\"libvirt\", \"socket-name\", \"libvirt\"]").unwrap();
+        assert_eq!(
+            c.trusted_identities,
+            [OriginSource::Libvirt, OriginSource::SocketName]
+        );
+        assert!(!c.trusts(OriginSource::Configured));
+        // every identity vm-connectd reports can be named
+        for source in OriginSource::ALL {
+            assert_eq!(identity(identity_name(*source)), Some(*source));
         }
     }
 

@@ -1,0 +1,298 @@
+//! The report of `vm-connectd status`: one type, which the daemon serialises as JSON (what
+//! `status --json` prints, and what tests and tools read) and the command reads back to print
+//! it as text ([`text`]). `mode` says which daemon answered.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// A daemon's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum Status {
+    /// A host daemon's.
+    Host(HostStatus),
+    /// A guest daemon's.
+    Guest(GuestStatus),
+}
+
+/// The host daemon: its guests' links and the modules registered with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// The host node's name.
+    pub node: String,
+    /// Where the guests' channel sockets are.
+    pub socket_dir: String,
+    /// One entry per guest link, by domain name.
+    pub guests: Vec<LinkStatus>,
+    /// The registered modules, by service.
+    pub modules: Vec<ModuleStatus>,
+    /// Requests waiting for a module's answer.
+    pub pending: usize,
+}
+
+/// The state of a guest link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    /// Waiting for the guest's Hello.
+    Connecting,
+    /// Relaying.
+    Up,
+    /// Past its violation budget: not read until `backoff_until` (docs/protocol.md §4).
+    Backoff,
+}
+
+impl LinkState {
+    /// The word the JSON uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Up => "up",
+            LinkState::Backoff => "backoff",
+        }
+    }
+}
+
+/// One guest link of the host daemon. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// The guest's libvirt domain name.
+    pub domain: String,
+    /// Its UUID.
+    pub uuid: String,
+    /// Where its identity comes from (`configured`, `libvirt`, `socket-name`).
+    pub identity: String,
+    /// Its channel socket.
+    pub socket: String,
+    /// The link's state.
+    pub state: LinkState,
+    /// Since when the link is in that state.
+    pub since: u64,
+    /// The last frame received.
+    pub last_rx: Option<u64>,
+    /// The last frame sent.
+    pub last_tx: Option<u64>,
+    /// What the guest daemon says it is.
+    pub guest_software: String,
+    /// Requests of the guest in flight.
+    pub inflight: usize,
+    /// Requests relayed.
+    pub requests: u64,
+    /// Requests dropped.
+    pub dropped: u64,
+    /// Protocol violations.
+    pub offences: u64,
+    /// Times the link was backed off.
+    pub backoffs: u64,
+    /// Until when it is backed off.
+    pub backoff_until: Option<u64>,
+    /// Times a request waited for the rate limit.
+    pub rate_waits: u64,
+    /// Bytes received.
+    pub received: u64,
+    /// Frames whose checksum was verified.
+    pub checksummed: u64,
+}
+
+/// A module registered with the host daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleStatus {
+    /// Its service name.
+    pub service: String,
+    /// Its process.
+    pub pid: i32,
+    /// Since when it is registered (Unix seconds).
+    pub since: u64,
+}
+
+/// The guest daemon: its link to the host and its local clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestStatus {
+    /// The virtio-serial port.
+    pub port: String,
+    /// Whether a host daemon answers on it.
+    pub host_connected: bool,
+    /// The host daemon's session (16 hex digits), once known.
+    pub host_session: Option<String>,
+    /// What the host daemon says it is.
+    pub host_software: String,
+    /// Since when the host is connected (Unix seconds).
+    pub since: Option<u64>,
+    /// Local clients connected.
+    pub clients: usize,
+    /// Requests waiting for the host's answer.
+    pub pending: usize,
+    /// Times the host side changed (restart, migration).
+    pub host_changes: u64,
+    /// Requests answered.
+    pub answered: u64,
+    /// Protocol violations by the host side.
+    pub offences: u64,
+    /// The guest daemon's request timeout, seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Status {
+    /// The JSON `vm-connectd status --json` prints.
+    pub fn to_json(&self) -> String {
+        // (serialising these plain types cannot fail; should it, the reply says so)
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialise the status: {e}\"}}"))
+    }
+}
+
+/// A human-readable rendering of a daemon's status JSON (the JSON itself when it is not a
+/// status, e.g. from another version).
+pub fn text(json: &str) -> String {
+    match serde_json::from_str::<Status>(json) {
+        Ok(status) => render(&status, now()),
+        Err(_) => format!("{json}\n"),
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn render(status: &Status, now: u64) -> String {
+    let mut out = String::new();
+    match status {
+        Status::Host(h) => {
+            let _ = writeln!(
+                out,
+                "host {} (guest sockets in {}), {} request(s) pending",
+                h.node, h.socket_dir, h.pending
+            );
+            let _ = writeln!(out, "modules:");
+            for m in &h.modules {
+                let _ = writeln!(out, "  {:<12} pid {}", m.service, m.pid);
+            }
+            let _ = writeln!(
+                out,
+                "{:<20} {:<11} {:<10} {:>8} {:>8} {:>6} {:>6}  SOCKET",
+                "GUEST", "IDENTITY", "LINK", "RX(age)", "TX(age)", "REQS", "BAD"
+            );
+            let age = |t: Option<u64>| {
+                t.map_or("-".to_owned(), |t| format!("{}s", now.saturating_sub(t)))
+            };
+            for g in &h.guests {
+                let _ = writeln!(
+                    out,
+                    "{:<20} {:<11} {:<10} {:>8} {:>8} {:>6} {:>6}  {}",
+                    g.domain,
+                    g.identity,
+                    g.state.as_str(),
+                    age(g.last_rx),
+                    age(g.last_tx),
+                    g.requests,
+                    g.offences,
+                    g.socket
+                );
+            }
+        }
+        Status::Guest(g) => {
+            let _ = writeln!(
+                out,
+                "guest port {}: host {}connected ({}), {} client(s), {} pending, {} host change(s)",
+                g.port,
+                if g.host_connected { "" } else { "NOT " },
+                g.host_software,
+                g.clients,
+                g.pending,
+                g.host_changes
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Status {
+        Status::Host(HostStatus {
+            node: "n1".into(),
+            socket_dir: "/run/g".into(),
+            guests: vec![LinkStatus {
+                domain: "g1".into(),
+                uuid: "u".into(),
+                identity: "libvirt".into(),
+                socket: "/run/g/g1.sock".into(),
+                state: LinkState::Up,
+                since: 90,
+                last_rx: Some(95),
+                last_tx: None,
+                guest_software: "vm-connectd 0.1.0".into(),
+                inflight: 0,
+                requests: 3,
+                dropped: 0,
+                offences: 1,
+                backoffs: 0,
+                backoff_until: None,
+                rate_waits: 0,
+                received: 10,
+                checksummed: 2,
+            }],
+            modules: vec![ModuleStatus {
+                service: "stonith".into(),
+                pid: 42,
+                since: 1,
+            }],
+            pending: 0,
+        })
+    }
+
+    #[test]
+    fn the_json_says_its_mode_and_reads_back() {
+        let json = host().to_json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["mode"], "host");
+        assert_eq!(v["guests"][0]["state"], "up");
+        assert_eq!(v["guests"][0]["last_tx"], serde_json::Value::Null);
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), host());
+        let guest = Status::Guest(GuestStatus {
+            port: "/dev/vport0p1".into(),
+            host_connected: false,
+            host_session: None,
+            host_software: String::new(),
+            since: None,
+            clients: 2,
+            pending: 1,
+            host_changes: 4,
+            answered: 7,
+            offences: 0,
+            request_timeout_secs: 65,
+        });
+        let json = guest.to_json();
+        assert!(json.starts_with("{\"mode\":\"guest\""), "{json}");
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), guest);
+        assert_eq!(
+            render(&guest, 0),
+            "guest port /dev/vport0p1: host NOT connected (), 2 client(s), 1 pending, 4 host change(s)\n"
+        );
+    }
+
+    #[test]
+    fn text_lists_modules_and_guests_with_ages() {
+        let t = render(&host(), 100);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "host n1 (guest sockets in /run/g), 0 request(s) pending"
+        );
+        assert_eq!(lines[2], "  stonith      pid 42");
+        assert!(lines[3].starts_with("GUEST"), "{t}");
+        let row: Vec<&str> = lines[4].split_whitespace().collect();
+        assert_eq!(
+            row,
+            ["g1", "libvirt", "up", "5s", "-", "3", "1", "/run/g/g1.sock"]
+        );
+        // not a status: shown as it is
+        assert_eq!(text("{\"x\":1}"), "{\"x\":1}\n");
+    }
+}
