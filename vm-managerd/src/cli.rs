@@ -7,12 +7,12 @@ use clap::Parser;
 
 use crate::rules::DEFAULT_RULES;
 
-/// Exit statuses.
+/// Exit statuses: the shared ones of [`vm_common::exit`], then vm-managerd's own.
 pub mod exit {
     /// Usage error (clap's own status).
-    pub const USAGE: u8 = 2;
+    pub const USAGE: u8 = vm_common::exit::USAGE;
     /// The rule file is unusable.
-    pub const CONFIG: u8 = 3;
+    pub const CONFIG: u8 = vm_common::exit::CONFIG;
     /// The daemon could not start (state directory, signals, the start-up attribute).
     pub const START: u8 = 4;
 }
