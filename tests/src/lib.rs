@@ -15,6 +15,8 @@
 //!   domain XMLs; every write checked with `crm_verify`, every failure checked to change nothing.
 //! - [`connectd`]: [`connectd::HostRelay`], a host-mode vm-connectd started and stopped by
 //!   PID.
+//! - [`managerd`]: [`managerd::ManagerBed`], vm-managerd behind a real host relay, asked by
+//!   bridged guest daemons.
 //! - [`guest`]: the TCG guest image, its domain XML, its serial console and its `vmconnectd`
 //!   channel.
 //!
@@ -30,6 +32,7 @@ pub mod connectd;
 pub mod guest;
 pub mod libvirt;
 pub mod live;
+pub mod managerd;
 pub mod multinode;
 pub mod stonith;
 pub mod vmctl;

@@ -21,6 +21,7 @@ Examples:
   vm-ctl check                                     # pre-flight checks with the fix for each finding
   vm-ctl stonith keygen web --members w1,w2        # new key of guest cluster web, and what next
   vm-ctl stonith guest-config web --members w1,w2  # fence devices for inside the guests (crm, pcs)
+  vm-ctl stonith client-config --resource svc      # vm-client clone and a rule for inside the guests
   CIB_file=/tmp/cib.xml vm-ctl resource list       # work on an offline CIB file
 
 Exit status: 0 success (including \"already present\"), 1 unexpected error, 2 usage,
@@ -352,9 +353,28 @@ pub enum StonithCmd {
         #[arg(long, value_enum, default_value_t = Syntax::All)]
         syntax: Syntax,
     },
+    /// Print, for the guest cluster, the ocf:pm-kvm-tools:vm-client clone that mirrors host
+    /// node attributes (answered by the hosts' vm-managerd) into the guest nodes' attributes,
+    /// and an example location rule on them, in crm shell and pcs syntax and as cibadmin
+    /// commands.
+    ClientConfig {
+        /// The host attributes to mirror, separated by spaces (the hosts' /etc/vm-manager.conf
+        /// must expose them to the guests).
+        #[arg(long, value_name = "NAMES", default_value = "default_ping_set")]
+        attributes: String,
+        /// The guest cluster resource the example rule keeps off an unhealthy host.
+        #[arg(long, value_name = "RSC", default_value = "my-service")]
+        resource: String,
+        /// The converted value of the first attribute the rule avoids.
+        #[arg(long, value_name = "VALUE", default_value = "red")]
+        bad_value: String,
+        /// Which syntax to print.
+        #[arg(long, value_enum, default_value_t = Syntax::All)]
+        syntax: Syntax,
+    },
 }
 
-/// The syntaxes `stonith guest-config` prints.
+/// The syntaxes `stonith guest-config` and `stonith client-config` print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Syntax {
     /// Every section below.

@@ -114,6 +114,18 @@ pub enum FindingCode {
     ConnectdSockDirDiffers,
     /// No vm_stonithdN in vm-ctl.conf.
     StonithdNotConfigured,
+    /// A vm_managerdN clone runs ocf:pm-kvm-tools:vm-managerd.
+    ManagerdAgent,
+    /// A vm_managerdN clone runs another agent (e.g. the original's vm-managerd under vm-anything).
+    ManagerdAgentOther,
+    /// A vm_managerdN clone starts after the vm-connectd clone.
+    ManagerdOrdered,
+    /// A vm_managerdN clone is not ordered after the vm-connectd clone.
+    ManagerdUnordered,
+    /// The guest has its constraints on each vm_managerdN clone.
+    ManagerdConstraints,
+    /// The guest lacks constraints on a vm_managerdN clone.
+    ManagerdConstraintsMissing,
     /// vm_stonith=on but the cluster has stonith-enabled=false.
     FencingDisabled,
     /// vm_stonith and the cluster's fencing agree.
@@ -208,7 +220,7 @@ pub enum FindingCode {
 
 impl FindingCode {
     /// Every code, in the order docs/operations.md lists them.
-    pub const ALL: [FindingCode; 52] = [
+    pub const ALL: [FindingCode; 58] = [
         FindingCode::CloneConfigured,
         FindingCode::CloneMissing,
         FindingCode::ConnectdClone,
@@ -216,6 +228,12 @@ impl FindingCode {
         FindingCode::ConnectdSockDir,
         FindingCode::ConnectdSockDirDiffers,
         FindingCode::StonithdNotConfigured,
+        FindingCode::ManagerdAgent,
+        FindingCode::ManagerdAgentOther,
+        FindingCode::ManagerdOrdered,
+        FindingCode::ManagerdUnordered,
+        FindingCode::ManagerdConstraints,
+        FindingCode::ManagerdConstraintsMissing,
         FindingCode::FencingDisabled,
         FindingCode::FencingConsistent,
         FindingCode::VmStonithInvalid,
@@ -273,6 +291,12 @@ impl FindingCode {
             FindingCode::ConnectdSockDir => "connectd-sock-dir",
             FindingCode::ConnectdSockDirDiffers => "connectd-sock-dir-differs",
             FindingCode::StonithdNotConfigured => "stonithd-not-configured",
+            FindingCode::ManagerdAgent => "managerd-agent",
+            FindingCode::ManagerdAgentOther => "managerd-agent-other",
+            FindingCode::ManagerdOrdered => "managerd-ordered",
+            FindingCode::ManagerdUnordered => "managerd-unordered",
+            FindingCode::ManagerdConstraints => "managerd-constraints",
+            FindingCode::ManagerdConstraintsMissing => "managerd-constraints-missing",
             FindingCode::FencingDisabled => "fencing-disabled",
             FindingCode::FencingConsistent => "fencing-consistent",
             FindingCode::VmStonithInvalid => "vm-stonith-invalid",

@@ -95,7 +95,7 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
     }
     signals.thread_block().map_err(MainError::Signals)?;
 
-    let node = node_name();
+    let node = vm_common::process::cluster_node_name();
     std::fs::create_dir_all(&cli.state_dir)
         .map_err(|e| MainError::StateDir(cli.state_dir.clone(), e))?;
     let watcher = match std::env::current_exe()
@@ -204,22 +204,6 @@ fn spawn_signal_thread(
             }
         })
         .map(drop)
-}
-
-/// This host node's name in the cluster (`crm_node -n`), else the kernel's node name.
-pub fn node_name() -> String {
-    let out = vm_common::process::Cmd::new("crm_node")
-        .arg("-n")
-        .timeout(Duration::from_secs(10))
-        .run();
-    match out {
-        Ok(o) if o.success() && !o.stdout_text().trim().is_empty() => {
-            o.stdout_text().trim().to_owned()
-        }
-        _ => nix::sys::utsname::uname()
-            .map(|u| u.nodename().to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".to_owned()),
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo xtask assets [DIR]    man pages of every binary and agent, and bash/zsh/fish
-//!                             completions of vm-ctl, vm-connectd and vm-stonithd, generated
+//!                             completions of vm-ctl, vm-connectd, vm-stonithd and
+//!                             vm-managerd, generated
 //!                             from the programs' own definitions (default DIR: target/assets;
 //!                             see [`man`])
 //! cargo xtask guest-bins      the guest-side binaries, static, in target/guest-bins (see
@@ -57,11 +58,12 @@ fn repo_root() -> PathBuf {
 }
 
 /// The programs whose shell completions are generated: the clap ones.
-fn completion_commands() -> [clap::Command; 3] {
+fn completion_commands() -> [clap::Command; 4] {
     [
         vm_ctl::cli::Cli::command(),
         vm_connectd::cli::Cli::command(),
         vm_stonithd::cli::Cli::command(),
+        vm_managerd::cli::Cli::command(),
     ]
 }
 
@@ -257,11 +259,14 @@ mod tests {
             "vm-connectd.8",
             "vm-connectd-status.8",
             "vm-stonithd.8",
+            "vm-managerd.8",
             "vm-connect.1",
             "fence_vmstonith.8",
             "ocf_pm-kvm-tools_VirtualDomain.7",
             "ocf_pm-kvm-tools_vm-connectd.7",
             "ocf_pm-kvm-tools_vm-stonithd.7",
+            "ocf_pm-kvm-tools_vm-managerd.7",
+            "ocf_pm-kvm-tools_vm-client.7",
             "stonith_external_vm-stonith.7",
         ] {
             assert!(dir.path().join(page).is_file(), "no {page}");
@@ -286,6 +291,8 @@ mod tests {
         // the daemons' pages say how they exit and what they read
         let stonithd = read("vm-stonithd.8");
         assert!(stonithd.contains("EXIT STATUS") && stonithd.contains("vm-stonithd.toml"));
+        let managerd = read("vm-managerd.8");
+        assert!(managerd.contains("EXIT STATUS") && managerd.contains("/etc/vm-manager.conf"));
         assert!(read("vm-connect.1").contains("64"));
         // every program's page lists its exit statuses (vm-ctl's from vm_ctl::error::EXIT_STATUS)
         for page in [

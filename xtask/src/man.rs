@@ -1,7 +1,7 @@
 //! Man pages, each generated from the one place its facts live:
 //!
-//! - the clap definitions of vm-ctl (every subcommand at every depth), vm-connectd and
-//!   vm-stonithd;
+//! - the clap definitions of vm-ctl (every subcommand at every depth), vm-connectd,
+//!   vm-stonithd and vm-managerd;
 //! - vm-connect's usage text (it parses its arguments by hand, see its source);
 //! - fence_vmstonith's metadata, which its options table drives;
 //! - each OCF agent's `meta-data` and the cluster-glue plugin's `getinfo-*` output, by running
@@ -110,9 +110,22 @@ pub fn pages(repo: &Path) -> Result<Vec<Page>, String> {
             "fence_vmstonith(8)",
         ],
     )?;
+    clap_pages(
+        &mut pages,
+        vm_managerd::cli::Cli::command(),
+        "8",
+        vm_managerd::cli::EXIT_STATUS,
+        &["vm-connectd(8)", "ocf_pm-kvm-tools_vm-managerd(7)"],
+    )?;
     pages.push(vm_connect_page()?);
     pages.push(fence_vmstonith_page()?);
-    for agent in ["VirtualDomain", "vm-connectd", "vm-stonithd"] {
+    for agent in [
+        "VirtualDomain",
+        "vm-connectd",
+        "vm-stonithd",
+        "vm-managerd",
+        "vm-client",
+    ] {
         pages.push(ocf_page(repo, agent)?);
     }
     pages.push(stonith_plugin_page(repo)?);
@@ -150,6 +163,13 @@ fn clap_extra(name: &str) -> Vec<(&'static str, &'static str)> {
                 "the guest clusters' keys (vm-ctl stonith keygen)",
             ),
             ("/run/vm-stonithd", "runtime files (--state-dir)"),
+        ],
+        "vm-managerd" => vec![
+            (
+                vm_managerd::rules::DEFAULT_RULES,
+                "the rule file: which attributes guests may read, and their conversion (--config)",
+            ),
+            ("/run/vm-managerd", "runtime files (--state-dir)"),
         ],
         _ => Vec::new(),
     }
@@ -611,10 +631,11 @@ fn ocf_page(repo: &Path, agent: &str) -> Result<Page, String> {
         see.push("ocf_heartbeat_VirtualDomain(7)");
     } else {
         let _ = writeln!(r, "{}", esc(&meta.longdesc));
-        see.push(if agent == "vm-connectd" {
-            "vm-connectd(8)"
-        } else {
-            "vm-stonithd(8)"
+        see.push(match agent {
+            "vm-connectd" => "vm-connectd(8)",
+            "vm-managerd" => "vm-managerd(8)",
+            "vm-client" => "vm-connect(1)",
+            _ => "vm-stonithd(8)",
         });
     }
     r.push_str(".SH PARAMETERS\n");

@@ -397,6 +397,23 @@ fn join_reader(reader: Option<thread::JoinHandle<Vec<u8>>>) -> Vec<u8> {
     reader.and_then(|r| r.join().ok()).unwrap_or_default()
 }
 
+/// This host's node name in the cluster (`crm_node -n`, bounded to 10 s), else the kernel's
+/// node name: what the host daemons answer and act for.
+pub fn cluster_node_name() -> String {
+    let out = Cmd::new("crm_node")
+        .arg("-n")
+        .timeout(Duration::from_secs(10))
+        .run();
+    match out {
+        Ok(o) if o.success() && !o.stdout_text().trim().is_empty() => {
+            o.stdout_text().trim().to_owned()
+        }
+        _ => nix::sys::utsname::uname()
+            .map(|u| u.nodename().to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,7 +147,9 @@ fn check_cluster(config: &Config, cib: &Cib, f: &mut Findings) {
                 .and_then(|c| c.id().map(str::to_owned))
         })
     };
-    match find_clone("vmconnectd") {
+    let connectd = find_clone("vmconnectd");
+    check_managerd_clones(config, cib, connectd.as_deref(), f);
+    match connectd {
         Some(id) => {
             f.ok(
                 "cluster",
@@ -192,6 +194,110 @@ fn check_cluster(config: &Config, cib: &Cib, f: &mut Findings) {
             e.to_string(),
             format!("set vm_stonith=on or off in {file}"),
         ),
+    }
+}
+
+/// Each `vm_managerdN` clone that exists: it should run ocf:pm-kvm-tools:vm-managerd (the
+/// original's vm-managerd under vm-anything speaks the old protocol, which the relay does not
+/// carry) and start after the vm-connectd clone it registers with.
+fn check_managerd_clones(config: &Config, cib: &Cib, connectd: Option<&str>, f: &mut Findings) {
+    for clone in config.managerd.iter().filter(|c| cib.is_clone(&c.rsc)) {
+        let c = clone.rsc.as_str();
+        let agent = cib
+            .resource(c)
+            .and_then(|r| r.elements().find(|e| e.name == "primitive"))
+            .map(|p| {
+                format!(
+                    "{}:{}:{}",
+                    p.get("class").unwrap_or("?"),
+                    p.get("provider").unwrap_or("?"),
+                    p.get("type").unwrap_or("?")
+                )
+            })
+            .unwrap_or_default();
+        if agent == "ocf:pm-kvm-tools:vm-managerd" {
+            f.ok(
+                "cluster",
+                FindingCode::ManagerdAgent,
+                format!("clone {c} runs vm-managerd ({agent})"),
+            );
+        } else if !agent.starts_with("systemd:vm-managerd") {
+            f.push(
+                "cluster",
+                FindingCode::ManagerdAgentOther,
+                Level::Warning,
+                format!(
+                    "clone {c} (vm_managerd) runs {agent}, not ocf:pm-kvm-tools:vm-managerd: the original's vm-managerd cannot answer guests through this vm-connectd"
+                ),
+                "replace its primitive with ocf:pm-kvm-tools:vm-managerd (docs/operations.md, \"vm-managerd: host attributes for guests\")",
+            );
+        }
+        let Some(connectd) = connectd else { continue };
+        let ordered = cib.constraints_of(c).iter().any(|e| {
+            e.name == "rsc_order" && e.get("first") == Some(connectd) && e.get("then") == Some(c)
+        });
+        if ordered {
+            f.ok(
+                "cluster",
+                FindingCode::ManagerdOrdered,
+                format!("clone {c} starts after {connectd}"),
+            );
+        } else {
+            f.push(
+                "cluster",
+                FindingCode::ManagerdUnordered,
+                Level::Warning,
+                format!("clone {c} is not ordered after {connectd}: vm-managerd registers with vm-connectd, and retries until it runs"),
+                format!("crm configure order odr-{c} Mandatory: {connectd} {c}; crm configure colocation col-{c} inf: {c} {connectd}"),
+            );
+        }
+    }
+}
+
+/// A managed guest's constraints on each `vm_managerdN` clone, as `resource add` makes them
+/// (its location rule on the clone's attribute, colocation and order): a guest added before
+/// the clone was listed in vm-ctl.conf has none.
+fn check_managerd_constraints(config: &Config, cib: &Cib, dom: &str, rsc: &str, f: &mut Findings) {
+    let have: Vec<&str> = cib
+        .constraints_of(rsc)
+        .iter()
+        .filter_map(|e| e.id())
+        .collect();
+    for clone in &config.managerd {
+        let mut want = vec![
+            ids::colocation(dom, &clone.rsc),
+            ids::order(dom, &clone.rsc),
+        ];
+        if let Some(attr) = &clone.attr {
+            want.push(ids::attr_location(dom, attr));
+        }
+        let missing: Vec<&String> = want
+            .iter()
+            .filter(|w| !have.contains(&w.as_str()))
+            .collect();
+        if missing.is_empty() {
+            f.ok(
+                dom,
+                FindingCode::ManagerdConstraints,
+                format!("constraints on {} (vm_managerd) in place", clone.rsc),
+            );
+        } else {
+            f.push(
+                dom,
+                FindingCode::ManagerdConstraintsMissing,
+                Level::Warning,
+                format!(
+                    "constraints on {} (vm_managerd) missing: {}",
+                    clone.rsc,
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                format!("re-create the guest with vm-ctl.conf as it is now: vm-ctl resource stop {dom} --wait; vm-ctl resource delete {dom}; vm-ctl resource add {dom} -a NODE"),
+            );
+        }
     }
 }
 
@@ -323,6 +429,7 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
                 FindingCode::GuestManaged,
                 format!("managed by Pacemaker as {rsc}"),
             );
+            check_managerd_constraints(config, cib, dom, &rsc, f);
             if !vm_pcmk::virtualdomain::stops_hard_on_fence(prim) {
                 let agent = format!(
                     "{}:{}:{}",
@@ -752,5 +859,71 @@ mod tests {
                 "{v}: {text}"
             );
         }
+    }
+
+    #[test]
+    fn managerd_clones_and_guest_constraints_are_checked() {
+        let (config, _) = Config::parse(
+            "vm_managerd1=(clnVmManagerd operator_check_status)\n",
+            Path::new("vm-ctl.conf"),
+        )
+        .unwrap();
+        let cib = |managerd_agent: &str, constraints: &str| {
+            Cib::parse(&format!(
+                r#"<cib><configuration><crm_config/><nodes/><resources>
+  <clone id="clnVmConnectd"><primitive id="vm-connectd" class="ocf" provider="pm-kvm-tools" type="vm-connectd"/></clone>
+  <clone id="clnVmManagerd"><primitive id="vm-managerd" {managerd_agent}/></clone>
+  <primitive id="prmVMCTL_g1" class="ocf" provider="pm-kvm-tools" type="VirtualDomain"/>
+</resources><constraints>{constraints}</constraints></configuration><status/></cib>"#
+            ))
+            .unwrap()
+        };
+        let levels = |cib: &Cib| {
+            let mut f = Findings(Vec::new());
+            check_managerd_clones(&config, cib, Some("clnVmConnectd"), &mut f);
+            check_managerd_constraints(&config, cib, "g1", "prmVMCTL_g1", &mut f);
+            f.0
+        };
+        let all = format!(
+            r#"<rsc_order id="odr" kind="Mandatory" first="clnVmConnectd" then="clnVmManagerd"/>
+<rsc_location id="{}" rsc="prmVMCTL_g1"/>
+<rsc_colocation id="{}" rsc="prmVMCTL_g1" with-rsc="clnVmManagerd" score="INFINITY"/>
+<rsc_order id="{}" first="clnVmManagerd" then="prmVMCTL_g1"/>"#,
+            ids::attr_location("g1", "operator_check_status"),
+            ids::colocation("g1", "clnVmManagerd"),
+            ids::order("g1", "clnVmManagerd"),
+        );
+        let good = levels(&cib(
+            r#"class="ocf" provider="pm-kvm-tools" type="vm-managerd""#,
+            &all,
+        ));
+        assert!(good.iter().all(|f| f.level == Level::Ok), "{good:?}");
+        assert_eq!(good.len(), 3);
+        // the original's vm-managerd under vm-anything, not ordered, no guest constraints
+        let bad = levels(&cib(
+            r#"class="ocf" provider="extra" type="vm-anything""#,
+            "",
+        ));
+        let warnings: Vec<&str> = bad
+            .iter()
+            .filter(|f| f.level == Level::Warning)
+            .map(|f| f.message.as_str())
+            .collect();
+        assert_eq!(warnings.len(), 3, "{bad:?}");
+        assert!(
+            warnings[0].contains("runs ocf:extra:vm-anything"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].contains("not ordered after clnVmConnectd"),
+            "{}",
+            warnings[1]
+        );
+        assert!(
+            warnings[2].contains("missing") && warnings[2].contains("operator_check_status"),
+            "{}",
+            warnings[2]
+        );
     }
 }

@@ -108,6 +108,12 @@ pub fn dispatch(app: &App, command: &Command) -> Result<Outcome> {
                     syntax: *syntax,
                 },
             ),
+            StonithCmd::ClientConfig {
+                attributes,
+                resource,
+                bad_value,
+                syntax,
+            } => stonith::client_config(attributes, resource, bad_value, *syntax),
         },
     }
 }

@@ -15,6 +15,7 @@ use crate::cli::{FencePaths, Md, Syntax};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::output::{GuestConfigReport, KeygenReport, Outcome, TokenReport};
+use crate::stonith::client_config;
 use crate::stonith::guest_config::{self, Device, GuestConfig};
 use crate::stonith::{self as fencing, KeygenFacts, StonithdToml};
 
@@ -299,13 +300,69 @@ pub fn guest_config(
         timeout: opts.timeout,
         device,
     };
-    let want = |s: Syntax| opts.syntax == Syntax::All || opts.syntax == s;
-    Ok(Outcome {
+    Ok(sections(
+        opts.syntax,
+        || config.crm(),
+        || config.pcs(),
+        || config.cibadmin(),
+    ))
+}
+
+/// The sections `syntax` asks for, each rendered only if asked for.
+fn sections(
+    syntax: Syntax,
+    crm: impl FnOnce() -> String,
+    pcs: impl FnOnce() -> String,
+    cibadmin: impl FnOnce() -> String,
+) -> Outcome {
+    let want = |s: Syntax| syntax == Syntax::All || syntax == s;
+    Outcome {
         guest_config: Some(GuestConfigReport {
-            crm: want(Syntax::Crm).then(|| config.crm()),
-            pcs: want(Syntax::Pcs).then(|| config.pcs()),
-            cibadmin: want(Syntax::Cibadmin).then(|| config.cibadmin()),
+            crm: want(Syntax::Crm).then(crm),
+            pcs: want(Syntax::Pcs).then(pcs),
+            cibadmin: want(Syntax::Cibadmin).then(cibadmin),
         }),
         ..Outcome::default()
-    })
+    }
+}
+
+/// `stonith client-config`: the vm-client clone and an example rule for the guest cluster.
+pub fn client_config(
+    attributes: &str,
+    resource: &str,
+    bad_value: &str,
+    syntax: Syntax,
+) -> Result<Outcome> {
+    let names: Vec<String> = attributes.split_whitespace().map(str::to_owned).collect();
+    if names.is_empty() || names.len() > 32 {
+        return Err(Error::StonithOption {
+            option: "--attributes",
+            problem: format!("{} names: give 1 to 32", names.len()),
+        });
+    }
+    for n in &names {
+        client_config::check_attribute(n)?;
+    }
+    ids::check_name("resource", resource)?;
+    let value_ok = (1..=128).contains(&bad_value.len())
+        && bad_value
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'-'));
+    if !value_ok {
+        return Err(Error::StonithOption {
+            option: "--bad-value",
+            problem: format!("{bad_value:?}: 1-128 of A-Z a-z 0-9 _ . : -"),
+        });
+    }
+    let config = client_config::ClientConfig {
+        attributes: names,
+        resource: resource.to_owned(),
+        bad_value: bad_value.to_owned(),
+    };
+    Ok(sections(
+        syntax,
+        || config.crm(),
+        || config.pcs(),
+        || config.cibadmin(),
+    ))
 }

@@ -9,6 +9,7 @@
 //! - [`published`]: comparing the keys each host node's vm-stonithd publishes with this node's.
 //! - [`keygen_text`]: what to do with a new key.
 
+pub mod client_config;
 pub mod guest_config;
 pub mod published;
 
