@@ -22,7 +22,7 @@ pub mod exit {
 /// Registers with the host vm-connectd as the `manager` module. A guest (its vm-client
 /// agent) asks for attributes by name and gets their values on the host node it runs on,
 /// converted by the rule file's rules; only attributes with a group in the rule file are
-/// answered (and, with an [@guests] group, only those listed for that guest). A guest may hold
+/// answered (and, with an `[@guests]` group, only those listed for that guest). A guest may hold
 /// its request until a value changes: changes are seen through Pacemaker's CIB notifications
 /// (one crm_mon) and at least every --refresh seconds. SIGHUP re-reads the rule file (an
 /// unusable one is logged and the old rules stay in force); SIGTERM and SIGINT stop it.
