@@ -118,6 +118,16 @@ pub enum Update<T> {
     Write(T),
 }
 
+impl<T> Update<T> {
+    /// The same decision, its result mapped.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Update<U> {
+        match self {
+            Update::Unchanged(t) => Update::Unchanged(f(t)),
+            Update::Write(t) => Update::Write(f(t)),
+        }
+    }
+}
+
 /// How many times a handle and its clones read the CIB (`cibadmin --query`) and the cluster
 /// status (`crm_mon`): each read is a tool call of 15-25 ms on a live cluster, and the fence path
 /// is measured by them (docs/benchmarks.md).
