@@ -2,14 +2,70 @@
 //!
 //! Commands edit a snapshot; [`finish`] compares it with the snapshot as read, validates the
 //! result with `crm_verify` (on a private temporary file), and either asks for the write or,
-//! with `--dry-run`, records what would change as crm shell text and XML.
+//! with `--dry-run`, says what would change as crm shell text and XML. The dry run and any
+//! warning come back with the decision ([`Checked`]), for the command to put in its
+//! [`Outcome`].
 
 use vm_pcmk::xml::Element;
 use vm_pcmk::{Cib, Update};
 
 use crate::App;
 use crate::error::{Error, Result};
-use crate::output::DryRun;
+use crate::output::{DryRun, Outcome};
+
+/// A command's result with what [`finish`] has to report besides.
+#[derive(Debug)]
+pub struct Checked<T> {
+    /// The command's own result.
+    pub value: T,
+    /// The dry run and warnings.
+    pub notes: Notes,
+}
+
+impl<T> Checked<T> {
+    /// `value`, with nothing to report.
+    pub fn plain(value: T) -> Self {
+        Checked {
+            value,
+            notes: Notes::default(),
+        }
+    }
+
+    /// This, after `earlier` notes (their warnings first).
+    pub fn after(mut self, mut earlier: Notes) -> Self {
+        earlier.add(self.notes);
+        self.notes = earlier;
+        self
+    }
+}
+
+/// What a command reports besides its result: a dry run, warnings.
+#[derive(Debug, Default)]
+pub struct Notes {
+    /// `--dry-run`: what would have been written.
+    pub dry_run: Option<DryRun>,
+    /// For the report (and stderr).
+    pub warnings: Vec<String>,
+}
+
+impl Notes {
+    /// Adds `other`'s (its dry run, if any, replaces this one's).
+    pub fn add(&mut self, other: Notes) {
+        if other.dry_run.is_some() {
+            self.dry_run = other.dry_run;
+        }
+        self.warnings.extend(other.warnings);
+    }
+
+    /// `outcome` with these in it (a dry run `outcome` already has stays).
+    pub fn into_outcome(self, mut outcome: Outcome) -> Outcome {
+        outcome.warnings.extend(self.warnings);
+        if outcome.dry_run.is_none() {
+            outcome.dry_run = self.dry_run;
+        }
+        outcome
+    }
+}
 
 /// Configuration sections whose direct children are the objects we report.
 const SECTIONS: [&str; 6] = [
@@ -83,7 +139,7 @@ pub fn diff(before: &Cib, after: &Cib) -> Changes {
 
 /// Decide what to do with an edited snapshot: nothing (no change), a dry run, or a write.
 /// A result `crm_verify` rejects is refused unless every problem was already there before.
-pub fn finish<T>(app: &App, before: &Cib, after: &Cib, result: T) -> Result<Update<T>> {
+pub fn finish<T>(app: &App, before: &Cib, after: &Cib, result: T) -> Result<Update<Checked<T>>> {
     finish_checked(app, before, after, result, false)
 }
 
@@ -96,14 +152,15 @@ pub fn finish_checked<T>(
     after: &Cib,
     result: T,
     verified: bool,
-) -> Result<Update<T>> {
+) -> Result<Update<Checked<T>>> {
     let changes = diff(before, after);
     if changes.is_empty() {
-        return Ok(Update::Unchanged(result));
+        return Ok(Update::Unchanged(Checked::plain(result)));
     }
     if verified && !app.dry_run {
-        return Ok(Update::Write(result));
+        return Ok(Update::Write(Checked::plain(result)));
     }
+    let mut notes = Notes::default();
     let report = app.pcmk.verify_cib(after)?;
     let mut valid = report.valid;
     if !report.valid {
@@ -112,7 +169,7 @@ pub fn finish_checked<T>(
             .filter(|l| !problem_lines(&old.messages).any(|o| o == *l))
             .collect();
         if new_problems.is_empty() {
-            app.warn(format!(
+            notes.warnings.push(format!(
                 "the CIB already fails crm_verify, for reasons unrelated to this change:\n{}",
                 old.messages
             ));
@@ -124,7 +181,7 @@ pub fn finish_checked<T>(
         }
     }
     if app.dry_run {
-        app.set_dry_run(DryRun {
+        notes.dry_run = Some(DryRun {
             // ids as crmsh would give them when loading into *this* CIB
             crm: vm_pcmk::crm::render_all_in(changes.upserted.iter(), before.root()),
             xml: changes.upserted.iter().map(Element::to_xml).collect(),
@@ -136,9 +193,15 @@ pub fn finish_checked<T>(
                 report.messages
             },
         });
-        return Ok(Update::Unchanged(result));
+        return Ok(Update::Unchanged(Checked {
+            value: result,
+            notes,
+        }));
     }
-    Ok(Update::Write(result))
+    Ok(Update::Write(Checked {
+        value: result,
+        notes,
+    }))
 }
 
 /// crm_verify's lines that state problems (errors and warnings), without the summary.
@@ -153,6 +216,48 @@ fn problem_lines(messages: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notes_keep_their_order_and_the_outcomes_own_dry_run() {
+        let dry = |crm: &str| DryRun {
+            crm: crm.into(),
+            xml: String::new(),
+            removed: Vec::new(),
+            valid: true,
+            verify_messages: String::new(),
+        };
+        let earlier = Notes {
+            dry_run: None,
+            warnings: vec!["first".into()],
+        };
+        let checked = Checked {
+            value: 7,
+            notes: Notes {
+                dry_run: Some(dry("a")),
+                warnings: vec!["second".into()],
+            },
+        }
+        .after(earlier);
+        assert_eq!(checked.value, 7);
+        assert_eq!(checked.notes.warnings, ["first", "second"]);
+        let outcome = checked.notes.into_outcome(Outcome {
+            warnings: vec!["the command's".into()],
+            ..Outcome::default()
+        });
+        assert_eq!(outcome.warnings, ["the command's", "first", "second"]);
+        assert_eq!(outcome.dry_run, Some(dry("a")));
+        // a dry run the outcome already has stays
+        let mut notes = Notes::default();
+        notes.add(Notes {
+            dry_run: Some(dry("b")),
+            warnings: Vec::new(),
+        });
+        let outcome = notes.into_outcome(Outcome {
+            dry_run: Some(dry("own")),
+            ..Outcome::default()
+        });
+        assert_eq!(outcome.dry_run, Some(dry("own")));
+    }
 
     #[test]
     fn diff_reports_added_changed_and_removed_objects() {

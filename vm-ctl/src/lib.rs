@@ -32,7 +32,6 @@ pub mod output;
 pub mod stonith;
 pub mod wait;
 
-use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,7 +40,7 @@ use vm_pcmk::Pacemaker;
 use crate::config::{Config, ConfigError};
 use crate::error::Result;
 use crate::lock::RunLock;
-use crate::output::{DryRun, Outcome};
+use crate::output::Outcome;
 
 /// Everything a command needs: the CIB to act on, the configuration, the options.
 #[derive(Debug)]
@@ -55,8 +54,8 @@ pub struct App {
     pub dry_run: bool,
     /// How long to wait for another vm-ctl's lock.
     pub lock_wait: Duration,
-    warnings: RefCell<Vec<String>>,
-    dry: RefCell<Option<DryRun>>,
+    /// vm-ctl.conf's warnings, for the report.
+    config_warnings: Vec<String>,
 }
 
 impl App {
@@ -69,14 +68,11 @@ impl App {
             config: None,
             dry_run,
             lock_wait,
-            warnings: RefCell::new(Vec::new()),
-            dry: RefCell::new(None),
+            config_warnings: Vec::new(),
         };
         if app.config_path.exists() {
             let (config, warnings) = Config::load(&app.config_path)?;
-            for w in warnings {
-                app.warn(w.to_string());
-            }
+            app.config_warnings = warnings.iter().map(ToString::to_string).collect();
             if let Some(ms) = config.crmadmin_timeout {
                 app.pcmk = app.pcmk.with_timeout(Duration::from_millis(ms));
             }
@@ -99,15 +95,6 @@ impl App {
         })
     }
 
-    /// Record a warning for the report.
-    pub fn warn(&self, message: impl Into<String>) {
-        self.warnings.borrow_mut().push(message.into());
-    }
-
-    fn set_dry_run(&self, dry: DryRun) {
-        *self.dry.borrow_mut() = Some(dry);
-    }
-
     /// Take the run lock for a mutating command (not for a dry run).
     pub fn lock(&self) -> Result<Option<RunLock>> {
         if self.dry_run {
@@ -119,12 +106,11 @@ impl App {
         })?))
     }
 
-    /// Fold the warnings and dry run collected during the command into its outcome.
+    /// The command's outcome with vm-ctl.conf's warnings first.
     pub fn into_outcome(self, mut outcome: Outcome) -> Outcome {
-        outcome.warnings.extend(self.warnings.into_inner());
-        if outcome.dry_run.is_none() {
-            outcome.dry_run = self.dry.into_inner();
-        }
+        let mut warnings = self.config_warnings;
+        warnings.append(&mut outcome.warnings);
+        outcome.warnings = warnings;
         outcome
     }
 }
@@ -175,6 +161,6 @@ pub fn run(cli: &cli::Cli) -> (Result<Outcome>, Vec<String>) {
     let result = commands::dispatch(&app, &cli.command);
     match result {
         Ok(outcome) => (Ok(app.into_outcome(outcome)), Vec::new()),
-        Err(e) => (Err(e), app.warnings.into_inner()),
+        Err(e) => (Err(e), app.config_warnings),
     }
 }

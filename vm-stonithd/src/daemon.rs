@@ -461,8 +461,10 @@ impl Daemon {
             Ok(r) => r,
             Err(e) => return ng(format!("the token does not decrypt: {e}")),
         };
-        // which target of the requester's clusters has that resource?
-        let cib = match vm_pcmk::Pacemaker::live().snapshot() {
+        let deadline = Instant::now() + config.max_timeout;
+        // which target of the requester's clusters has that resource? (the executor's handle:
+        // the request's deadline bounds this read too)
+        let cib = match self.executor.pcmk_until(deadline).snapshot() {
             Ok(c) => c,
             Err(e) => return ng(format!("cannot read the CIB: {}", error_chain(&e))),
         };
@@ -480,7 +482,7 @@ impl Daemon {
             action,
             target: Some(target.clone()),
             resource: Some(rsc.clone()),
-            deadline: Instant::now() + config.max_timeout,
+            deadline,
             cancel,
             // the journal's request id; legacy requests have no nonce of their own
             request: format!(
@@ -1089,17 +1091,18 @@ mod tests {
     /// A daemon (not connected to anything) for guest clusters `web` (web1, web2) and `db`
     /// (db1), holding `keys`, remembering at most `replay` requests per key.
     fn daemon(keys: Vec<vm_seal::Key>, replay: usize) -> Daemon {
+        daemon_on(vm_pcmk::Pacemaker::live(), keys, replay)
+    }
+
+    /// [`daemon`] whose executor acts on `pcmk`.
+    fn daemon_on(pcmk: vm_pcmk::Pacemaker, keys: Vec<vm_seal::Key>, replay: usize) -> Daemon {
         let config = Config::parse(
             "[[cluster]]\nname = \"web\"\nmembers = [\"web1\", \"web2\"]\n\
              [[cluster]]\nname = \"db\"\nmembers = [\"db1\"]\n",
             std::path::Path::new("t.toml"),
         )
         .unwrap();
-        let executor = Executor::new(
-            vm_pcmk::Pacemaker::live(),
-            crate::watch::Watcher::manual(),
-            "n1".into(),
-        );
+        let executor = Executor::new(pcmk, crate::watch::Watcher::manual(), "n1".into());
         let d = Daemon::new(
             PathBuf::from("t.toml"),
             config,
@@ -1159,6 +1162,41 @@ mod tests {
             assert!(matches!(a, Answer::Plain("NG")), "{a:?}");
         });
         assert!(log.contains("does not decrypt"), "{log}");
+    }
+
+    #[test]
+    fn a_legacy_request_reads_the_cib_through_the_executors_handle() {
+        use std::os::unix::fs::PermissionsExt;
+        use vm_proto::OriginSource;
+        use vm_seal::legacy;
+        let dir = tempfile::tempdir().unwrap();
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, "secret\n").unwrap();
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let password = legacy::Password::from_file(&password_file).unwrap();
+        let token = legacy::encrypt_token("prmVMCTL_web1", &password, legacy::Digest::Md5).unwrap();
+        // a CIB file that does not exist: the read fails, and says which CIB it tried
+        let cib = dir.path().join("absent.xml");
+        let pcmk = vm_pcmk::Pacemaker::file(&cib);
+        let d = daemon_on(pcmk.clone(), vec![], 4);
+        let mut config = Config::parse(
+            &format!(
+                "[[cluster]]\nname = \"web\"\nmembers = [\"web1\"]\nlegacy = true\n\
+                 [legacy]\nenabled = true\npassword_file = \"{}\"\n",
+                password_file.display()
+            ),
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        config.max_requests = 4;
+        *d.config.write().unwrap() = Arc::new(config);
+        let web1 = Origin::new("web1", "", OriginSource::Libvirt).unwrap();
+        let log = logged(|| {
+            let a = d.legacy(&web1, format!("status {token}").as_bytes(), Arc::default());
+            assert!(matches!(a, Answer::Plain("NG")), "{a:?}");
+        });
+        assert!(log.contains("cannot read the CIB"), "{log}");
+        assert_eq!(pcmk.reads().cib, 1, "{log}");
     }
 
     #[test]

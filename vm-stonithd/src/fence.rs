@@ -5,6 +5,9 @@
 //! wait, woken by cluster events ([`Watcher`]), until `crm_mon` shows the guest's resource
 //! stopped on every node; then [`plan::finish`]. On timeout, cancel or failure:
 //! [`plan::rollback`]. `on` is the same with target-role=Started and "running on one node".
+//! `reboot` is an off, then an on whose begin also finishes the off. The CIB is read once per
+//! write (the read that finds the target's resource is the begin's base): twice for an off or
+//! an on, three times for a reboot; `crm_mon` at least once per power change.
 //! Requests for the same resource are serialised in this daemon; across the host cluster's
 //! nodes the journal does it (a second daemon joins a fence in progress or is told to retry).
 //!
@@ -142,6 +145,17 @@ enum Confirmed {
     AlreadyThere,
 }
 
+/// Which part of a request a power change is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// An off or an on of its own: ended (journal cleared) once confirmed.
+    Alone,
+    /// A reboot's off: once confirmed, its journal stays until the on's begin clears it.
+    RebootOff,
+    /// A reboot's on: its begin also ends the off.
+    RebootOn,
+}
+
 /// Why a fence step failed.
 #[derive(Debug, thiserror::Error)]
 enum StepError {
@@ -221,13 +235,15 @@ impl Executor {
         match job.action {
             Action::Monitor => ended(self.monitor(job)),
             Action::Status => ended(self.status(job)),
-            Action::Off | Action::On => self.power(job, job.action),
+            Action::Off => self.power(job, Power::Off, None).0,
+            Action::On => self.power(job, Power::On, None).0,
             Action::Reboot => {
-                let off = self.power(job, Action::Off);
-                if off.reply.outcome != Outcome::Done {
+                let (off, on) = self.power(job, Power::Off, Some(Power::On));
+                // no on: the off was not confirmed, and the on not tried
+                let Some(on) = on else {
                     return off;
-                }
-                let on = self.power(job, Action::On).reply;
+                };
+                let on = on.reply;
                 let reply = if on.outcome == Outcome::Done {
                     FenceReply::new(
                         Outcome::Done,
@@ -256,7 +272,10 @@ impl Executor {
         }
     }
 
-    fn pcmk_until(&self, deadline: Instant) -> Pacemaker {
+    /// The executor's Pacemaker handle, each tool call bounded by `deadline` (but given at
+    /// least [`MIN_TOOL_TIME`]). Everything of this daemon that reads the CIB for a request
+    /// goes through it, so one handle (live, or a file in tests) and one read count serve all.
+    pub fn pcmk_until(&self, deadline: Instant) -> Pacemaker {
         let left = deadline.saturating_duration_since(Instant::now());
         self.pcmk
             .clone()
@@ -283,13 +302,18 @@ impl Executor {
     }
 
     fn resource(&self, job: &Job) -> Result<(String, Name), StepError> {
+        self.find(job).map(|(rsc, target, _)| (rsc, target))
+    }
+
+    /// The target's resource, and the CIB snapshot it was found in.
+    fn find(&self, job: &Job) -> Result<(String, Name, vm_pcmk::Cib), StepError> {
         let target = job
             .target
             .clone()
             .ok_or(StepError::Blocked("the request names no target".into()))?;
         let cib = self.pcmk_until(job.deadline).snapshot()?;
         let rsc = plan::target_resource(&cib, &target, job.resource.as_ref())?;
-        Ok((rsc, target))
+        Ok((rsc, target, cib))
     }
 
     fn status(&self, job: &Job) -> FenceReply {
@@ -333,22 +357,24 @@ impl Executor {
         locks.entry(rsc.to_owned()).or_default().clone()
     }
 
-    /// `off` or `on`, confirmed.
-    fn power(&self, job: &Job, action: Action) -> Ran {
+    /// `first` (`off` or `on`), confirmed; then, if it was and `then` is given (the on of a
+    /// reboot), `then`, confirmed. The CIB snapshot that found the resource is the first
+    /// begin's compare-and-swap base (one read less), and a reboot holds this daemon's lock on
+    /// the guest across both and ends its off in the on's begin (one read and one write less):
+    /// an off reads the CIB twice, a reboot three times.
+    fn power(&self, job: &Job, first: Power, then: Option<Power>) -> (Ran, Option<Ran>) {
         let ended = |reply| Ran {
             reply,
             observed: Instant::now(),
         };
-        let (rsc, target) = match self.resource(job) {
+        let (rsc, target, cib) = match self.find(job) {
             Ok(x) => x,
             Err(e) => {
-                return ended(FenceReply::new(
-                    e.outcome(),
-                    PowerState::Unknown,
-                    error_chain(&e),
-                ));
+                let reply = FenceReply::new(e.outcome(), PowerState::Unknown, error_chain(&e));
+                return (ended(reply), None);
             }
         };
+        let mut base = Some(cib);
         let lock = self.lock_for(&rsc);
         // serialise fences of one guest in this daemon (bounded: the job's own deadline)
         let _guard = loop {
@@ -356,32 +382,68 @@ impl Executor {
                 Ok(g) => break g,
                 Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => {
+                    // the fence we waited for changed the CIB: its snapshot would only cost a
+                    // refused write, or decide without writing on a state that has passed
+                    base = None;
                     if Instant::now() >= job.deadline || job.cancel.given_up() {
-                        return ended(FenceReply::new(
+                        let reply = FenceReply::new(
                             Outcome::TimedOut,
                             PowerState::Unknown,
                             format!(
                                 "another fence of {target} was still running when this request timed out"
                             ),
-                        ));
+                        );
+                        return (ended(reply), None);
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
-        };
-        let (verb, state) = match action {
-            Action::Off => (Power::Off, PowerState::Off),
-            _ => (Power::On, PowerState::On),
         };
         let owner = Owner {
             node: self.node.clone(),
             pid: std::process::id(),
             request: job.request.clone(),
         };
+        let part = if then.is_some() {
+            Part::RebootOff
+        } else {
+            Part::Alone
+        };
+        let ran = self.power_part(job, &target, &rsc, first, &owner, part, base);
+        let then = match then {
+            Some(verb) if ran.reply.outcome == Outcome::Done => {
+                Some(self.power_part(job, &target, &rsc, verb, &owner, Part::RebootOn, None))
+            }
+            _ => None,
+        };
+        (ran, then)
+    }
+
+    /// One confirmed power change of `rsc` (the caller holds its lock); `base`: a fresh CIB
+    /// snapshot to begin from.
+    #[allow(clippy::too_many_arguments)]
+    fn power_part(
+        &self,
+        job: &Job,
+        target: &Name,
+        rsc: &str,
+        verb: Power,
+        owner: &Owner,
+        part: Part,
+        base: Option<vm_pcmk::Cib>,
+    ) -> Ran {
+        let ended = |reply| Ran {
+            reply,
+            observed: Instant::now(),
+        };
+        let state = match verb {
+            Power::Off => PowerState::Off,
+            Power::On => PowerState::On,
+        };
         let span = tracing::info_span!("fence", %target, %rsc, action = %verb);
         let _e = span.enter();
         let t0 = Instant::now();
-        let result = self.power_steps(job, &rsc, verb, &owner);
+        let result = self.power_steps(job, rsc, verb, owner, part, base);
         // the guest's state has just been changed (or tried to be): no status answer from
         // before
         self.view.invalidate();
@@ -433,14 +495,26 @@ impl Executor {
         rsc: &str,
         verb: Power,
         owner: &Owner,
+        part: Part,
+        base: Option<vm_pcmk::Cib>,
     ) -> Result<(Confirmed, Instant), StepError> {
         let deadline_wall =
             SystemTime::now() + job.deadline.saturating_duration_since(Instant::now());
         // when the status read that found the guest already there began
         let already_read = Cell::new(None);
+        // whether this attempt's snapshot held the reboot's off, now ended in it
+        let off_ended = Cell::new(false);
         let begun = self
             .pcmk_until(job.deadline)
-            .transact(CAS_ATTEMPTS, |cib| -> Result<Update<Option<Begin>>, StepError> {
+            .transact_from(base, CAS_ATTEMPTS, |cib| -> Result<Update<Option<Begin>>, StepError> {
+                // The reboot's off, confirmed, is ended in the same write as the on begins
+                // (its journal cleared, its power-off switch removed, target-role kept).
+                off_ended.set(part == Part::RebootOn && plan::finish(cib, rsc, owner));
+                // A decision not to write still writes the off's end.
+                let decided = |d: Update<Option<Begin>>| match d {
+                    Update::Unchanged(b) if off_ended.get() => Update::Write(b),
+                    d => d,
+                };
                 // refused before anything is written: there is nothing to roll back
                 if verb == Power::Off && !cib.stonith_enabled() {
                     return Err(StepError::NoHostFencing);
@@ -456,7 +530,7 @@ impl Executor {
                         .is_ok_and(|st| confirmed(&st, rsc, verb).unwrap_or(false))
                     {
                         already_read.set(Some(read_at));
-                        return Ok(Update::Unchanged(None));
+                        return Ok(decided(Update::Unchanged(None)));
                     }
                 }
                 let prim = cib.resource(rsc);
@@ -465,9 +539,18 @@ impl Executor {
                 }
                 match plan::begin(cib, rsc, verb, owner, deadline_wall, SystemTime::now())? {
                     b @ Begin::Started(_) => Ok(Update::Write(Some(b))),
-                    b @ Begin::Joined(_) => Ok(Update::Unchanged(Some(b))),
+                    b @ Begin::Joined(_) => Ok(decided(Update::Unchanged(Some(b)))),
                 }
             });
+        if part == Part::RebootOn && begun.is_err() {
+            // nothing was written, the off's end included: end it on its own
+            if let Err(e) = self.end(rsc, owner, false) {
+                tracing::warn!(
+                    "off confirmed, but clearing its journal failed (the janitor will): {}",
+                    error_chain(&e)
+                );
+            }
+        }
         let joined = match begun {
             Ok(None) => {
                 let at = already_read.get().unwrap_or_else(Instant::now);
@@ -487,6 +570,8 @@ impl Executor {
             return result.map(|at| (Confirmed::Joined, at));
         }
         match result {
+            // a reboot's off is ended by its on's begin
+            Ok(at) if part == Part::RebootOff => Ok((Confirmed::Fenced, at)),
             Ok(at) => {
                 // Confirmed. Clearing the journal and force-stop attribute is housekeeping: if it
                 // fails, the janitor finishes it; the fence itself is done.

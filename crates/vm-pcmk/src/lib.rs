@@ -25,4 +25,4 @@ pub mod xml;
 
 pub use cib::{Cib, CibVersion};
 pub use status::{ClusterStatus, NodeStatus, ResourceStatus, Role};
-pub use tools::{CibTarget, Pacemaker, PcmkError, Update, VerifyReport};
+pub use tools::{CibTarget, Pacemaker, PcmkError, Reads, Update, VerifyReport};

@@ -1,6 +1,8 @@
 //! Running Pacemaker's tools against one CIB, live or offline.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use vm_common::process::{Cmd, Output, ProcessError};
@@ -116,11 +118,40 @@ pub enum Update<T> {
     Write(T),
 }
 
-/// A handle on one CIB. Cheap to clone; holds no connection (each call runs a tool).
+impl<T> Update<T> {
+    /// The same decision, its result mapped.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Update<U> {
+        match self {
+            Update::Unchanged(t) => Update::Unchanged(f(t)),
+            Update::Write(t) => Update::Write(f(t)),
+        }
+    }
+}
+
+/// How many times a handle and its clones read the CIB (`cibadmin --query`) and the cluster
+/// status (`crm_mon`): each read is a tool call of 15-25 ms on a live cluster, and the fence path
+/// is measured by them (docs/benchmarks.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// `cibadmin --query` calls.
+    pub cib: u64,
+    /// `crm_mon` calls.
+    pub status: u64,
+}
+
+#[derive(Debug, Default)]
+struct ReadCounters {
+    cib: AtomicU64,
+    status: AtomicU64,
+}
+
+/// A handle on one CIB. Cheap to clone; holds no connection (each call runs a tool). Clones
+/// share one [`Reads`] count.
 #[derive(Debug, Clone)]
 pub struct Pacemaker {
     target: CibTarget,
     timeout: Duration,
+    reads: Arc<ReadCounters>,
 }
 
 impl Pacemaker {
@@ -138,6 +169,7 @@ impl Pacemaker {
         Self {
             target: CibTarget::Live,
             timeout: TOOL_TIMEOUT,
+            reads: Arc::default(),
         }
     }
 
@@ -146,6 +178,16 @@ impl Pacemaker {
         Self {
             target: CibTarget::File(path.into()),
             timeout: TOOL_TIMEOUT,
+            reads: Arc::default(),
+        }
+    }
+
+    /// How many reads this handle and its clones have made so far (attempted calls, failed
+    /// ones included).
+    pub fn reads(&self) -> Reads {
+        Reads {
+            cib: self.reads.cib.load(Ordering::Relaxed),
+            status: self.reads.status.load(Ordering::Relaxed),
         }
     }
 
@@ -328,6 +370,23 @@ impl Pacemaker {
     pub fn transact<T, E>(
         &self,
         attempts: u32,
+        decide: impl FnMut(&mut Cib) -> Result<Update<T>, E>,
+    ) -> Result<T, E>
+    where
+        E: From<PcmkError>,
+    {
+        self.transact_from(None, attempts, decide)
+    }
+
+    /// [`Pacemaker::transact`], whose first attempt decides on `first` (a snapshot the caller
+    /// has just read for its own checks) instead of reading the CIB again. The write is as
+    /// guarded as ever: if the CIB changed since `first` was read, the patch is refused and the
+    /// next attempt reads afresh. Only what `decide` returns without writing
+    /// ([`Update::Unchanged`]) rests on `first` as it was, so `first` should be fresh.
+    pub fn transact_from<T, E>(
+        &self,
+        mut first: Option<Cib>,
+        attempts: u32,
         mut decide: impl FnMut(&mut Cib) -> Result<Update<T>, E>,
     ) -> Result<T, E>
     where
@@ -335,7 +394,10 @@ impl Pacemaker {
     {
         let attempts = attempts.max(1);
         for attempt in 1..=attempts {
-            let before = self.snapshot()?;
+            let before = match first.take() {
+                Some(cib) => cib,
+                None => self.snapshot()?,
+            };
             let mut cib = before.clone();
             let read_at = cib.version();
             match decide(&mut cib)? {
@@ -385,6 +447,7 @@ impl Pacemaker {
     /// The whole CIB as XML (`cibadmin --query`).
     pub fn query(&self) -> Result<String, PcmkError> {
         let cmd = self.tool("cibadmin").arg("--query");
+        self.reads.cib.fetch_add(1, Ordering::Relaxed);
         Ok(self.run_ok("query the CIB", &cmd)?.stdout_text())
     }
 
@@ -417,6 +480,7 @@ impl Pacemaker {
     pub fn status(&self) -> Result<ClusterStatus, PcmkError> {
         const STEP: &str = "read the cluster status";
         let cmd = self.tool("crm_mon").args(["--one-shot", "--output-as=xml"]);
+        self.reads.status.fetch_add(1, Ordering::Relaxed);
         let out = self.run_ok(STEP, &cmd)?;
         ClusterStatus::from_crm_mon_xml(&out.stdout_text())
             .map_err(|source| PcmkError::Output { step: STEP, source })

@@ -16,6 +16,7 @@ use vm_tests::cib::{CibFile, CibSpec};
 use vm_tests::evidence;
 
 mod docs;
+mod fence;
 mod managerd;
 mod vmctl;
 

@@ -17,7 +17,7 @@ use vm_pcmk::xml::Element;
 use vm_pcmk::{Cib, Update};
 
 use crate::App;
-use crate::change::{finish, finish_checked};
+use crate::change::{Checked, Notes, finish, finish_checked};
 use crate::cli::OnOff;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -90,20 +90,25 @@ pub fn run(
         Some(0) | None => wanted.len(),
         Some(n) => n,
     };
-    let guests = if app.dry_run || wanted.len() <= batch {
-        app.pcmk
-            .transact(ATTEMPTS, |cib| -> Result<Update<Vec<GuestReport>>> {
+    let Checked {
+        value: guests,
+        notes,
+    } = if app.dry_run || wanted.len() <= batch {
+        app.pcmk.transact(
+            ATTEMPTS,
+            |cib| -> Result<Update<Checked<Vec<GuestReport>>>> {
                 let before = cib.clone();
-                let reports = add_guests(app, config, cib, node, &wanted)?;
-                finish(app, &before, cib, reports)
-            })?
+                let added = add_guests(app, config, cib, node, &wanted)?;
+                Ok(finish(app, &before, cib, added.value)?.map(|c| c.after(added.notes)))
+            },
+        )?
     } else {
         add_in_batches(app, config, node, &wanted, batch)?
     };
-    Ok(Outcome {
+    Ok(notes.into_outcome(Outcome {
         guests,
         ..Outcome::default()
-    })
+    }))
 }
 
 /// Add `wanted` in changes of at most `batch` whole guests each: every guest's primitive and
@@ -119,32 +124,43 @@ fn add_in_batches(
     node: &str,
     wanted: &[(String, GuestObjects)],
     batch: usize,
-) -> Result<Vec<GuestReport>> {
+) -> Result<Checked<Vec<GuestReport>>> {
     let configuration = |cib: &Cib| cib.root().find("configuration").cloned();
     let snapshot = app.pcmk.snapshot()?;
     let mut whole = snapshot.clone();
-    add_guests(app, config, &mut whole, node, wanted)?;
+    let mut notes = add_guests(app, config, &mut whole, node, wanted)?.notes;
     // crm_verify once, on the whole result; Unchanged when every guest is already present
-    if let Update::Unchanged(()) = finish(app, &snapshot, &whole, ())? {
-        let mut cib = snapshot;
-        return add_guests(app, config, &mut cib, node, wanted);
+    match finish(app, &snapshot, &whole, ())? {
+        Update::Unchanged(checked) => {
+            let mut cib = snapshot;
+            return Ok(add_guests(app, config, &mut cib, node, wanted)?.after(checked.notes));
+        }
+        Update::Write(checked) => notes.add(checked.notes),
     }
     let mut expected = configuration(&snapshot);
     let mut reports = Vec::new();
     let mut added: Vec<&str> = Vec::new();
     for (i, part) in wanted.chunks(batch).enumerate() {
         let mut written = None;
-        let step = app
-            .pcmk
-            .transact(ATTEMPTS, |cib| -> Result<Update<Vec<GuestReport>>> {
+        let step = app.pcmk.transact(
+            ATTEMPTS,
+            |cib| -> Result<Update<Checked<Vec<GuestReport>>>> {
                 let before = cib.clone();
                 let verified = configuration(&before) == expected;
-                let part_reports = add_guests(app, config, cib, node, part)?;
+                let part_added = add_guests(app, config, cib, node, part)?;
                 written = configuration(cib);
-                finish_checked(app, &before, cib, part_reports, verified)
-            });
+                Ok(
+                    finish_checked(app, &before, cib, part_added.value, verified)?
+                        .map(|c| c.after(part_added.notes)),
+                )
+            },
+        );
         match step {
-            Ok(part_reports) => {
+            Ok(Checked {
+                value: part_reports,
+                notes: part_notes,
+            }) => {
+                notes.add(part_notes);
                 tracing::debug!(batch = i + 1, guests = part.len(), "batch written");
                 expected = written;
                 reports.extend(part_reports);
@@ -159,7 +175,10 @@ fn add_in_batches(
             }
         }
     }
-    Ok(reports)
+    Ok(Checked {
+        value: reports,
+        notes,
+    })
 }
 
 /// Add `wanted` to `cib` (those not yet there), after checking the cluster has what they
@@ -170,8 +189,11 @@ fn add_guests(
     cib: &mut Cib,
     node: &str,
     wanted: &[(String, GuestObjects)],
-) -> Result<Vec<GuestReport>> {
-    check_cluster(app, config, cib, node)?;
+) -> Result<Checked<Vec<GuestReport>>> {
+    let notes = Notes {
+        dry_run: None,
+        warnings: check_cluster(app, config, cib, node)?.into_iter().collect(),
+    };
     let others = OtherGuests::of(cib, wanted);
     // ids in the CIB before we add anything: most adds are of new guests, and those
     // need no comparison
@@ -234,11 +256,15 @@ fn add_guests(
             detail,
         });
     }
-    Ok(reports)
+    Ok(Checked {
+        value: reports,
+        notes,
+    })
 }
 
-/// The node, the clones vm-ctl.conf names, and fencing, as the guests need them.
-fn check_cluster(app: &App, config: &Config, cib: &Cib, node: &str) -> Result<()> {
+/// The node, the clones vm-ctl.conf names, and fencing, as the guests need them; a warning
+/// (in a dry run) for what fails the real command.
+fn check_cluster(app: &App, config: &Config, cib: &Cib, node: &str) -> Result<Option<String>> {
     if !cib.node_names().contains(&node) {
         return Err(Error::UnknownNode {
             node: node.to_owned(),
@@ -281,12 +307,11 @@ fn check_cluster(app: &App, config: &Config, cib: &Cib, node: &str) -> Result<()
     }
     if config.stonith()? && !cib.stonith_enabled() {
         if app.dry_run {
-            app.warn(Error::StonithDisabled { file }.to_string());
-        } else {
-            return Err(Error::StonithDisabled { file });
+            return Ok(Some(Error::StonithDisabled { file }.to_string()));
         }
+        return Err(Error::StonithDisabled { file });
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The VirtualDomain resources of the CIB that are not vm-ctl's resource for one of `doms`.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use vm_pcmk::{Cib, ClusterStatus, Role, Update};
 
 use crate::App;
-use crate::change::finish;
+use crate::change::{Checked, finish};
 use crate::error::{Error, Result};
 use crate::guest;
 use crate::ids;
@@ -66,16 +66,16 @@ pub fn run(app: &App, domains: &[String], wait: Option<u64>) -> Result<Outcome> 
                 });
             }
             if !pending.is_empty() {
-                return Ok(Update::Unchanged(Err(pending)));
+                return Ok(Update::Unchanged(Checked::plain(Err(pending))));
             }
             finish(app, &before, cib, Ok(reports))
         })?;
-        match result {
+        match result.value {
             Ok(guests) => {
-                return Ok(Outcome {
+                return Ok(result.notes.into_outcome(Outcome {
                     guests,
                     ..Outcome::default()
-                });
+                }));
             }
             Err(pending) if Instant::now() >= deadline => {
                 let (dom, problem) = match pending.into_iter().next() {

@@ -7,7 +7,7 @@ use vm_pcmk::xml::Element;
 use vm_pcmk::{Role, Update};
 
 use crate::App;
-use crate::change::finish;
+use crate::change::{Checked, finish};
 use crate::error::{Error, Result};
 use crate::guest;
 use crate::ids;
@@ -39,7 +39,10 @@ pub fn run(app: &App, domain: Option<&str>, before: Option<&str>) -> Result<Outc
         .ok()
         .map(|c| c.node_loc_act.as_str().to_owned());
     let status = app.pcmk.status()?;
-    let guests = app.pcmk.transact(ATTEMPTS, |cib| {
+    let Checked {
+        value: guests,
+        notes,
+    } = app.pcmk.transact(ATTEMPTS, |cib| {
         let snapshot = cib.clone();
         let targets: Vec<String> = match (domain, before) {
             (Some(d), _) => {
@@ -109,7 +112,7 @@ pub fn run(app: &App, domain: Option<&str>, before: Option<&str>) -> Result<Outc
         }
         match finish(app, &snapshot, cib, reports)? {
             Update::Unchanged(mut r) if app.dry_run => {
-                for g in &mut r {
+                for g in &mut r.value {
                     if g.change == Change::PreferenceMoved {
                         g.change = Change::WouldChange;
                     }
@@ -119,8 +122,8 @@ pub fn run(app: &App, domain: Option<&str>, before: Option<&str>) -> Result<Outc
             other => Ok(other),
         }
     })?;
-    Ok(Outcome {
+    Ok(notes.into_outcome(Outcome {
         guests,
         ..Outcome::default()
-    })
+    }))
 }

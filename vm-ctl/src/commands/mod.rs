@@ -79,13 +79,7 @@ pub fn dispatch(app: &App, command: &Command) -> Result<Outcome> {
                 resource,
                 password_file,
                 md,
-            } => stonith::token(
-                app,
-                domain,
-                resource.as_deref(),
-                password_file.as_deref(),
-                *md,
-            ),
+            } => stonith::token(domain, resource.as_deref(), password_file.as_deref(), *md),
             StonithCmd::GuestConfig {
                 cluster,
                 members,
@@ -96,7 +90,6 @@ pub fn dispatch(app: &App, command: &Command) -> Result<Outcome> {
                 md,
                 syntax,
             } => stonith::guest_config(
-                app,
                 cluster,
                 members,
                 stonith::GuestConfigOpts {

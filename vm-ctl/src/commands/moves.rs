@@ -10,7 +10,7 @@ use vm_pcmk::xml::Element;
 use vm_pcmk::{Cib, Role, Update};
 
 use crate::App;
-use crate::change::finish;
+use crate::change::{Checked, finish};
 use crate::error::{Error, Result};
 use crate::guest;
 use crate::ids;
@@ -115,7 +115,10 @@ pub fn run_move(app: &App, dom: &str, node: Option<&str>, opts: MoveOpts) -> Res
             .attr("score", "-INFINITY"),
     };
     let constraint_id = constraint.id().unwrap_or("").to_owned();
-    let (dest, others) = app.pcmk.transact(ATTEMPTS, |cib| {
+    let Checked {
+        value: (dest, others),
+        mut notes,
+    } = app.pcmk.transact(ATTEMPTS, |cib| {
         let before = cib.clone();
         guest::primitive(cib, dom)?;
         if node.is_some() {
@@ -187,14 +190,14 @@ pub fn run_move(app: &App, dom: &str, node: Option<&str>, opts: MoveOpts) -> Res
     if app.dry_run {
         report.change = Change::WouldChange;
         report.detail = format!("would move from {from} to {dest}{also}");
-        return Ok(single(report));
+        return Ok(notes.into_outcome(single(report)));
     }
     let Some(secs) = opts.wait else {
         report.detail = format!(
             "moving from {from} to {dest}; constraint {constraint_id} stays until \
              `vm-ctl resource unmove {dom}`{also}"
         );
-        return Ok(single(report));
+        return Ok(notes.into_outcome(single(report)));
     };
     let goal = match node {
         Some(to) => Goal::StartedOn(to.to_owned()),
@@ -214,7 +217,7 @@ pub fn run_move(app: &App, dom: &str, node: Option<&str>, opts: MoveOpts) -> Res
     let now = status.nodes_with(&rsc, Role::Started).join(",");
     if opts.keep {
         report.detail = format!("moved from {from} to {now}; kept {constraint_id}{also}");
-        return Ok(single(report));
+        return Ok(notes.into_outcome(single(report)));
     }
     // Clear the temporary constraint, unless Pacemaker would then send the guest straight
     // back (e.g. to its preferred node): a move that undoes itself is not what was asked.
@@ -222,16 +225,17 @@ pub fn run_move(app: &App, dom: &str, node: Option<&str>, opts: MoveOpts) -> Res
         let before = cib.clone();
         let removed = remove_move_constraints(cib, &rsc);
         if removed.is_empty() {
-            return Ok(Update::Unchanged(Ok(())));
+            return Ok(Update::Unchanged(Checked::plain(Ok(()))));
         }
         let sim = app.pcmk.simulate_cib(cib)?;
         let would = sim.nodes_with(&rsc, Role::Started);
         if would != [now.as_str()] {
-            return Ok(Update::Unchanged(Err(would.join(","))));
+            return Ok(Update::Unchanged(Checked::plain(Err(would.join(",")))));
         }
         finish(app, &before, cib, Ok(()))
     })?;
-    report.detail = match cleared {
+    notes.add(cleared.notes);
+    report.detail = match cleared.value {
         Ok(()) => format!("moved from {from} to {now}; temporary constraint removed{also}"),
         Err(back) => format!(
             "moved from {from} to {now}; kept {constraint_id}, because without it Pacemaker \
@@ -245,7 +249,7 @@ pub fn run_move(app: &App, dom: &str, node: Option<&str>, opts: MoveOpts) -> Res
             }
         ),
     };
-    Ok(single(report))
+    Ok(notes.into_outcome(single(report)))
 }
 
 /// Nodes for a message: `n1`, `n1,n2`, or `stopped`.
@@ -262,13 +266,16 @@ pub fn run_unmove(app: &App, dom: &str) -> Result<Outcome> {
     ids::check_name("domain", dom)?;
     let _lock = app.lock()?;
     let rsc = ids::rsc(dom);
-    let removed = app.pcmk.transact(ATTEMPTS, |cib| {
+    let Checked {
+        value: removed,
+        notes,
+    } = app.pcmk.transact(ATTEMPTS, |cib| {
         let before = cib.clone();
         guest::primitive(cib, dom)?;
         let removed = remove_move_constraints(cib, &rsc);
         finish(app, &before, cib, removed)
     })?;
-    Ok(single(GuestReport {
+    Ok(notes.into_outcome(single(GuestReport {
         domain: dom.to_owned(),
         resource: rsc,
         change: if removed.is_empty() {
@@ -283,7 +290,7 @@ pub fn run_unmove(app: &App, dom: &str) -> Result<Outcome> {
         } else {
             format!("removed {}", removed.join(", "))
         },
-    }))
+    })))
 }
 
 fn single(report: GuestReport) -> Outcome {

@@ -3,7 +3,7 @@
 use vm_pcmk::Update;
 
 use crate::App;
-use crate::change::finish;
+use crate::change::{Checked, finish};
 use crate::error::Result;
 use crate::guest;
 use crate::ids;
@@ -29,9 +29,12 @@ pub fn run(app: &App, domains: &[String], role: Role, wait: Option<u64>) -> Resu
         Role::Started => ("Started", Change::Started),
         Role::Stopped => ("Stopped", Change::Stopped),
     };
-    let guests = app
-        .pcmk
-        .transact(ATTEMPTS, |cib| -> Result<Update<Vec<GuestReport>>> {
+    let Checked {
+        value: guests,
+        notes,
+    } = app.pcmk.transact(
+        ATTEMPTS,
+        |cib| -> Result<Update<Checked<Vec<GuestReport>>>> {
             let before = cib.clone();
             let mut reports = Vec::new();
             for dom in domains {
@@ -57,7 +60,7 @@ pub fn run(app: &App, domains: &[String], role: Role, wait: Option<u64>) -> Resu
             match finish(app, &before, cib, reports)? {
                 Update::Write(r) => Ok(Update::Write(r)),
                 Update::Unchanged(mut r) if app.dry_run => {
-                    for g in &mut r {
+                    for g in &mut r.value {
                         if g.change != Change::Unchanged {
                             g.change = Change::WouldChange;
                         }
@@ -66,7 +69,8 @@ pub fn run(app: &App, domains: &[String], role: Role, wait: Option<u64>) -> Resu
                 }
                 other => Ok(other),
             }
-        })?;
+        },
+    )?;
     let mut guests = guests;
     if let (Some(secs), false) = (wait, app.dry_run) {
         let goal = match role {
@@ -83,8 +87,8 @@ pub fn run(app: &App, domains: &[String], role: Role, wait: Option<u64>) -> Resu
             g.detail = format!("now {}", crate::wait::describe_state(&status, &g.resource));
         }
     }
-    Ok(Outcome {
+    Ok(notes.into_outcome(Outcome {
         guests,
         ..Outcome::default()
-    })
+    }))
 }

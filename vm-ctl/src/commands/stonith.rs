@@ -68,8 +68,8 @@ fn older_keys(dir: &Path, cluster: &Name, new: KeyId) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Create the key directory (mode 0700) if it is missing; warn when it is looser.
-fn ensure_key_dir(app: &App, dir: &Path) -> Result<()> {
+/// Create the key directory (mode 0700) if it is missing; a warning when it is looser.
+fn ensure_key_dir(dir: &Path) -> Result<Option<String>> {
     let err = |op, source| Error::KeyDir {
         op,
         path: dir.to_path_buf(),
@@ -78,14 +78,13 @@ fn ensure_key_dir(app: &App, dir: &Path) -> Result<()> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => {
             let mode = m.mode() & 0o7777;
-            if mode & 0o077 != 0 {
-                app.warn(format!(
+            Ok((mode & 0o077 != 0).then(|| {
+                format!(
                     "the key directory {} has mode {mode:04o}: make it 0700 (chmod 700 {})",
                     dir.display(),
                     dir.display()
-                ));
-            }
-            Ok(())
+                )
+            }))
         }
         Ok(_) => Err(err(
             "use",
@@ -98,6 +97,7 @@ fn ensure_key_dir(app: &App, dir: &Path) -> Result<()> {
             fs::DirBuilder::new()
                 .mode(0o700)
                 .create(dir)
+                .map(|()| None)
                 .map_err(|e| err("create", e))
         }
         Err(e) => Err(err("read", e)),
@@ -113,9 +113,10 @@ pub fn keygen(app: &App, cluster: &str, members: &[String], paths: &FencePaths) 
         fencing::parse_members(members)?
     };
     let (toml, problem) = read_stonithd_toml(&paths.stonithd_config);
-    if let Some(p) = problem {
-        app.warn(format!("{p} (its key_dir and clusters are not used)"));
-    }
+    let mut warnings: Vec<String> = problem
+        .map(|p| format!("{p} (its key_dir and clusters are not used)"))
+        .into_iter()
+        .collect();
     let dir = fencing::key_dir(paths.key_dir.as_deref(), toml.as_ref());
     let key_error = |source| Error::Key {
         cluster: cluster.to_string(),
@@ -125,7 +126,7 @@ pub fn keygen(app: &App, cluster: &str, members: &[String], paths: &FencePaths) 
     let file = dir.join(fencing::key_file_name(&cluster, key.id()));
     let older = older_keys(&dir, &cluster, key.id());
     if !app.dry_run {
-        ensure_key_dir(app, &dir)?;
+        warnings.extend(ensure_key_dir(&dir)?);
         key.write_new(&file).map_err(key_error)?;
         tracing::info!(cluster = %cluster, id = %key.id(), file = %file.display(), "wrote a new guest-cluster key");
     }
@@ -160,25 +161,28 @@ pub fn keygen(app: &App, cluster: &str, members: &[String], paths: &FencePaths) 
             copy_to: other_nodes.unwrap_or_default(),
             instructions,
         }),
+        warnings,
         ..Outcome::default()
     })
 }
 
 /// The legacy password: from `file`, or the original's public one (with a warning).
-fn legacy_password(app: &App, file: Option<&Path>, rsc: &str) -> Result<Password> {
+fn legacy_password(file: Option<&Path>, rsc: &str) -> Result<(Password, Option<String>)> {
     match file {
-        Some(path) => Password::from_file(path).map_err(|source| Error::LegacyToken {
-            rsc: rsc.to_owned(),
-            source,
-        }),
+        Some(path) => Password::from_file(path)
+            .map(|p| (p, None))
+            .map_err(|source| Error::LegacyToken {
+                rsc: rsc.to_owned(),
+                source,
+            }),
         None => {
-            app.warn(format!(
+            let warning = format!(
                 "using the original pm_kvm_tools password \"{ORIGINAL_PASSWORD}\", which is \
                  public: anyone can decrypt or forge such tokens, so legacy mode gives no real \
                  protection (give --password-file, or better use fence_vmstonith with a key: \
                  vm-ctl stonith keygen)"
-            ));
-            Ok(Password::from(ORIGINAL_PASSWORD))
+            );
+            Ok((Password::from(ORIGINAL_PASSWORD), Some(warning)))
         }
     }
 }
@@ -195,18 +199,18 @@ fn make_token(rsc: &str, password: &Password, md: Md) -> Result<String> {
     })
 }
 
-fn warn_if_long(app: &App, rsc: &str) {
-    if rsc.len() > ORIGINAL_MAX_RSC_LEN {
-        app.warn(format!(
+/// A warning when the original vm-stonithd cannot decrypt `rsc`'s token.
+fn long_warning(rsc: &str) -> Option<String> {
+    (rsc.len() > ORIGINAL_MAX_RSC_LEN).then(|| {
+        format!(
             "{rsc} is longer than {ORIGINAL_MAX_RSC_LEN} characters: the original pm_kvm_tools \
              vm-stonithd (openssl without -A) cannot decrypt its token; pm-kvm-tools' vm-stonithd can"
-        ));
-    }
+        )
+    })
 }
 
 /// `stonith token DOMAIN [--resource RSC] [--password-file FILE] [--md md5|sha256]`.
 pub fn token(
-    app: &App,
     domain: &str,
     resource: Option<&str>,
     password_file: Option<&Path>,
@@ -226,9 +230,9 @@ pub fn token(
         rsc: rsc.clone(),
         source,
     })?;
-    let password = legacy_password(app, password_file, &rsc)?;
+    let (password, warning) = legacy_password(password_file, &rsc)?;
     let token = make_token(&rsc, &password, md)?;
-    warn_if_long(app, &rsc);
+    let warnings = warning.into_iter().chain(long_warning(&rsc)).collect();
     let digest: legacy::Digest = md.into();
     Ok(Outcome {
         token: Some(TokenReport {
@@ -238,6 +242,7 @@ pub fn token(
             entry: guest_config::token_entry(dom.as_str(), &token),
             token,
         }),
+        warnings,
         ..Outcome::default()
     })
 }
@@ -261,7 +266,6 @@ pub struct GuestConfigOpts<'a> {
 
 /// `stonith guest-config CLUSTER --members ...`.
 pub fn guest_config(
-    app: &App,
     cluster: &str,
     members: &[String],
     opts: GuestConfigOpts<'_>,
@@ -269,6 +273,7 @@ pub fn guest_config(
     let cluster = fencing::fence_name("guest cluster name", cluster)?;
     let members = fencing::parse_members(members)?;
     fencing::check_mappable(&members)?;
+    let mut warnings = Vec::new();
     let device = if opts.legacy {
         let rscs: Vec<String> = members
             .iter()
@@ -281,11 +286,12 @@ pub fn guest_config(
             })?;
         }
         let first = rscs.first().map_or("", String::as_str);
-        let password = legacy_password(app, opts.password_file, first)?;
+        let (password, warning) = legacy_password(opts.password_file, first)?;
+        warnings.extend(warning);
         let mut tokens = Vec::with_capacity(rscs.len());
         for rsc in &rscs {
             tokens.push(make_token(rsc, &password, opts.md)?);
-            warn_if_long(app, rsc);
+            warnings.extend(long_warning(rsc));
         }
         Device::Legacy { tokens }
     } else {
@@ -322,6 +328,7 @@ fn sections(
             pcs: want(Syntax::Pcs).then(pcs),
             cibadmin: want(Syntax::Cibadmin).then(cibadmin),
         }),
+        warnings,
         ..Outcome::default()
     }
 }
