@@ -306,12 +306,15 @@ pub fn guest_config(
         timeout: opts.timeout,
         device,
     };
-    Ok(sections(
-        opts.syntax,
-        || config.crm(),
-        || config.pcs(),
-        || config.cibadmin(),
-    ))
+    Ok(Outcome {
+        warnings,
+        ..sections(
+            opts.syntax,
+            || config.crm(),
+            || config.pcs(),
+            || config.cibadmin(),
+        )
+    })
 }
 
 /// The sections `syntax` asks for, each rendered only if asked for.
@@ -328,7 +331,6 @@ fn sections(
             pcs: want(Syntax::Pcs).then(pcs),
             cibadmin: want(Syntax::Cibadmin).then(cibadmin),
         }),
-        warnings,
         ..Outcome::default()
     }
 }
