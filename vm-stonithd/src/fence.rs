@@ -273,7 +273,7 @@ impl Executor {
     }
 
     /// The executor's Pacemaker handle, each tool call bounded by `deadline` (but given at
-    /// least [`MIN_TOOL_TIME`]). Everything of this daemon that reads the CIB for a request
+    /// least `MIN_TOOL_TIME`). Everything of this daemon that reads the CIB for a request
     /// goes through it, so one handle (live, or a file in tests) and one read count serve all.
     pub fn pcmk_until(&self, deadline: Instant) -> Pacemaker {
         let left = deadline.saturating_duration_since(Instant::now());
