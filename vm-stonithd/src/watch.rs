@@ -7,20 +7,19 @@
 //! invocation (see [`notify_from_env`]) writes one line to the FIFO and exits. A reader thread
 //! turns lines into a generation count that fence waits block on ([`Watcher::wait_change`]).
 //! Waits still re-read the status every [`FALLBACK`], so a lost event (crm_mon restarting, an
-//! event that is not an operation, such as a node leaving) only delays a confirmation.
+//! event that is not an operation, such as a node leaving) only delays a confirmation. The
+//! child's care (own process group, restarts, kill on stop), the FIFO and the counter are
+//! vm-common's [`supervise`](vm_common::supervise), shared with vm-managerd.
 
+use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use vm_common::supervise::{Program, Supervisor, Trigger, own_fifo};
 
 /// Longest a wait goes without re-reading the status, events or not.
 pub const FALLBACK: Duration = Duration::from_secs(2);
@@ -67,45 +66,29 @@ fn libc_o_nonblock() -> i32 {
     nix::fcntl::OFlag::O_NONBLOCK.bits()
 }
 
-#[derive(Debug, Default)]
-struct State {
-    generation: u64,
-}
-
 /// Change notifications from the host cluster.
 #[derive(Debug, Clone)]
 pub struct Watcher {
-    shared: Arc<(Mutex<State>, Condvar)>,
-    stop: Arc<AtomicBool>,
-    /// The running crm_mon's pid (its own process group), so that [`Watcher::stop`] can kill
-    /// it before the process exits.
-    child: Arc<Mutex<Option<i32>>>,
+    generation: Trigger,
+    /// The supervised crm_mon, so that [`Watcher::stop`] can kill it before the process
+    /// exits (none for a manual watcher).
+    crm_mon: Option<Supervisor>,
 }
 
 impl Watcher {
     /// A watcher that is only poked by hand (tests, or when crm_mon cannot run).
     pub fn manual() -> Watcher {
         Watcher {
-            shared: Arc::new((Mutex::new(State::default()), Condvar::new())),
-            stop: Arc::new(AtomicBool::new(false)),
-            child: Arc::new(Mutex::new(None)),
+            generation: Trigger::default(),
+            crm_mon: None,
         }
     }
 
     /// Starts crm_mon with `agent` (this program) as its external agent, writing to a FIFO at
     /// `fifo` (created mode 0600, replacing a stale one), and a supervisor that restarts it.
     pub fn start(agent: PathBuf, fifo: PathBuf) -> std::io::Result<Watcher> {
-        if std::fs::symlink_metadata(&fifo).is_ok() {
-            std::fs::remove_file(&fifo)?;
-        }
-        nix::unistd::mkfifo(
-            &fifo,
-            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
-        )
-        .map_err(std::io::Error::from)?;
-        // Read-write: the FIFO then never reports end-of-file when an agent closes it.
-        let reader = OpenOptions::new().read(true).write(true).open(&fifo)?;
-        let w = Watcher::manual();
+        let reader = own_fifo(&fifo)?;
+        let mut w = Watcher::manual();
         let events = w.clone();
         thread::Builder::new()
             .name("crm-events".into())
@@ -116,133 +99,84 @@ impl Watcher {
                     events.poke();
                 }
             })?;
-        let sup = w.clone();
-        thread::Builder::new()
-            .name("crm-mon".into())
-            .spawn(move || sup.supervise(&agent, &fifo))?;
+        let restarted = w.clone();
+        // a restarted crm_mon may have missed events: let waiters re-check
+        w.crm_mon = Some(Supervisor::start(
+            "crm-mon",
+            crm_mon(&agent, &fifo),
+            move || restarted.poke(),
+        )?);
         Ok(w)
-    }
-
-    fn supervise(&self, agent: &Path, fifo: &Path) {
-        let mut backoff = Duration::from_millis(500);
-        while !self.stop.load(Ordering::Relaxed) {
-            let started = Instant::now();
-            match spawn_crm_mon(agent, fifo) {
-                Ok(mut child) => {
-                    tracing::debug!(pid = child.id(), "crm_mon event watcher started");
-                    *self.child.lock().unwrap_or_else(|e| e.into_inner()) =
-                        i32::try_from(child.id()).ok();
-                    loop {
-                        if self.stop.load(Ordering::Relaxed) {
-                            kill_group(&child);
-                            let _ = child.wait();
-                            return;
-                        }
-                        match child.try_wait() {
-                            Ok(Some(status)) => {
-                                tracing::warn!(%status, "crm_mon event watcher exited; restarting it (fence waits fall back to re-reading the status every 2 s meanwhile)");
-                                break;
-                            }
-                            Ok(None) => thread::sleep(Duration::from_millis(200)),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot start crm_mon for cluster events"),
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                backoff = Duration::from_millis(500);
-            }
-            thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-            // a restarted crm_mon may have missed events: let waiters re-check
-            self.poke();
-        }
     }
 
     /// Stops crm_mon now (waiters keep working on the fallback period).
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(pid) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        if let Some(crm_mon) = &self.crm_mon {
+            crm_mon.stop();
         }
     }
 
     /// The current generation.
     pub fn generation(&self) -> u64 {
-        let (lock, _) = &*self.shared;
-        lock.lock().unwrap_or_else(|e| e.into_inner()).generation
+        self.generation.count()
     }
 
     /// Something changed (or a waiter should re-check anyway, e.g. on a cancel).
     pub fn poke(&self) {
-        let (lock, cvar) = &*self.shared;
-        let mut s = lock.lock().unwrap_or_else(|e| e.into_inner());
-        s.generation = s.generation.wrapping_add(1);
-        cvar.notify_all();
+        self.generation.bump();
     }
 
     /// Waits until the generation differs from `seen`, or `timeout` passes.
     pub fn wait_change(&self, seen: u64, timeout: Duration) {
-        let (lock, cvar) = &*self.shared;
-        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = cvar
-            .wait_timeout_while(guard, timeout, |s| s.generation == seen)
-            .map_err(|e| e.into_inner());
+        self.generation.wait(seen, timeout);
     }
 }
 
-#[allow(unsafe_code)]
-fn spawn_crm_mon(agent: &Path, fifo: &Path) -> std::io::Result<Child> {
-    let mut agent_arg = std::ffi::OsString::from("--external-agent=");
+/// crm_mon running `agent` for each operation result, with `fifo` as the recipient.
+fn crm_mon(agent: &Path, fifo: &Path) -> Program {
+    let mut agent_arg = OsString::from("--external-agent=");
     agent_arg.push(agent);
-    let mut recipient = std::ffi::OsString::from("--external-recipient=");
+    let mut recipient = OsString::from("--external-recipient=");
     recipient.push(fifo);
     // text output to /dev/null keeps crm_mon in its update loop (XML would mean one-shot);
     // the long interval: updates come from CIB notifications, not from the timer
-    let mut cmd = Command::new("crm_mon");
-    cmd.arg(agent_arg)
-        .arg(recipient)
-        .args([
-            "--output-as=text",
-            "--output-to=/dev/null",
-            "--interval=3600",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    // crm_mon must not outlive vm-stonithd, even one killed with SIGKILL: the kernel kills it
-    // when the thread that started it (the supervisor, which lives as long as the process)
-    // dies. (crm_mon ignores SIGTERM while its main loop runs, hence SIGKILL.)
-    let parent = nix::unistd::getpid();
-    // SAFETY: the closure runs in the forked child before exec and only makes the prctl(2)
-    // and getppid(2) system calls, which are async-signal-safe; it allocates nothing and
-    // takes no lock.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
-            // the parent may have died before the prctl took effect
-            if nix::unistd::getppid() != parent {
-                return Err(std::io::Error::other("parent exited"));
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
-}
-
-use std::os::unix::process::CommandExt as _;
-
-fn kill_group(child: &Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    Program {
+        program: "crm_mon".into(),
+        args: vec![
+            agent_arg,
+            recipient,
+            "--output-as=text".into(),
+            "--output-to=/dev/null".into(),
+            "--interval=3600".into(),
+        ],
+        what: "crm_mon event watcher",
+        meanwhile: "fence waits fall back to re-reading the status every 2 s meanwhile",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn crm_mon_names_this_program_as_its_external_agent() {
+        let p = crm_mon(
+            Path::new("/usr/sbin/vm-stonithd"),
+            Path::new("/run/x/events"),
+        );
+        assert_eq!(p.program, "crm_mon");
+        assert_eq!(
+            p.args,
+            [
+                "--external-agent=/usr/sbin/vm-stonithd",
+                "--external-recipient=/run/x/events",
+                "--output-as=text",
+                "--output-to=/dev/null",
+                "--interval=3600",
+            ]
+        );
+    }
 
     #[test]
     fn waiters_wake_on_poke_or_time_out() {

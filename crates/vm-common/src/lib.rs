@@ -7,6 +7,8 @@
 //! - [`logging`]: the `tracing` subscriber every binary installs once, at start.
 //! - [`error_chain`]: an error and its sources on one line, how every binary reports a failure.
 //! - [`exit`]: the exit codes that mean the same in every program.
+//! - [`supervise`]: a long-running child (crm_mon) kept alive in its own process group, the
+//!   FIFO its output goes to, and the change counter waiters block on.
 //! - [`xml`]: XML escaping for everything written as XML by hand.
 
 mod error;
@@ -14,6 +16,7 @@ pub mod exit;
 pub mod logging;
 pub mod notify;
 pub mod process;
+pub mod supervise;
 pub mod xml;
 
 pub use error::error_chain;
