@@ -9,10 +9,12 @@
 //! - [`attrs`]: this node's transient attributes, read from the CIB with `cibadmin`.
 //! - [`watch`]: CIB change notifications through `crm_mon`.
 //! - [`daemon`]: the module: answers, held `wait`s, refreshes, reloads.
+//! - [`start`]: start-up and run (`main_exec`), behind the thin `main`.
 
 pub mod attrs;
 pub mod cli;
 pub mod daemon;
 pub mod request;
 pub mod rules;
+pub mod start;
 pub mod watch;

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use nix::sys::signal::{SigSet, Signal};
 use vm_seal::Name;
 
 use crate::cli::{Cli, exit};
@@ -89,11 +88,7 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
 
     // Signals are taken synchronously by one thread (sigwait): block them before any thread
     // starts, so every thread inherits the mask.
-    let mut signals = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        signals.add(s);
-    }
-    signals.thread_block().map_err(MainError::Signals)?;
+    let signals = vm_common::signals::block().map_err(MainError::Signals)?;
 
     let node = vm_common::process::cluster_node_name();
     std::fs::create_dir_all(&cli.state_dir)
@@ -124,8 +119,20 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
     daemon.publish_keys();
 
     let shutdown = Arc::new(AtomicBool::new(false));
-    spawn_signal_thread(signals, daemon.clone(), shutdown.clone())
+    {
+        // SIGHUP reloads; SIGTERM/SIGINT roll back fences in progress and stop
+        let (reload, stop, shutdown) = (daemon.clone(), daemon.clone(), shutdown.clone());
+        vm_common::signals::spawn_thread(
+            signals,
+            move || reload.reload(),
+            move |s| {
+                tracing::info!("{s}: rolling back fences in progress and stopping");
+                shutdown.store(true, Ordering::SeqCst);
+                stop.cancel_all();
+            },
+        )
         .map_err(MainError::SignalThread)?;
+    }
     daemon.serve(&socket, &shutdown);
     if !daemon.drain(DRAIN) {
         tracing::warn!("some fences were still rolling back at exit; the next start cleans them");
@@ -178,32 +185,6 @@ pub fn check_report(path: &std::path::Path, config: &Config, keys: &KeyRing) -> 
         );
     }
     out
-}
-
-/// Takes SIGHUP (reload) and SIGTERM/SIGINT (roll back fences in progress, stop) on a thread
-/// of its own; `signals` must be blocked in every thread already.
-fn spawn_signal_thread(
-    signals: SigSet,
-    daemon: Arc<Daemon>,
-    shutdown: Arc<AtomicBool>,
-) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            loop {
-                match signals.wait() {
-                    Ok(Signal::SIGHUP) => daemon.reload(),
-                    Ok(s) => {
-                        tracing::info!("{s}: rolling back fences in progress and stopping");
-                        shutdown.store(true, Ordering::SeqCst);
-                        daemon.cancel_all();
-                        return;
-                    }
-                    Err(e) => tracing::warn!("waiting for signals: {e}"),
-                }
-            }
-        })
-        .map(drop)
 }
 
 #[cfg(test)]

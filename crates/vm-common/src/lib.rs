@@ -9,6 +9,7 @@
 //! - [`exit`]: the exit codes that mean the same in every program.
 //! - [`supervise`]: a long-running child (crm_mon) kept alive in its own process group, the
 //!   FIFO its output goes to, and the change counter waiters block on.
+//! - [`signals`]: the thread that takes a daemon's signals (reload, stop).
 //! - [`xml`]: XML escaping for everything written as XML by hand.
 
 mod error;
@@ -16,6 +17,7 @@ pub mod exit;
 pub mod logging;
 pub mod notify;
 pub mod process;
+pub mod signals;
 pub mod supervise;
 pub mod xml;
 
