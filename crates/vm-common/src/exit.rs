@@ -20,3 +20,34 @@ pub const USAGE: u8 = 2;
 pub const CONFIG: u8 = 3;
 /// The local daemon the program talks to cannot be reached (not running, wrong socket).
 pub const UNREACHABLE: u8 = 5;
+
+/// The codes of an `EXIT_STATUS` table that the `Exit status:` paragraph of a program's long
+/// help does not name (each as `CODE ` followed by its meaning), first to last; empty when it
+/// names them all. `--help` says the codes in one line and the man page lists the table, so
+/// every program's tests check the two agree with this.
+pub fn missing_from_help(help: &str, table: &[(u8, &str)]) -> Vec<u8> {
+    let line = help.split("Exit status:").nth(1).unwrap_or_default();
+    table
+        .iter()
+        .map(|(code, _)| *code)
+        .filter(|code| !line.contains(&format!("{code} ")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_not_named_after_exit_status_are_missing() {
+        let table = [(SUCCESS, "ok"), (USAGE, "usage"), (CONFIG, "config")];
+        let help = "Serves. 3 retries.\n\nExit status: 0 stopped; 2 usage error.";
+        // 3 appears only before the paragraph
+        assert_eq!(missing_from_help(help, &table), [CONFIG]);
+        assert_eq!(
+            missing_from_help("Exit status: 0 ok; 2 usage; 3 config", &table),
+            [] as [u8; 0]
+        );
+        assert_eq!(missing_from_help("no paragraph", &table), [0, 2, 3]);
+    }
+}
