@@ -127,15 +127,9 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
-    fn cli_definition_is_consistent() {
-        super::Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn a_usage_error_exits_with_the_tables_usage_code() {
-        use clap::Parser;
-        let e = super::Cli::try_parse_from(["vm-connectd", "--no-such-option"]).unwrap_err();
-        assert_eq!(e.exit_code(), i32::from(super::exit::USAGE));
+    fn cli_definition_is_consistent_and_a_usage_error_exits_with_the_tables_usage_code() {
+        assert_eq!(super::exit::USAGE, vm_common::exit::USAGE);
+        vm_common::exit::check_cli(&super::Cli::command());
     }
 
     #[test]

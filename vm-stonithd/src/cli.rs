@@ -71,28 +71,16 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
-    fn cli_definition_is_consistent() {
-        super::Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn a_usage_error_exits_with_the_tables_usage_code() {
-        use clap::Parser;
-        let e = super::Cli::try_parse_from(["vm-stonithd", "--no-such-option"]).unwrap_err();
-        assert_eq!(e.exit_code(), i32::from(super::exit::USAGE));
+    fn cli_definition_is_consistent_and_a_usage_error_exits_with_the_tables_usage_code() {
+        assert_eq!(super::exit::USAGE, vm_common::exit::USAGE);
+        vm_common::exit::check_cli(&super::Cli::command());
     }
 
     #[test]
     fn help_names_every_exit_status_of_the_table() {
         // --help says them in one line, the man page from EXIT_STATUS: the two must agree
-        let help = super::Cli::command()
-            .get_long_about()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        assert_eq!(
-            vm_common::exit::missing_from_help(&help, super::EXIT_STATUS),
-            [] as [u8; 0],
-            "{help}"
-        );
+        let missing =
+            vm_common::exit::missing_from_long_help(&super::Cli::command(), super::EXIT_STATUS);
+        assert_eq!(missing, [] as [u8; 0]);
     }
 }

@@ -34,6 +34,30 @@ pub fn missing_from_help(help: &str, table: &[(u8, &str)]) -> Vec<u8> {
         .collect()
 }
 
+/// The checks every program's command line gets in its tests: clap's own consistency checks
+/// (they panic), and a usage error exiting with [`USAGE`]. For tests: it panics on a failure.
+#[cfg(feature = "cli")]
+pub fn check_cli(cmd: &clap::Command) {
+    cmd.clone().debug_assert();
+    match cmd
+        .clone()
+        .try_get_matches_from([cmd.get_name(), "--no-such-option"])
+    {
+        Ok(_) => panic!("an unknown option is a usage error"),
+        Err(e) => assert_eq!(e.exit_code(), i32::from(USAGE), "{e}"),
+    }
+}
+
+/// [`missing_from_help`] of `cmd`'s long help.
+#[cfg(feature = "cli")]
+pub fn missing_from_long_help(cmd: &clap::Command, table: &[(u8, &str)]) -> Vec<u8> {
+    let help = cmd
+        .get_long_about()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    missing_from_help(&help, table)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +73,38 @@ mod tests {
             [] as [u8; 0]
         );
         assert_eq!(missing_from_help("no paragraph", &table), [0, 2, 3]);
+    }
+
+    #[cfg(feature = "cli")]
+    #[test]
+    fn a_command_line_passes_the_shared_checks() {
+        let cmd = clap::Command::new("prog")
+            .long_about("Does things.\n\nExit status: 0 done; 2 usage error")
+            .arg(
+                clap::Arg::new("verbose")
+                    .short('v')
+                    .action(clap::ArgAction::Count),
+            );
+        check_cli(&cmd);
+        assert_eq!(
+            missing_from_long_help(&cmd, &[(SUCCESS, "done"), (USAGE, "usage")]),
+            [] as [u8; 0]
+        );
+        assert_eq!(
+            missing_from_long_help(&cmd, &[(CONFIG, "config")]),
+            [CONFIG]
+        );
+    }
+
+    #[cfg(feature = "cli")]
+    #[test]
+    #[should_panic(expected = "an unknown option is a usage error")]
+    fn a_command_line_taking_any_option_fails_the_check() {
+        let cmd = clap::Command::new("prog").arg(
+            clap::Arg::new("x")
+                .long("no-such-option")
+                .action(clap::ArgAction::SetTrue),
+        );
+        check_cli(&cmd);
     }
 }
