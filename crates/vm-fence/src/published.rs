@@ -27,6 +27,15 @@ pub struct KeyStamp {
 }
 
 impl KeyStamp {
+    /// The stamp of `cluster`'s key `id` with `fingerprint`.
+    pub fn new(cluster: &str, id: &str, fingerprint: &str) -> Self {
+        Self {
+            cluster: cluster.to_owned(),
+            id: id.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+        }
+    }
+
     /// The stamp of `key`.
     pub fn of(key: &Key) -> Self {
         Self {
@@ -84,11 +93,11 @@ pub fn parse(value: &str) -> Result<Vec<KeyStamp>, MalformedItem> {
                 (Some(fp), Some(id), Some(cluster))
                     if !cluster.is_empty() && hex16(id) && hex16(fp) =>
                 {
-                    Ok(KeyStamp {
-                        cluster: cluster.to_owned(),
-                        id: id.to_ascii_lowercase(),
-                        fingerprint: fp.to_ascii_lowercase(),
-                    })
+                    Ok(KeyStamp::new(
+                        cluster,
+                        &id.to_ascii_lowercase(),
+                        &fp.to_ascii_lowercase(),
+                    ))
                 }
                 _ => Err(MalformedItem {
                     item: item.to_owned(),
@@ -98,26 +107,30 @@ pub fn parse(value: &str) -> Result<Vec<KeyStamp>, MalformedItem> {
         .collect()
 }
 
+/// Key ids and fingerprints for tests, here and in the crates that read published keys.
+#[cfg(any(test, feature = "test-fixtures"))]
+pub mod fixtures {
+    /// A key id.
+    pub const ID1: &str = "0011223344556677";
+    /// Another key id.
+    pub const ID2: &str = "8899aabbccddeeff";
+    /// A fingerprint.
+    pub const FP1: &str = "1111111111111111";
+    /// Another fingerprint.
+    pub const FP2: &str = "2222222222222222";
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixtures::{FP1, FP2, ID1, ID2};
     use super::*;
-
-    fn stamp(cluster: &str, id: &str, fp: &str) -> KeyStamp {
-        KeyStamp {
-            cluster: cluster.into(),
-            id: id.into(),
-            fingerprint: fp.into(),
-        }
-    }
-
-    const ID1: &str = "0011223344556677";
-    const ID2: &str = "8899aabbccddeeff";
-    const FP1: &str = "1111111111111111";
-    const FP2: &str = "2222222222222222";
 
     #[test]
     fn published_format_round_trips() {
-        let keys = vec![stamp("web", ID1, FP1), stamp("db:x", ID2, FP2)];
+        let keys = vec![
+            KeyStamp::new("web", ID1, FP1),
+            KeyStamp::new("db:x", ID2, FP2),
+        ];
         let v = format(&keys);
         assert_eq!(v, ::std::format!("db:x:{ID2}:{FP2},web:{ID1}:{FP1}"));
         let mut back = parse(&v).unwrap();

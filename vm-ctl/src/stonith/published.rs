@@ -293,28 +293,16 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stamp(cluster: &str, id: &str, fp: &str) -> KeyStamp {
-        KeyStamp {
-            cluster: cluster.into(),
-            id: id.into(),
-            fingerprint: fp.into(),
-        }
-    }
-
-    const ID1: &str = "0011223344556677";
-    const ID2: &str = "8899aabbccddeeff";
-    const FP1: &str = "1111111111111111";
-    const FP2: &str = "2222222222222222";
+    use vm_fence::published::fixtures::{FP1, FP2, ID1, ID2};
 
     fn local() -> Vec<LocalKey> {
         vec![
             LocalKey {
-                stamp: stamp("web", ID1, FP1),
+                stamp: KeyStamp::new("web", ID1, FP1),
                 file: PathBuf::from(format!("/k/web-{ID1}.key")),
             },
             LocalKey {
-                stamp: stamp("db:x", ID2, FP2),
+                stamp: KeyStamp::new("db:x", ID2, FP2),
                 file: PathBuf::from(format!("/k/db:x-{ID2}.key")),
             },
         ]
