@@ -58,7 +58,7 @@ impl ClientConfig {
         format!("loc-{}-{}", self.resource, self.first().replace(':', "_"))
     }
 
-    fn header(&self, out: &mut String, title: &str, load: &str) {
+    fn header(&self, out: &mut String, (title, load): (&str, &str)) {
         let _ = writeln!(
             out,
             "# ===== {title}: host attributes for the guest cluster ====="
@@ -85,11 +85,7 @@ impl ClientConfig {
     /// The crm shell section.
     pub fn crm(&self) -> String {
         let mut out = String::new();
-        self.header(
-            &mut out,
-            "crm shell (crmsh)",
-            "Load it in one guest: save this section to a file, then: crm configure load update FILE",
-        );
+        self.header(&mut out, super::section::CRMSH);
         let _ = writeln!(
             out,
             "primitive {PRIMITIVE} ocf:pm-kvm-tools:vm-client \\\n    params attribute_list=\"{}\" \\\n    op monitor interval=10s timeout=20s",
@@ -112,7 +108,10 @@ impl ClientConfig {
     /// The pcs section.
     pub fn pcs(&self) -> String {
         let mut out = String::new();
-        self.header(&mut out, "pcs", "Run these commands in one guest, as root.");
+        self.header(
+            &mut out,
+            ("pcs", "Run these commands in one guest, as root."),
+        );
         let _ = writeln!(
             out,
             "pcs resource create {PRIMITIVE} ocf:pm-kvm-tools:vm-client attribute_list=\"{}\" op monitor interval=10s timeout=20s clone {CLONE}\n",
@@ -134,11 +133,7 @@ impl ClientConfig {
     /// The cibadmin section: a POSIX shell script of Pacemaker's own tools.
     pub fn cibadmin(&self) -> String {
         let mut out = String::new();
-        self.header(
-            &mut out,
-            "cibadmin (Pacemaker's own tools)",
-            "Run it in one guest, as root: save this section to a file, then: sh FILE",
-        );
+        self.header(&mut out, super::section::CIBADMIN);
         out.push_str("set -e\n");
         let _ = writeln!(
             out,

@@ -212,7 +212,7 @@ impl GuestConfig {
         ]
     }
 
-    fn header(&self, out: &mut String, title: &str, load: &str) {
+    fn header(&self, out: &mut String, (title, load): (&str, &str)) {
         let _ = writeln!(
             out,
             "# ===== {title}: fencing of guest cluster {} =====",
@@ -302,11 +302,7 @@ impl GuestConfig {
     /// The crm shell section (for `crm configure load update FILE`).
     pub fn crm(&self) -> String {
         let mut out = String::new();
-        self.header(
-            &mut out,
-            "crm shell (crmsh)",
-            "Load it in one guest: save this section to a file, then: crm configure load update FILE",
-        );
+        self.header(&mut out, super::section::CRMSH);
         let monitor = |interval: &str, timeout: u64| {
             format!("    op monitor interval={interval} timeout={timeout}s")
         };
@@ -351,8 +347,10 @@ impl GuestConfig {
         let mut out = String::new();
         self.header(
             &mut out,
-            "pcs",
-            "Run these commands in one guest, as root (pcs refuses agents it cannot find: install them first).",
+            (
+                "pcs",
+                "Run these commands in one guest, as root (pcs refuses agents it cannot find: install them first).",
+            ),
         );
         let helper = format!(
             "# pcs stonith create {HELPER_DEVICE} external/stonith-helper {} op monitor interval=3600s timeout=60s\n{}",
@@ -395,11 +393,7 @@ impl GuestConfig {
     /// without crmsh or pcs. Single quotes around the XML are safe: no value contains one.
     pub fn cibadmin(&self) -> String {
         let mut out = String::new();
-        self.header(
-            &mut out,
-            "cibadmin (Pacemaker's own tools)",
-            "Run it in one guest, as root: save this section to a file, then: sh FILE",
-        );
+        self.header(&mut out, super::section::CIBADMIN);
         let helper = format!(
             "# cibadmin --create --scope resources --xml-text '{}'\n",
             primitive_xml(

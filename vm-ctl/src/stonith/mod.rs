@@ -28,6 +28,21 @@ pub use vm_fence::defaults::{
 };
 pub use vm_fence::published::PUBLISHED_KEYS_ATTR;
 
+/// The sections the guest-config and client-config outputs share: a title and how to load the
+/// section, the same for both (pcs's instructions differ, so they are each output's own).
+pub mod section {
+    /// The crmsh section.
+    pub const CRMSH: (&str, &str) = (
+        "crm shell (crmsh)",
+        "Load it in one guest: save this section to a file, then: crm configure load update FILE",
+    );
+    /// The cibadmin section.
+    pub const CIBADMIN: (&str, &str) = (
+        "cibadmin (Pacemaker's own tools)",
+        "Run it in one guest, as root: save this section to a file, then: sh FILE",
+    );
+}
+
 /// The file name `stonith keygen` gives a key: `<cluster>-<key id>.key`.
 pub fn key_file_name(cluster: &Name, id: KeyId) -> String {
     format!("{cluster}-{id}.key")
