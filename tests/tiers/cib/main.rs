@@ -179,21 +179,15 @@ fn cib_many_object_patch_is_one_versioned_change() {
         "the other writer's resource was lost"
     );
     // and the sections keep their places in <configuration>
-    let order: Vec<&str> = written
-        .root()
-        .find("configuration")
-        .unwrap()
-        .elements()
-        .map(|e| e.name.as_str())
-        .collect();
-    let expected: Vec<&str> = fresh
-        .root()
-        .find("configuration")
-        .unwrap()
-        .elements()
-        .map(|e| e.name.as_str())
-        .collect();
-    assert_eq!(order, expected);
+    let sections = |cib: &vm_pcmk::Cib| -> Vec<String> {
+        cib.root()
+            .find("configuration")
+            .unwrap()
+            .elements()
+            .map(|e| e.name.clone())
+            .collect()
+    };
+    assert_eq!(sections(&written), sections(&fresh));
     cib.assert_valid();
     evidence(
         "cib",
