@@ -13,11 +13,14 @@
 //! - [`message`]: [`Message`] and the payload types, their encodings and [`MessageError`].
 //! - [`client`]: the blocking client and module API on a daemon's local unix socket (the only
 //!   I/O in this crate).
+//! - [`liveness`]: guest liveness as the host publishes it (the `pmkt-guest-<domain>` node
+//!   attribute: its name, value format and states), the outcome of the heartbeat.
 
 pub mod client;
 pub mod crc32c;
 pub mod decoder;
 pub mod frame;
+pub mod liveness;
 pub mod message;
 mod wire;
 
