@@ -2,6 +2,7 @@
 //! page from the same definition `--help` uses.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -53,6 +54,33 @@ pub struct Cli {
     /// Seconds to wait for an answer (host: from a module; guest: from the host).
     #[arg(long, value_name = "SECS")]
     pub request_timeout: Option<u64>,
+    /// Host mode: seconds between two heartbeats to each guest's vm-connectd (fractions
+    /// allowed; 0 turns the heartbeat off, and every guest's liveness stays unknown).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub heartbeat_interval: Duration,
+    /// Host mode: seconds without an answer after which a guest whose vm-connectd answered is
+    /// silent (fractions allowed).
+    #[arg(long, value_name = "SECS", default_value = "20", value_parser = parse_secs)]
+    pub liveness_timeout: Duration,
+    /// Guest mode: a systemd unit whose failure the host should know of (repeatable): it
+    /// must be active (`systemctl is-active`); failing --health-failures checks in a row makes
+    /// the host see this guest unhealthy.
+    #[arg(long = "health-unit", value_name = "UNIT")]
+    pub health_units: Vec<String>,
+    /// Guest mode: a command (absolute path, no arguments, run without a shell) that must exit
+    /// 0 within --health-interval (repeatable); the check is named by its file name.
+    #[arg(long = "health-command", value_name = "PATH")]
+    pub health_commands: Vec<PathBuf>,
+    /// Guest mode: seconds between two rounds of health checks (also each check's time limit).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub health_interval: Duration,
+    /// Guest mode: consecutive failures after which a health check is reported failing.
+    #[arg(long, value_name = "N", default_value_t = crate::health::DEFAULT_FAILURES, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub health_failures: u32,
+    /// Host mode: do not publish guests' liveness as transient node attributes
+    /// (pmkt-guest-<domain>) through attrd: for hosts without Pacemaker.
+    #[arg(long)]
+    pub no_attributes: bool,
     /// More log output: info by default, -v debug, -vv trace (RUST_LOG overrides).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -69,6 +97,14 @@ impl Cli {
             verbose: self.verbose.saturating_add(1),
             quiet: false,
         }
+    }
+}
+
+/// Seconds, fractions allowed, at most a day.
+fn parse_secs(arg: &str) -> Result<Duration, String> {
+    match arg.parse::<f64>() {
+        Ok(s) if (0.0..=86_400.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("expected seconds from 0 to 86400, got '{arg}'")),
     }
 }
 
@@ -93,13 +129,21 @@ pub enum Command {
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
+        /// Print only guest DOMAIN's liveness, as the node attribute pmkt-guest-DOMAIN has it
+        /// (`<link>:<liveness>:<since>`), and on a second line `failing: CHECK,...` when its
+        /// health checks fail; exit 4 when this host has no link to it.
+        #[arg(long, value_name = "DOMAIN", conflicts_with = "json")]
+        guest: Option<String>,
     },
 }
 
-/// Exit statuses, all of them shared ([`vm_common::exit`]); [`crate::start::MainError::exit_code`]
+/// Exit statuses, the shared ones ([`vm_common::exit`]) and `status --guest`'s own;
+/// [`crate::start::MainError::exit_code`]
 /// maps errors to them.
 pub mod exit {
     pub use vm_common::exit::{FAILURE, SUCCESS, UNREACHABLE, USAGE};
+    /// `status --guest`: this host has no link to that guest.
+    pub const NOT_LINKED: u8 = 4;
 }
 
 /// Every exit status and its meaning, for the man page.
@@ -115,6 +159,10 @@ pub const EXIT_STATUS: &[(u8, &str)] = &[
     (
         exit::USAGE,
         "usage error, including neither -t host nor -t guest",
+    ),
+    (
+        exit::NOT_LINKED,
+        "status --guest: the daemon has no link to that guest (not running on this host, or its channel not found)",
     ),
     (
         exit::UNREACHABLE,

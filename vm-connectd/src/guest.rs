@@ -42,6 +42,12 @@ pub struct GuestConfig {
     pub socket: PathBuf,
     /// Deadline for the host's answer to a request.
     pub request_timeout: Duration,
+    /// The health checks reported to the host in answers to its heartbeats.
+    pub health: Vec<crate::health::Check>,
+    /// How often the checks run.
+    pub health_interval: Duration,
+    /// Consecutive failures after which a check is reported failing.
+    pub health_failures: u32,
 }
 
 /// Errors that stop the guest daemon from starting.
@@ -53,6 +59,9 @@ pub enum GuestError {
     /// The local socket.
     #[error(transparent)]
     Local(#[from] local::LocalError),
+    /// The health check thread.
+    #[error("cannot start the health check thread")]
+    Health(#[source] std::io::Error),
 }
 
 type ClientId = u64;
@@ -78,6 +87,10 @@ struct State {
     changes: u64,
     served: u64,
     offences: u64,
+    /// The health checks, for the answers to heartbeats.
+    health: crate::health::Health,
+    /// Heartbeats answered.
+    heartbeats: u64,
 }
 
 impl State {
@@ -145,9 +158,19 @@ pub async fn run(
         // still have answers for on the way (sent before the host saw our new session).
         state: Mutex::new(State {
             next_id: crate::rand_u64() >> 1,
+            health: crate::health::Health::new(cfg.health.clone(), cfg.health_failures),
             ..State::default()
         }),
     });
+    {
+        let health = guest.lock().health.clone();
+        health
+            .start(cfg.health_interval)
+            .map_err(GuestError::Health)?;
+        for c in &cfg.health {
+            tracing::info!(check = %c.name, "health check: {}", crate::health::describe(c));
+        }
+    }
     guest.lock().writer = Some(writer.clone());
     // The first write waits for a host side; its completion is our "host connected".
     let _ = writer.offer(guest.hello().to_bytes());
@@ -278,6 +301,15 @@ fn on_host_frame(guest: &Guest, frame: Frame) {
                 st.host_software = h.software().to_owned();
                 // make sure the host knows us (it may have (re)connected without our Hello)
                 let _ = st.send_host(&guest.hello());
+            }
+        }
+        Message::Heartbeat => {
+            // The host asks whether we still run (docs/protocol.md §15): answer at once, with
+            // the health checks that fail. Nothing else to do: the host keeps the state.
+            let alive = Message::Alive(st.health.alive());
+            st.heartbeats += 1;
+            if !st.send_host(&alive.to_frame(id)) {
+                tracing::debug!("the port is not accepting frames; a heartbeat went unanswered");
             }
         }
         Message::Pong(_) | Message::Reply(_) | Message::Retry(_) | Message::Error(_) => {
@@ -451,6 +483,8 @@ fn status_json(guest: &Guest) -> String {
         answered: st.served,
         offences: st.offences,
         request_timeout_secs: limits::GUEST_REQUEST_TIMEOUT.as_secs(),
+        heartbeats: st.heartbeats,
+        failing: st.health.failing(),
     })
     .to_json()
 }

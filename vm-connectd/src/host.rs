@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tracing::Instrument as _;
+use vm_proto::liveness::{self as published, GuestLiveness, Link as LinkUp};
 use vm_proto::{
     DecodeError, Deliver, ErrorCode, ErrorMsg, Frame, Hello, Message, Origin, OriginSource, Pong,
     Reply, Retry, RetryReason, Role, ServiceName, StatusReply,
@@ -23,6 +24,7 @@ use vm_proto::{
 use crate::discovery::{self, Discovered};
 use crate::frames::{FrameReader, Incoming, Outbox, offer, spawn_writer};
 use crate::limits::{self, ErrorBudget, OffenceLog, RateLimit};
+use crate::liveness::{Heartbeat, Publisher, Tracker};
 use crate::local::{self, PeerCred};
 use crate::status::{HostStatus, LinkState, LinkStatus, ModuleStatus, Status};
 
@@ -44,6 +46,10 @@ pub struct HostConfig {
     pub qemu_pid_dir: PathBuf,
     /// Sockets the operator names explicitly (guest name, socket path in `sock_dir`).
     pub guests: Vec<(String, PathBuf)>,
+    /// The heartbeat with each guest daemon (`None`: off, every guest's liveness `unknown`).
+    pub heartbeat: Option<Heartbeat>,
+    /// Whether guests' liveness is published as node attributes (through attrd).
+    pub publish: bool,
 }
 
 type LinkId = u64;
@@ -75,6 +81,23 @@ struct Link {
     /// Bytes received on the link, and bytes its decoder ran through CRC-32C.
     received: u64,
     checksummed: u64,
+    /// What the heartbeat says of the guest daemon on this link.
+    liveness: Tracker,
+    /// The value last published for the link (or that would be, when not publishing).
+    published: Option<GuestLiveness>,
+    /// Whether the guest's name was found unfit for an attribute name (logged once per link).
+    unpublishable: bool,
+}
+
+impl Link {
+    /// The link state the liveness attribute shows: up once connected (backed off too: the
+    /// daemon still holds the channel), down while connecting.
+    fn link_up(&self) -> LinkUp {
+        match self.state {
+            LinkState::Connecting => LinkUp::Down,
+            LinkState::Up | LinkState::Backoff => LinkUp::Up,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -198,7 +221,12 @@ impl State {
 pub struct Host {
     cfg: HostConfig,
     state: Mutex<State>,
+    /// The liveness attributes' writer (`None`: not publishing).
+    publisher: Option<Publisher>,
 }
+
+/// How long a stopping daemon waits for its liveness attributes to be deleted.
+const UNPUBLISH_DEADLINE: Duration = Duration::from_secs(20);
 
 impl Host {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -219,6 +247,9 @@ pub enum HostError {
     /// The guest socket directory could not be watched.
     #[error(transparent)]
     Discovery(#[from] discovery::DiscoveryError),
+    /// The thread that publishes liveness attributes could not be started.
+    #[error("cannot start the thread that publishes guests' liveness")]
+    Publisher(#[source] std::io::Error),
 }
 
 /// Run host mode until `shutdown` completes.
@@ -226,9 +257,15 @@ pub async fn run(
     cfg: HostConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), HostError> {
+    let publisher = if cfg.publish {
+        Some(Publisher::start(crate::liveness::Attrd).map_err(HostError::Publisher)?)
+    } else {
+        None
+    };
     let host = Arc::new(Host {
         cfg: cfg.clone(),
         state: Mutex::new(State::default()),
+        publisher,
     });
     let (listener, _socket_file) = local::bind(&cfg.socket)?;
     let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<Discovered>(1024);
@@ -251,12 +288,99 @@ pub async fn run(
             ensure_link(&host, found);
         }
     };
+    let heartbeat = heartbeat_loop(Arc::clone(&host));
     tokio::select! {
         () = shutdown => tracing::info!("shutting down"),
         () = accept => tracing::error!("local socket closed"),
         () = links => tracing::error!("guest discovery stopped"),
+        () = heartbeat => tracing::error!("heartbeat stopped"),
+    }
+    if let Some(p) = &host.publisher {
+        // the guests' liveness as this daemon saw it is void once it stops (transient
+        // attributes would otherwise outlive it until the node leaves the cluster)
+        let left = p.shutdown(UNPUBLISH_DEADLINE);
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "stopping with liveness attributes not deleted (attrd did not answer)"
+            );
+        }
     }
     Ok(())
+}
+
+/// Sends a Heartbeat on every link whose guest daemon has said Hello, and turns guests that
+/// stopped answering `silent`, every heartbeat interval (one timer for all links: 500 guests
+/// cost 100 small frames a second at the default interval). Never ends when the heartbeat is
+/// off.
+async fn heartbeat_loop(host: Arc<Host>) {
+    let Some(hb) = host.cfg.heartbeat else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(hb.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut st = host.lock();
+        let ids: Vec<LinkId> = st.links.keys().copied().collect();
+        for id in ids {
+            let Some(l) = st.links.get_mut(&id) else {
+                continue;
+            };
+            if l.liveness.tick(hb.timeout, now, wall) {
+                tracing::warn!(
+                    guest = %l.origin.domain(),
+                    "the guest's vm-connectd has not answered for {:?}: silent",
+                    hb.timeout
+                );
+            }
+            if l.state != LinkState::Connecting && l.guest_session.is_some() {
+                let hb_id = l.liveness.next_heartbeat();
+                if let Some(outbox) = &l.outbox {
+                    // A full queue means the guest does not read: the missing answer says
+                    // so, without a log line per heartbeat.
+                    if !offer(outbox, Message::Heartbeat.to_frame(hb_id)) {
+                        l.dropped += 1;
+                    }
+                }
+            }
+            publish(&host, &mut st, id);
+        }
+    }
+}
+
+/// Queues link `id`'s liveness value for publication if it changed since the last one.
+fn publish(host: &Host, st: &mut State, id: LinkId) {
+    let Some(l) = st.links.get_mut(&id) else {
+        return;
+    };
+    let Some(value) = crate::liveness::next_value(
+        l.published,
+        l.link_up(),
+        l.liveness.state(),
+        SystemTime::now(),
+    ) else {
+        return;
+    };
+    l.published = Some(value);
+    tracing::info!(guest = %l.origin.domain(), liveness = %value, "guest liveness");
+    let Some(p) = &host.publisher else {
+        return;
+    };
+    match published::checked_attr_name(l.origin.domain()) {
+        Some(name) => p.set(&name, Some(value.to_string())),
+        None if !l.unpublishable => {
+            l.unpublishable = true;
+            tracing::warn!(
+                guest = %l.origin.domain(),
+                "the guest's name cannot be part of a node attribute name (letters, digits, \
+                 '_', '-', '.', at most {} characters): its liveness is not published",
+                published::MAX_ATTR_DOMAIN_LEN
+            );
+        }
+        None => {}
+    }
 }
 
 /// Start a link to a discovered guest socket unless one is already up or connecting.
@@ -293,8 +417,12 @@ fn ensure_link(host: &Arc<Host>, found: Discovered) {
                 rate_log: OffenceLog::default(),
                 received: 0,
                 checksummed: 0,
+                liveness: Tracker::new(SystemTime::now()),
+                published: None,
+                unpublishable: false,
             },
         );
+        publish(host, &mut st, id);
         id
     };
     tokio::spawn(link_task(Arc::clone(host), id, found));
@@ -329,7 +457,9 @@ async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
         l.state = LinkState::Up;
         l.outbox = Some(outbox.clone());
         l.since = SystemTime::now();
-        l.session
+        let session = l.session;
+        publish(&host, &mut st, id);
+        session
     };
     tracing::info!(guest = %name, socket = %found.path.display(), source = ?found.origin.source(), "connected to guest");
     // The guest learns that a (new) host serves it: requests it had in flight elsewhere are
@@ -495,6 +625,16 @@ fn forget_link(host: &Host, id: LinkId) {
     }
     if let Some(l) = st.links.remove(&id) {
         st.by_path.remove(&l.path);
+        // Its liveness attribute goes with it (the guest stopped or left this node), unless
+        // another link serves the same domain.
+        let domain = l.origin.domain();
+        if let Some(p) = &host.publisher {
+            if !st.links.values().any(|o| o.origin.domain() == domain) {
+                if let Some(name) = published::checked_attr_name(domain) {
+                    p.set(&name, None);
+                }
+            }
+        }
     }
 }
 
@@ -551,7 +691,12 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
                 // A different guest daemon life behind the same channel (it restarted; the
                 // socket QEMU holds stays connected). Its link ids start again, so an answer
                 // to the previous life's request could match a new request's id: everything
-                // in flight for the previous life is cancelled and forgotten (§8).
+                // in flight for the previous life is cancelled and forgotten (§8). Nothing is
+                // known yet of its liveness (§15).
+                if let Some(l) = st.links.get_mut(&id) {
+                    l.liveness.reset(SystemTime::now());
+                }
+                publish(host, &mut st, id);
                 let n = st.cancel_link_requests(id, None);
                 if previous.is_some() || n > 0 {
                     tracing::info!(
@@ -571,6 +716,23 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
             st.send_link(id, &pong, req_id);
         }
         Message::Request(r) => route_request(host, id, req_id, r),
+        Message::Alive(a) => {
+            let mut st = host.lock();
+            let Some(l) = st.links.get_mut(&id) else {
+                return false;
+            };
+            match l
+                .liveness
+                .on_alive(req_id, a.failing(), Instant::now(), SystemTime::now())
+            {
+                Some(true) => publish(host, &mut st, id),
+                Some(false) => {}
+                None => tracing::debug!(
+                    id = req_id,
+                    "an Alive for no heartbeat of this guest daemon life; dropped"
+                ),
+            }
+        }
         Message::Cancel => {
             host.lock().cancel_link_requests(id, Some(req_id));
         }
@@ -907,6 +1069,10 @@ fn status_json(host: &Host) -> String {
             rate_waits: l.rate_waits,
             received: l.received,
             checksummed: l.checksummed,
+            liveness: l.liveness.state().as_str().to_owned(),
+            liveness_since: l.published.map(|p| p.since),
+            last_alive: l.liveness.last_alive().map(epoch),
+            failing: l.liveness.failing().to_vec(),
         })
         .collect();
     guests.sort_by(|a, b| a.domain.cmp(&b.domain));

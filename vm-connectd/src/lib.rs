@@ -5,9 +5,12 @@
 //!   `cargo xtask assets` renders their man pages from them).
 //! - [`host`]: host mode: a link per local guest, the local socket where modules register,
 //!   routing with all state kept here (never taken from the wire). (feature `libvirt`)
+//! - [`liveness`]: host mode: each guest's liveness from the heartbeat, and its publication as
+//!   a node attribute through attrd. (feature `libvirt`)
 //! - [`discovery`]: finding guests' channel sockets: directory scan, inotify, libvirt
 //!   lifecycle events; identities from libvirt. (feature `libvirt`)
 //! - [`guest`]: guest mode: the port to the host, local clients, retry on host changes.
+//! - [`health`]: guest mode: the optional health checks reported in heartbeat answers.
 //! - [`port`]: the virtio-serial port (or a test socket) as events and a writer.
 //! - [`frames`]: protocol frames over async streams, bounded per-peer queues.
 //! - [`local`]: the local socket (0600, SO_PEERCRED).
@@ -20,6 +23,7 @@ pub mod cli;
 pub mod connect_cli;
 pub mod frames;
 pub mod guest;
+pub mod health;
 pub mod limits;
 pub mod local;
 pub mod port;
@@ -30,6 +34,8 @@ pub mod status;
 pub mod discovery;
 #[cfg(feature = "libvirt")]
 pub mod host;
+#[cfg(feature = "libvirt")]
+pub mod liveness;
 
 /// This software, as reported in Hello.
 pub const SOFTWARE: &str = concat!("vm-connectd ", env!("CARGO_PKG_VERSION"));

@@ -37,18 +37,33 @@ pub enum MainError {
     /// `status`: the daemon gave no answer.
     #[error("status: no answer from the daemon")]
     Status(#[source] ClientError),
+    /// A health check named on the command line cannot be used.
+    #[error(transparent)]
+    Health(crate::health::CheckError),
+    /// `status --guest`: the daemon has no link to that guest.
+    #[error(
+        "status: this host's vm-connectd has no link to guest {0:?} (it does not run here, or \
+         its channel socket was not found)"
+    )]
+    NotLinked(String),
+    /// `status --guest`: the answer is not a host daemon's status with liveness.
+    #[error(
+        "status: the daemon's answer has no liveness for guest {0:?} (a guest daemon, or another version)"
+    )]
+    NoLiveness(String),
 }
 
 impl MainError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            MainError::NoMode => exit::USAGE,
+            MainError::NoMode | MainError::Health(_) => exit::USAGE,
             MainError::Unreachable(_) => exit::UNREACHABLE,
             MainError::Runtime(_) | MainError::NoHostMode | MainError::Guest(_) => exit::FAILURE,
             #[cfg(feature = "libvirt")]
             MainError::Host(_) => exit::FAILURE,
-            MainError::Status(_) => exit::FAILURE,
+            MainError::Status(_) | MainError::NoLiveness(_) => exit::FAILURE,
+            MainError::NotLinked(_) => exit::NOT_LINKED,
         }
     }
 
@@ -60,18 +75,28 @@ impl MainError {
             #[cfg(feature = "libvirt")]
             MainError::Host(_) => true,
             MainError::NoMode
+            | MainError::Health(_)
             | MainError::NoHostMode
             | MainError::Unreachable(_)
-            | MainError::Status(_) => false,
+            | MainError::Status(_)
+            | MainError::NotLinked(_)
+            | MainError::NoLiveness(_) => false,
         }
     }
 }
 
 /// Runs what `cli` asks for: `status`, or the daemon until SIGTERM/SIGINT.
 pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
-    if let Some(Command::Status { socket, json }) = &cli.command {
+    if let Some(Command::Status {
+        socket,
+        json,
+        guest,
+    }) = &cli.command
+    {
         let text = status(socket)?;
-        if *json {
+        if let Some(domain) = guest {
+            print!("{}", guest_liveness(&text, domain)?);
+        } else if *json {
             println!("{text}");
         } else {
             print!("{}", crate::status::text(&text));
@@ -95,12 +120,36 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
                     request_timeout: cli
                         .request_timeout
                         .map_or(crate::limits::GUEST_REQUEST_TIMEOUT, Duration::from_secs),
+                    health: crate::health::checks(&cli.health_units, &cli.health_commands)
+                        .map_err(MainError::Health)?,
+                    health_interval: cli.health_interval.max(Duration::from_millis(100)),
+                    health_failures: cli.health_failures,
                 };
                 Ok(crate::guest::run(cfg, crate::shutdown_signal()).await?)
             }
             Mode::Host => host(cli).await,
         }
     })
+}
+
+/// `status --guest DOMAIN`'s output from a host daemon's status JSON: the liveness value as
+/// published, and a `failing:` line when health checks fail.
+pub fn guest_liveness(json: &str, domain: &str) -> Result<String, MainError> {
+    let no_liveness = || MainError::NoLiveness(domain.to_owned());
+    let Ok(crate::status::Status::Host(host)) = serde_json::from_str(json) else {
+        return Err(no_liveness());
+    };
+    let link = host
+        .guests
+        .iter()
+        .find(|g| g.domain == domain)
+        .ok_or_else(|| MainError::NotLinked(domain.to_owned()))?;
+    let value = link.published().ok_or_else(no_liveness)?;
+    let mut out = format!("{value}\n");
+    if !link.failing.is_empty() {
+        out.push_str(&format!("failing: {}\n", link.failing.join(",")));
+    }
+    Ok(out)
 }
 
 /// The running daemon's status report (JSON), through its local socket.
@@ -127,6 +176,11 @@ async fn host(cli: &Cli) -> Result<(), MainError> {
             .map_or(crate::limits::HOST_REQUEST_TIMEOUT, Duration::from_secs),
         qemu_pid_dir: cli.qemu_pid_dir.clone(),
         guests: cli.guests.clone(),
+        heartbeat: (!cli.heartbeat_interval.is_zero()).then_some(crate::liveness::Heartbeat {
+            interval: cli.heartbeat_interval,
+            timeout: cli.liveness_timeout,
+        }),
+        publish: !cli.no_attributes,
     };
     Ok(crate::host::run(cfg, crate::shutdown_signal()).await?)
 }
@@ -161,6 +215,12 @@ mod tests {
                 }),
                 1,
             ),
+            (MainError::NotLinked("g".into()), 4),
+            (
+                MainError::Health(crate::health::CheckError::Duplicate("x".into())),
+                2,
+            ),
+            (MainError::NoLiveness("g".into()), 1),
         ] {
             assert_eq!(e.exit_code(), code, "{e}");
             assert!(
@@ -168,6 +228,25 @@ mod tests {
                 "{code} is not in EXIT_STATUS"
             );
         }
+    }
+
+    #[test]
+    fn status_guest_prints_the_published_value() {
+        let json = r#"{"mode":"host","node":"n1","socket_dir":"/d","modules":[],"pending":0,
+            "guests":[{"domain":"g1","uuid":"","identity":"libvirt","socket":"/d/g1","state":"up",
+            "since":1,"last_rx":null,"last_tx":null,"guest_software":"","inflight":0,"requests":0,
+            "dropped":0,"offences":0,"backoffs":0,"backoff_until":null,"rate_waits":0,
+            "received":0,"checksummed":0,"liveness":"unhealthy","liveness_since":7,
+            "last_alive":9,"failing":["db.service","x"]}]}"#;
+        assert_eq!(
+            guest_liveness(json, "g1").unwrap(),
+            "up:unhealthy:7\nfailing: db.service,x\n"
+        );
+        assert_eq!(guest_liveness(json, "g2").unwrap_err().exit_code(), 4);
+        let guest = r#"{"mode":"guest","port":"p","host_connected":true,"host_session":null,
+            "host_software":"","since":null,"clients":0,"pending":0,"host_changes":0,
+            "answered":0,"offences":0,"request_timeout_secs":65}"#;
+        assert_eq!(guest_liveness(guest, "g1").unwrap_err().exit_code(), 1);
     }
 
     #[test]

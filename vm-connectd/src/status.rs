@@ -93,6 +93,39 @@ pub struct LinkStatus {
     pub received: u64,
     /// Frames whose checksum was verified.
     pub checksummed: u64,
+    /// The guest daemon's liveness (`answering`, `silent`, `unknown`, `unhealthy`;
+    /// `vm_proto::liveness`), as published.
+    #[serde(default = "unknown")]
+    pub liveness: String,
+    /// Since when `liveness` (or the link's up/down) is what it is.
+    #[serde(default)]
+    pub liveness_since: Option<u64>,
+    /// When the guest daemon last answered a heartbeat.
+    #[serde(default)]
+    pub last_alive: Option<u64>,
+    /// The guest's failing health checks, as its last answer listed them.
+    #[serde(default)]
+    pub failing: Vec<String>,
+}
+
+fn unknown() -> String {
+    "unknown".to_owned()
+}
+
+impl LinkStatus {
+    /// The guest's liveness as the published attribute's value (`<link>:<liveness>:<since>`),
+    /// `None` if this status does not have it (a daemon of another version).
+    pub fn published(&self) -> Option<vm_proto::liveness::GuestLiveness> {
+        let link = match self.state {
+            LinkState::Connecting => vm_proto::liveness::Link::Down,
+            LinkState::Up | LinkState::Backoff => vm_proto::liveness::Link::Up,
+        };
+        Some(vm_proto::liveness::GuestLiveness {
+            link,
+            liveness: self.liveness.parse().ok()?,
+            since: self.liveness_since?,
+        })
+    }
 }
 
 /// A module registered with the host daemon.
@@ -131,6 +164,12 @@ pub struct GuestStatus {
     pub offences: u64,
     /// The guest daemon's request timeout, seconds.
     pub request_timeout_secs: u64,
+    /// Heartbeats of the host answered.
+    #[serde(default)]
+    pub heartbeats: u64,
+    /// The health checks failing now (reported to the host).
+    #[serde(default)]
+    pub failing: Vec<String>,
 }
 
 impl Status {
@@ -173,38 +212,47 @@ fn render(status: &Status, now: u64) -> String {
             }
             let _ = writeln!(
                 out,
-                "{:<20} {:<11} {:<10} {:>8} {:>8} {:>6} {:>6}  SOCKET",
-                "GUEST", "IDENTITY", "LINK", "RX(age)", "TX(age)", "REQS", "BAD"
+                "{:<20} {:<11} {:<10} {:<16} {:>8} {:>8} {:>6} {:>6}  SOCKET",
+                "GUEST", "IDENTITY", "LINK", "LIVENESS(age)", "RX(age)", "TX(age)", "REQS", "BAD"
             );
             let age = |t: Option<u64>| {
                 t.map_or("-".to_owned(), |t| format!("{}s", now.saturating_sub(t)))
             };
             for g in &h.guests {
+                let liveness = format!("{}({})", g.liveness, age(g.liveness_since));
                 let _ = writeln!(
                     out,
-                    "{:<20} {:<11} {:<10} {:>8} {:>8} {:>6} {:>6}  {}",
+                    "{:<20} {:<11} {:<10} {:<16} {:>8} {:>8} {:>6} {:>6}  {}",
                     g.domain,
                     g.identity,
                     g.state.as_str(),
+                    liveness,
                     age(g.last_rx),
                     age(g.last_tx),
                     g.requests,
                     g.offences,
                     g.socket
                 );
+                if !g.failing.is_empty() {
+                    let _ = writeln!(out, "  {} failing: {}", g.domain, g.failing.join(", "));
+                }
             }
         }
         Status::Guest(g) => {
             let _ = writeln!(
                 out,
-                "guest port {}: host {}connected ({}), {} client(s), {} pending, {} host change(s)",
+                "guest port {}: host {}connected ({}), {} client(s), {} pending, {} host change(s), {} heartbeat(s) answered",
                 g.port,
                 if g.host_connected { "" } else { "NOT " },
                 g.host_software,
                 g.clients,
                 g.pending,
-                g.host_changes
+                g.host_changes,
+                g.heartbeats
             );
+            if !g.failing.is_empty() {
+                let _ = writeln!(out, "failing health checks: {}", g.failing.join(", "));
+            }
         }
     }
     out
@@ -237,6 +285,10 @@ mod tests {
                 rate_waits: 0,
                 received: 10,
                 checksummed: 2,
+                liveness: "answering".into(),
+                liveness_since: Some(80),
+                last_alive: Some(95),
+                failing: vec![],
             }],
             modules: vec![ModuleStatus {
                 service: "stonith".into(),
@@ -267,14 +319,38 @@ mod tests {
             answered: 7,
             offences: 0,
             request_timeout_secs: 65,
+            heartbeats: 3,
+            failing: vec![],
         });
         let json = guest.to_json();
         assert!(json.starts_with("{\"mode\":\"guest\""), "{json}");
         assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), guest);
         assert_eq!(
             render(&guest, 0),
-            "guest port /dev/vport0p1: host NOT connected (), 2 client(s), 1 pending, 4 host change(s)\n"
+            "guest port /dev/vport0p1: host NOT connected (), 2 client(s), 1 pending, 4 host change(s), 3 heartbeat(s) answered\n"
         );
+    }
+
+    #[test]
+    fn a_link_status_gives_the_published_value() {
+        let Status::Host(h) = host() else {
+            unreachable!()
+        };
+        let mut g = h.guests[0].clone();
+        assert_eq!(g.published().unwrap().to_string(), "up:answering:80");
+        g.state = LinkState::Connecting;
+        g.liveness = "unknown".into();
+        assert_eq!(g.published().unwrap().to_string(), "down:unknown:80");
+        // a status from a daemon without liveness still reads, without a value
+        let mut v: serde_json::Value = serde_json::from_str(&Status::Host(h).to_json()).unwrap();
+        for k in ["liveness", "liveness_since", "last_alive", "failing"] {
+            v["guests"][0].as_object_mut().unwrap().remove(k);
+        }
+        let Status::Host(old) = serde_json::from_value::<Status>(v).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(old.guests[0].liveness, "unknown");
+        assert_eq!(old.guests[0].published(), None);
     }
 
     #[test]
@@ -290,7 +366,27 @@ mod tests {
         let row: Vec<&str> = lines[4].split_whitespace().collect();
         assert_eq!(
             row,
-            ["g1", "libvirt", "up", "5s", "-", "3", "1", "/run/g/g1.sock"]
+            [
+                "g1",
+                "libvirt",
+                "up",
+                "answering(20s)",
+                "5s",
+                "-",
+                "3",
+                "1",
+                "/run/g/g1.sock"
+            ]
+        );
+        let Status::Host(mut h) = host() else {
+            unreachable!()
+        };
+        h.guests[0].liveness = "unhealthy".into();
+        h.guests[0].failing = vec!["db.service".into(), "web.service".into()];
+        let t = render(&Status::Host(h), 100);
+        assert!(
+            t.contains("\n  g1 failing: db.service, web.service\n"),
+            "{t}"
         );
         // not a status: shown as it is
         assert_eq!(text("{\"x\":1}"), "{\"x\":1}\n");

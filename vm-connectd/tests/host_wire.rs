@@ -365,6 +365,7 @@ fn in_libvirt_mode_only_libvirt_or_the_operator_names_a_socket() {
             guests.to_str().unwrap(),
             "--guest",
             &format!("pmkt-fx={}", mapped.display()),
+            "--no-attributes",
             "-vv",
         ],
     );

@@ -71,6 +71,11 @@ pub enum Kind {
     StatusReply,
     /// 0x0C: the sender gives up on a request.
     Cancel,
+    /// 0x0D: the host daemon asks the guest daemon on a guest link whether it still runs,
+    /// answered by [`Kind::Alive`].
+    Heartbeat,
+    /// 0x0E: the guest daemon's answer to [`Kind::Heartbeat`], with its health.
+    Alive,
     /// Any other value. [`Kind::from_u8`] never returns this for a defined value.
     Unknown(u8),
 }
@@ -91,6 +96,8 @@ impl Kind {
             0x0A => Kind::Status,
             0x0B => Kind::StatusReply,
             0x0C => Kind::Cancel,
+            0x0D => Kind::Heartbeat,
+            0x0E => Kind::Alive,
             other => Kind::Unknown(other),
         }
     }
@@ -110,6 +117,8 @@ impl Kind {
             Kind::Status => 0x0A,
             Kind::StatusReply => 0x0B,
             Kind::Cancel => 0x0C,
+            Kind::Heartbeat => 0x0D,
+            Kind::Alive => 0x0E,
             Kind::Unknown(other) => other,
         }
     }
@@ -153,6 +162,8 @@ impl fmt::Display for Kind {
             Kind::Status => "Status",
             Kind::StatusReply => "StatusReply",
             Kind::Cancel => "Cancel",
+            Kind::Heartbeat => "Heartbeat",
+            Kind::Alive => "Alive",
             Kind::Unknown(value) => return write!(f, "unknown kind {value:#04x}"),
         };
         f.write_str(name)
@@ -284,7 +295,7 @@ mod tests {
             assert_eq!(kind.to_u8(), value);
             assert_eq!(
                 matches!(kind, Kind::Unknown(_)),
-                !(1..=0x0C).contains(&value)
+                !(1..=0x0E).contains(&value)
             );
         }
         assert_eq!(Kind::Unknown(0x42).to_string(), "unknown kind 0x42");

@@ -30,8 +30,8 @@ pub use frame::{
     encode,
 };
 pub use message::{
-    Deliver, ErrorCode, ErrorMsg, Hello, MAX_BODY, MAX_SERVICE_LEN, Message, MessageError, Origin,
-    OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role, ServiceName,
+    Alive, Deliver, ErrorCode, ErrorMsg, Hello, MAX_BODY, MAX_SERVICE_LEN, Message, MessageError,
+    Origin, OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role, ServiceName,
     StatusReply, negotiate,
 };
 

@@ -36,6 +36,10 @@ pub const UUID_LEN: usize = 36;
 pub const MAX_DETAIL_LEN: usize = 255;
 /// Longest [`ErrorMsg`] message.
 pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
+/// Most failing checks an [`Alive`] lists.
+pub const MAX_FAILING_CHECKS: usize = 8;
+/// Longest health check name in an [`Alive`].
+pub const MAX_CHECK_NAME_LEN: usize = 64;
 
 /// What this crate's users put in [`Hello::software`].
 pub const SOFTWARE: &str = concat!("pm-kvm-tools ", env!("CARGO_PKG_VERSION"));
@@ -116,6 +120,17 @@ pub enum MessageError {
         field: &'static str,
         /// The value received (at most 36 bytes).
         value: String,
+    },
+    /// A health check name in an [`Alive`] has a byte outside its alphabet.
+    #[error(
+        "{field} {name:?} is not a health check name (1 to 64 bytes of letters, digits, '@', \
+         ':', '_', '.', '-', '\\')"
+    )]
+    CheckName {
+        /// The field.
+        field: &'static str,
+        /// The name received (at most 64 bytes: longer names fail as `TooLong` first).
+        name: String,
     },
     /// A Hello's version range is empty or starts at 0.
     #[error("Hello offers versions {min} to {max}, which is not a range of versions")]
@@ -855,6 +870,74 @@ impl StatusReply {
     }
 }
 
+/// Whether `name` is a health check name: 1..=[`MAX_CHECK_NAME_LEN`] bytes of ASCII letters,
+/// digits and `@ : _ . - \` (a systemd unit name's alphabet; a health command is named by its
+/// file name, which the guest daemon checks against the same rule).
+pub fn is_check_name(name: &str) -> bool {
+    (1..=MAX_CHECK_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@:_.-\\".contains(&b))
+}
+
+/// 0x0E: the guest daemon's answer to a Heartbeat (same id). Payload: `u8 count`
+/// (≤ [`MAX_FAILING_CHECKS`]), then `count` strings: the names of the guest's health checks
+/// that are failing (each failed its configured number of consecutive times; in the order
+/// the guest daemon was given them, no name twice). An empty list: healthy, or no checks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Alive {
+    failing: Vec<String>,
+}
+
+impl Alive {
+    /// An answer listing `failing` checks (at most [`MAX_FAILING_CHECKS`], each a
+    /// [`is_check_name`], no duplicates).
+    pub fn new(failing: Vec<String>) -> Result<Alive, MessageError> {
+        Self::check(&failing)?;
+        Ok(Alive { failing })
+    }
+
+    fn check(failing: &[String]) -> Result<(), MessageError> {
+        check_len("Alive.failing", failing.len(), 0, MAX_FAILING_CHECKS)?;
+        for (i, name) in failing.iter().enumerate() {
+            check_len("Alive.check", name.len(), 1, MAX_CHECK_NAME_LEN)?;
+            if !is_check_name(name) || failing[..i].contains(name) {
+                return Err(MessageError::CheckName {
+                    field: "Alive.check",
+                    name: name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The failing checks (empty: healthy).
+    pub fn failing(&self) -> &[String] {
+        &self.failing
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        // At most MAX_FAILING_CHECKS (8), checked by the constructor.
+        w.u8(u8::try_from(self.failing.len()).unwrap_or(u8::MAX));
+        for name in &self.failing {
+            w.str(name);
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Alive, MessageError> {
+        let count = usize::from(r.u8("Alive.count")?);
+        check_len("Alive.failing", count, 0, MAX_FAILING_CHECKS)?;
+        let failing = (0..count)
+            .map(|_| {
+                r.str("Alive.check", 1, MAX_CHECK_NAME_LEN)
+                    .map(str::to_owned)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::check(&failing)?;
+        Ok(Alive { failing })
+    }
+}
+
 /// Every message of protocol version 1. See `docs/protocol.md` for who may send which on
 /// which hop, and with which id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -883,6 +966,10 @@ pub enum Message {
     StatusReply(StatusReply),
     /// 0x0C, empty payload: the frame's id names the request given up on.
     Cancel,
+    /// 0x0D, empty payload: host daemon → guest daemon on a guest link, a fresh id each time.
+    Heartbeat,
+    /// 0x0E: guest daemon → host daemon, the Heartbeat's id.
+    Alive(Alive),
 }
 
 impl Message {
@@ -901,6 +988,8 @@ impl Message {
             Message::Status => Kind::Status,
             Message::StatusReply(_) => Kind::StatusReply,
             Message::Cancel => Kind::Cancel,
+            Message::Heartbeat => Kind::Heartbeat,
+            Message::Alive(_) => Kind::Alive,
         }
     }
 
@@ -920,6 +1009,8 @@ impl Message {
             Kind::Status => Message::Status,
             Kind::StatusReply => Message::StatusReply(StatusReply::decode(&mut r)?),
             Kind::Cancel => Message::Cancel,
+            Kind::Heartbeat => Message::Heartbeat,
+            Kind::Alive => Message::Alive(Alive::decode(&mut r)?),
             Kind::Unknown(value) => return Err(MessageError::UnknownKind(value)),
         };
         r.end(kind)?;
@@ -945,7 +1036,8 @@ impl Message {
             Message::StatusReply(m) => {
                 w.bytes(m.json.as_bytes());
             }
-            Message::Ping | Message::Status | Message::Cancel => {}
+            Message::Alive(m) => m.encode(&mut w),
+            Message::Ping | Message::Status | Message::Cancel | Message::Heartbeat => {}
         }
         (self.kind(), w.finish())
     }
@@ -1117,6 +1209,11 @@ mod tests {
             Message::Status,
             Message::StatusReply(StatusReply::new("{\"links\":[]}").unwrap()),
             Message::Cancel,
+            Message::Heartbeat,
+            Message::Alive(Alive::default()),
+            Message::Alive(
+                Alive::new(vec!["db.service".into(), "getty@tty1.service".into()]).unwrap(),
+            ),
         ];
         for message in &messages {
             round_trip(message);
@@ -1378,9 +1475,96 @@ mod tests {
             })
         );
         assert_eq!(
-            Message::decode(Kind::Unknown(0x0D), &[]),
-            Err(MessageError::UnknownKind(0x0D))
+            Message::decode(Kind::Unknown(0x0F), &[]),
+            Err(MessageError::UnknownKind(0x0F))
         );
+    }
+
+    #[test]
+    fn heartbeat_and_alive_frames_are_pinned() {
+        // (checked against an independent CRC-32C implementation)
+        let heartbeat = Message::Heartbeat.to_frame(3).to_bytes();
+        #[rustfmt::skip]
+        let expected: [u8; 28] = [
+            0x56, 0x4D, 0x43, 0x01, 0x01,
+            0x0D,                                           // kind Heartbeat
+            0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, // id 3
+            0x00, 0x00, 0x00, 0x00,                         // len 0
+            0x00, 0x00, 0x00, 0x00,                         // payload crc (of nothing)
+            0x97, 0x06, 0x48, 0x0D,                         // header crc
+        ];
+        assert_eq!(heartbeat, expected);
+        let alive = Message::Alive(Alive::new(vec!["db.service".into()]).unwrap())
+            .to_frame(3)
+            .to_bytes();
+        #[rustfmt::skip]
+        let expected: [u8; 41] = [
+            0x56, 0x4D, 0x43, 0x01, 0x01,
+            0x0E,                                           // kind Alive
+            0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, // id 3, the Heartbeat's
+            0x00, 0x00, 0x00, 0x0D,                         // len 13
+            0x4D, 0xE6, 0xE8, 0x27,                         // payload crc
+            0xD1, 0x9A, 0x9A, 0xF9,                         // header crc
+            0x01,                                           // one failing check
+            0x00, 0x0A, b'd', b'b', b'.', b's', b'e', b'r', b'v', b'i', b'c', b'e',
+        ];
+        assert_eq!(alive, expected);
+        assert_eq!(
+            Message::Alive(Alive::default()).encode(),
+            (Kind::Alive, vec![0])
+        );
+    }
+
+    #[test]
+    fn alive_is_strict() {
+        let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        Alive::new(names(&["a", "b@c.service", "x:y", "sys-dev\\x2dfoo.mount"])).unwrap();
+        for bad in [
+            names(&[""]),
+            names(&["a b"]),
+            names(&["a/b"]),
+            names(&["é"]),
+            names(&["a", "a"]),
+            vec!["x".repeat(65)],
+            (0..9).map(|i| format!("u{i}")).collect(),
+        ] {
+            assert!(Alive::new(bad.clone()).is_err(), "{bad:?}");
+        }
+        Alive::new(vec!["x".repeat(64)]).unwrap();
+        // decoding applies the same rules, and nothing may follow the last name
+        assert_eq!(
+            Message::decode(Kind::Alive, &[1, 0, 1, b'/']),
+            Err(MessageError::CheckName {
+                field: "Alive.check",
+                name: "/".into()
+            })
+        );
+        assert!(matches!(
+            Message::decode(Kind::Alive, &[2, 0, 1, b'a', 0, 1, b'a']),
+            Err(MessageError::CheckName { .. })
+        ));
+        assert!(matches!(
+            Message::decode(Kind::Alive, &[9]),
+            Err(MessageError::TooLong { .. })
+        ));
+        assert!(matches!(
+            Message::decode(Kind::Alive, &[1, 0, 0]),
+            Err(MessageError::TooShort { .. })
+        ));
+        assert!(matches!(
+            Message::decode(Kind::Alive, &[0, 0]),
+            Err(MessageError::TrailingBytes { .. })
+        ));
+        assert!(matches!(
+            Message::decode(Kind::Alive, &[]),
+            Err(MessageError::Truncated { .. })
+        ));
+        assert!(matches!(
+            Message::decode(Kind::Heartbeat, &[0]),
+            Err(MessageError::TrailingBytes { .. })
+        ));
     }
 
     #[test]

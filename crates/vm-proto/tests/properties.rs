@@ -9,9 +9,9 @@
 
 use proptest::{collection::vec, prelude::*};
 use vm_proto::{
-    DecodeError, Decoder, Deliver, ErrorCode, ErrorMsg, Frame, HEADER_LEN, Hello, Kind, MAGIC,
-    MAX_FRAME, MAX_PAYLOAD, Message, Origin, OriginSource, Pong, Register, Reply, Request, Retry,
-    RetryReason, Role, ServiceName, StatusReply, crc32c::crc32c,
+    Alive, DecodeError, Decoder, Deliver, ErrorCode, ErrorMsg, Frame, HEADER_LEN, Hello, Kind,
+    MAGIC, MAX_FRAME, MAX_PAYLOAD, Message, Origin, OriginSource, Pong, Register, Reply, Request,
+    Retry, RetryReason, Role, ServiceName, StatusReply, crc32c::crc32c,
 };
 
 /// The longest prefix of `s` within `max` bytes, cut at a character boundary.
@@ -86,8 +86,22 @@ fn message() -> impl Strategy<Value = Message> {
         Just(Message::Status),
         text(300).prop_map(|json| Message::StatusReply(StatusReply::new(json).unwrap())),
         Just(Message::Cancel),
+        Just(Message::Heartbeat),
+        prop::sample::subsequence(CHECKS, 0..=CHECKS.len()).prop_map(|names| {
+            Message::Alive(Alive::new(names.into_iter().map(str::to_owned).collect()).unwrap())
+        }),
     ]
 }
+
+/// Health check names for [`Message::Alive`] (distinct, at most `MAX_FAILING_CHECKS` of them).
+const CHECKS: &[&str] = &[
+    "a",
+    "db.service",
+    "getty@tty1.service",
+    "sys-dev\\x2dvda.device",
+    "x:y",
+    "check-db",
+];
 
 /// Arbitrary sound frames (any kind byte, any id, small payloads).
 fn frame() -> impl Strategy<Value = Frame> {

@@ -22,8 +22,18 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Host mode without libvirt, guest sockets in `<dir>/guests`.
+    /// Host mode without libvirt, guest sockets in `<dir>/guests`, without the heartbeat
+    /// (its frames would interleave with what a test expects) and without publishing
+    /// attributes (a test must not write into a cluster that runs on this machine).
     pub fn host(extra: &[&str]) -> Self {
+        let mut args = vec!["--heartbeat-interval", "0"];
+        args.extend_from_slice(extra);
+        Self::host_with(&args, &[])
+    }
+
+    /// Host mode without libvirt, `--no-attributes` unless `path` (prepended to `PATH`, where
+    /// a test puts its own `attrd_updater`) is given, heartbeat as `extra` says.
+    pub fn host_with(extra: &[&str], path: &[&Path]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("guests")).unwrap();
         let guests = dir.path().join("guests").display().to_string();
@@ -37,8 +47,19 @@ impl Daemon {
             guests.as_str(),
             "-vv",
         ];
+        if path.is_empty() {
+            args.push("--no-attributes");
+        }
         args.extend_from_slice(extra);
-        Self::start(dir, &args)
+        let mut search: Vec<PathBuf> = path.iter().map(|p| p.to_path_buf()).collect();
+        search.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        Self::start_env(
+            dir,
+            &args,
+            &[("PATH", std::env::join_paths(search).unwrap())],
+        )
     }
 
     /// Guest mode with `--port` a unix socket at `<dir>/port` (the test plays the host side).
@@ -58,11 +79,20 @@ impl Daemon {
     }
 
     fn start(dir: tempfile::TempDir, args: &[&str]) -> Self {
+        Self::start_env(dir, args, &[])
+    }
+
+    fn start_env(
+        dir: tempfile::TempDir,
+        args: &[&str],
+        env: &[(&str, std::ffi::OsString)],
+    ) -> Self {
         let socket = dir.path().join("vmc.sock");
         let log = dir.path().join("daemon.log");
         let logf = std::fs::File::create(&log).unwrap();
         let child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("--socket")
             .arg(&socket)
             .stdin(Stdio::null())
