@@ -228,7 +228,9 @@ fn unfit_names_are_not_published_and_a_stopping_daemon_deletes_its_attributes() 
         "g2 to be published",
     );
     assert!(
-        !calls(attrd.path()).iter().any(|c| c.contains("pmkt-guest-g:1")),
+        !calls(attrd.path())
+            .iter()
+            .any(|c| c.contains("pmkt-guest-g:1")),
         "{:?}",
         calls(attrd.path())
     );

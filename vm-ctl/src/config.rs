@@ -120,6 +120,19 @@ pub struct Config {
     /// `vm_connectd_sock_dir` (not in the original): the directory host vm-connectd watches for
     /// the guests' channel sockets. Default: `/var/lib/libvirt/qemu`.
     pub connectd_sock_dir: PathBuf,
+    /// `vm_liveness_timeout` (not in the original): whole seconds a guest's own vm-connectd may
+    /// stay silent on the guest's channel before its resource's monitor fails (the
+    /// `liveness_timeout` parameter of `ocf:pm-kvm-tools:VirtualDomain`). `None` when not set
+    /// or 0: the guest's liveness is not monitored.
+    pub liveness_timeout: Option<u64>,
+    /// `vm_migration_threshold` (not in the original): failures of a guest on one node before
+    /// Pacemaker moves it elsewhere (the `migration-threshold` meta attribute). `None` when not
+    /// set: Pacemaker's default (INFINITY: a failing guest restarts on the same node forever).
+    pub migration_threshold: Option<Score>,
+    /// `vm_failure_timeout` (not in the original): after how long without another failure a
+    /// guest's failures on a node expire (the `failure-timeout` meta attribute), a Pacemaker
+    /// duration. `None` when not set: they never expire.
+    pub failure_timeout: Option<String>,
     /// The file this configuration was read from (or is named after, for
     /// [`Config::defaults`]); used in error messages.
     pub source: PathBuf,
@@ -429,6 +442,9 @@ impl Config {
                 symmetrical: false,
             },
             connectd_sock_dir: PathBuf::from("/var/lib/libvirt/qemu"),
+            liveness_timeout: None,
+            migration_threshold: None,
+            failure_timeout: None,
             source: source.to_path_buf(),
         }
     }
@@ -587,6 +603,13 @@ impl Reader<'_> {
         self.set(&mut c.connectd_sock_dir, "vm_connectd_sock_dir", |v| {
             absolute_path(scalar(v)?)
         })?;
+        c.liveness_timeout = self
+            .take("vm_liveness_timeout", |v| liveness_timeout(scalar(v)?))?
+            .flatten();
+        c.migration_threshold = self.take("vm_migration_threshold", |v| {
+            migration_threshold(scalar(v)?)
+        })?;
+        c.failure_timeout = self.take("vm_failure_timeout", |v| failure_timeout(scalar(v)?))?;
         c.pingd = self.numbered("vm_pingd", clone_ref)?;
         c.diskd = self.numbered("vm_diskd", clone_ref)?;
         c.managerd = self.numbered("vm_managerd", clone_ref)?;
@@ -920,6 +943,56 @@ fn op(value: &Value, kind: OpKind) -> Checked<OpSpec> {
         timeout: words[1].clone(),
         on_fail,
     })
+}
+
+/// Longest `vm_liveness_timeout`: a day.
+const MAX_LIVENESS_TIMEOUT_SECS: u64 = 86_400;
+
+/// `vm_liveness_timeout`: a Pacemaker duration, in whole seconds (rounded up); 0 is `None`.
+fn liveness_timeout(text: &str) -> Checked<Option<u64>> {
+    let bad = || {
+        format!(
+            "must be a Pacemaker duration of at most a day (a number with an optional unit ms, \
+             msec, s, sec, m, min, h or hr; 0 turns the liveness monitor off), e.g. 120s, got \
+             {text:?}"
+        )
+    };
+    let number = duration_number(text).ok_or_else(bad)?;
+    let unit = text.trim_start_matches(|c: char| c.is_ascii_digit());
+    let secs = match unit {
+        "ms" | "msec" => number.div_ceil(1000),
+        "" | "s" | "sec" => number,
+        "m" | "min" => number.saturating_mul(60),
+        _ => number.saturating_mul(3600),
+    };
+    if secs > MAX_LIVENESS_TIMEOUT_SECS {
+        return Err(bad());
+    }
+    Ok((secs > 0).then_some(secs))
+}
+
+/// `vm_migration_threshold`: a positive integer or INFINITY.
+fn migration_threshold(text: &str) -> Checked<Score> {
+    match Score::parse(text) {
+        Some(s) if s == Score::infinity() || s.as_str().parse::<i64>().is_ok_and(|n| n > 0) => {
+            Ok(s)
+        }
+        _ => Err(format!(
+            "must be a positive integer or INFINITY (failures on a node before the guest moves), \
+             e.g. 3, got {text:?}"
+        )),
+    }
+}
+
+/// `vm_failure_timeout`: a Pacemaker duration.
+fn failure_timeout(text: &str) -> Checked<String> {
+    match duration_number(text) {
+        Some(_) => Ok(text.to_owned()),
+        None => Err(format!(
+            "must be a Pacemaker duration (a number with an optional unit ms, msec, s, sec, m, \
+             min, h or hr), e.g. 10min, got {text:?}"
+        )),
+    }
 }
 
 fn score(text: &str) -> Checked<Score> {
@@ -1430,8 +1503,49 @@ mod tests {
         assert_eq!(config.stonithd_col, Score::infinity());
         assert_eq!(config.stonithd_odr.score.as_str(), "0");
         assert_eq!(config.connectd_sock_dir, Path::new("/var/lib/libvirt/qemu"));
+        assert_eq!(config.liveness_timeout, Some(120));
+        assert_eq!(config.migration_threshold, Some(Score::from(3)));
+        assert_eq!(config.failure_timeout.as_deref(), Some("10min"));
         assert_eq!(config.source, path());
         assert_eq!(config.stop_on_fail().unwrap(), "fence");
+    }
+
+    #[test]
+    fn health_and_recovery_keys() {
+        let c = parse_clean("");
+        assert_eq!(
+            (c.liveness_timeout, c.migration_threshold, c.failure_timeout),
+            (None, None, None),
+            "not set: nothing generated"
+        );
+        for (text, secs) in [
+            ("0", None),
+            ("0s", None),
+            ("90", Some(90)),
+            ("2min", Some(120)),
+            ("1500ms", Some(2)),
+            ("1h", Some(3600)),
+        ] {
+            let c = parse_clean(&format!("vm_liveness_timeout={text}\n"));
+            assert_eq!(c.liveness_timeout, secs, "{text}");
+        }
+        for bad in ["-1", "10x", "", "2d", "25h", "99999999999999999999999h"] {
+            let (line, key, msg) = invalid(&format!("vm_liveness_timeout={bad}\n"));
+            assert_eq!((line, key.as_str()), (1, "vm_liveness_timeout"), "{bad}");
+            assert!(msg.contains("duration"), "{msg}");
+        }
+        let c = parse_clean("vm_migration_threshold=inf\nvm_failure_timeout=0\n");
+        assert_eq!(c.migration_threshold, Some(Score::infinity()));
+        assert_eq!(c.failure_timeout.as_deref(), Some("0"));
+        for bad in ["0", "-2", "-INFINITY", "three", ""] {
+            let (_, key, msg) = invalid(&format!("vm_migration_threshold={bad}\n"));
+            assert_eq!(key, "vm_migration_threshold");
+            assert!(msg.contains("positive integer"), "{msg}");
+        }
+        for bad in ["soon", "10 min", "-1s"] {
+            let (_, key, _) = invalid(&format!("vm_failure_timeout=\"{bad}\"\n"));
+            assert_eq!(key, "vm_failure_timeout");
+        }
     }
 
     #[test]
@@ -1463,6 +1577,9 @@ mod tests {
             "vm_stonithd_col",
             "vm_stonithd_odr",
             "vm_connectd_sock_dir",
+            "vm_liveness_timeout",
+            "vm_migration_threshold",
+            "vm_failure_timeout",
         ] {
             assert!(
                 EXAMPLE.lines().any(|l| l.starts_with(&format!("{key}="))),

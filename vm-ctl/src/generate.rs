@@ -15,6 +15,12 @@
 //! (the location/colocation/order triple for every `vm_pingdN`, `vm_diskdN`, `vm_managerdN`,
 //! the colocation/order pair for every `vm_stonithdN`).
 //!
+//! Beyond the original, when vm-ctl.conf sets them: `params liveness_timeout=<seconds>`
+//! (`vm_liveness_timeout`, only with `ocf:pm-kvm-tools:VirtualDomain`, whose monitor fails a
+//! guest whose vm-connectd went silent, docs/operations.md) and `meta
+//! migration-threshold=<n> failure-timeout=<duration>` (`vm_migration_threshold`,
+//! `vm_failure_timeout`: how a failing guest's recovery escalates from a restart to a move).
+//!
 //! Guest fencing needs nothing in the block itself: it depends on the agent (`vm_ocf`), which
 //! for a hard power-off on fence is `ocf:pm-kvm-tools:VirtualDomain` (see
 //! [`vm_pcmk::virtualdomain`]); `vm-ctl check` warns about guests with another agent.
@@ -57,7 +63,7 @@ pub fn guest(config: &Config, dom: &str, node: &str, migrate: bool) -> Result<Gu
     primitive = primitive.attr("type", &agent.kind);
 
     let ia = format!("{rsc}-instance_attributes");
-    let params = Element::new("instance_attributes")
+    let mut params = Element::new("instance_attributes")
         .attr("id", &ia)
         .child(nvpair(&ia, "config", &xml_path.to_string_lossy()))
         .child(nvpair(&ia, "hypervisor", &config.hypervisor))
@@ -66,8 +72,18 @@ pub fn guest(config: &Config, dom: &str, node: &str, migrate: bool) -> Result<Gu
             "migration_transport",
             &config.migration_transport,
         ));
+    let watches_liveness = agent.class == "ocf"
+        && agent.provider.as_deref() == Some(vm_pcmk::virtualdomain::HARD_STOP_PROVIDER)
+        && agent.kind == "VirtualDomain";
+    if let (true, Some(secs)) = (watches_liveness, config.liveness_timeout) {
+        params = params.child(nvpair(
+            &ia,
+            vm_pcmk::virtualdomain::LIVENESS_TIMEOUT_PARAM,
+            &secs.to_string(),
+        ));
+    }
     let ma = format!("{rsc}-meta_attributes");
-    let meta = Element::new("meta_attributes")
+    let mut meta = Element::new("meta_attributes")
         .attr("id", &ma)
         .child(nvpair(
             &ma,
@@ -75,6 +91,12 @@ pub fn guest(config: &Config, dom: &str, node: &str, migrate: bool) -> Result<Gu
             if migrate { "true" } else { "false" },
         ))
         .child(nvpair(&ma, "target-role", "Stopped"));
+    if let Some(n) = &config.migration_threshold {
+        meta = meta.child(nvpair(&ma, "migration-threshold", n.as_str()));
+    }
+    if let Some(t) = &config.failure_timeout {
+        meta = meta.child(nvpair(&ma, "failure-timeout", t));
+    }
     let ops = Element::new("operations")
         .child(op(&rsc, "start", &config.start_op, None))
         .child(op(&rsc, "monitor", &config.monitor_op, None))
@@ -300,6 +322,52 @@ mod tests {
                 .unwrap()
                 .get("value"),
             Some("false")
+        );
+    }
+
+    #[test]
+    fn liveness_and_escalation_when_configured() {
+        let mut c = config();
+        let g = guest(&c, "g1", "n1", false).unwrap();
+        for id in [
+            "prmVMCTL_g1-instance_attributes-liveness_timeout",
+            "prmVMCTL_g1-meta_attributes-migration-threshold",
+            "prmVMCTL_g1-meta_attributes-failure-timeout",
+        ] {
+            assert!(g.primitive.find_id(id).is_none(), "{id} without its key");
+        }
+        c.liveness_timeout = Some(120);
+        c.migration_threshold = Some(Score::from(2));
+        c.failure_timeout = Some("10min".into());
+        // the stock agent has no liveness_timeout parameter
+        let g = guest(&c, "g1", "n1", false).unwrap();
+        let nv = |g: &GuestObjects, id: &str| {
+            g.primitive
+                .find_id(id)
+                .and_then(|e| e.get("value"))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            nv(&g, "prmVMCTL_g1-instance_attributes-liveness_timeout"),
+            None
+        );
+        assert_eq!(
+            nv(&g, "prmVMCTL_g1-meta_attributes-migration-threshold").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            nv(&g, "prmVMCTL_g1-meta_attributes-failure-timeout").as_deref(),
+            Some("10min")
+        );
+        c.ocf = Some(crate::config::Agent {
+            class: "ocf".into(),
+            provider: Some("pm-kvm-tools".into()),
+            kind: "VirtualDomain".into(),
+        });
+        let g = guest(&c, "g1", "n1", false).unwrap();
+        assert_eq!(
+            nv(&g, "prmVMCTL_g1-instance_attributes-liveness_timeout").as_deref(),
+            Some("120")
         );
     }
 

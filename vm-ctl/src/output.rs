@@ -148,6 +148,14 @@ pub enum FindingCode {
     GuestSoftFence,
     /// The guest is not managed by Pacemaker.
     GuestUnmanaged,
+    /// The guest has migration-threshold and failure-timeout: a failing guest moves.
+    GuestEscalation,
+    /// The guest lacks migration-threshold or failure-timeout.
+    GuestEscalationMissing,
+    /// The guest's monitor fails when its vm-connectd goes silent (liveness_timeout).
+    GuestLiveness,
+    /// The guest's monitor does not watch its vm-connectd (no liveness_timeout).
+    GuestLivenessOff,
     /// The domain XML file is missing, unreadable or wrong.
     DomainXmlInvalid,
     /// The domain XML file is valid.
@@ -220,7 +228,7 @@ pub enum FindingCode {
 
 impl FindingCode {
     /// Every code, in the order docs/operations.md lists them.
-    pub const ALL: [FindingCode; 58] = [
+    pub const ALL: [FindingCode; 62] = [
         FindingCode::CloneConfigured,
         FindingCode::CloneMissing,
         FindingCode::ConnectdClone,
@@ -245,6 +253,10 @@ impl FindingCode {
         FindingCode::GuestManaged,
         FindingCode::GuestSoftFence,
         FindingCode::GuestUnmanaged,
+        FindingCode::GuestEscalation,
+        FindingCode::GuestEscalationMissing,
+        FindingCode::GuestLiveness,
+        FindingCode::GuestLivenessOff,
         FindingCode::DomainXmlInvalid,
         FindingCode::DomainXmlValid,
         FindingCode::ChannelMissing,
@@ -308,6 +320,10 @@ impl FindingCode {
             FindingCode::GuestManaged => "guest-managed",
             FindingCode::GuestSoftFence => "guest-soft-fence",
             FindingCode::GuestUnmanaged => "guest-unmanaged",
+            FindingCode::GuestEscalation => "guest-escalation",
+            FindingCode::GuestEscalationMissing => "guest-escalation-missing",
+            FindingCode::GuestLiveness => "guest-liveness",
+            FindingCode::GuestLivenessOff => "guest-liveness-off",
             FindingCode::DomainXmlInvalid => "domain-xml-invalid",
             FindingCode::DomainXmlValid => "domain-xml-valid",
             FindingCode::ChannelMissing => "channel-missing",

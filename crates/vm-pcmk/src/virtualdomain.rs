@@ -35,6 +35,10 @@ pub const HARD_STOP_PROVIDER: &str = "pm-kvm-tools";
 /// The agent vm-ctl configures for guests, as `class:provider:type`.
 pub const HARD_STOP_AGENT: &str = "ocf:pm-kvm-tools:VirtualDomain";
 
+/// The parameter of `ocf:pm-kvm-tools:VirtualDomain` that makes its monitor fail a guest whose
+/// own vm-connectd has been silent for this many seconds (0 or absent: off).
+pub const LIVENESS_TIMEOUT_PARAM: &str = "liveness_timeout";
+
 /// The node attribute that, set to `true` on a node, makes resource `rsc`'s stop there a hard
 /// power-off. Same name as the original tool's.
 pub fn force_stop_attr(rsc: &str) -> String {

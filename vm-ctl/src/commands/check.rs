@@ -420,6 +420,99 @@ fn judge_stickiness(value: Option<&str>, whose: &str, act: &str) -> (FindingCode
     }
 }
 
+/// A meta attribute of `rsc`, or the cluster's resource default for it (`rsc_defaults`,
+/// unconditional sets only).
+fn meta_or_default<'a>(cib: &'a Cib, rsc: &str, name: &str) -> Option<&'a str> {
+    cib.meta_attribute(rsc, name).or_else(|| {
+        cib.section("rsc_defaults")?
+            .elements()
+            .filter(|set| {
+                set.name == "meta_attributes" && !set.elements().any(|e| e.name == "rule")
+            })
+            .flat_map(Element::elements)
+            .find(|nv| nv.name == "nvpair" && nv.get("name") == Some(name))
+            .and_then(|nv| nv.get("value"))
+    })
+}
+
+/// How a failing guest is recovered: escalation from restarts to a move
+/// (`migration-threshold`, `failure-timeout`), and whether a silent guest counts as failing
+/// (`liveness_timeout` of `ocf:pm-kvm-tools:VirtualDomain`).
+fn check_recovery(
+    config: &Config,
+    cib: &Cib,
+    dom: &str,
+    rsc: &str,
+    prim: &Element,
+    f: &mut Findings,
+) {
+    let file = config.source.display();
+    let threshold = meta_or_default(cib, rsc, "migration-threshold");
+    let expiry = meta_or_default(cib, rsc, "failure-timeout");
+    match (threshold, expiry) {
+        (Some(t), Some(e)) => f.ok(
+            dom,
+            FindingCode::GuestEscalation,
+            format!(
+                "migration-threshold={t}, failure-timeout={e}: after {t} failure(s) on a node the \
+                 guest moves to another; failures expire after {e}"
+            ),
+        ),
+        _ => {
+            let mut missing = Vec::new();
+            if threshold.is_none() {
+                missing.push(
+                    "migration-threshold (a failing guest restarts on the same node forever)",
+                );
+            }
+            if expiry.is_none() {
+                missing.push("failure-timeout (its failures on a node never expire)");
+            }
+            f.push(
+                dom,
+                FindingCode::GuestEscalationMissing,
+                Level::Warning,
+                format!("no {}", missing.join(", no ")),
+                format!(
+                    "set vm_migration_threshold and vm_failure_timeout in {file} and re-create \
+                     the resource, or set them on it: crm_resource --resource {rsc} --meta \
+                     --set-parameter migration-threshold --parameter-value 3 (and \
+                     failure-timeout, e.g. 10min)"
+                ),
+            );
+        }
+    }
+    if !vm_pcmk::virtualdomain::stops_hard_on_fence(prim) {
+        // the stock agent has no liveness monitor: guest-soft-fence already says to switch
+        return;
+    }
+    let param = vm_pcmk::virtualdomain::LIVENESS_TIMEOUT_PARAM;
+    match cib
+        .instance_attribute(rsc, param)
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|secs| *secs > 0)
+    {
+        Some(secs) => f.ok(
+            dom,
+            FindingCode::GuestLiveness,
+            format!(
+                "{param}={secs}: its monitor fails once the guest's vm-connectd has been silent \
+                 for {secs} s (a guest without the guest daemon is never failed)"
+            ),
+        ),
+        None => f.push(
+            dom,
+            FindingCode::GuestLivenessOff,
+            Level::Warning,
+            "no liveness_timeout: a guest whose kernel hangs or panics still reads running",
+            format!(
+                "set vm_liveness_timeout in {file} and re-create the resource, or set it on it: \
+                 crm_resource --resource {rsc} --set-parameter {param} --parameter-value 120"
+            ),
+        ),
+    }
+}
+
 fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str, f: &mut Findings) {
     let rsc = ids::rsc(dom);
     match guest::primitive(cib, dom) {
@@ -430,6 +523,7 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
                 format!("managed by Pacemaker as {rsc}"),
             );
             check_managerd_constraints(config, cib, dom, &rsc, f);
+            check_recovery(config, cib, dom, &rsc, prim, f);
             if !vm_pcmk::virtualdomain::stops_hard_on_fence(prim) {
                 let agent = format!(
                     "{}:{}:{}",
