@@ -40,20 +40,44 @@ pub enum Vport {
 /// The domain XML of test guest `name`, with sockets under `rundir` and the console transcript
 /// in `logdir` (paths as seen by the libvirtd that runs it).
 pub fn domain_xml(name: &str, rundir: &Path, logdir: &Path, vport: Vport) -> String {
+    domain_xml_with(name, rundir, logdir, vport, &[])
+}
+
+/// [`domain_xml`] with more of `domain-xml.sh`'s settings (`env`: e.g. `CMDLINE`).
+pub fn domain_xml_with(
+    name: &str,
+    rundir: &Path,
+    logdir: &Path,
+    vport: Vport,
+    env: &[(&str, &str)],
+) -> String {
     ensure_image();
     let vport = match vport {
         Vport::Echo => "echo",
         Vport::Daemon => "daemon",
         Vport::None => "none",
     };
-    run_ok(
-        &script("domain-xml.sh")
-            .arg(name)
-            .arg(rundir)
-            .arg(logdir)
-            .env("VPORT", vport),
-    )
-    .stdout_text()
+    let mut cmd = script("domain-xml.sh")
+        .arg(name)
+        .arg(rundir)
+        .arg(logdir)
+        .env("VPORT", vport);
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    run_ok(&cmd).stdout_text()
+}
+
+/// The kernel command line of a test guest (`domain-xml.sh`'s default) whose kernel hangs on a
+/// panic instead of rebooting: QEMU keeps running a dead guest, as after a real hang (the
+/// default `panic=-1` reboots, which `on_reboot=destroy` turns into a stopped domain).
+pub fn cmdline_hang_on_panic(name: &str, vport: Vport) -> String {
+    let vport = match vport {
+        Vport::Echo => "echo",
+        Vport::Daemon => "daemon",
+        Vport::None => "none",
+    };
+    format!("console=ttyS0 quiet panic=0 pmkt.name={name} pmkt.vport={vport}")
 }
 
 /// Wait until the console transcript `log` shows the guest's shell is up; panic with the

@@ -65,6 +65,82 @@ impl MultiNode {
         );
     }
 
+    /// Starts the packaged host vm-connectd in every node (guest sockets in
+    /// `/run/pmkt/vmconnectd`, local socket `/run/vmconnectd.sock`, libvirt identities,
+    /// publishing guests' liveness in the node's attrd) with `extra` options; they stop when the
+    /// returned value is dropped.
+    pub fn start_relays(&self, extra: &[&str]) -> Relays {
+        let bin = crate::packaged_bin("vm-connectd").display().to_string();
+        for n in &self.nodes {
+            run_ok(
+                &script("multinode.sh")
+                    .args(["bg", n, "vmconnectd", &bin, "-t", "host"])
+                    .args([
+                        "-d",
+                        "/run/pmkt/vmconnectd",
+                        "--socket",
+                        "/run/vmconnectd.sock",
+                    ])
+                    .args(["--libvirt", "qemu:///system", "--node", n, "-vv"])
+                    .args(extra),
+            );
+        }
+        Relays {
+            nodes: self.nodes.clone(),
+        }
+    }
+
+    /// Transient node attribute `name` of `node`, as the cluster has it (asked from any node
+    /// that answers, `node` first), `None` when it is not set.
+    pub fn transient_attr(&self, node: &str, name: &str) -> Option<String> {
+        [node]
+            .into_iter()
+            .chain(self.nodes().into_iter().filter(|n| *n != node))
+            .find_map(|from| {
+                let out = self
+                    .cmd(from, "crm_attribute")
+                    .args(["--lifetime", "reboot", "--node", node, "--name", name])
+                    .args(["--query", "--quiet"])
+                    .timeout(Duration::from_secs(20))
+                    .run()
+                    .ok()?;
+                // exit 105 (no such attribute) is an answer; other failures ask the next node
+                match out.code() {
+                    Some(0) => Some(Some(out.stdout_text().trim().to_owned())),
+                    Some(105) => Some(None),
+                    _ => None,
+                }
+            })
+            .flatten()
+    }
+
+    /// The failed operations `crm_mon` lists (seen from any node): (operation key, node, exit
+    /// reason).
+    pub fn failures(&self) -> Vec<(String, String, String)> {
+        let Some(xml) = self.nodes().into_iter().find_map(|n| {
+            let out = self
+                .cmd(n, "crm_mon")
+                .args(["--one-shot", "--output-as=xml"])
+                .timeout(Duration::from_secs(20))
+                .run()
+                .ok()?;
+            out.success().then(|| out.stdout_text())
+        }) else {
+            return Vec::new();
+        };
+        let Ok(root) = vm_pcmk::xml::Element::parse(&xml) else {
+            return Vec::new();
+        };
+        root.descendants()
+            .into_iter()
+            .filter(|e| e.name == "failure")
+            .map(|e| {
+                let a = |k: &str| e.get(k).unwrap_or("").to_owned();
+                (a("op_key"), a("node"), a("exitreason"))
+            })
+            .collect()
+    }
+
     /// Wait for exclusive use, start the cluster if needed and reset it.
     pub fn acquire() -> Self {
         let lock = Exclusive::acquire(&MULTINODE, "multinode");
@@ -276,5 +352,21 @@ impl MultiNode {
             .run()
             .map(|o| o.stdout_text())
             .unwrap_or_default()
+    }
+}
+
+/// Host vm-connectd running in every node ([`MultiNode::start_relays`]); stopped on drop.
+#[derive(Debug)]
+pub struct Relays {
+    nodes: Vec<String>,
+}
+
+impl Drop for Relays {
+    fn drop(&mut self) {
+        for n in &self.nodes {
+            let _ = script("multinode.sh")
+                .args(["stopbg", n, "vmconnectd"])
+                .run();
+        }
     }
 }

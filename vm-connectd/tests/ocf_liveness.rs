@@ -38,8 +38,9 @@ impl Bed {
         executable(
             &dir.path().join("stock"),
             &format!(
-                "#!/bin/sh\ncase $1 in\n  meta-data) printf '<resource-agent><parameters>\\n<parameter name=\"config\"/>\\n</parameters></resource-agent>\\n' ;;\n  monitor) [ -e '{}' ] && exit 7; exit 0 ;;\n  *) exit 0 ;;\nesac\n",
-                dir.path().join("stopped").display()
+                "#!/bin/sh\ncase $1 in\n  meta-data) printf '<resource-agent><parameters>\\n<parameter name=\"config\"/>\\n</parameters></resource-agent>\\n' ;;\n  monitor) [ -e '{}' ] && exit 7; exit 0 ;;\n  stop) echo \"${{OCF_RESKEY_force_stop:-unset}}\" > '{}' ;;\n  *) exit 0 ;;\nesac\n",
+                dir.path().join("stopped").display(),
+                dir.path().join("stop-force").display()
             ),
         );
         std::fs::write(
@@ -156,6 +157,21 @@ fn the_monitor_fails_a_running_guest_only_when_it_is_silent_long_enough_or_unhea
     assert!(
         reason.len() <= 128,
         "Pacemaker keeps 128 bytes of a reason: {reason}"
+    );
+    // its stop is a hard power-off (a hung guest cannot shut down)
+    let stop_force = || {
+        std::fs::read_to_string(bed.dir.path().join("stop-force"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(bed.run("stop", "1", &bed.d.socket).0, 0);
+    assert_eq!(stop_force(), "true");
+    assert_eq!(bed.run("stop", "3600", &bed.d.socket).0, 0);
+    assert_eq!(
+        stop_force(),
+        "unset",
+        "not silent for an hour: a graceful stop"
     );
     // a guest the stock monitor finds stopped is the stock agent's answer
     std::fs::write(bed.dir.path().join("stopped"), "").unwrap();

@@ -11,6 +11,7 @@ use vm_tests::guest::{Vport, helper_cmd, wait_ready};
 use vm_tests::multinode::MultiNode;
 use vm_tests::{evidence, run_ok, wait_for};
 
+mod liveness;
 mod vmconnectd;
 mod vmctl;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use vm_pcmk::Role;
 use vm_tests::guest::{Vport, helper_cmd, wait_ready};
 use vm_tests::multinode::MultiNode;
-use vm_tests::{evidence, packaged_bin, run_ok, script, wait_for};
+use vm_tests::{evidence, packaged_bin, run_ok, wait_for};
 
 const PINGS: usize = 60;
 
@@ -20,32 +20,7 @@ fn multinode_vmconnectd_follows_a_live_migration() {
     let mn = MultiNode::acquire();
     let nodes: Vec<String> = mn.nodes().iter().map(|s| (*s).to_owned()).collect();
     let bin = packaged_bin("vm-connectd").display().to_string();
-    for n in &nodes {
-        run_ok(&script("multinode.sh").args([
-            "bg",
-            n,
-            "vmconnectd",
-            &bin,
-            "-t",
-            "host",
-            "-d",
-            "/run/pmkt/vmconnectd",
-            "--socket",
-            "/run/vmconnectd.sock",
-            "--libvirt",
-            "qemu:///system",
-            "--node",
-            n,
-            "-vv",
-        ]));
-    }
-    let stop_relays = || {
-        for n in &nodes {
-            let _ = script("multinode.sh")
-                .args(["stopbg", n, "vmconnectd"])
-                .run();
-        }
-    };
+    let relays = mn.start_relays(&[]);
     let (name, rsc) = ("gm1", "vm-gm1");
     mn.add_migratable_guest(&nodes[0], name, rsc, Vport::Daemon);
     let a = mn.wait_role(rsc, Role::Started, Duration::from_secs(90));
@@ -169,5 +144,5 @@ fn multinode_vmconnectd_follows_a_live_migration() {
         let s = mn.any_status(&[])?;
         (s.resource(rsc)?.role == Role::Stopped).then_some(())
     });
-    stop_relays();
+    drop(relays);
 }

@@ -420,19 +420,10 @@ fn judge_stickiness(value: Option<&str>, whose: &str, act: &str) -> (FindingCode
     }
 }
 
-/// A meta attribute of `rsc`, or the cluster's resource default for it (`rsc_defaults`,
-/// unconditional sets only).
+/// A meta attribute of `rsc`, or the cluster's resource default for it.
 fn meta_or_default<'a>(cib: &'a Cib, rsc: &str, name: &str) -> Option<&'a str> {
-    cib.meta_attribute(rsc, name).or_else(|| {
-        cib.section("rsc_defaults")?
-            .elements()
-            .filter(|set| {
-                set.name == "meta_attributes" && !set.elements().any(|e| e.name == "rule")
-            })
-            .flat_map(Element::elements)
-            .find(|nv| nv.name == "nvpair" && nv.get("name") == Some(name))
-            .and_then(|nv| nv.get("value"))
-    })
+    cib.meta_attribute(rsc, name)
+        .or_else(|| cib.rsc_default(name))
 }
 
 /// How a failing guest is recovered: escalation from restarts to a move
