@@ -6,12 +6,22 @@ use std::time::Duration;
 
 use crate::{project_bin, wait_for};
 
-/// `BIN -t host --no-libvirt --node bench -d GUEST_DIR --socket SOCKET`, its output discarded:
-/// the relay the benchmark harnesses load (their simulated guests listen in GUEST_DIR, as QEMU
-/// would, and a release binary is measured rather than this tree's debug build).
+/// `BIN -t host --no-libvirt --no-attributes --node bench -d GUEST_DIR --socket SOCKET`, its
+/// output discarded: the relay the benchmark harnesses load (their simulated guests listen in
+/// GUEST_DIR, as QEMU would, and a release binary is measured rather than this tree's debug
+/// build). Default heartbeat; no liveness attributes: they are written on changes only (none
+/// while the guests answer), and a bench must not write into a cluster running on the machine.
 pub fn spawn_bench_relay(bin: &str, guest_dir: &Path, socket: &Path) -> Child {
     Command::new(bin)
-        .args(["-t", "host", "--no-libvirt", "--node", "bench", "-d"])
+        .args([
+            "-t",
+            "host",
+            "--no-libvirt",
+            "--no-attributes",
+            "--node",
+            "bench",
+            "-d",
+        ])
         .arg(guest_dir)
         .arg("--socket")
         .arg(socket)

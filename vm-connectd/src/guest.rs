@@ -360,7 +360,8 @@ async fn serve_client(guest: Arc<Guest>, client: ClientId, stream: UnixStream) {
         let id = frame.id();
         match frame.message() {
             Ok(Message::Hello(_)) => {}
-            Ok(Message::Status) => {
+            // (a guest daemon has no guest links: a query for one gets its whole status)
+            Ok(Message::Status | Message::StatusOf(_)) => {
                 let reply = match StatusReply::new(status_json(&guest)) {
                     Ok(r) => Message::StatusReply(r),
                     Err(e) => error(ErrorCode::Internal, &e.to_string()),

@@ -937,8 +937,12 @@ async fn serve_local(host: Arc<Host>, conn: ConnId, stream: UnixStream, cred: Pe
                 let pong = host.lock().pong(&host.cfg.node);
                 let _ = offer(&outbox, pong.to_frame(id));
             }
-            Message::Status => {
-                let reply = match StatusReply::new(status_json(&host)) {
+            Message::Status | Message::StatusOf(_) => {
+                let only = match &msg {
+                    Message::StatusOf(q) => Some(q.guest()),
+                    _ => None,
+                };
+                let reply = match StatusReply::new(status_json(&host, only)) {
                     Ok(r) => Message::StatusReply(r),
                     Err(e) => {
                         Message::Error(ErrorMsg::truncated(ErrorCode::Internal, &e.to_string()))
@@ -1039,12 +1043,14 @@ fn epoch(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// The status report of `vm-connectd status`, as JSON.
-fn status_json(host: &Host) -> String {
+/// The status report of `vm-connectd status`, as JSON: every guest link, or `only` that
+/// guest's (`status --guest`).
+fn status_json(host: &Host, only: Option<&str>) -> String {
     let st = host.lock();
     let mut guests: Vec<LinkStatus> = st
         .links
         .values()
+        .filter(|l| only.is_none_or(|d| l.origin.domain() == d))
         .map(|l| LinkStatus {
             domain: l.origin.domain().to_owned(),
             uuid: l.origin.uuid().to_owned(),

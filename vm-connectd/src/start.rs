@@ -93,10 +93,12 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
         guest,
     }) = &cli.command
     {
-        let text = status(socket)?;
         if let Some(domain) = guest {
-            print!("{}", guest_liveness(&text, domain)?);
-        } else if *json {
+            print!("{}", guest_liveness(&status_of(socket, domain)?, domain)?);
+            return Ok(());
+        }
+        let text = status(socket)?;
+        if *json {
             println!("{text}");
         } else {
             print!("{}", crate::status::text(&text));
@@ -150,6 +152,15 @@ pub fn guest_liveness(json: &str, domain: &str) -> Result<String, MainError> {
         out.push_str(&format!("failing: {}\n", link.failing.join(",")));
     }
     Ok(out)
+}
+
+/// The running host daemon's status of guest `domain` only (JSON).
+pub fn status_of(socket: &Path, domain: &str) -> Result<String, MainError> {
+    let mut client =
+        Client::connect(socket, vm_proto::Role::Client).map_err(MainError::Unreachable)?;
+    client
+        .status_of(domain, STATUS_TIMEOUT)
+        .map_err(MainError::Status)
 }
 
 /// The running daemon's status report (JSON), through its local socket.

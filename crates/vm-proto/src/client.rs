@@ -29,7 +29,7 @@ use crate::{
     frame::{Frame, Kind, PROTOCOL_VERSION},
     message::{
         Deliver, ErrorCode, ErrorMsg, Hello, Message, MessageError, Pong, Register, Reply, Request,
-        Retry, RetryReason, Role, ServiceName, negotiate,
+        Retry, RetryReason, Role, ServiceName, StatusQuery, negotiate,
     },
 };
 
@@ -490,6 +490,20 @@ impl Client {
             .conn
             .exchange(&Message::Status, timeout, "send the status request")?
         {
+            (_, Message::StatusReply(status)) => Ok(status.into_json()),
+            (id, other) => Err(unexpected_answer(id, &other)),
+        }
+    }
+
+    /// Asks a host daemon for the status of guest `guest` only (its JSON text, whose `guests`
+    /// list has that guest, or none when the daemon has no link to it).
+    pub fn status_of(&mut self, guest: &str, timeout: Duration) -> Result<String, ClientError> {
+        let query = StatusQuery::new(guest).map_err(ClientError::Invalid)?;
+        match self.conn.exchange(
+            &Message::StatusOf(query),
+            timeout,
+            "send the status request",
+        )? {
             (_, Message::StatusReply(status)) => Ok(status.into_json()),
             (id, other) => Err(unexpected_answer(id, &other)),
         }

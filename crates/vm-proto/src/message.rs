@@ -870,6 +870,36 @@ impl StatusReply {
     }
 }
 
+/// 0x0A with a payload: an admin asks a host daemon for the status of one guest link only.
+/// Payload: `string guest` (1..=[`MAX_DOMAIN_LEN`], the domain name); an empty Status payload is
+/// [`Message::Status`], the whole status. The answer is a [`StatusReply`] whose `guests` list
+/// has at most that guest: it stays small however many guests the host runs (the whole status
+/// of some hundred guests exceeds [`MAX_BODY`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StatusQuery {
+    guest: String,
+}
+
+impl StatusQuery {
+    /// The status of guest `guest` (1..=[`MAX_DOMAIN_LEN`] bytes).
+    pub fn new(guest: impl Into<String>) -> Result<StatusQuery, MessageError> {
+        let guest = guest.into();
+        check_len("Status.guest", guest.len(), 1, MAX_DOMAIN_LEN)?;
+        Ok(StatusQuery { guest })
+    }
+
+    /// The guest asked about.
+    pub fn guest(&self) -> &str {
+        &self.guest
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<StatusQuery, MessageError> {
+        Ok(StatusQuery {
+            guest: r.str("Status.guest", 1, MAX_DOMAIN_LEN)?.to_owned(),
+        })
+    }
+}
+
 /// Whether `name` is a health check name: 1..=[`MAX_CHECK_NAME_LEN`] bytes of ASCII letters,
 /// digits and `@ : _ . - \` (a systemd unit name's alphabet; a health command is named by its
 /// file name, which the guest daemon checks against the same rule).
@@ -962,6 +992,8 @@ pub enum Message {
     Register(Register),
     /// 0x0A, empty payload.
     Status,
+    /// 0x0A with a guest's name: the status of that guest link only (host daemon).
+    StatusOf(StatusQuery),
     /// 0x0B.
     StatusReply(StatusReply),
     /// 0x0C, empty payload: the frame's id names the request given up on.
@@ -985,7 +1017,7 @@ impl Message {
             Message::Retry(_) => Kind::Retry,
             Message::Error(_) => Kind::Error,
             Message::Register(_) => Kind::Register,
-            Message::Status => Kind::Status,
+            Message::Status | Message::StatusOf(_) => Kind::Status,
             Message::StatusReply(_) => Kind::StatusReply,
             Message::Cancel => Kind::Cancel,
             Message::Heartbeat => Kind::Heartbeat,
@@ -1006,7 +1038,8 @@ impl Message {
             Kind::Retry => Message::Retry(Retry::decode(&mut r)?),
             Kind::Error => Message::Error(ErrorMsg::decode(&mut r)?),
             Kind::Register => Message::Register(Register::decode(&mut r)?),
-            Kind::Status => Message::Status,
+            Kind::Status if payload.is_empty() => Message::Status,
+            Kind::Status => Message::StatusOf(StatusQuery::decode(&mut r)?),
             Kind::StatusReply => Message::StatusReply(StatusReply::decode(&mut r)?),
             Kind::Cancel => Message::Cancel,
             Kind::Heartbeat => Message::Heartbeat,
@@ -1037,6 +1070,9 @@ impl Message {
                 w.bytes(m.json.as_bytes());
             }
             Message::Alive(m) => m.encode(&mut w),
+            Message::StatusOf(m) => {
+                w.str(&m.guest);
+            }
             Message::Ping | Message::Status | Message::Cancel | Message::Heartbeat => {}
         }
         (self.kind(), w.finish())
@@ -1211,6 +1247,7 @@ mod tests {
             Message::Cancel,
             Message::Heartbeat,
             Message::Alive(Alive::default()),
+            Message::StatusOf(StatusQuery::new("g1").unwrap()),
             Message::Alive(
                 Alive::new(vec!["db.service".into(), "getty@tty1.service".into()]).unwrap(),
             ),
@@ -1514,6 +1551,18 @@ mod tests {
         assert_eq!(
             Message::Alive(Alive::default()).encode(),
             (Kind::Alive, vec![0])
+        );
+        assert_eq!(
+            Message::StatusOf(StatusQuery::new("g1").unwrap()).encode(),
+            (Kind::Status, vec![0, 2, b'g', b'1'])
+        );
+        assert_eq!(
+            Message::decode(Kind::Status, &[0, 0]),
+            Err(MessageError::TooShort {
+                field: "Status.guest",
+                len: 0,
+                min: 1
+            })
         );
     }
 

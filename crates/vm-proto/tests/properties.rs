@@ -11,7 +11,7 @@ use proptest::{collection::vec, prelude::*};
 use vm_proto::{
     Alive, DecodeError, Decoder, Deliver, ErrorCode, ErrorMsg, Frame, HEADER_LEN, Hello, Kind,
     MAGIC, MAX_FRAME, MAX_PAYLOAD, Message, Origin, OriginSource, Pong, Register, Reply, Request,
-    Retry, RetryReason, Role, ServiceName, StatusReply, crc32c::crc32c,
+    Retry, RetryReason, Role, ServiceName, StatusQuery, StatusReply, crc32c::crc32c,
 };
 
 /// The longest prefix of `s` within `max` bytes, cut at a character boundary.
@@ -84,6 +84,7 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(code, message)| Message::Error(ErrorMsg::new(code, message).unwrap())),
         service().prop_map(|service| Message::Register(Register::new(service))),
         Just(Message::Status),
+        "[a-z0-9_.-]{1,40}".prop_map(|g| Message::StatusOf(StatusQuery::new(g).unwrap())),
         text(300).prop_map(|json| Message::StatusReply(StatusReply::new(json).unwrap())),
         Just(Message::Cancel),
         Just(Message::Heartbeat),
