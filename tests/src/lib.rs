@@ -17,6 +17,8 @@
 //!   PID.
 //! - [`managerd`]: [`managerd::ManagerBed`], vm-managerd behind a real host relay, asked by
 //!   bridged guest daemons.
+//! - [`liveness`]: [`liveness::PanicBed`], a guest watched through its channel on the
+//!   multi-node cluster, whose kernel the test panics.
 //! - [`guest`]: the TCG guest image, its domain XML, its serial console and its `vmconnectd`
 //!   channel.
 //!
@@ -32,6 +34,7 @@ pub mod connectd;
 pub mod guest;
 pub mod libvirt;
 pub mod live;
+pub mod liveness;
 pub mod managerd;
 pub mod multinode;
 pub mod stonith;

@@ -10,13 +10,13 @@
 use std::time::{Duration, Instant};
 
 use vm_pcmk::Role;
-use vm_tests::guest::{Vport, cmdline_hang_on_panic, domain_xml_with, helper_cmd, wait_ready};
-use vm_tests::multinode::MultiNode;
-use vm_tests::vmctl::LiveVmCtl;
-use vm_tests::{evidence, wait_for};
+use vm_tests::evidence;
+use vm_tests::guest::wait_ready;
+use vm_tests::liveness::PanicBed;
+use vm_tests::wait_for;
 
-/// The relays' heartbeat, shorter than the defaults (5 s, 20 s) to keep the tier short; the
-/// bench (bench/liveness.sh) measures the defaults.
+/// The relays' heartbeat, shorter than the defaults (5 s, 20 s) to keep the tier short;
+/// `bench/liveness.sh` measures the defaults.
 const RELAY: &[&str] = &["--heartbeat-interval", "2", "--liveness-timeout", "6"];
 
 const KEYS: &str = "\
@@ -48,160 +48,79 @@ impl Timeline {
 #[ignore = "tier multinode: needs root, namespaces, libvirtd, QEMU and the guest image"]
 fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
     let t0 = Instant::now();
-    let mn = MultiNode::acquire();
-    let nodes: Vec<String> = mn.nodes().iter().map(|s| (*s).to_owned()).collect();
-    let admin = nodes[0].clone();
-    let _relays = mn.start_relays(RELAY);
-    let dir = tempfile::Builder::new()
-        .prefix("vmctl-")
-        .tempdir_in(mn.dir())
-        .unwrap();
-    let vmctl = LiveVmCtl::in_dir(dir, &vm_tests::vmctl::config(KEYS))
-        .via(
-            &mn.prefix(&admin)
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        )
-        .packaged();
-    let (name, rsc) = ("gp1", "prmVMCTL_gp1");
-    let attr = vm_proto::liveness::attr_name(name);
-    let cmdline = cmdline_hang_on_panic(name, Vport::Daemon);
-    vmctl.domain(
-        name,
-        &domain_xml_with(
-            name,
-            "/run/pmkt".as_ref(),
-            "/var/log/libvirt".as_ref(),
-            Vport::Daemon,
-            &[("CMDLINE", &cmdline)],
-        ),
-    );
-    let home = nodes[1].clone();
-    vmctl.ok(&["resource", "add", name, "-a", &home]);
-    let shown = vmctl.ok(&["resource", "show", name]).stdout_text();
+    let bed = PanicBed::start("gp1", KEYS, RELAY, 1);
+    let (name, rsc) = (bed.name.clone(), bed.rsc.clone());
+    let shown = bed.vmctl.ok(&["resource", "show", &name]).stdout_text();
     assert!(
         shown.contains("liveness_timeout=6") && shown.contains("migration-threshold=2"),
         "{shown}"
     );
-    vmctl.ok(&["resource", "start", name, "--wait=120"]);
-    let console_log = |node: &str| {
-        mn.dir()
-            .join(node)
-            .join("log-libvirt")
-            .join(format!("{name}.console.log"))
-    };
     let mut tl = Timeline {
         t0: Instant::now(),
         steps: Vec::new(),
     };
-    let on = mn.wait_role(rsc, Role::Started, Duration::from_secs(60));
-    assert_eq!(on, home);
-    wait_ready(&console_log(&home), Duration::from_secs(90));
+    let home = bed.running_on();
     tl.step(format!("{name} started on {home}, guest booted"));
-    let liveness_on = |node: &str| mn.transient_attr(node, &attr);
-    let wait_liveness = |node: &str, want: &str, within: u64| -> String {
-        wait_for(
-            &format!("{attr} on {node} to be {want}"),
-            Duration::from_secs(within),
-            || liveness_on(node).filter(|v| v.starts_with(want)),
-        )
-    };
-    let v = wait_liveness(&home, "up:answering:", 90);
+    let v = bed.wait_liveness(&home, "up:answering:", Duration::from_secs(90));
     tl.step(format!("liveness on {home}: {v}"));
-    stage(&mn, &admin, &attr);
+    stage(&bed);
 
-    let panic_on = |node: &str, n: u32, tl: &mut Timeline| {
-        let helper = helper_cmd().display().to_string();
-        // the shell's command returns before the panic (a second later), so the console
-        // exchange completes
-        let out = mn
-            .cmd(node, &helper)
-            .args([
-                "console",
-                &format!("/run/pmkt/{name}.console.sock"),
-                "(sleep 1; echo c > /proc/sysrq-trigger) >/dev/null 2>&1 &",
-                "30",
-            ])
-            .run()
-            .unwrap();
-        assert!(out.success(), "{}", out.stderr_text());
-        wait_for(
-            &format!("the kernel panic on {node}"),
-            Duration::from_secs(30),
-            || {
-                std::fs::read_to_string(console_log(node))
-                    .ok()
-                    .filter(|t| t.contains("Kernel panic"))
-            },
-        );
+    let panic_until_failed = |n: u32, tl: &mut Timeline| {
+        bed.panic(&home);
         tl.step(format!(
-            "panic #{n}: `echo c > /proc/sysrq-trigger` in {name} on {node} (console: Kernel panic; QEMU keeps running)"
+            "panic #{n}: `echo c > /proc/sysrq-trigger` in {name} on {home} (console: Kernel panic; QEMU keeps running)"
         ));
-        let v = wait_liveness(node, "up:silent:", 60);
-        tl.step(format!("liveness on {node}: {v}"));
-        let failure = wait_for(
-            &format!("{rsc}'s monitor to fail on {node} ({n})"),
-            Duration::from_secs(90),
-            || {
-                mn.failures()
-                    .into_iter()
-                    .find(|(op, at, _)| op.starts_with(&format!("{rsc}_monitor")) && at == node)
-            },
-        );
+        let v = bed.wait_liveness(&home, "up:silent:", Duration::from_secs(60));
+        tl.step(format!("liveness on {home}: {v}"));
+        let failure = bed.wait_failed_monitor(&home, Duration::from_secs(90));
         assert!(
             failure.2.contains(&format!("guest {name} silent for")),
             "exit reason: {failure:?}"
         );
         tl.step(format!(
-            "monitor failed on {node}: {} ({})",
+            "monitor failed on {home}: {} ({})",
             failure.0, failure.2
         ));
-        stage(&mn, &admin, &attr);
+        stage(&bed);
     };
 
     // first panic: restarted where it was (migration-threshold 2 not reached)
-    panic_on(&home, 1, &mut tl);
-    wait_for(
-        &format!("{name} to boot again on {home}"),
-        Duration::from_secs(120),
-        || {
-            let s = mn.any_status(&[&admin])?;
-            let text = std::fs::read_to_string(console_log(&home)).ok()?;
-            (s.nodes_with(rsc, Role::Started) == [home.clone()]
-                && text.contains(vm_tests::guest::READY_MARKER)
-                && !text.contains("Kernel panic"))
-            .then_some(())
-        },
-    );
+    panic_until_failed(1, &mut tl);
+    bed.wait_rebooted_on(&home, Duration::from_secs(120));
     tl.step(format!("{name} restarted on {home} (booted afresh)"));
-    let v = wait_liveness(&home, "up:answering:", 90);
+    let v = bed.wait_liveness(&home, "up:answering:", Duration::from_secs(90));
     tl.step(format!("liveness on {home}: {v}"));
-    stage(&mn, &admin, &attr);
+    stage(&bed);
 
     // second panic: fail count 2 = migration-threshold: it moves to another node
-    panic_on(&home, 2, &mut tl);
+    panic_until_failed(2, &mut tl);
     let moved_to = wait_for(
         &format!("{name} to start on another node"),
         Duration::from_secs(120),
         || {
-            let on = mn.any_status(&[&admin])?.nodes_with(rsc, Role::Started);
+            let on = bed
+                .mn
+                .any_status(&[&bed.admin])?
+                .nodes_with(&rsc, Role::Started);
             (on.len() == 1 && on[0] != home).then(|| on[0].clone())
         },
     );
     tl.step(format!(
         "{name} moved {home} -> {moved_to} (migration-threshold 2 reached)"
     ));
-    wait_ready(&console_log(&moved_to), Duration::from_secs(90));
-    let v = wait_liveness(&moved_to, "up:answering:", 90);
+    wait_ready(&bed.console_log(&moved_to), Duration::from_secs(90));
+    let v = bed.wait_liveness(&moved_to, "up:answering:", Duration::from_secs(90));
     tl.step(format!("liveness on {moved_to}: {v}"));
     wait_for(
-        &format!("{attr} to be gone from {home}"),
+        &format!("{} to be gone from {home}", bed.attr),
         Duration::from_secs(30),
-        || liveness_on(&home).is_none().then_some(()),
+        || bed.liveness(&home).is_none().then_some(()),
     );
-    tl.step(format!("{attr} deleted on {home} (no link there any more)"));
-    stage(&mn, &admin, &attr);
+    tl.step(format!(
+        "{} deleted on {home} (no link there any more)",
+        bed.attr
+    ));
+    stage(&bed);
 
     let summary: Vec<String> = tl
         .steps
@@ -213,26 +132,26 @@ fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
         t0,
         format!("panic -> restart -> panic -> move: {}", summary.join("; ")),
     );
-    vmctl.ok(&["resource", "stop", name, "--wait=120"]);
-    vmctl.ok(&["resource", "delete", name]);
+    bed.remove();
 }
 
 /// What an operator sees at this stage: `crm_mon -1 -f` and every node's published liveness
-/// of the guest (`vm-ctl status` does not exist yet on this branch).
-fn stage(mn: &MultiNode, admin: &str, attr: &str) {
-    let out = mn
-        .cmd(admin, "crm_mon")
+/// of the guest (`vm-ctl status` does not exist on this branch yet).
+fn stage(bed: &PanicBed) {
+    let out = bed
+        .mn
+        .cmd(&bed.admin, "crm_mon")
         .args(["-1", "-f"])
         .timeout(Duration::from_secs(20))
         .run()
         .map(|o| o.stdout_text())
         .unwrap_or_default();
-    println!("----- crm_mon -1 -f ({admin})\n{}", out.trim_end());
-    for n in mn.nodes() {
+    println!("----- crm_mon -1 -f ({})\n{}", bed.admin, out.trim_end());
+    for n in bed.mn.nodes() {
         println!(
-            "----- {attr} on {n}: {}",
-            mn.transient_attr(n, attr)
-                .unwrap_or_else(|| "(not set)".into())
+            "----- {} on {n}: {}",
+            bed.attr,
+            bed.liveness(n).unwrap_or_else(|| "(not set)".into())
         );
     }
 }
