@@ -35,25 +35,15 @@ pub struct PanicBed {
 impl PanicBed {
     /// Brings the cluster up, starts host vm-connectd with `relay` options in every node, adds
     /// guest `name` (the guest daemon on its channel, a kernel that hangs on panic) with vm-ctl
-    /// and `keys` (vm-ctl.conf lines over the test bed's base), preferring `home`, and starts
+    /// and `keys` (vm-ctl.conf lines over the test bed's base; [`crate::multinode::VMCTL_KEYS`]
+    /// for the tier's), preferring node number `home`, and starts
     /// it: it has booted there when this returns.
     pub fn start(name: &str, keys: &str, relay: &[&str], home: usize) -> Self {
         let mn = MultiNode::acquire();
         let nodes: Vec<String> = mn.nodes().iter().map(|s| (*s).to_owned()).collect();
         let admin = nodes[0].clone();
         let relays = mn.start_relays(relay);
-        let dir = tempfile::Builder::new()
-            .prefix("vmctl-")
-            .tempdir_in(mn.dir())
-            .unwrap();
-        let vmctl = LiveVmCtl::in_dir(dir, &crate::vmctl::config(keys))
-            .via(
-                &mn.prefix(&admin)
-                    .iter()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>(),
-            )
-            .packaged();
+        let vmctl = mn.vmctl(keys);
         let cmdline = cmdline_hang_on_panic(name, Vport::Daemon);
         vmctl.domain(
             name,

@@ -14,6 +14,17 @@ static MULTINODE: Mutex<()> = Mutex::new(());
 /// Id of the fence device `multinode.sh up` configures (kept by [`MultiNode::acquire`]'s reset).
 pub const FENCE_DEVICE: &str = "st-nskill";
 
+/// The vm-ctl.conf keys the multi-node tests share (over the test bed's base): fencing on, and
+/// operation timeouts short enough for the tier.
+pub const VMCTL_KEYS: &str = "\
+vm_stonith=on
+vm_start_op=(0 60s restart)
+vm_stop_op=(0 60s)
+vm_monitor_op=(5s 30s restart)
+vm_migrate_to_op=(0 120s)
+vm_migrate_from_op=(0 60s restart)
+";
+
 /// Exclusive use of the multi-node cluster. `acquire` brings it up if needed, powers on nodes
 /// an earlier test left fenced, and erases every resource and constraint but the fence device.
 #[derive(Debug)]
@@ -117,15 +128,7 @@ impl MultiNode {
     /// The failed operations `crm_mon` lists (seen from any node): (operation key, node, exit
     /// reason).
     pub fn failures(&self) -> Vec<(String, String, String)> {
-        let Some(xml) = self.nodes().into_iter().find_map(|n| {
-            let out = self
-                .cmd(n, "crm_mon")
-                .args(["--one-shot", "--output-as=xml"])
-                .timeout(Duration::from_secs(20))
-                .run()
-                .ok()?;
-            out.success().then(|| out.stdout_text())
-        }) else {
+        let Some(xml) = self.nodes().into_iter().find_map(|n| self.crm_mon_xml(n)) else {
             return Vec::new();
         };
         let Ok(root) = vm_pcmk::xml::Element::parse(&xml) else {
@@ -139,6 +142,19 @@ impl MultiNode {
                 (a("op_key"), a("node"), a("exitreason"))
             })
             .collect()
+    }
+
+    /// The packaged vm-ctl run in the first node, with the test bed's base vm-ctl.conf plus
+    /// `keys` (`key=value` lines) and its domain XMLs in a new directory on the shared storage.
+    pub fn vmctl(&self, keys: &str) -> crate::vmctl::LiveVmCtl {
+        let dir = tempfile::Builder::new()
+            .prefix("vmctl-")
+            .tempdir_in(self.dir())
+            .unwrap();
+        let prefix = self.prefix(&self.nodes[0]);
+        crate::vmctl::LiveVmCtl::in_dir(dir, &crate::vmctl::config(keys))
+            .via(&prefix.iter().map(String::as_str).collect::<Vec<_>>())
+            .packaged()
     }
 
     /// Wait for exclusive use, start the cluster if needed and reset it.
@@ -255,18 +271,21 @@ impl MultiNode {
         run_ok(&self.cmd(node, program).args(args))
     }
 
-    /// `crm_mon` status as seen from `node`, `None` when that node's cluster does not answer.
-    pub fn status(&self, node: &str) -> Option<ClusterStatus> {
+    /// `crm_mon --output-as=xml` as seen from `node`, `None` when that node's cluster does
+    /// not answer.
+    fn crm_mon_xml(&self, node: &str) -> Option<String> {
         let out = self
             .cmd(node, "crm_mon")
             .args(["--one-shot", "--output-as=xml"])
             .timeout(Duration::from_secs(20))
             .run()
             .ok()?;
-        if !out.success() {
-            return None;
-        }
-        ClusterStatus::from_crm_mon_xml(&out.stdout_text()).ok()
+        out.success().then(|| out.stdout_text())
+    }
+
+    /// `crm_mon` status as seen from `node`, `None` when that node's cluster does not answer.
+    pub fn status(&self, node: &str) -> Option<ClusterStatus> {
+        ClusterStatus::from_crm_mon_xml(&self.crm_mon_xml(node)?).ok()
     }
 
     /// Status from the first node (in `prefer` order, then the rest) that answers.

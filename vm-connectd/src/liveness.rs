@@ -199,21 +199,13 @@ const ATTRD_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Attrd {
     fn run(args: &[&str]) -> Result<(), String> {
-        let out = vm_common::process::Cmd::new("attrd_updater")
+        vm_common::process::Cmd::new("attrd_updater")
             .args(args)
             .timeout(ATTRD_TIMEOUT)
             .max_stdout(4096)
-            .run()
-            .map_err(|e| vm_common::error_chain(&e))?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "attrd_updater exited with {}: {}",
-                out.code().unwrap_or(-1),
-                out.stderr_text()
-            ))
-        }
+            .run_success()
+            .map(|_| ())
+            .map_err(|e| vm_common::error_chain(&e))
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Daemon, Peer};
+use common::{BIN, Daemon, Peer, executable};
 use vm_proto::{Alive, Hello, Kind, Message, Role};
 
 fn guest_hello(session: u64) -> Message {
@@ -26,15 +26,10 @@ fn alive(failing: &[&str]) -> Message {
 fn fake_attrd() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("calls.log");
-    let script = dir.path().join("attrd_updater");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
-    )
-    .unwrap();
-    let mut perm = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&script, perm).unwrap();
+    executable(
+        &dir.path().join("attrd_updater"),
+        &format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+    );
     dir
 }
 
@@ -269,14 +264,10 @@ fn the_guest_daemon_answers_heartbeats_with_its_failing_checks() {
     let work = tempfile::tempdir().unwrap();
     let flag = work.path().join("fail");
     let check = work.path().join("check-db");
-    std::fs::write(
+    executable(
         &check,
-        format!("#!/bin/sh\n[ ! -e '{}' ]\n", flag.display()),
-    )
-    .unwrap();
-    let mut perm = std::fs::metadata(&check).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&check, perm).unwrap();
+        &format!("#!/bin/sh\n[ ! -e '{}' ]\n", flag.display()),
+    );
     let check_arg = check.display().to_string();
     let (d, listener) = Daemon::guest(&[
         "--health-command",

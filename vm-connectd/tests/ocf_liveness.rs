@@ -12,18 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{BIN, Daemon, Peer};
+use common::{BIN, Daemon, Peer, executable};
 use vm_proto::{Alive, Hello, Kind, Message, Role};
 
 fn agent() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../agents/ocf/VirtualDomain")
-}
-
-fn executable(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    let mut perm = std::fs::metadata(path).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(path, perm).unwrap();
 }
 
 struct Bed {

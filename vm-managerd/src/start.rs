@@ -136,20 +136,12 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
 
 /// Runs `attrd_updater` (bounded), the error its stderr.
 fn attrd_updater(args: &[&str]) -> Result<(), String> {
-    let out = vm_common::process::Cmd::new("attrd_updater")
+    vm_common::process::Cmd::new("attrd_updater")
         .args(args)
         .timeout(Duration::from_secs(30))
-        .run()
-        .map_err(|e| e.to_string())?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "exit {}: {}",
-            out.code().unwrap_or(-1),
-            out.stderr_text().trim()
-        ))
-    }
+        .run_success()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn print_check(cli: &Cli, rules: &RuleFile) {

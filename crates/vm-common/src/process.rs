@@ -66,6 +66,24 @@ pub enum ProcessError {
     },
 }
 
+/// Why [`Cmd::run_success`] failed: the program could not be run, or it exited with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// It could not be run to completion.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// It exited with a non-zero status (or was killed by a signal: `code` -1).
+    #[error("`{program}` exited with {code}: {stderr}")]
+    Failed {
+        /// The program.
+        program: String,
+        /// Its exit status.
+        code: i32,
+        /// What it wrote on stderr, trimmed.
+        stderr: String,
+    },
+}
+
 /// What a finished program left behind.
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -246,6 +264,20 @@ impl Cmd {
             .map(|a| a.to_string_lossy())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// [`Cmd::run`], and a non-zero exit is an error too ([`RunError::Failed`], with the
+    /// program's stderr): for the calls whose only answer is "done" or "why not".
+    pub fn run_success(&self) -> Result<Output, RunError> {
+        let out = self.run()?;
+        if out.success() {
+            return Ok(out);
+        }
+        Err(RunError::Failed {
+            program: self.program(),
+            code: out.code().unwrap_or(-1),
+            stderr: out.stderr_text(),
+        })
     }
 
     /// Run to completion or until the deadline.

@@ -25,10 +25,11 @@ fn main() {
     let runs: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(5);
     let timeout = args.get(1).cloned().unwrap_or_else(|| "30s".to_owned());
     let relay: Vec<&str> = args.iter().skip(2).map(String::as_str).collect();
+    // the tier's keys, with the shipped monitor interval
     let keys = format!(
-        "vm_stonith=on\nvm_start_op=(0 60s restart)\nvm_stop_op=(0 60s)\n\
-         vm_monitor_op=(10s 30s restart)\nvm_liveness_timeout={timeout}\n\
-         vm_migration_threshold=1000\nvm_failure_timeout=10min\n"
+        "{}vm_monitor_op=(10s 30s restart)\nvm_liveness_timeout={timeout}\n\
+         vm_migration_threshold=1000\nvm_failure_timeout=10min\n",
+        vm_tests::multinode::VMCTL_KEYS.replace("vm_monitor_op=(5s 30s restart)\n", "")
     );
     let bed = PanicBed::start("gbench", &keys, &relay, 1);
     let node = bed.running_on();

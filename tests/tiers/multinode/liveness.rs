@@ -13,23 +13,15 @@ use vm_pcmk::Role;
 use vm_tests::evidence;
 use vm_tests::guest::wait_ready;
 use vm_tests::liveness::PanicBed;
+use vm_tests::multinode::VMCTL_KEYS;
 use vm_tests::wait_for;
 
 /// The relays' heartbeat, shorter than the defaults (5 s, 20 s) to keep the tier short;
 /// `bench/liveness.sh` measures the defaults.
 const RELAY: &[&str] = &["--heartbeat-interval", "2", "--liveness-timeout", "6"];
 
-const KEYS: &str = "\
-vm_stonith=on
-vm_start_op=(0 60s restart)
-vm_stop_op=(0 60s)
-vm_monitor_op=(5s 30s restart)
-vm_migrate_to_op=(0 120s)
-vm_migrate_from_op=(0 60s restart)
-vm_liveness_timeout=6s
-vm_migration_threshold=2
-vm_failure_timeout=10min
-";
+/// The guest's health and recovery keys, over the tier's vm-ctl.conf keys.
+const KEYS: &str = "vm_liveness_timeout=6s\nvm_migration_threshold=2\nvm_failure_timeout=10min\n";
 
 struct Timeline {
     t0: Instant,
@@ -48,7 +40,7 @@ impl Timeline {
 #[ignore = "tier multinode: needs root, namespaces, libvirtd, QEMU and the guest image"]
 fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
     let t0 = Instant::now();
-    let bed = PanicBed::start("gp1", KEYS, RELAY, 1);
+    let bed = PanicBed::start("gp1", &format!("{VMCTL_KEYS}{KEYS}"), RELAY, 1);
     let (name, rsc) = (bed.name.clone(), bed.rsc.clone());
     let shown = bed.vmctl.ok(&["resource", "show", &name]).stdout_text();
     assert!(

@@ -6,21 +6,12 @@ use std::time::{Duration, Instant};
 
 use vm_pcmk::Role;
 use vm_tests::guest::{Vport, domain_xml, helper_cmd, wait_ready};
-use vm_tests::multinode::MultiNode;
+use vm_tests::multinode::{MultiNode, VMCTL_KEYS};
 use vm_tests::vmctl::LiveVmCtl;
 use vm_tests::{evidence, run_ok, wait_for};
 
-/// The test bed's base vm-ctl.conf with fencing on, short operation timeouts and the nodes'
-/// pingd.
-const CONFIG_KEYS: &str = "\
-vm_stonith=on
-vm_start_op=(0 60s restart)
-vm_stop_op=(0 60s)
-vm_monitor_op=(5s 30s restart)
-vm_migrate_to_op=(0 120s)
-vm_migrate_from_op=(0 60s restart)
-vm_pingd1=(clnPingd default_ping_set)
-";
+/// The nodes' pingd, over the tier's vm-ctl.conf keys.
+const PINGD_KEY: &str = "vm_pingd1=(clnPingd default_ping_set)\n";
 
 struct Bed {
     mn: MultiNode,
@@ -57,18 +48,7 @@ impl Bed {
                 ],
             );
         }
-        let dir = tempfile::Builder::new()
-            .prefix("vmctl-")
-            .tempdir_in(mn.dir())
-            .unwrap();
-        let vmctl = LiveVmCtl::in_dir(dir, &vm_tests::vmctl::config(CONFIG_KEYS))
-            .via(
-                &mn.prefix(&admin)
-                    .iter()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>(),
-            )
-            .packaged();
+        let vmctl = mn.vmctl(&format!("{VMCTL_KEYS}{PINGD_KEY}"));
         for g in guests {
             vmctl.domain(
                 g,

@@ -256,3 +256,11 @@ pub fn wait_file(path: &Path) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Writes `text` to `path`, mode 0755 (a script a test runs, or puts on a `PATH`).
+pub fn executable(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    let mut perm = std::fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(path, perm).unwrap();
+}
