@@ -90,8 +90,13 @@ fn main() {
             }
         });
     }
-    // idle: the guests only answer heartbeats
-    std::thread::sleep(Duration::from_secs(6));
+    // idle: the guests only answer heartbeats, from the first round on
+    let t_first = Instant::now();
+    while alives.load(Ordering::Relaxed) < guests as u64
+        && t_first.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (cpu0, alive0, t_idle) = (
         cpu_ticks(daemon.id()),
         alives.load(Ordering::Relaxed),
