@@ -1080,10 +1080,14 @@ fn vmctl_liveness_and_escalation_keys_are_generated_shown_and_checked() {
         "{off:?}"
     );
     // the cluster's resource defaults count as the guest's
-    bed.cib.create_in(
+    run_ok(&bed.cib.tool("cibadmin").args([
+        "--modify",
+        "--allow-create",
+        "--scope",
         "rsc_defaults",
+        "--xml-text",
         r#"<meta_attributes id="rsc-options"><nvpair id="rsc-options-mt" name="migration-threshold" value="3"/><nvpair id="rsc-options-ft" name="failure-timeout" value="10min"/></meta_attributes>"#,
-    );
+    ]));
     let f = check("g2");
     let esc = finding(&f, "guest-escalation").expect("guest-escalation from rsc_defaults");
     assert!(esc.2.contains("migration-threshold=3"), "{esc:?}");
