@@ -78,7 +78,7 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = crate::health::DEFAULT_FAILURES, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub health_failures: u32,
     /// Host mode: do not publish guests' liveness as transient node attributes
-    /// (pmkt-guest-<domain>) through attrd: for hosts without Pacemaker.
+    /// (pmkt-guest-DOMAIN) through attrd: for hosts without Pacemaker.
     #[arg(long)]
     pub no_attributes: bool,
     /// More log output: info by default, -v debug, -vv trace (RUST_LOG overrides).
