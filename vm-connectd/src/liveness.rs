@@ -50,8 +50,10 @@ pub struct Tracker {
     last_alive: Option<Instant>,
     /// Wall-clock time of the last answer (for the status).
     last_alive_at: Option<SystemTime>,
-    /// The id of the last Heartbeat sent, and the first id an answer may carry to count (ids
-    /// sent before the last reset do not: they went to an earlier guest daemon life).
+    /// The id of the last Heartbeat sent, and the first id an answer may carry to count: ids
+    /// sent before the last reset went to an earlier guest daemon life, and each heartbeat
+    /// counts once (a guest answering one heartbeat many times, alternating its health, would
+    /// otherwise change its state, and the published attribute, at its frame rate).
     sent: u64,
     first_valid: u64,
     /// The failing checks of the last answer.
@@ -118,8 +120,9 @@ impl Tracker {
     }
 
     /// An Alive with `id` listing `failing` checks. Counts only if it answers a Heartbeat sent
-    /// since the last reset (others are late answers to an earlier life, dropped). Returns
-    /// `None` when it did not count, else whether the state changed.
+    /// since the last reset and later than the last answer that counted (others are late
+    /// answers to an earlier life, or repeats, dropped). Returns `None` when it did not count,
+    /// else whether the state changed.
     pub fn on_alive(
         &mut self,
         id: u64,
@@ -130,6 +133,7 @@ impl Tracker {
         if id < self.first_valid || id > self.sent {
             return None;
         }
+        self.first_valid = id.saturating_add(1);
         self.last_alive = Some(now);
         self.last_alive_at = Some(wall);
         if self.failing != failing {
@@ -461,10 +465,18 @@ mod tests {
         assert_eq!(t.on_alive(id, &failing, t0, at(1)), Some(true));
         assert_eq!(t.state(), Liveness::Unhealthy);
         assert_eq!(t.failing(), failing);
+        // an answer to the same heartbeat again does not count, whatever it says
+        assert_eq!(t.on_alive(id, &[], t0, at(2)), None);
+        assert_eq!(t.state(), Liveness::Unhealthy);
         let id = t.next_heartbeat();
-        // the same answer again changes nothing
+        // the same answer to the next one changes nothing
         assert_eq!(t.on_alive(id, &failing, t0, at(2)), Some(false));
         assert_eq!(epoch(t.changed()), 1);
+        // nor does an answer to an earlier heartbeat after a later one counted
+        let older = t.next_heartbeat();
+        let newer = t.next_heartbeat();
+        assert_eq!(t.on_alive(newer, &failing, t0, at(3)), Some(false));
+        assert_eq!(t.on_alive(older, &[], t0, at(3)), None);
         assert!(t.tick(Duration::from_secs(5), t0 + Duration::from_secs(6), at(7)));
         assert_eq!(t.state(), Liveness::Silent);
         let id = t.next_heartbeat();
