@@ -69,14 +69,17 @@ pub fn state_dir() -> PathBuf {
 }
 
 /// Path of one of the project's binaries, built for this machine, next to the running test
-/// executable (`target/<profile>/deps/<test>` → `target/<profile>/<name>`).
+/// executable (`target/<profile>/deps/<test>` → `target/<profile>/<name>`) or benchmark harness
+/// (`target/<profile>/<harness>`).
 pub fn project_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let dir = exe.parent().unwrap_or(Path::new(""));
+    let profile_dir = if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    }
+    .to_path_buf();
     let bin = profile_dir.join(name);
     assert!(
         bin.exists(),
