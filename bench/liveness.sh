@@ -16,7 +16,7 @@ RUNS=${1:-5} TIMEOUT=${2:-30s}
 shift $(($# > 2 ? 2 : $#))
 "$TESTBED_DIR/install.sh" all >/dev/null
 "$TESTBED_DIR/install.sh" project >/dev/null
-(cd "$REPO_DIR" && cargo build --quiet -p vm-tests --bin pmkt-bench-liveness --bin pmkt-tb)
+(cd "$REPO_DIR" && cargo build --quiet -p vm-ctl -p vm-tests --bin vm-ctl --bin pmkt-bench-liveness --bin pmkt-tb)
 "$TESTBED_DIR/guest-image.sh" >/dev/null
 trap '"$TESTBED_DIR/multinode.sh" down >/dev/null 2>&1 || true' EXIT
 "$REPO_DIR/target/debug/pmkt-bench-liveness" "$RUNS" "$TIMEOUT" "$@"
