@@ -486,6 +486,17 @@ impl Pacemaker {
             .map_err(|source| PcmkError::Output { step: STEP, source })
     }
 
+    /// The status `crm_mon` reports for snapshot `cib` (run on a private temporary copy of it):
+    /// the same report as [`Pacemaker::status`] gives for the CIB at that moment, consistent with
+    /// what the caller reads from the snapshot itself (a second live read could be of a later
+    /// CIB). Everything `crm_mon` shows comes from the CIB, the fencer's history aside.
+    pub fn status_of(&self, cib: &Cib) -> Result<ClusterStatus, PcmkError> {
+        let file = write_temp("read the cluster status", cib)?;
+        Pacemaker::file(file.path())
+            .with_timeout(self.timeout)
+            .status()
+    }
+
     /// Where resources would run after the cluster reacted to the current configuration:
     /// `crm_simulate -S` on this CIB, with `online` nodes brought up first (`-u`) and quorum
     /// granted (`-q 1`) for a file target. Nothing is written.
