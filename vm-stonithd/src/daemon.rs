@@ -27,7 +27,7 @@ use vm_seal::{
 
 use crate::authz;
 use crate::config::{Config, LegacyDecrypt};
-use crate::fence::{Executor, GiveUp, Job};
+use crate::fence::{Executor, GiveUp, Job, Requester};
 use crate::keys::KeyRing;
 use crate::merge::{MergeKey, Merges, Participant};
 use crate::plan;
@@ -323,6 +323,11 @@ impl Daemon {
             deadline,
             cancel,
             request: o.nonce.to_string(),
+            requester: Requester {
+                cluster: Some(o.cluster.clone()),
+                name: Some(o.request.requester.clone()),
+                origin: Name::new(o.origin.domain()).ok(),
+            },
         }
     }
 
@@ -468,12 +473,15 @@ impl Daemon {
             Ok(c) => c,
             Err(e) => return ng(format!("cannot read the CIB: {}", error_chain(&e))),
         };
-        let target = clusters.iter().find_map(|c| {
-            c.targets.iter().find(|t| {
-                plan::target_resource(&cib, t, c.resources.get(*t)).is_ok_and(|r| r == rsc)
-            })
+        let found = clusters.iter().find_map(|c| {
+            c.targets
+                .iter()
+                .find(|t| {
+                    plan::target_resource(&cib, t, c.resources.get(*t)).is_ok_and(|r| r == rsc)
+                })
+                .map(|t| (c.name.clone(), t.clone()))
         });
-        let Some(target) = target.cloned() else {
+        let Some((cluster, target)) = found else {
             return ng(format!(
                 "{rsc} is not the resource of a guest that {origin}'s cluster may fence"
             ));
@@ -491,6 +499,12 @@ impl Daemon {
                     .map(|n| n.to_string())
                     .unwrap_or_default()
             ),
+            // a token names no requester; the cluster is the one whose target it names
+            requester: Requester {
+                cluster: Some(cluster),
+                name: None,
+                origin: Name::new(origin).ok(),
+            },
         };
         let reply = self.executor.run(&job);
         let ok = reply.outcome == Outcome::Done;

@@ -13,11 +13,16 @@
 //! change without its record: a vm-stonithd that crashes mid-fence finds its own records at
 //! start and rolls them back ([`journals`]); a record whose owner's deadline passed long ago
 //! (its node died) is taken over by the next fence of that guest or cleaned by any daemon.
+//!
+//! The same changes carry the guest's last-fence record for `vm-ctl status`
+//! ([`vm_fence::record`], a transient attribute of the executing node): [`write_record`] in the
+//! change that begins a fence, [`end_record`] in the one that ends it.
 
 use std::time::SystemTime;
 
 use vm_fence::Power;
 pub use vm_fence::journal::{ForceMode, JOURNAL_ATTR, Journal, Owner, TAKEOVER_GRACE, unix};
+use vm_fence::record::{self, FenceRecord, FenceResult};
 use vm_pcmk::Cib;
 use vm_pcmk::virtualdomain::{force_stop_attr, guest_resource, is_virtual_domain};
 use vm_seal::Name;
@@ -267,6 +272,51 @@ fn end(cib: &mut Cib, rsc: &str, owner: Option<&Owner>, restore: bool) -> bool {
     true
 }
 
+/// Writes `rec` as host node `node`'s last-fence record of `rsc` (in the status section, in the
+/// change being made) and removes the records of `rsc` other nodes hold, so that a guest has
+/// one. Returns whether it was written: `false` when `node` has no `node_state` to hold it
+/// (never on a live cluster, whose member nodes all have one).
+pub fn write_record(cib: &mut Cib, node: &str, rsc: &str, rec: &FenceRecord) -> bool {
+    let attr = record::attr_name(rsc);
+    let others: Vec<String> = cib
+        .node_states()
+        .filter_map(|s| s.get("uname"))
+        .filter(|u| *u != node)
+        .map(str::to_owned)
+        .collect();
+    for other in others {
+        cib.remove_transient_attribute(&other, &attr);
+    }
+    let value = rec.to_value();
+    cib.set_transient_attribute(node, &attr, &value)
+        || cib.transient_attribute(node, &attr) == Some(value.as_str())
+}
+
+/// The record of a fence of `rsc` in progress, and the node that holds it.
+pub fn record_in_progress(cib: &Cib, rsc: &str) -> Option<(String, FenceRecord)> {
+    let attr = record::attr_name(rsc);
+    cib.node_states()
+        .filter_map(|s| s.get("uname"))
+        .find_map(|node| {
+            let rec = FenceRecord::parse(cib.transient_attribute(node, &attr)?).ok()?;
+            (rec.result == FenceResult::InProgress).then(|| (node.to_owned(), rec))
+        })
+}
+
+/// Ends the record of the fence of `rsc` in progress with `result` at `at` (Unix seconds),
+/// where it is; returns whether there was one to end (a node that left the cluster since took
+/// its records with it).
+pub fn end_record(cib: &mut Cib, rsc: &str, result: FenceResult, at: u64) -> bool {
+    match record_in_progress(cib, rsc) {
+        Some((node, rec)) => cib.set_transient_attribute(
+            &node,
+            &record::attr_name(rsc),
+            &rec.ended(result, at).to_value(),
+        ),
+        None => false,
+    }
+}
+
 fn undo_force(cib: &mut Cib, rsc: &str, force: &ForceMode) {
     match force {
         ForceMode::None => {}
@@ -404,6 +454,49 @@ mod tests {
             c.meta_attribute("prmVMCTL_g1", "target-role"),
             Some("Stopped")
         );
+    }
+
+    #[test]
+    fn the_record_is_written_by_the_executing_node_and_ended_where_it_is() {
+        use vm_fence::record::FenceAction;
+        let mut c = Cib::parse(
+            r#"<cib admin_epoch="0" epoch="1" num_updates="0"><configuration><nodes><node id="1" uname="n1"/><node id="2" uname="n2"/><node id="3" uname="n3"/></nodes></configuration>
+            <status><node_state id="1" uname="n1"/><node_state id="2" uname="n2"/></status></cib>"#,
+        )
+        .unwrap();
+        let rec = FenceRecord {
+            action: FenceAction::Reboot,
+            result: FenceResult::InProgress,
+            started: 100,
+            ended: None,
+            cluster: Name::new("web").ok(),
+            requester: Name::new("w1").ok(),
+            origin: Name::new("w1").ok(),
+        };
+        let attr = "pmkt-fence-last-prmVMCTL_g1";
+        // an older record on n2 goes: one record per guest
+        let old = rec.ended(FenceResult::Failed, 50);
+        assert!(write_record(&mut c, "n2", "prmVMCTL_g1", &old));
+        assert!(write_record(&mut c, "n1", "prmVMCTL_g1", &rec));
+        assert_eq!(c.transient_attribute("n2", attr), None);
+        assert_eq!(
+            record_in_progress(&c, "prmVMCTL_g1"),
+            Some(("n1".to_owned(), rec.clone()))
+        );
+        // the same record again changes nothing, and still counts as written
+        let before = c.clone();
+        assert!(write_record(&mut c, "n1", "prmVMCTL_g1", &rec));
+        assert_eq!(c, before);
+        assert!(end_record(&mut c, "prmVMCTL_g1", FenceResult::Done, 104));
+        assert_eq!(
+            c.transient_attribute("n1", attr).map(FenceRecord::parse),
+            Some(Ok(rec.ended(FenceResult::Done, 104)))
+        );
+        // nothing in progress any more: nothing to end
+        assert!(!end_record(&mut c, "prmVMCTL_g1", FenceResult::Failed, 105));
+        assert_eq!(record_in_progress(&c, "prmVMCTL_g1"), None);
+        // a node without node_state holds no record
+        assert!(!write_record(&mut c, "n3", "prmVMCTL_g1", &rec));
     }
 
     #[test]
