@@ -129,25 +129,7 @@ fn check_cluster(config: &Config, cib: &Cib, f: &mut Findings) {
             }
         }
     }
-    let find_clone = |needle: &str| {
-        cib.section("resources").and_then(|r| {
-            r.elements()
-                .filter(|c| c.name == "clone")
-                .find(|c| {
-                    c.descendants().iter().any(|e| {
-                        ["id", "type"].iter().any(|a| {
-                            e.get(a).is_some_and(|v| {
-                                v.to_ascii_lowercase()
-                                    .replace(['-', '_'], "")
-                                    .contains(needle)
-                            })
-                        })
-                    })
-                })
-                .and_then(|c| c.id().map(str::to_owned))
-        })
-    };
-    let connectd = find_clone("vmconnectd");
+    let connectd = crate::clones::find(cib, "vm-connectd");
     check_managerd_clones(config, cib, connectd.as_deref(), f);
     match connectd {
         Some(id) => {
