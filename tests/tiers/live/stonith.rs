@@ -219,11 +219,43 @@ fn live_fence_full_chain_over_a_real_channel() {
         (2, "Status: OFF"),
         "{out:?}"
     );
+    // vm-ctl status: the fence vm-stonithd recorded in its own changes to the live CIB (the
+    // record in this node's status section), the guest stopped, the requester running
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&vmctl.ok(&["status", "--output", "json"]).stdout_text()).unwrap()
+    };
+    let guest_of = |v: &serde_json::Value, dom: &str| -> serde_json::Value {
+        v["status"]["guests"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["domain"] == dom).cloned())
+            .unwrap_or_else(|| panic!("no {dom} in {v:#}"))
+    };
+    let v = status();
+    let g = guest_of(&v, tgt);
+    assert_eq!(
+        (&g["state"], &g["target_role"]),
+        (&"stopped".into(), &"Stopped".into()),
+        "{g:#}"
+    );
+    let last = &g["fence"]["last"];
+    assert_eq!(
+        (
+            &last["action"],
+            &last["result"],
+            &last["origin"],
+            &last["cluster"]
+        ),
+        (&"off".into(), &"done".into(), &req.into(), &"gc".into()),
+        "{g:#}"
+    );
+    assert_eq!(last["node"], cluster.node());
+    assert!(g["fence"]["in_progress"].is_null(), "{g:#}");
+    assert_eq!(guest_of(&v, req)["state"], "started");
     evidence(
         TIER,
         t0,
         format!(
-            "in-guest fence_vmstonith -o off {tgt}: OK only after libvirt lost it; destroyed, not shut down; stays Stopped, nothing left in the CIB"
+            "in-guest fence_vmstonith -o off {tgt}: OK only after libvirt lost it; destroyed, not shut down; stays Stopped, nothing left in the CIB; vm-ctl status: {tgt} stopped, last fence off done by gc over {req}"
         ),
     );
 
@@ -246,11 +278,21 @@ fn live_fence_full_chain_over_a_real_channel() {
         [cluster.node()]
     );
     assert_clean(&cluster, &rsc);
+    let g = guest_of(&status(), tgt);
+    assert_eq!(
+        (
+            &g["state"],
+            &g["fence"]["last"]["action"],
+            &g["fence"]["last"]["result"]
+        ),
+        (&"started".into(), &"reboot".into(), &"done".into()),
+        "{g:#}"
+    );
     evidence(
         TIER,
         t0,
         format!(
-            "in-guest on, then plugin `external/vm-stonith reset {tgt}`: destroyed and started again"
+            "in-guest on, then plugin `external/vm-stonith reset {tgt}`: destroyed and started again; vm-ctl status: last fence reboot done"
         ),
     );
 

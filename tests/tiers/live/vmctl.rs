@@ -267,13 +267,126 @@ fn live_vmctl_starts_stops_and_deletes_a_real_guest() {
         "{}",
         out.stdout_text()
     );
+    // vm-ctl status on the live cluster: the guest where it runs, the node and its ping
+    let v: serde_json::Value =
+        serde_json::from_str(&bed.ok(&["status", "--output", "json"]).stdout_text()).unwrap();
+    let s = &v["status"];
+    let g = &s["guests"][0];
+    assert_eq!(
+        (
+            &g["domain"],
+            &g["state"],
+            &g["nodes"][0],
+            &g["preferred_node"]
+        ),
+        (
+            &name.into(),
+            &"started".into(),
+            &cluster.node().into(),
+            &cluster.node().into()
+        ),
+        "{v:#}"
+    );
+    // this test runs no host vm-connectd: nothing published, so unknown
+    assert_eq!(g["channel"]["liveness"], "unknown");
+    let n = &s["nodes"][0];
+    assert_eq!(
+        (&n["name"], &n["state"], &n["dc"]),
+        (&cluster.node().into(), &"online".into(), &true.into())
+    );
+    assert_eq!(n["attributes"][0]["health"], "green", "{n:#}");
+    let text = bed.ok(&["status"]).stdout_text();
+    assert!(text.contains("Host cluster: 1 of 1 nodes online"), "{text}");
+    evidence(
+        "live",
+        t0,
+        format!(
+            "vm-ctl status: {name} started on {}, ping green",
+            cluster.node()
+        ),
+    );
+    // --watch on the live cluster: crm_mon's redraws bring the stop as a new line; SIGTERM
+    // ends it (exit 0) and takes its crm_mon with it
+    let mut watch = std::process::Command::new(vm_tests::project_bin("vm-ctl"))
+        .arg("--config")
+        .arg(bed.config_path())
+        .args(["status", "--watch", "--output", "json"])
+        .env_remove("CIB_file")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || -> serde_json::Value {
+        serde_json::from_str(&lines.recv_timeout(Duration::from_secs(60)).unwrap()).unwrap()
+    };
+    assert_eq!(next()["status"]["guests"][0]["state"], "started");
+    let watch_pid = nix::unistd::Pid::from_raw(i32::try_from(watch.id()).unwrap());
+    // its crm_mon watcher: the child redrawing into the watch's FIFO
+    let crm_mon_of_watch = || -> Vec<i32> {
+        run_ok(
+            &Cmd::new("ps")
+                .args(["-o", "pid=,args=", "--ppid"])
+                .arg(watch.id().to_string()),
+        )
+        .stdout_text()
+        .lines()
+        .filter(|l| l.contains("crm_mon") && l.contains("--output-to="))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+    };
+    let crm_mon_pids = wait_for("the watch's crm_mon", Duration::from_secs(20), || {
+        Some(crm_mon_of_watch()).filter(|p| !p.is_empty())
+    });
 
     let e = bed.fails(&["resource", "delete", name], 11).stderr_text();
     assert!(e.contains("stop it first"), "{e}");
     assert!(cluster.pcmk().snapshot().unwrap().resource(&rsc).is_some());
 
+    let t_stop = Instant::now();
     bed.ok(&["resource", "stop", name, "--wait=120"]);
     assert!(cluster.status().nodes_with(&rsc, Role::Started).is_empty());
+    // the watch printed the stop: a line with the guest stopped
+    let seen = wait_for(
+        "the watch to show the stop",
+        Duration::from_secs(60),
+        || {
+            let v = next();
+            (v["status"]["guests"][0]["state"] == "stopped").then_some(t_stop.elapsed())
+        },
+    );
+    nix::sys::signal::kill(watch_pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let code = wait_for("the watch to end", Duration::from_secs(20), || {
+        watch.try_wait().unwrap().map(|s| s.code())
+    });
+    assert_eq!(code, Some(0));
+    for pid in crm_mon_pids {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        wait_for(
+            "the watch's crm_mon to end",
+            Duration::from_secs(10),
+            || nix::sys::signal::kill(pid, None).is_err().then_some(()),
+        );
+    }
+    evidence(
+        "live",
+        t0,
+        format!(
+            "vm-ctl status --watch: the stop shown {seen:.1?} after the stop command began; SIGTERM: exit 0, its crm_mon gone"
+        ),
+    );
     assert!(
         lv.conn().domain(name).unwrap().is_none(),
         "VirtualDomain's stop left the transient domain"
