@@ -636,7 +636,7 @@ impl crate::commands::status::Screen for WatchScreen {
                     Format::Text if self.terminal => {
                         write!(stdout, "\x1b[H\x1b[2J{}", o.text())?;
                     }
-                    Format::Text => write!(stdout, "{}\n", o.text())?,
+                    Format::Text => writeln!(stdout, "{}", o.text())?,
                 }
             }
             Err(e) => {

@@ -275,24 +275,11 @@ impl Cib {
         let Some(node_id) = state.id().map(str::to_owned) else {
             return false;
         };
-        let mut found = false;
-        let mut changed = false;
         if let Some(t) = state.find_mut("transient_attributes") {
-            for set in t.elements_mut().filter(|s| s.name == "instance_attributes") {
-                for nv in set
-                    .elements_mut()
-                    .filter(|nv| nv.name == "nvpair" && nv.get("name") == Some(name))
-                {
-                    found = true;
-                    if nv.get("value") != Some(value) {
-                        nv.set_attr("value", value);
-                        changed = true;
-                    }
-                }
+            let sets = t.elements_mut().filter(|s| s.name == "instance_attributes");
+            if let (true, changed) = update_nvpairs(sets, name, value) {
+                return changed;
             }
-        }
-        if found {
-            return changed;
         }
         let set_id = format!("status-{node_id}");
         let t = state.find_or_create("transient_attributes");
@@ -383,24 +370,10 @@ fn find_id_mut<'a>(el: &'a mut Element, id: &str) -> Option<&'a mut Element> {
 
 /// Sets `name` in `owner`'s unconditional `set_name` sets (see [`Cib::set_meta_attribute`]).
 fn set_nvpair(owner: &mut Element, set_name: &str, name: &str, value: &str) -> bool {
-    let mut found = false;
-    let mut changed = false;
-    for set in owner
+    let sets = owner
         .elements_mut()
-        .filter(|s| s.name == set_name && s.find("rule").is_none())
-    {
-        for nv in set
-            .elements_mut()
-            .filter(|nv| nv.name == "nvpair" && nv.get("name") == Some(name))
-        {
-            found = true;
-            if nv.get("value") != Some(value) {
-                nv.set_attr("value", value);
-                changed = true;
-            }
-        }
-    }
-    if found {
+        .filter(|s| s.name == set_name && s.find("rule").is_none());
+    if let (true, changed) = update_nvpairs(sets, name, value) {
         return changed;
     }
     // ids as crmsh and crm_attribute make them: `<owner>-<set kind>` for a resource's set,
@@ -430,6 +403,29 @@ fn set_nvpair(owner: &mut Element, set_name: &str, name: &str, value: &str) -> b
         );
     }
     true
+}
+
+/// Sets every nvpair `name` of `sets` to `value`: whether there was one, and whether anything
+/// changed.
+fn update_nvpairs<'a>(
+    sets: impl Iterator<Item = &'a mut Element>,
+    name: &str,
+    value: &str,
+) -> (bool, bool) {
+    let (mut found, mut changed) = (false, false);
+    for set in sets {
+        for nv in set
+            .elements_mut()
+            .filter(|nv| nv.name == "nvpair" && nv.get("name") == Some(name))
+        {
+            found = true;
+            if nv.get("value") != Some(value) {
+                nv.set_attr("value", value);
+                changed = true;
+            }
+        }
+    }
+    (found, changed)
 }
 
 /// Removes `name` from `owner`'s unconditional `set_name` sets, and sets left empty.

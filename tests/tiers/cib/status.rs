@@ -119,6 +119,25 @@ fn op_attrs<'a>(
     v
 }
 
+/// A migration step of g2 from node1 to node2, running (recorded pending).
+fn pending_migration<'a>(operation: &'a str, key: &'a str) -> Vec<(&'a str, &'a str)> {
+    op_attrs(
+        operation,
+        key,
+        &[
+            ("call-id", "-1"),
+            ("rc-code", "193"),
+            ("op-status", "-1"),
+            ("migrate_source", "node1"),
+            ("migrate_target", "node2"),
+            (
+                "transition-magic",
+                "-1:193;1:1:0:5e0d8b0e-0000-4000-8000-000000000000",
+            ),
+        ],
+    )
+}
+
 fn status(bed: &VmCtlBed) -> Value {
     let out = run_ok(&bed.cmd(&["status", "--output", "json"]));
     serde_json::from_str(&out.stdout_text())
@@ -279,21 +298,7 @@ fn status_shows_lost_nodes_migrations_fences_failures_and_liveness() {
             "node1",
             "prmVMCTL_g2",
             "prmVMCTL_g2_last_0",
-            &op_attrs(
-                "migrate_to",
-                "prmVMCTL_g2_migrate_to_0",
-                &[
-                    ("call-id", "-1"),
-                    ("rc-code", "193"),
-                    ("op-status", "-1"),
-                    ("migrate_source", "node1"),
-                    ("migrate_target", "node2"),
-                    (
-                        "transition-magic",
-                        "-1:193;1:1:0:5e0d8b0e-0000-4000-8000-000000000000",
-                    ),
-                ],
-            ),
+            &pending_migration("migrate_to", "prmVMCTL_g2_migrate_to_0"),
         );
     });
     // g3: fenced off by node1's vm-stonithd, in progress (its own plan writes it)
@@ -403,21 +408,7 @@ fn status_shows_lost_nodes_migrations_fences_failures_and_liveness() {
             "node2",
             "prmVMCTL_g2",
             "prmVMCTL_g2_last_0",
-            &op_attrs(
-                "migrate_from",
-                "prmVMCTL_g2_migrate_from_0",
-                &[
-                    ("call-id", "-1"),
-                    ("rc-code", "193"),
-                    ("op-status", "-1"),
-                    ("migrate_source", "node1"),
-                    ("migrate_target", "node2"),
-                    (
-                        "transition-magic",
-                        "-1:193;1:1:0:5e0d8b0e-0000-4000-8000-000000000000",
-                    ),
-                ],
-            ),
+            &pending_migration("migrate_from", "prmVMCTL_g2_migrate_from_0"),
         );
     });
     let v = status(&bed);
