@@ -240,7 +240,7 @@ impl Pacemaker {
     }
 
     /// The whole CIB, parsed. On a file, the file as `cibadmin --query` would show it (with an
-    /// empty `<status/>` added when it has none), read directly (see [`Pacemaker::read_file`]).
+    /// empty `<status/>` added when it has none), read directly (no `cibadmin --query`: see `read_file`).
     pub fn snapshot(&self) -> Result<Cib, PcmkError> {
         const STEP: &str = "read the CIB";
         if let Some(mut cib) = self.read_file() {
