@@ -64,7 +64,7 @@ impl std::fmt::Display for DeadlineFrom {
 
 /// How long a request may take from its arrival, and what set that: the shortest of the
 /// time the relay still waits (`carried`, from a version-2 Deliver), the sealed request's own
-/// timeout (`sealed`; none for legacy requests) and `max_timeout`, less [`REPLY_MARGIN`] for
+/// timeout (`sealed`; none for legacy requests) and `max_timeout`, less `REPLY_MARGIN` (0.3 s) for
 /// the reply to travel back. The sealed timeout is authenticated and the relay's is not:
 /// taking the shortest, a relay's value can make a fence give up (and roll back) sooner,
 /// never last longer than the requester sealed; and it is what keeps the answer ahead of the

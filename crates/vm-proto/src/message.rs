@@ -1535,8 +1535,8 @@ mod tests {
                 })
             );
         }
-        assert!(Message::decode_in(2, kind, &with(1)).is_ok());
-        assert!(Message::decode_in(2, kind, &with(MAX_TIMEOUT_MS)).is_ok());
+        Message::decode_in(2, kind, &with(1)).unwrap();
+        Message::decode_in(2, kind, &with(MAX_TIMEOUT_MS)).unwrap();
         // version 1 has no such field: the same bytes are trailing bytes there
         assert_eq!(
             Message::decode_in(1, kind, &with(1)),
@@ -1577,8 +1577,8 @@ mod tests {
 
     #[test]
     fn timeouts_are_bounded() {
-        assert!(TimeoutMs::new(0).is_err());
-        assert!(TimeoutMs::new(MAX_TIMEOUT_MS + 1).is_err());
+        TimeoutMs::new(0).unwrap_err();
+        TimeoutMs::new(MAX_TIMEOUT_MS + 1).unwrap_err();
         assert_eq!(
             timeout(1500).as_duration(),
             std::time::Duration::from_millis(1500)

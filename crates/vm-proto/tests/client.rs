@@ -18,7 +18,7 @@ use std::{
 use vm_proto::{
     Decoder, Deliver, ErrorCode, ErrorMsg, Frame, Hello, Kind, MAX_VERSION, MIN_VERSION, Message,
     Origin, OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role, ServiceName,
-    StatusReply, TimeoutMs,
+    StatusReply,
     client::{Client, ClientError, Delivery, Module, ModuleEvent, ProtocolError, REPLY_GRACE},
 };
 
@@ -642,9 +642,4 @@ fn a_relay_timeout_just_after_the_deadline_is_the_answer() {
     assert!(ClientError::Timeout { timeout }.is_timeout());
     assert!(!ClientError::Closed.is_timeout());
     daemon.join();
-}
-
-#[test]
-fn carried_deadlines_are_bounded() {
-    assert!(TimeoutMs::new(0).is_err());
 }
