@@ -18,7 +18,7 @@ use std::{
 use vm_proto::{
     Decoder, Deliver, ErrorCode, ErrorMsg, Frame, Hello, Kind, MAX_VERSION, MIN_VERSION, Message,
     Origin, OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role, ServiceName,
-    StatusReply,
+    StatusReply, TimeoutMs,
     client::{Client, ClientError, Delivery, Module, ModuleEvent, ProtocolError, REPLY_GRACE},
 };
 
@@ -111,16 +111,7 @@ impl FakeDaemon {
         hello: Hello,
         script: impl FnOnce(&mut Peer) + Send + 'static,
     ) -> FakeDaemon {
-        let dir = TempDir::new();
-        let path = dir.0.join("d.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        let thread = thread::spawn(move || {
-            let (stream, _) = listener.accept().unwrap();
-            let mut peer = Peer {
-                stream,
-                decoder: Decoder::new(),
-                past_probe: false,
-            };
+        Self::start_raw(move |peer| {
             let first = peer.recv_any();
             match first.message().unwrap() {
                 Message::Hello(h) => {
@@ -131,6 +122,23 @@ impl FakeDaemon {
                 other => panic!("fake daemon: expected Hello, got {other:?}"),
             }
             peer.send(Message::Hello(hello), 0);
+            script(peer);
+        })
+    }
+
+    /// A fake daemon at `<tmp>/d.sock` that accepts one connection and runs `script` on it
+    /// from its first byte (the client's Hello included).
+    fn start_raw(script: impl FnOnce(&mut Peer) + Send + 'static) -> FakeDaemon {
+        let dir = TempDir::new();
+        let path = dir.0.join("d.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let thread = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut peer = Peer {
+                stream,
+                decoder: Decoder::new(),
+                past_probe: false,
+            };
             script(&mut peer);
         });
         FakeDaemon {
@@ -523,68 +531,49 @@ fn invalid_service_name_is_refused_locally() {
     daemon.join();
 }
 
-/// A version-2 daemon gets the request's deadline: what was left of the caller's timeout.
-#[test]
-fn request_carries_the_time_left_to_a_version_2_daemon() {
+/// Sends a request with `timeout` to a fake daemon saying `hello`; the frame version it
+/// arrived in and the deadline it carried.
+fn request_through(hello: Hello, timeout: Duration) -> (u8, Option<TimeoutMs>) {
     let (tx, rx) = mpsc::channel();
-    let daemon = FakeDaemon::start(Role::Client, move |peer| {
+    let daemon = FakeDaemon::start_with_hello(Role::Client, hello, move |peer| {
         let frame = peer.recv();
-        assert_eq!(frame.version(), 2);
         let Message::Request(request) = frame.message().unwrap() else {
             panic!()
         };
-        tx.send(request.timeout()).unwrap();
+        tx.send((frame.version(), request.timeout())).unwrap();
         peer.send(
             Message::Reply(Reply::new(b"OK".to_vec()).unwrap()),
             frame.id(),
         );
     });
     let mut client = Client::connect(daemon.path(), Role::Client).unwrap();
-    let timeout = Duration::from_secs(7);
     assert_eq!(client.request("stonith", b"x", timeout).unwrap(), b"OK");
-    let carried = rx.recv_timeout(WAIT).unwrap().expect("a deadline");
+    daemon.join();
+    rx.recv_timeout(WAIT).unwrap()
+}
+
+/// A version-2 daemon gets the request's deadline: what was left of the caller's timeout; a
+/// daemon whose Hello offers version 1 only gets version-1 requests: no deadline.
+#[test]
+fn request_carries_the_time_left_to_a_version_2_daemon_only() {
+    let timeout = Duration::from_secs(7);
+    let (version, carried) = request_through(Hello::current(Role::GuestDaemon, 8), timeout);
+    assert_eq!(version, 2);
+    let carried = carried.expect("a deadline");
     assert!(
         carried.as_duration() <= timeout && carried.as_duration() > timeout - WAIT,
         "{carried}"
     );
-    daemon.join();
-}
-
-/// A daemon whose Hello offers version 1 only gets version-1 requests: no deadline.
-#[test]
-fn request_to_a_version_1_daemon_carries_no_deadline() {
-    let hello = Hello::new(1, 1, Role::GuestDaemon, 9, "old").unwrap();
-    let daemon = FakeDaemon::start_with_hello(Role::Client, hello, |peer| {
-        let frame = peer.recv();
-        assert_eq!(frame.version(), 1);
-        let Message::Request(request) = frame.message().unwrap() else {
-            panic!()
-        };
-        assert_eq!(request.timeout(), None);
-        peer.send(
-            Message::Reply(Reply::new(b"OK".to_vec()).unwrap()),
-            frame.id(),
-        );
-    });
-    let mut client = Client::connect(daemon.path(), Role::Client).unwrap();
-    assert_eq!(client.request("stonith", b"x", WAIT).unwrap(), b"OK");
-    daemon.join();
+    let old = Hello::new(1, 1, Role::GuestDaemon, 9, "old").unwrap();
+    assert_eq!(request_through(old, timeout), (1, None));
 }
 
 /// A version-1 daemon never says Hello on its local socket: the client's version probe (a
 /// Status) is answered without one, and the request then goes in version 1.
 #[test]
 fn a_daemon_that_never_says_hello_gets_version_1_requests() {
-    let dir = TempDir::new();
-    let path = dir.0.join("d.sock");
-    let listener = UnixListener::bind(&path).unwrap();
-    let thread = thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut peer = Peer {
-            stream,
-            decoder: Decoder::new(),
-            past_probe: true,
-        };
+    let daemon = FakeDaemon::start_raw(|peer| {
+        peer.past_probe = true;
         assert_eq!(peer.recv().kind(), Kind::Hello);
         let probe = peer.recv();
         assert_eq!(probe.message().unwrap(), Message::Status);
@@ -608,10 +597,10 @@ fn a_daemon_that_never_says_hello_gets_version_1_requests() {
             frame.id(),
         );
     });
-    let mut client = Client::connect(&path, Role::Client).unwrap();
+    let mut client = Client::connect(daemon.path(), Role::Client).unwrap();
     assert_eq!(client.request("stonith", b"x", WAIT).unwrap(), b"v1");
     assert_eq!(client.request("stonith", b"y", WAIT).unwrap(), b"again");
-    thread.join().unwrap();
+    daemon.join();
 }
 
 /// The relays give up at the carried deadline and answer Error Timeout; the client waits a
