@@ -166,12 +166,10 @@ pub enum FindingCode {
     AutostartOn,
     /// libvirt autostart is off.
     AutostartOff,
-    /// libvirt autostart cannot be read.
+    /// libvirt autostart cannot be read (the domain is defined persistently).
     AutostartUnknown,
     /// The domain is not defined persistently in libvirt (no autostart).
     Transient,
-    /// The domain cannot be looked up in libvirt.
-    LibvirtLookupFailed,
     /// vm-stonithd.toml cannot be read or used.
     StonithdConfigInvalid,
     /// Guest fencing is not set up on this node.
@@ -220,7 +218,7 @@ pub enum FindingCode {
 
 impl FindingCode {
     /// Every code, in the order docs/operations.md lists them.
-    pub const ALL: [FindingCode; 58] = [
+    pub const ALL: [FindingCode; 57] = [
         FindingCode::CloneConfigured,
         FindingCode::CloneMissing,
         FindingCode::ConnectdClone,
@@ -256,7 +254,6 @@ impl FindingCode {
         FindingCode::AutostartOff,
         FindingCode::AutostartUnknown,
         FindingCode::Transient,
-        FindingCode::LibvirtLookupFailed,
         FindingCode::StonithdConfigInvalid,
         FindingCode::FencingNotSetUp,
         FindingCode::KeyDirMissing,
@@ -319,7 +316,6 @@ impl FindingCode {
             FindingCode::AutostartOff => "autostart-off",
             FindingCode::AutostartUnknown => "autostart-unknown",
             FindingCode::Transient => "transient",
-            FindingCode::LibvirtLookupFailed => "libvirt-lookup-failed",
             FindingCode::StonithdConfigInvalid => "stonithd-config-invalid",
             FindingCode::FencingNotSetUp => "fencing-not-set-up",
             FindingCode::KeyDirMissing => "key-dir-missing",

@@ -905,6 +905,15 @@ fn live_fence_faults_never_give_a_false_ok() {
         .unwrap()
         .meta_attribute(&rsc, "target-role")
         .map(str::to_owned);
+    // (still hung) the same with a short agent timeout: its deadline travels with the request
+    // (protocol version 2), and vm-stonithd takes its own from it
+    let timed_out_before = deadlines_from_relay(&stonith.log());
+    let t = Instant::now();
+    let short = agent(&stonith, &["-o", "off", "-n", tgt, "--timeout", "5"]);
+    let took_short = t.elapsed();
+    let short_journal = journal_present(&cluster, &rsc);
+    let short_role = target_role(&cluster, &rsc);
+    let timed_out = deadlines_from_relay(&stonith.log());
     drop(hung);
     assert_eq!(out.code(), Some(1), "{}", text(&out));
     assert!(took < Duration::from_secs(40), "the agent waited {took:?}");
@@ -914,6 +923,28 @@ fn live_fence_faults_never_give_a_false_ok() {
         Some("Started"),
         "target-role not rolled back"
     );
+    assert_eq!(short.code(), Some(1), "{}", text(&short));
+    assert!(
+        text(&short).contains("timed out") || text(&short).contains("no answer within"),
+        "{}",
+        text(&short)
+    );
+    assert!(!short_journal, "journal left after the 5 s fence timed out");
+    assert_eq!(
+        short_role.as_deref(),
+        Some("Started"),
+        "target-role not rolled back"
+    );
+    assert!(
+        took_short < Duration::from_secs(20),
+        "the agent's 5 s timeout waited {took_short:?}"
+    );
+    let derived = timed_out.get(timed_out_before.len()..).unwrap_or_default();
+    assert!(
+        derived.iter().any(|ms| *ms < 5000),
+        "vm-stonithd did not log a deadline under 5 s from the relay's carried time: {timed_out:?}\n{}",
+        stonith.log()
+    );
     // once libvirtd runs again the cluster settles with the guest running (the stop that was
     // issued completes, then the restored target-role starts it again)
     cluster.wait_role(&rsc, Role::Started, Duration::from_secs(180));
@@ -922,10 +953,24 @@ fn live_fence_faults_never_give_a_false_ok() {
         TIER,
         t0,
         format!(
-            "{tgt} cannot be stopped (libvirtd hung): agent failed after {:.1} s, fence rolled back, guest running again",
-            took.as_secs_f64()
+            "{tgt} cannot be stopped (libvirtd hung): agent failed after {:.1} s, fence rolled back, guest running again; with --timeout 5 the agent failed after {:.1} s (exit 1), rolled back, vm-stonithd's deadline {:?} ms from the relay's carried time",
+            took.as_secs_f64(),
+            took_short.as_secs_f64(),
+            derived.last()
         ),
     );
+}
+
+/// The `deadline_ms` of vm-stonithd's timed-out requests whose deadline came from the relay's
+/// carried time (`deadline_from=relay` in its per-request log line), in log order.
+fn deadlines_from_relay(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains("outcome=TimedOut") && l.contains("deadline_from=relay"))
+        .filter_map(|l| {
+            let v = l.split("deadline_ms=").nth(1)?;
+            v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .collect()
 }
 
 #[test]

@@ -428,3 +428,137 @@ fn live_vmctl_starts_stops_and_deletes_a_real_guest() {
         format!("vm-ctl delete: {rsc} and its constraints gone; an unreachable --wait exits 14"),
     );
 }
+
+/// Issue 13: a many-guest add whose patch re-creates the `resources` section whole, while a
+/// fence device is configured in that section. Pacemaker's fencer keeps a copy of the CIB,
+/// patched from the CIB manager's change notifications, and re-reads its devices from it when
+/// a change touches resources: the device must still be registered afterwards, by the same
+/// fencer (not one pacemakerd restarted, which would have read the whole CIB afresh), and a
+/// fence through it must work.
+#[test]
+#[ignore = "tier live: needs root, corosync and pacemakerd"]
+fn live_vmctl_many_guest_add_keeps_the_fencers_devices() {
+    let t0 = Instant::now();
+    let cluster = LiveCluster::acquire();
+    prepare(&cluster);
+    let pcmk = cluster.pcmk();
+    // cluster-glue's `null` plugin (through fence_legacy) "fences" the host list it is given
+    // and succeeds: a device the fencer registers from the CIB and can run, fencing no real
+    // node (a static list naming a node that does not exist)
+    let (device, target) = ("pmkt-live-null-fence", "pmkt-null-target");
+    run_ok(&pcmk.tool("cibadmin").args([
+        "--create",
+        "-o",
+        "resources",
+        "-X",
+        &format!(
+            r#"<primitive id="{device}" class="stonith" type="fence_legacy"><instance_attributes id="{device}-ia"><nvpair id="{device}-plugin" name="plugin" value="null"/><nvpair id="{device}-hosts" name="hostlist" value="{target}"/><nvpair id="{device}-check" name="pcmk_host_check" value="static-list"/><nvpair id="{device}-list" name="pcmk_host_list" value="{target}"/></instance_attributes></primitive>"#
+        ),
+    ]));
+    let registered = || {
+        let out = Cmd::new("stonith_admin")
+            .arg("--list-registered")
+            .timeout(Duration::from_secs(60))
+            .run()
+            .ok()?;
+        (out.success() && out.stdout_text().lines().any(|l| l.trim() == device)).then_some(())
+    };
+    wait_for(
+        "the fencer to register the device",
+        Duration::from_secs(60),
+        registered,
+    );
+    let fencer = || {
+        run_ok(&Cmd::new("pgrep").args(["-f", "/usr/lib/pacemaker/pacemaker-fenced"]))
+            .stdout_text()
+            .trim()
+            .to_owned()
+    };
+    let fencer_before = fencer();
+    let bed = LiveVmCtl::new(CONFIG);
+    // enough guests that placing their primitives one by one would cost Pacemaker more than
+    // taking the section whole (vm_pcmk::tools::sections_to_recreate): the patch re-creates it
+    let n = 300;
+    let names: Vec<String> = (0..n).map(|i| format!("fd{i:03}")).collect();
+    for name in &names {
+        bed.domain(name, &offline_domain_xml(name));
+    }
+    let out = run_ok(
+        &bed.cmd(&["resource", "add", &names.join(","), "-a", cluster.node()])
+            .env("RUST_LOG", "vm_pcmk=debug"),
+    );
+    assert!(
+        out.stderr_text()
+            .contains(r#"patch re-creates the section whole section="resources""#),
+        "the add did not re-create the resources section:\n{}",
+        out.stderr_text()
+    );
+    let cib = pcmk.snapshot().unwrap();
+    assert!(cib.resource(device).is_some());
+    assert!(
+        names
+            .iter()
+            .all(|d| cib.resource(&format!("prmVMCTL_{d}")).is_some())
+    );
+    let epoch = cib.version().epoch;
+    evidence(
+        "live",
+        t0,
+        format!(
+            "{n} guests added in one change that re-created the resources section (epoch {epoch}), the fence device {device} in it"
+        ),
+    );
+    // the fencer has applied that change to its copy once it re-read its devices at that
+    // version (or a later one)
+    let log = state_dir().join("live").join("pacemaker.log");
+    wait_for(
+        "the fencer to re-read its devices after the change",
+        Duration::from_secs(180),
+        || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.lines()
+                .filter(|l| {
+                    l.contains("pacemaker-fenced") && l.contains("Updating devices to version")
+                })
+                .filter_map(|l| l.rsplit(' ').next())
+                .filter_map(|v| v.split('.').nth(1)?.parse::<u64>().ok())
+                .any(|e| e >= epoch)
+                .then_some(())
+        },
+    );
+    wait_for(
+        "the fencer to list the device",
+        Duration::from_secs(60),
+        registered,
+    );
+    assert_eq!(
+        fencer(),
+        fencer_before,
+        "the fencer was restarted: it did not keep up with the change"
+    );
+    let out = run_ok(
+        &Cmd::new("stonith_admin")
+            .args(["--fence", target, "--timeout", "60"])
+            .timeout(Duration::from_secs(90)),
+    );
+    evidence(
+        "live",
+        t0,
+        format!(
+            "the same fencer applied the change, still lists {device}, and fenced {target} through it: {}",
+            out.stdout_text().trim()
+        ),
+    );
+    // out before the reset, which would power off every VirtualDomain resource one call at a
+    // time
+    run_ok(
+        &pcmk
+            .tool("cibadmin")
+            .args(["--replace", "-o", "constraints", "-X", "<constraints/>"]),
+    );
+    run_ok(
+        &pcmk
+            .tool("cibadmin")
+            .args(["--replace", "-o", "resources", "-X", "<resources/>"]),
+    );
+}
