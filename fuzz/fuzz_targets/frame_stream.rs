@@ -19,10 +19,12 @@ use vm_proto::{Decoder, Frame, Kind, MAGIC, MAX_FRAME, MAX_PAYLOAD, crc32c::crc3
 #[derive(Arbitrary, Debug)]
 enum Piece {
     Raw(Vec<u8>),
+    /// A sound frame, in version 2 (a deadline's version) when `v2`.
     Frame {
         kind: u8,
         id: u64,
         payload: Vec<u8>,
+        v2: bool,
     },
     Torn {
         kind: u8,
@@ -67,8 +69,18 @@ fuzz_target!(|input: Input| {
                 only_sound &= bytes.is_empty();
                 wire.extend_from_slice(&bytes);
             }
-            Piece::Frame { kind, id, payload } => {
+            Piece::Frame {
+                kind,
+                id,
+                payload,
+                v2,
+            } => {
                 let f = frame(kind, id, payload);
+                let f = if v2 {
+                    f.with_version(2).expect("version 2 is spoken")
+                } else {
+                    f
+                };
                 wire.extend_from_slice(&f.to_bytes());
                 sound.push(f);
             }

@@ -51,7 +51,9 @@ pub struct Cli {
     /// Host mode: this host's name in answers to guests (default: the host name).
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
-    /// Seconds to wait for an answer (host: from a module; guest: from the host).
+    /// The longest a request waits for its answer, seconds (host: from a module, 60; guest:
+    /// from the host, 65). A request that carries a shorter deadline (protocol version 2) is
+    /// given up at that deadline instead.
     #[arg(long, value_name = "SECS")]
     pub request_timeout: Option<u64>,
     /// Host mode: seconds between two heartbeats to each guest's vm-connectd (fractions

@@ -11,7 +11,8 @@ pub mod exit {
     pub use vm_common::exit::{FAILURE, SUCCESS, UNREACHABLE};
     /// Try again: the host side changed, no module serves the kind, busy, or no host.
     pub const RETRY: u8 = 2;
-    /// No answer in time.
+    /// No answer in time: our own timeout, or a relay's Error Timeout at the deadline the
+    /// request carried.
     pub const TIMEOUT: u8 = 3;
     /// The other end answered with an error.
     pub const REMOTE: u8 = 4;
@@ -36,13 +37,16 @@ Options:
   -R, --request-only DATA
                     the request's body; send it and do not wait for an answer
   --socket PATH     vm-connectd's local socket [default: /var/run/vmconnectd.sock]
-  --timeout SECS    give up after SECS seconds [default: 30]
+  --timeout SECS    give up after SECS seconds [default: 30]; a request (-r) carries this
+                    deadline to every relay on the way (protocol version 2), which gives up
+                    at it with a timeout naming itself, and vm-connect waits up to one
+                    second longer for that answer
   -i, --reqid ID    accepted for compatibility with the original vm-connect (ignored: the
                     protocol matches answers to requests itself)
   -h, --help        this text
   -V, --version     the version
 
 Exit status: 0 answered; 2 retry (host side changed, no module for KIND, busy, or no host
-connected: try again); 3 timed out; 4 error answer; 5 vm-connectd unreachable; 1 other failure;
-64 usage.
+connected: try again); 3 timed out (here or at a relay on the way, which the message names);
+4 error answer; 5 vm-connectd unreachable; 1 other failure; 64 usage.
 ";

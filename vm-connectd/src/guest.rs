@@ -6,7 +6,9 @@
 //! a host Hello with a new session arrives (host daemon restarted, guest live-migrated to
 //! another host) — every request in flight gets `Retry LinkChanged`: it may have been lost,
 //! and the caller retries at the (new) host. With no host, requests get `Retry NoHost` at once.
-//! Nothing waits forever: every request has a deadline.
+//! Nothing waits forever: every request has a deadline, the one it carried (protocol version 2)
+//! up to `--request-timeout`, else `--request-timeout`; a host speaking version 2 is passed on
+//! what is left of it (docs/protocol.md §10).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use vm_proto::{
-    Decoder, ErrorCode, ErrorMsg, Frame, Hello, Message, Retry, RetryReason, Role, StatusReply,
+    DEADLINE_VERSION, Decoder, ErrorCode, ErrorMsg, Frame, Hello, MIN_VERSION, Message, Retry,
+    RetryReason, Role, StatusReply,
 };
 
 fn retry(reason: RetryReason, detail: &str) -> Message {
@@ -40,7 +43,8 @@ pub struct GuestConfig {
     pub port: PortSpec,
     /// The local socket for clients.
     pub socket: PathBuf,
-    /// Deadline for the host's answer to a request.
+    /// Deadline for the host's answer to a request that carries none; the cap on one that
+    /// does.
     pub request_timeout: Duration,
     /// The health checks reported to the host in answers to its heartbeats.
     pub health: Vec<crate::health::Check>,
@@ -78,6 +82,9 @@ struct Waiting {
 struct State {
     up: bool,
     host_session: Option<u64>,
+    /// The protocol version spoken with the host, negotiated from its Hello (version 1 until
+    /// one came, and with a host whose Hello offered nothing this side speaks).
+    host_version: u8,
     host_software: String,
     since: Option<SystemTime>,
     writer: Option<PortWriter>,
@@ -159,6 +166,7 @@ pub async fn run(
         state: Mutex::new(State {
             next_id: crate::rand_u64() >> 1,
             health: crate::health::Health::new(cfg.health.clone(), cfg.health_failures),
+            host_version: MIN_VERSION,
             ..State::default()
         }),
     });
@@ -242,6 +250,7 @@ async fn port_loop(guest: Arc<Guest>, mut events: mpsc::Receiver<PortEvent>) {
                 let mut st = guest.lock();
                 st.up = false;
                 st.host_session = None;
+                st.host_version = MIN_VERSION;
                 st.changes += 1;
                 st.fail_all(
                     RetryReason::LinkChanged,
@@ -296,7 +305,8 @@ fn on_host_frame(guest: &Guest, frame: Frame) {
                         "a new host side took over (migration or restart)",
                     );
                 }
-                tracing::info!(host = %h.software(), "host introduced itself");
+                st.host_version = h.negotiated().unwrap_or(MIN_VERSION);
+                tracing::info!(host = %h.software(), version = st.host_version, "host introduced itself");
                 st.host_session = Some(h.session());
                 st.host_software = h.software().to_owned();
                 // make sure the host knows us (it may have (re)connected without our Hello)
@@ -357,9 +367,18 @@ async fn serve_client(guest: Arc<Guest>, client: ClientId, stream: UnixStream) {
         let Incoming::Frame(frame) = incoming else {
             continue;
         };
+        // (a request's deadline counts from here)
+        let arrived = Instant::now();
         let id = frame.id();
         match frame.message() {
-            Ok(Message::Hello(_)) => {}
+            Ok(Message::Hello(h)) => {
+                // A client that speaks version 2 waits for our Hello to know it may send its
+                // deadline; to a version-1 client nothing is sent, as version 1 daemons did.
+                if h.negotiated().is_some_and(|v| v >= DEADLINE_VERSION) {
+                    let hello = Hello::current(Role::GuestDaemon, crate::rand_u64());
+                    let _ = offer(&outbox, Message::Hello(hello).to_frame(0));
+                }
+            }
             // (a guest daemon has no guest links: a query for one gets its whole status)
             Ok(Message::Status | Message::StatusOf(_)) => {
                 let reply = match StatusReply::new(status_json(&guest)) {
@@ -368,7 +387,9 @@ async fn serve_client(guest: Arc<Guest>, client: ClientId, stream: UnixStream) {
                 };
                 let _ = offer(&outbox, reply.to_frame(id));
             }
-            Ok(msg @ (Message::Ping | Message::Request(_))) => forward(&guest, client, id, msg),
+            Ok(msg @ (Message::Ping | Message::Request(_))) => {
+                forward(&guest, client, id, msg, arrived);
+            }
             Ok(Message::Cancel) => {
                 let mut st = guest.lock();
                 let key = st
@@ -413,8 +434,12 @@ async fn serve_client(guest: Arc<Guest>, client: ClientId, stream: UnixStream) {
     }
 }
 
-/// Send a client's Ping or Request to the host under a fresh id, with a deadline.
-fn forward(guest: &Arc<Guest>, client: ClientId, client_req: u64, msg: Message) {
+/// Send a client's Ping or Request (which arrived at `arrived`) to the host under a fresh id,
+/// with a deadline: the one a Request carried, up to `--request-timeout`, else
+/// `--request-timeout`. A host that speaks version 2 gets what is left of it, less
+/// [`limits::RELAY_MARGIN`]; to a version-1 host the request goes without (it applies its
+/// own fixed bound).
+fn forward(guest: &Arc<Guest>, client: ClientId, client_req: u64, msg: Message, arrived: Instant) {
     let mut st = guest.lock();
     if !st.up || st.host_session.is_none() {
         st.send_client(
@@ -424,12 +449,37 @@ fn forward(guest: &Arc<Guest>, client: ClientId, client_req: u64, msg: Message) 
         );
         return;
     }
+    let (bound, carried) = match &msg {
+        Message::Request(r) => limits::request_bound(r.timeout(), guest.cfg.request_timeout),
+        _ => (guest.cfg.request_timeout, false),
+    };
+    let left = bound.saturating_sub(arrived.elapsed());
+    let next = limits::forwarded(left);
+    let msg = match msg {
+        Message::Request(r) if st.host_version >= DEADLINE_VERSION => {
+            if next.is_none() {
+                st.send_client(
+                    client,
+                    &error(
+                        ErrorCode::Timeout,
+                        "the request's deadline passed before it could be sent to the host",
+                    ),
+                    client_req,
+                );
+                return;
+            }
+            Message::Request(r.with_timeout(next))
+        }
+        Message::Request(r) => Message::Request(r.with_timeout(None)),
+        other => other,
+    };
     let key = st.next();
     let what = if matches!(msg, Message::Ping) {
         "ping"
     } else {
         "request"
     };
+    tracing::debug!(what, bound_ms = bound.as_millis() as u64, carried, forwarded = ?next.filter(|_| carried), "forwarding to the host");
     if !st.send_host(&msg.to_frame(key)) {
         st.send_client(
             client,
@@ -449,20 +499,23 @@ fn forward(guest: &Arc<Guest>, client: ClientId, client_req: u64, msg: Message) 
     );
     drop(st);
     let g = Arc::clone(guest);
-    let timeout = guest.cfg.request_timeout;
     tokio::spawn(async move {
-        tokio::time::sleep(timeout).await;
+        tokio::time::sleep(left).await;
         let mut st = g.lock();
         if let Some(w) = st.pending.remove(&key) {
-            st.send_client(
-                w.client,
-                &error(ErrorCode::Timeout, "the host did not answer in time"),
-                w.client_req,
-            );
+            let why = if carried {
+                format!(
+                    "the host did not answer within the request's deadline ({} ms, at the guest's vm-connectd)",
+                    bound.as_millis()
+                )
+            } else {
+                "the host did not answer in time".to_owned()
+            };
+            st.send_client(w.client, &error(ErrorCode::Timeout, &why), w.client_req);
             // Timeout upstream, Cancel downstream (§10): the caller now counts the request
             // as failed, so the module must not carry it out later.
             let _ = st.send_host(&Message::Cancel.to_frame(key));
-            tracing::warn!(what = w.what, "the host did not answer in time; cancelled");
+            tracing::warn!(what = w.what, "{why}; cancelled");
         }
     });
 }

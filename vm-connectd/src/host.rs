@@ -5,7 +5,9 @@
 //! request id) under a fresh id of ours before it reaches a module, and a module's reply is
 //! matched back through that record — so a reply can only reach the guest that asked, and
 //! nothing a guest writes can address another guest or register as a module. Every guest has
-//! its own bounded outgoing queue, in-flight limit and rate limit.
+//! its own bounded outgoing queue, in-flight limit and rate limit. Every request is bounded by
+//! the deadline it carried (protocol version 2) up to `--request-timeout`, else by
+//! `--request-timeout`; a module speaking version 2 is passed on what is left of it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,8 +19,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tracing::Instrument as _;
 use vm_proto::liveness::{self as published, GuestLiveness, Link as LinkUp};
 use vm_proto::{
-    DecodeError, Deliver, ErrorCode, ErrorMsg, Frame, Hello, Message, Origin, OriginSource, Pong,
-    Reply, Retry, RetryReason, Role, ServiceName, StatusReply,
+    DEADLINE_VERSION, DecodeError, Deliver, ErrorCode, ErrorMsg, Frame, Hello, MIN_VERSION,
+    Message, Origin, OriginSource, Pong, Reply, Retry, RetryReason, Role, ServiceName, StatusReply,
 };
 
 use crate::discovery::{self, Discovered};
@@ -39,7 +41,7 @@ pub struct HostConfig {
     pub libvirt_uri: Option<String>,
     /// This host's name, reported in Pong.
     pub node: String,
-    /// Module reply deadline.
+    /// Module reply deadline for a request that carries none; the cap on one that does.
     pub request_timeout: Duration,
     /// Where libvirt records each running domain's QEMU pid (`<domain>.pid`); a socket libvirt
     /// names must be served by that process.
@@ -106,6 +108,9 @@ struct Module {
     outbox: Outbox,
     pid: i32,
     since: SystemTime,
+    /// The protocol version negotiated from its Hello: from version 2 on its deliveries carry
+    /// the time left.
+    version: u8,
 }
 
 #[derive(Debug)]
@@ -115,6 +120,9 @@ struct Pending {
     module_conn: ConnId,
     service: String,
     started: Instant,
+    /// The request's bound here, and whether it is the deadline the request carried.
+    bound: Duration,
+    carried: bool,
 }
 
 #[derive(Debug, Default)]
@@ -657,6 +665,8 @@ fn offence(host: &Host, id: LinkId, kind: &'static str, what: &str) {
 /// Handles a sound frame from a guest; returns whether it was a protocol violation (it counts
 /// against the link's budget).
 fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
+    // (a request's deadline counts from here)
+    let arrived = Instant::now();
     {
         let mut st = host.lock();
         let Some(l) = st.links.get_mut(&id) else {
@@ -715,7 +725,7 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
             let pong = st.pong(&host.cfg.node);
             st.send_link(id, &pong, req_id);
         }
-        Message::Request(r) => route_request(host, id, req_id, r),
+        Message::Request(r) => route_request(host, id, req_id, r, arrived),
         Message::Alive(a) => {
             let mut st = host.lock();
             let Some(l) = st.links.get_mut(&id) else {
@@ -749,7 +759,17 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
     false
 }
 
-fn route_request(host: &Arc<Host>, link: LinkId, link_req: u64, req: vm_proto::Request) {
+/// Delivers a guest's request (which arrived at `arrived`) to the module serving it, under a
+/// fresh id, bounded by the deadline the request carried up to `--request-timeout` (else by
+/// `--request-timeout`); a module speaking version 2 gets what is left of it, less
+/// [`limits::RELAY_MARGIN`].
+fn route_request(
+    host: &Arc<Host>,
+    link: LinkId,
+    link_req: u64,
+    req: vm_proto::Request,
+    arrived: Instant,
+) {
     let mut st = host.lock();
     // A guest daemon never reuses an id while it is in flight (§7), so a request with such an
     // id comes from a new life of it whose Hello we missed (an older guest daemon counts from
@@ -783,10 +803,21 @@ fn route_request(host: &Arc<Host>, link: LinkId, link_req: u64, req: vm_proto::R
         st.send_link(link, &retry, link_req);
         return;
     };
-    let (outbox, conn) = (module.outbox.clone(), module.conn);
+    let (outbox, conn, module_version) = (module.outbox.clone(), module.conn, module.version);
+    let (bound, carried) = limits::request_bound(req.timeout(), host.cfg.request_timeout);
+    let left = bound.saturating_sub(arrived.elapsed());
+    let next = limits::forwarded(left).filter(|_| module_version >= DEADLINE_VERSION);
+    if module_version >= DEADLINE_VERSION && next.is_none() {
+        let err = Message::Error(ErrorMsg::truncated(
+            ErrorCode::Timeout,
+            "the request's deadline passed before it could be delivered",
+        ));
+        st.send_link(link, &err, link_req);
+        return;
+    }
     let key = st.next();
     let deliver = match Deliver::new(origin, service.clone(), req.into_body()) {
-        Ok(d) => Message::Deliver(d),
+        Ok(d) => Message::Deliver(d.with_timeout(next)),
         Err(e) => {
             let err = Message::Error(ErrorMsg::truncated(ErrorCode::BadRequest, &e.to_string()));
             st.send_link(link, &err, link_req);
@@ -809,13 +840,15 @@ fn route_request(host: &Arc<Host>, link: LinkId, link_req: u64, req: vm_proto::R
             module_conn: conn,
             service: service.as_str().to_owned(),
             started: Instant::now(),
+            bound,
+            carried,
         },
     );
     drop(st);
+    tracing::debug!(request = key, service = %service, bound_ms = bound.as_millis() as u64, carried, delivered_ms = next.map(vm_proto::TimeoutMs::as_millis), "delivered");
     let h = Arc::clone(host);
-    let timeout = host.cfg.request_timeout;
     tokio::spawn(async move {
-        tokio::time::sleep(timeout).await;
+        tokio::time::sleep(left).await;
         expire(&h, key);
     });
 }
@@ -826,14 +859,21 @@ fn expire(host: &Host, key: u64) {
     let Some(p) = st.take_pending(key) else {
         return;
     };
+    let why = if p.carried {
+        format!(
+            "the {} module on host {} did not answer within the request's deadline ({} ms)",
+            p.service,
+            host.cfg.node,
+            p.bound.as_millis()
+        )
+    } else {
+        format!("the {} module did not answer in time", p.service)
+    };
     if let Some(l) = st.links.get_mut(&p.link) {
         l.inflight = l.inflight.saturating_sub(1);
-        tracing::warn!(guest = %l.origin.domain(), service = %p.service, "module did not answer within {:?}", host.cfg.request_timeout);
+        tracing::warn!(guest = %l.origin.domain(), service = %p.service, carried = p.carried, "module did not answer within {:?}", p.bound);
     }
-    let err = Message::Error(ErrorMsg::truncated(
-        ErrorCode::Timeout,
-        &format!("the {} module did not answer in time", p.service),
-    ));
+    let err = Message::Error(ErrorMsg::truncated(ErrorCode::Timeout, &why));
     st.send_link(p.link, &err, p.link_req);
     if let Some(m) = st.modules.values().find(|m| m.conn == p.module_conn) {
         let _ = offer(&m.outbox, Message::Cancel.to_frame(key));
@@ -894,6 +934,8 @@ async fn serve_local(host: Arc<Host>, conn: ConnId, stream: UnixStream, cred: Pe
     let outbox = spawn_writer(wr, format!("local pid {}", cred.pid));
     let mut reader = FrameReader::new(rd);
     let mut services: Vec<String> = Vec::new();
+    // the protocol version negotiated from the peer's Hello (1 until one comes)
+    let mut version = MIN_VERSION;
     loop {
         let frame = match reader.next().await {
             Ok(Some(Incoming::Frame(f))) => f,
@@ -914,10 +956,19 @@ async fn serve_local(host: Arc<Host>, conn: ConnId, stream: UnixStream, cred: Pe
             }
         };
         match msg {
-            Message::Hello(_) | Message::Cancel => {}
+            Message::Hello(h) => {
+                version = h.negotiated().unwrap_or(MIN_VERSION);
+                // A peer that speaks version 2 learns from our Hello that we do; to a
+                // version-1 peer nothing is sent, as version 1 daemons did.
+                if version >= DEADLINE_VERSION {
+                    let hello = Hello::current(Role::HostDaemon, crate::rand_u64());
+                    let _ = offer(&outbox, Message::Hello(hello).to_frame(0));
+                }
+            }
+            Message::Cancel => {}
             Message::Register(r) => {
                 let service = r.service().as_str().to_owned();
-                let answer = register(&host, conn, &cred, &outbox, &service);
+                let answer = register(&host, conn, &cred, &outbox, &service, version);
                 if answer.is_ok() {
                     services.push(service);
                 }
@@ -975,6 +1026,7 @@ fn register(
     cred: &PeerCred,
     outbox: &Outbox,
     service: &str,
+    version: u8,
 ) -> Result<(), ErrorMsg> {
     // root, or the daemon's own user (which could do anything the daemon does anyway; it is
     // what lets the daemon run unprivileged in tests)
@@ -1005,9 +1057,10 @@ fn register(
             outbox: outbox.clone(),
             pid: cred.pid,
             since: SystemTime::now(),
+            version,
         },
     );
-    tracing::info!(service, pid = cred.pid, "module registered");
+    tracing::info!(service, pid = cred.pid, version, "module registered");
     Ok(())
 }
 

@@ -4,11 +4,19 @@ use std::time::{Duration, Instant};
 
 /// Requests one guest may have in flight on a host at once; more get `Retry Busy`.
 pub const MAX_INFLIGHT_PER_GUEST: usize = 16;
-/// How long the host daemon waits for a module's reply before answering `Error Timeout`.
+/// The longest the host daemon waits for a module's reply before answering `Error Timeout`
+/// (`--request-timeout`): the bound of a request that carries no deadline (protocol version
+/// 1), and the cap on one that does (docs/protocol.md §10).
 pub const HOST_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the guest daemon waits for the host's answer (longer than the host's own timeout,
-/// so that the host's `Error Timeout` normally arrives first).
+/// The longest the guest daemon waits for the host's answer (`--request-timeout`; longer
+/// than the host's own, so that for a request without a deadline the host's `Error Timeout`
+/// normally arrives first); the cap on a carried deadline.
 pub const GUEST_REQUEST_TIMEOUT: Duration = Duration::from_secs(65);
+/// What a relay keeps back from a request's remaining time when it passes the deadline on
+/// to the next hop: the next hop then gives up (and its `Error Timeout`, or the module's
+/// answer, travels back) before this relay's own bound passes, so the answer names the hop
+/// that ran out of time rather than racing this relay's own `Error Timeout`.
+pub const RELAY_MARGIN: Duration = Duration::from_millis(200);
 /// Frames per second a guest may send, sustained (with a burst of `RATE_BURST`). Every frame and
 /// every protocol violation (each resynchronisation) takes one token; without a token the host
 /// daemon stops reading that link until the bucket refills, so the guest's writes wait in its
@@ -37,6 +45,29 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// whatever is left in its buffer: with the single-threaded runtime, one busy link must not
 /// hold the thread (tokio's own budget counts socket reads, not items decoded from a buffer).
 pub const ITEMS_PER_WAKEUP: usize = 16;
+
+/// A request's bound at a relay: the deadline it carried (protocol version 2), capped by the
+/// relay's own maximum `max`; `max` when it carried none. Returns the bound and whether it
+/// came from the request.
+pub fn request_bound(carried: Option<vm_proto::TimeoutMs>, max: Duration) -> (Duration, bool) {
+    match carried {
+        Some(t) if t.as_duration() < max => (t.as_duration(), true),
+        _ => (max, false),
+    }
+}
+
+/// The remaining time a relay passes on to the next hop when `left` is its own: `left` less
+/// [`RELAY_MARGIN`], or half of `left` when that is shorter (a short deadline is still split
+/// between the hops rather than spent at once); `None` when less than a millisecond would
+/// be left.
+pub fn forwarded(left: Duration) -> Option<vm_proto::TimeoutMs> {
+    let next = if left > RELAY_MARGIN * 2 {
+        left - RELAY_MARGIN
+    } else {
+        left / 2
+    };
+    vm_proto::TimeoutMs::from_duration(next)
+}
 
 /// A token bucket.
 #[derive(Debug, Clone)]
@@ -175,6 +206,31 @@ impl OffenceLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_carried_deadline_bounds_a_request_up_to_the_relay_maximum() {
+        let t = |ms| vm_proto::TimeoutMs::new(ms).ok();
+        let max = Duration::from_secs(60);
+        assert_eq!(request_bound(None, max), (max, false));
+        assert_eq!(
+            request_bound(t(5000), max),
+            (Duration::from_millis(5000), true)
+        );
+        // longer than the relay allows: its own maximum
+        assert_eq!(request_bound(t(86_400_000), max), (max, false));
+    }
+
+    #[test]
+    fn the_next_hop_gets_the_time_left_less_a_margin() {
+        let ms = |n| Duration::from_millis(n);
+        let got = |left| forwarded(left).map(|t| t.as_millis());
+        assert_eq!(got(ms(5000)), Some(4800));
+        assert_eq!(got(ms(401)), Some(201));
+        assert_eq!(got(ms(400)), Some(200));
+        assert_eq!(got(ms(3)), Some(1));
+        assert_eq!(got(ms(1)), None);
+        assert_eq!(got(Duration::ZERO), None);
+    }
 
     #[test]
     fn bucket_allows_the_burst_then_refuses() {

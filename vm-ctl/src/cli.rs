@@ -19,6 +19,7 @@ Examples:
   vm-ctl resource list                             # domain, resource, migration, preferred/running node
   vm-ctl location move -b node1                    # make every guest's current node its preferred node
   vm-ctl check                                     # pre-flight checks with the fix for each finding
+  vm-ctl status --watch                            # guests, nodes, daemons, fences; redrawn on changes
   vm-ctl stonith keygen web --members w1,w2        # new key of guest cluster web, and what next
   vm-ctl stonith guest-config web --members w1,w2  # fence devices for inside the guests (crm, pcs)
   vm-ctl stonith client-config --resource svc      # vm-client clone and a rule for inside the guests
@@ -77,6 +78,20 @@ pub enum Command {
     /// configuration, legacy tokens.
     #[command(subcommand)]
     Stonith(StonithCmd),
+    /// One screen for the whole host cluster, from the CIB alone: each guest's state, node,
+    /// preferred node, move constraint, channel link and liveness, fences and failures; each
+    /// host node's state, daemon clones, fence readiness and attribute health.
+    Status(StatusArgs),
+}
+
+/// `vm-ctl status`
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Keep running and redraw whenever Pacemaker reports a change (at most 4 times a second,
+    /// and at least every 10 s); with --output json, print one JSON document per line each
+    /// time the status changes. Stops on SIGINT or SIGTERM (exit 0).
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// A comma-separated domain list, as the original accepts (`d1,d2`; several arguments too).

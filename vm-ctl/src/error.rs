@@ -333,6 +333,16 @@ pub enum Error {
         /// What is wrong and what to do.
         problem: String,
     },
+    /// `status --watch` could not set up its watch (signals, its private directory, the
+    /// crm_mon watcher) or write its output.
+    #[error("cannot {step}")]
+    Watch {
+        /// What was being done.
+        step: &'static str,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// A many-guest add written in batches failed after some batches were written.
     #[error(
         "Added {added} (whole guests, in earlier CIB changes), then the next batch failed; none \
@@ -374,6 +384,7 @@ impl Error {
             Error::LegacyToken { .. } => exit::LEGACY_TOKEN,
             Error::StonithOption { .. } => exit::STONITH_OPTION,
             Error::PartlyAdded { source, .. } => source.exit_code(),
+            Error::Watch { .. } => exit::UNEXPECTED,
         }
     }
 }

@@ -16,11 +16,14 @@
 //! - [`wait`]: bounded waiting on the cluster status.
 //! - [`lock`]: one mutating vm-ctl per host.
 //! - [`output`]: the report, as text or JSON.
+//! - [`status`]: `vm-ctl status`, the whole host cluster from one CIB snapshot.
+//! - [`clones`]: the host daemons' clones.
 //! - [`stonith`]: guest-cluster fencing: keys, what vm-stonithd publishes, guest fence config.
 //! - [`error`]: errors and exit codes.
 
 pub mod change;
 pub mod cli;
+pub mod clones;
 pub mod commands;
 pub mod config;
 pub mod error;
@@ -29,6 +32,7 @@ pub mod guest;
 pub mod ids;
 pub mod lock;
 pub mod output;
+pub mod status;
 pub mod stonith;
 pub mod wait;
 
@@ -121,6 +125,11 @@ impl App {
 /// of level error are [`Error::CheckFailed`](error::Error::CheckFailed), after the report).
 pub fn main_exec(cli: &cli::Cli) -> Result<()> {
     use std::io::Write as _;
+    if let cli::Command::Status(cli::StatusArgs { watch: true }) = &cli.command {
+        return watch_status(cli).inspect_err(|e| {
+            eprintln!("vm-ctl: {}", vm_common::error_chain(e));
+        });
+    }
     let (result, warnings) = run(cli);
     match result {
         Ok(outcome) => {
@@ -163,4 +172,50 @@ pub fn run(cli: &cli::Cli) -> (Result<Outcome>, Vec<String>) {
         Ok(outcome) => (Ok(app.into_outcome(outcome)), Vec::new()),
         Err(e) => (Err(e), app.config_warnings),
     }
+}
+
+/// `status --watch`: the signals first (blocked before any thread starts, then taken by one
+/// thread: SIGINT, SIGTERM and SIGHUP end the watch, exit 0), then the change watcher, then
+/// the loop ([`commands::status::watch`]) showing each report on stdout.
+fn watch_status(cli: &cli::Cli) -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use vm_pcmk::watch::Trigger;
+
+    let signals = vm_common::signals::block().map_err(|e| error::Error::Watch {
+        step: "block the signals the watch stops on",
+        source: e.into(),
+    })?;
+    let app = App::new(
+        cli.config.clone(),
+        cli.dry_run,
+        Duration::from_secs(cli.lock_wait),
+    )?;
+    if !cli.quiet {
+        for w in &app.config_warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    let changes = Trigger::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ended = {
+        let (stop, changes) = (Arc::clone(&stop), changes.clone());
+        move || {
+            stop.store(true, Ordering::SeqCst);
+            changes.bump();
+        }
+    };
+    let on_hup = ended.clone();
+    vm_common::signals::spawn_thread(signals, on_hup, move |_| ended()).map_err(|source| {
+        error::Error::Watch {
+            step: "start the signal thread",
+            source,
+        }
+    })?;
+    let watcher = commands::status::ChangeWatch::start(&app, &changes)?;
+    let mut screen = output::WatchScreen::new(cli.output, cli.quiet);
+    let result = commands::status::watch(&app, &changes, &stop, &mut screen);
+    watcher.stop();
+    result
 }

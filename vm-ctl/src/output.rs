@@ -174,12 +174,10 @@ pub enum FindingCode {
     AutostartOn,
     /// libvirt autostart is off.
     AutostartOff,
-    /// libvirt autostart cannot be read.
+    /// libvirt autostart cannot be read (the domain is defined persistently).
     AutostartUnknown,
     /// The domain is not defined persistently in libvirt (no autostart).
     Transient,
-    /// The domain cannot be looked up in libvirt.
-    LibvirtLookupFailed,
     /// vm-stonithd.toml cannot be read or used.
     StonithdConfigInvalid,
     /// Guest fencing is not set up on this node.
@@ -228,7 +226,7 @@ pub enum FindingCode {
 
 impl FindingCode {
     /// Every code, in the order docs/operations.md lists them.
-    pub const ALL: [FindingCode; 62] = [
+    pub const ALL: [FindingCode; 61] = [
         FindingCode::CloneConfigured,
         FindingCode::CloneMissing,
         FindingCode::ConnectdClone,
@@ -268,7 +266,6 @@ impl FindingCode {
         FindingCode::AutostartOff,
         FindingCode::AutostartUnknown,
         FindingCode::Transient,
-        FindingCode::LibvirtLookupFailed,
         FindingCode::StonithdConfigInvalid,
         FindingCode::FencingNotSetUp,
         FindingCode::KeyDirMissing,
@@ -335,7 +332,6 @@ impl FindingCode {
             FindingCode::AutostartOff => "autostart-off",
             FindingCode::AutostartUnknown => "autostart-unknown",
             FindingCode::Transient => "transient",
-            FindingCode::LibvirtLookupFailed => "libvirt-lookup-failed",
             FindingCode::StonithdConfigInvalid => "stonithd-config-invalid",
             FindingCode::FencingNotSetUp => "fencing-not-set-up",
             FindingCode::KeyDirMissing => "key-dir-missing",
@@ -472,6 +468,9 @@ pub struct Outcome {
     /// `stonith guest-config` result.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guest_config: Option<GuestConfigReport>,
+    /// `status` report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::status::StatusReport>,
     /// Warnings (also printed on stderr in text mode).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -588,6 +587,9 @@ impl Outcome {
                 out.push_str(section);
             }
         }
+        if let Some(status) = &self.status {
+            out.push_str(&status.text());
+        }
         if let Some(findings) = &self.findings {
             for f in findings {
                 let tag = match f.level {
@@ -602,6 +604,67 @@ impl Outcome {
             }
         }
         out
+    }
+}
+
+/// How `status --watch` shows each report on stdout: text redrawn in place on a terminal
+/// (cleared first) or one screen after the other (a blank line between) elsewhere; JSON as one
+/// document per line. Warnings and errors go to stderr.
+#[derive(Debug)]
+pub struct WatchScreen {
+    format: Format,
+    quiet: bool,
+    terminal: bool,
+}
+
+impl WatchScreen {
+    /// A screen for `format` on this process's stdout.
+    pub fn new(format: Format, quiet: bool) -> Self {
+        use std::io::IsTerminal as _;
+        Self {
+            format,
+            quiet,
+            terminal: std::io::stdout().is_terminal(),
+        }
+    }
+}
+
+impl crate::commands::status::Screen for WatchScreen {
+    fn show(&mut self, outcome: &crate::error::Result<Outcome>) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        match outcome {
+            Ok(o) => {
+                if !self.quiet {
+                    for w in &o.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                }
+                match self.format {
+                    Format::Json => {
+                        let line = serde_json::to_string(o).map_err(std::io::Error::other)?;
+                        writeln!(stdout, "{line}")?;
+                    }
+                    Format::Text if self.terminal => {
+                        write!(stdout, "\x1b[H\x1b[2J{}", o.text())?;
+                    }
+                    Format::Text => writeln!(stdout, "{}", o.text())?,
+                }
+            }
+            Err(e) => {
+                let msg = vm_common::error_chain(e);
+                eprintln!("vm-ctl: {msg} (trying again at the next change)");
+                if self.format == Format::Json {
+                    let json = serde_json::json!({ "error": msg, "exit_code": e.exit_code() });
+                    writeln!(stdout, "{json}")?;
+                }
+            }
+        }
+        stdout.flush()
+    }
+
+    fn refresh_unchanged(&self) -> bool {
+        self.format == Format::Text
     }
 }
 

@@ -66,7 +66,11 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
     let trigger = Trigger::default();
     // with a CIB file there are no notifications: the refresh period reads it
     let watch = if pcmk.cib_file().is_none() {
-        match CibWatch::start(cli.state_dir.join("cib-events"), trigger.clone()) {
+        match CibWatch::start(
+            cli.state_dir.join("cib-events"),
+            trigger.clone(),
+            crate::watch::MEANWHILE,
+        ) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(

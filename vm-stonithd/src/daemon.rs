@@ -3,8 +3,8 @@
 //! on a worker thread and answers; a power request identical to one in progress takes no worker
 //! but waits for that one's outcome ([`crate::merge`]).
 //!
-//! One log line per request says who asked (the guest whose channel it came over), what, and
-//! how it ended; refusals say why. A malformed, unauthenticated or unauthorised request changes
+//! One log line per request says who asked (the guest whose channel it came over), what, how
+//! it ended and what set its deadline ([`DeadlineFrom`]); refusals say why. A malformed, unauthenticated or unauthorised request changes
 //! nothing. The connection to vm-connectd is re-made when it drops (vm-connectd restarts), and
 //! answers for requests in flight then are lost: their requesters time out or are told to
 //! retry by vm-connectd, and the fences roll back (their Cancel never came, but the connection
@@ -27,7 +27,7 @@ use vm_seal::{
 
 use crate::authz;
 use crate::config::{Config, LegacyDecrypt};
-use crate::fence::{Executor, GiveUp, Job};
+use crate::fence::{Executor, GiveUp, Job, Requester};
 use crate::keys::KeyRing;
 use crate::merge::{MergeKey, Merges, Participant};
 use crate::plan;
@@ -37,6 +37,54 @@ use vm_fence::published::{self, KeyStamp, PUBLISHED_KEYS_ATTR};
 
 /// Time kept back from a request's timeout for the reply to travel back.
 const REPLY_MARGIN: Duration = Duration::from_millis(300);
+
+/// What set a request's deadline: the shortest of the bounds [`request_time`] weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineFrom {
+    /// The time the host vm-connectd still waited for the answer, carried in the Deliver
+    /// (protocol version 2): the requester's remaining time, less what the way here took.
+    /// Not authenticated, so it only ever shortens the deadline.
+    Relay,
+    /// The sealed request's own `timeout` (authenticated): what the agent said it would wait
+    /// when it sealed the request.
+    Sealed,
+    /// vm-stonithd.toml's `max_timeout`.
+    MaxTimeout,
+}
+
+impl std::fmt::Display for DeadlineFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeadlineFrom::Relay => "relay",
+            DeadlineFrom::Sealed => "sealed",
+            DeadlineFrom::MaxTimeout => "max_timeout",
+        })
+    }
+}
+
+/// How long a request may take from its arrival, and what set that: the shortest of the
+/// time the relay still waits (`carried`, from a version-2 Deliver), the sealed request's own
+/// timeout (`sealed`; none for legacy requests) and `max_timeout`, less `REPLY_MARGIN` (0.3 s) for
+/// the reply to travel back. The sealed timeout is authenticated and the relay's is not:
+/// taking the shortest, a relay's value can make a fence give up (and roll back) sooner,
+/// never last longer than the requester sealed; and it is what keeps the answer ahead of the
+/// relays' own Error Timeout, which would otherwise race it at the deadline.
+pub fn request_time(
+    carried: Option<Duration>,
+    sealed: Option<Duration>,
+    max_timeout: Duration,
+) -> (Duration, DeadlineFrom) {
+    let mut limit = (max_timeout, DeadlineFrom::MaxTimeout);
+    for (bound, from) in [
+        (sealed, DeadlineFrom::Sealed),
+        (carried, DeadlineFrom::Relay),
+    ] {
+        if let Some(bound) = bound.filter(|b| *b <= limit.0) {
+            limit = (bound, from);
+        }
+    }
+    (limit.0.saturating_sub(REPLY_MARGIN), limit.1)
+}
 /// How many requests the replay guard remembers at most, per key.
 const REPLAY_CAPACITY: usize = 100_000;
 /// How often journal entries are checked for leftovers while idle.
@@ -80,6 +128,9 @@ struct Opened {
     resource: Option<String>,
     origin: Origin,
     config: Arc<Config>,
+    /// The time the host relay still waited for the answer when it delivered the request
+    /// (a version-2 Deliver's `timeout_ms`), if it said.
+    carried: Option<Duration>,
 }
 
 impl Opened {
@@ -214,7 +265,12 @@ impl Daemon {
     /// Opens a sealed request from `origin` and checks who may ask what ([`authz`]); not yet
     /// whether it is fresh ([`Daemon::fresh`]), so that a request answered Retry Busy is not
     /// remembered and may be sent again. Pure computation: runs on the connection's thread.
-    fn open_sealed(&self, origin: &Origin, body: &[u8]) -> Result<Opened, Answer> {
+    fn open_sealed(
+        &self,
+        origin: &Origin,
+        body: &[u8],
+        carried: Option<Duration>,
+    ) -> Result<Opened, Answer> {
         let domain = origin.domain();
         let header = match envelope::peek(body) {
             Ok(h) => h,
@@ -267,6 +323,7 @@ impl Daemon {
             resource,
             origin: origin.clone(),
             config: Arc::clone(&config),
+            carried,
         };
         let Some(policy) = config.clusters.get(&o.cluster) else {
             return Err(self.refuse(
@@ -306,13 +363,9 @@ impl Daemon {
         fresh.map_err(|e| self.refuse(o, e.to_string()))
     }
 
-    /// How long `o` may take from its arrival: its own timeout, capped, less the time its
-    /// reply needs to travel back.
-    fn time_for(o: &Opened) -> Duration {
-        o.request
-            .timeout
-            .min(o.config.max_timeout)
-            .saturating_sub(REPLY_MARGIN)
+    /// How long `o` may take from its arrival ([`request_time`]).
+    fn time_for(o: &Opened) -> (Duration, DeadlineFrom) {
+        request_time(o.carried, Some(o.request.timeout), o.config.max_timeout)
     }
 
     fn job(o: &Opened, deadline: Instant, cancel: Arc<dyn GiveUp>) -> Job {
@@ -323,15 +376,22 @@ impl Daemon {
             deadline,
             cancel,
             request: o.nonce.to_string(),
+            requester: Requester {
+                cluster: Some(o.cluster.clone()),
+                name: Some(o.request.requester.clone()),
+                origin: Name::new(o.origin.domain()).ok(),
+            },
         }
     }
 
-    /// Logs how `o` ended (one line per request).
+    /// Logs how `o` ended (one line per request), with the time it had and what set it.
     fn log_answered(o: &Opened, id: u64, received: Instant, reply: &FenceReply) {
         let req = &o.request;
+        let (time, from) = Self::time_for(o);
         tracing::info!(
             id, cluster = %o.cluster, action = %req.action, target = o.target(), requester = %req.requester,
             outcome = ?reply.outcome, state = ?reply.state, elapsed_ms = received.elapsed().as_millis() as u64,
+            deadline_ms = time.as_millis() as u64, deadline_from = %from,
             "{}", reply.message
         );
     }
@@ -351,7 +411,7 @@ impl Daemon {
             tracing::info!(cluster = %o.cluster, action = "list", "answered");
             return o.seal(reply);
         }
-        let job = Self::job(o, received + Self::time_for(o), cancel);
+        let job = Self::job(o, received + Self::time_for(o).0, cancel);
         let reply = self.executor.run(&job);
         Self::log_answered(o, id, received, &reply);
         o.seal(reply)
@@ -366,7 +426,7 @@ impl Daemon {
         received: Instant,
         cancel: Arc<AtomicBool>,
     ) -> Answer {
-        let o = match self.open_sealed(origin, body).and_then(|o| {
+        let o = match self.open_sealed(origin, body, None).and_then(|o| {
             self.fresh(&o)?;
             Ok(o)
         }) {
@@ -402,7 +462,7 @@ impl Daemon {
         Participant {
             id,
             joined: received,
-            deadline: received + Self::time_for(&o),
+            deadline: received + Self::time_for(&o).0,
             cancel,
             answer: Box::new(move |reply| {
                 if joined {
@@ -417,7 +477,13 @@ impl Daemon {
         }
     }
 
-    fn legacy(&self, origin: &Origin, body: &[u8], cancel: Arc<AtomicBool>) -> Answer {
+    fn legacy(
+        &self,
+        origin: &Origin,
+        body: &[u8],
+        carried: Option<Duration>,
+        cancel: Arc<AtomicBool>,
+    ) -> Answer {
         let config = self.config();
         let source = origin;
         let origin = origin.domain();
@@ -461,19 +527,28 @@ impl Daemon {
             Ok(r) => r,
             Err(e) => return ng(format!("the token does not decrypt: {e}")),
         };
-        let deadline = Instant::now() + config.max_timeout;
+        // (a legacy request has no timeout of its own: the relay's, when it says, and
+        // max_timeout; the margin only when the relay's is the shorter, as before)
+        let (time, from) = match request_time(carried, None, config.max_timeout) {
+            (_, DeadlineFrom::MaxTimeout) => (config.max_timeout, DeadlineFrom::MaxTimeout),
+            t => t,
+        };
+        let deadline = Instant::now() + time;
         // which target of the requester's clusters has that resource? (the executor's handle:
         // the request's deadline bounds this read too)
         let cib = match self.executor.pcmk_until(deadline).snapshot() {
             Ok(c) => c,
             Err(e) => return ng(format!("cannot read the CIB: {}", error_chain(&e))),
         };
-        let target = clusters.iter().find_map(|c| {
-            c.targets.iter().find(|t| {
-                plan::target_resource(&cib, t, c.resources.get(*t)).is_ok_and(|r| r == rsc)
-            })
+        let found = clusters.iter().find_map(|c| {
+            c.targets
+                .iter()
+                .find(|t| {
+                    plan::target_resource(&cib, t, c.resources.get(*t)).is_ok_and(|r| r == rsc)
+                })
+                .map(|t| (c.name.clone(), t.clone()))
         });
-        let Some(target) = target.cloned() else {
+        let Some((cluster, target)) = found else {
             return ng(format!(
                 "{rsc} is not the resource of a guest that {origin}'s cluster may fence"
             ));
@@ -491,10 +566,17 @@ impl Daemon {
                     .map(|n| n.to_string())
                     .unwrap_or_default()
             ),
+            // a token names no requester; the cluster is the one whose target it names
+            requester: Requester {
+                cluster: Some(cluster),
+                name: None,
+                origin: Name::new(origin).ok(),
+            },
         };
         let reply = self.executor.run(&job);
         let ok = reply.outcome == Outcome::Done;
-        tracing::info!(action = op, %target, %rsc, outcome = ?reply.outcome, legacy = true, "{}", reply.message);
+        tracing::info!(action = op, %target, %rsc, outcome = ?reply.outcome, legacy = true,
+            deadline_ms = time.as_millis() as u64, deadline_from = %from, "{}", reply.message);
         Answer::Plain(if ok { "OK" } else { "NG" })
     }
 
@@ -589,6 +671,7 @@ impl Daemon {
         let id = d.id;
         let received = Instant::now();
         let origin = d.deliver.origin().clone();
+        let carried = d.deliver.timeout().map(vm_proto::TimeoutMs::as_duration);
         let span = tracing::info_span!("request", id, origin = origin.domain());
         let answer_to = |sender: &ModuleSender| {
             let sender = sender.clone();
@@ -604,14 +687,14 @@ impl Daemon {
                 slot,
                 move |cancel| {
                     let _e = span.enter();
-                    me.legacy(&origin, d.deliver.body(), cancel)
+                    me.legacy(&origin, d.deliver.body(), carried, cancel)
                 },
                 answer_to(sender),
             );
             return;
         }
         let _e = span.enter();
-        let opened = match self.open_sealed(&origin, d.deliver.body()) {
+        let opened = match self.open_sealed(&origin, d.deliver.body(), carried) {
             Ok(o) => o,
             Err(answer) => return send_answer(sender, id, answer),
         };
@@ -1061,6 +1144,42 @@ mod tests {
     }
 
     #[test]
+    fn the_shortest_bound_sets_the_deadline_and_a_relay_can_only_shorten_it() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // the relay's carried time (the requester's, less the way here) is the usual winner
+        assert_eq!(
+            request_time(Some(ms(4800)), Some(s(5)), s(55)),
+            (ms(4500), DeadlineFrom::Relay)
+        );
+        // a relay claiming more than the sealed timeout gains nothing: the authenticated one
+        assert_eq!(
+            request_time(Some(s(3600)), Some(s(5)), s(55)),
+            (ms(4700), DeadlineFrom::Sealed)
+        );
+        // nor more than max_timeout
+        assert_eq!(
+            request_time(Some(s(3600)), Some(s(3600)), s(55)),
+            (ms(54_700), DeadlineFrom::MaxTimeout)
+        );
+        // a version-1 relay says nothing: the sealed timeout, as before
+        assert_eq!(
+            request_time(None, Some(s(40)), s(55)),
+            (ms(39_700), DeadlineFrom::Sealed)
+        );
+        assert_eq!(
+            request_time(None, None, s(55)),
+            (ms(54_700), DeadlineFrom::MaxTimeout)
+        );
+        // a relay lying short makes the fence give up early (it is then rolled back)
+        assert_eq!(
+            request_time(Some(ms(1)), Some(s(40)), s(55)),
+            (Duration::ZERO, DeadlineFrom::Relay)
+        );
+        assert_eq!(DeadlineFrom::Relay.to_string(), "relay");
+    }
+
+    #[test]
     fn legacy_bodies_are_parsed_strictly() {
         assert_eq!(
             parse_legacy(b"off U2FsdGVkX1abc"),
@@ -1151,14 +1270,14 @@ mod tests {
         *d.config.write().unwrap() = Arc::new(config);
         let named = Origin::new("web1", "", OriginSource::SocketName).unwrap();
         let log = logged(|| {
-            let a = d.legacy(&named, b"off U2FsdGVkX1abc", Arc::default());
+            let a = d.legacy(&named, b"off U2FsdGVkX1abc", None, Arc::default());
             assert!(matches!(a, Answer::Plain("NG")), "{a:?}");
         });
         assert!(log.contains("does not trust"), "{log}");
         // from libvirt's guest the same request gets as far as decrypting the token
         let lv = Origin::new("web1", "", OriginSource::Libvirt).unwrap();
         let log = logged(|| {
-            let a = d.legacy(&lv, b"off U2FsdGVkX1abc", Arc::default());
+            let a = d.legacy(&lv, b"off U2FsdGVkX1abc", None, Arc::default());
             assert!(matches!(a, Answer::Plain("NG")), "{a:?}");
         });
         assert!(log.contains("does not decrypt"), "{log}");
@@ -1192,7 +1311,12 @@ mod tests {
         *d.config.write().unwrap() = Arc::new(config);
         let web1 = Origin::new("web1", "", OriginSource::Libvirt).unwrap();
         let log = logged(|| {
-            let a = d.legacy(&web1, format!("status {token}").as_bytes(), Arc::default());
+            let a = d.legacy(
+                &web1,
+                format!("status {token}").as_bytes(),
+                None,
+                Arc::default(),
+            );
             assert!(matches!(a, Answer::Plain("NG")), "{a:?}");
         });
         assert!(log.contains("cannot read the CIB"), "{log}");

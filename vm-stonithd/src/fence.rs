@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use vm_common::error_chain;
 use vm_fence::Power;
+use vm_fence::record::{FenceAction, FenceRecord, FenceResult};
 use vm_pcmk::virtualdomain::guest_resource;
 use vm_pcmk::{ClusterStatus, Pacemaker, PcmkError, Role, Update};
 use vm_seal::{Action, FenceReply, Name, Outcome, PowerState};
@@ -108,6 +109,43 @@ pub struct Job {
     pub cancel: Arc<dyn GiveUp>,
     /// Identifies the request in the journal (its nonce, hex).
     pub request: String,
+    /// Who asked, for the guest's last-fence record (of a job that serves several identical
+    /// requests: the first's).
+    pub requester: Requester,
+}
+
+/// Who asked for a fence, as its last-fence record ([`vm_fence::record`]) names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requester {
+    /// The guest cluster whose key sealed the request (`None`: a legacy request matched to no
+    /// single cluster).
+    pub cluster: Option<Name>,
+    /// The requester's node name in it (`None` for legacy requests, which carry none).
+    pub name: Option<Name>,
+    /// The guest whose channel the request came over (`None` if its domain name does not
+    /// follow the name rule).
+    pub origin: Option<Name>,
+}
+
+impl Requester {
+    /// A record of `action` by this requester, begun at `started` (Unix seconds).
+    fn record(&self, action: Action, started: u64) -> Option<FenceRecord> {
+        let action = match action {
+            Action::Off => FenceAction::Off,
+            Action::On => FenceAction::On,
+            Action::Reboot => FenceAction::Reboot,
+            Action::Status | Action::Monitor | Action::List => return None,
+        };
+        Some(FenceRecord {
+            action,
+            result: FenceResult::InProgress,
+            started,
+            ended: None,
+            cluster: self.cluster.clone(),
+            requester: self.name.clone(),
+            origin: self.origin.clone(),
+        })
+    }
 }
 
 /// Whether the requesters a job runs for have given up on it.
@@ -189,6 +227,14 @@ impl StepError {
         match self {
             StepError::Timeout(_) | StepError::Cancelled(_) => Outcome::TimedOut,
             _ => Outcome::Failed,
+        }
+    }
+
+    /// What the last-fence record says of a fence that ended so.
+    fn recorded(&self) -> FenceResult {
+        match self.outcome() {
+            Outcome::TimedOut => FenceResult::TimedOut,
+            _ => FenceResult::Failed,
         }
     }
 }
@@ -530,6 +576,10 @@ impl Executor {
                         .is_ok_and(|st| confirmed(&st, rsc, verb).unwrap_or(false))
                     {
                         already_read.set(Some(read_at));
+                        if off_ended.get() {
+                            // the reboot is over: its off confirmed, the guest already running
+                            plan::end_record(cib, rsc, FenceResult::Done, plan::unix(SystemTime::now()));
+                        }
                         return Ok(decided(Update::Unchanged(None)));
                     }
                 }
@@ -537,14 +587,26 @@ impl Executor {
                 if prim.is_some_and(|p| !vm_pcmk::virtualdomain::stops_hard_on_fence(p)) && verb == Power::Off {
                     tracing::warn!("{rsc} does not use ocf:pm-kvm-tools:VirtualDomain: its stop is a graceful shutdown first (vm-ctl check)");
                 }
-                match plan::begin(cib, rsc, verb, owner, deadline_wall, SystemTime::now())? {
-                    b @ Begin::Started(_) => Ok(Update::Write(Some(b))),
+                let now = SystemTime::now();
+                match plan::begin(cib, rsc, verb, owner, deadline_wall, now)? {
+                    b @ Begin::Started(_) => {
+                        // the last-fence record, in the change that begins the fence (a
+                        // reboot's on continues the record its off began)
+                        if part != Part::RebootOn
+                            && let Some(rec) = job.requester.record(job.action, plan::unix(now))
+                            && !plan::write_record(cib, &self.node, rsc, &rec)
+                        {
+                            tracing::debug!(node = %self.node, "no node_state for this node in the CIB: no last-fence record");
+                        }
+                        Ok(Update::Write(Some(b)))
+                    }
                     b @ Begin::Joined(_) => Ok(decided(Update::Unchanged(Some(b)))),
                 }
             });
         if part == Part::RebootOn && begun.is_err() {
-            // nothing was written, the off's end included: end it on its own
-            if let Err(e) = self.end(rsc, owner, false) {
+            // nothing was written, the off's end included: end it on its own (the reboot's
+            // fence, its off, is done)
+            if let Err(e) = self.end(rsc, owner, false, FenceResult::Done) {
                 tracing::warn!(
                     "off confirmed, but clearing its journal failed (the janitor will): {}",
                     error_chain(&e)
@@ -575,7 +637,7 @@ impl Executor {
             Ok(at) => {
                 // Confirmed. Clearing the journal and force-stop attribute is housekeeping: if it
                 // fails, the janitor finishes it; the fence itself is done.
-                if let Err(e) = self.end(rsc, owner, false) {
+                if let Err(e) = self.end(rsc, owner, false, FenceResult::Done) {
                     tracing::warn!(
                         "{verb} confirmed, but clearing its journal failed (the janitor will): {}",
                         error_chain(&e)
@@ -584,7 +646,14 @@ impl Executor {
                 Ok((Confirmed::Fenced, at))
             }
             Err(e) => {
-                if let Err(re) = self.end(rsc, owner, true) {
+                // a reboot whose on failed is still a fence done: its off was confirmed, and
+                // the requester is told Done
+                let result = if part == Part::RebootOn {
+                    FenceResult::Done
+                } else {
+                    e.recorded()
+                };
+                if let Err(re) = self.end(rsc, owner, true, result) {
                     tracing::error!(
                         "rolling back the {verb} failed (the janitor will retry): {}",
                         error_chain(&re)
@@ -595,7 +664,15 @@ impl Executor {
         }
     }
 
-    fn end(&self, rsc: &str, owner: &Owner, rollback: bool) -> Result<(), StepError> {
+    /// Ends the fence of `rsc` that `owner` runs (rolled back, or finished), and its last-fence
+    /// record with `result`, in one change.
+    fn end(
+        &self,
+        rsc: &str,
+        owner: &Owner,
+        rollback: bool,
+        result: FenceResult,
+    ) -> Result<(), StepError> {
         // Housekeeping gets its own time, independent of the request's deadline.
         self.pcmk
             .clone()
@@ -606,6 +683,9 @@ impl Executor {
                 } else {
                     plan::finish(cib, rsc, owner)
                 };
+                if changed {
+                    plan::end_record(cib, rsc, result, plan::unix(SystemTime::now()));
+                }
                 Ok(if changed {
                     Update::Write(())
                 } else {
@@ -678,6 +758,14 @@ impl Executor {
                 } else {
                     plan::rollback(cib, &rsc, Some(&j.owner))
                 };
+                if changed {
+                    let result = if done {
+                        FenceResult::Done
+                    } else {
+                        FenceResult::RolledBack
+                    };
+                    plan::end_record(cib, &rsc, result, plan::unix(SystemTime::now()));
+                }
                 Ok(if changed {
                     Update::Write(true)
                 } else {

@@ -13,20 +13,19 @@
 //! change without its record: a vm-stonithd that crashes mid-fence finds its own records at
 //! start and rolls them back ([`journals`]); a record whose owner's deadline passed long ago
 //! (its node died) is taken over by the next fence of that guest or cleaned by any daemon.
+//!
+//! The same changes carry the guest's last-fence record for `vm-ctl status`
+//! ([`vm_fence::record`], a transient attribute of the executing node): [`write_record`] in the
+//! change that begins a fence, [`end_record`] in the one that ends it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use vm_fence::Power;
+pub use vm_fence::journal::{ForceMode, JOURNAL_ATTR, Journal, Owner, TAKEOVER_GRACE, unix};
+use vm_fence::record::{self, FenceRecord, FenceResult};
 use vm_pcmk::Cib;
 use vm_pcmk::virtualdomain::{force_stop_attr, guest_resource, is_virtual_domain};
 use vm_seal::Name;
-
-/// The journal meta attribute.
-pub const JOURNAL_ATTR: &str = "pmkt-fence";
-/// Format tag of journal values.
-const JOURNAL_VERSION: &str = "v1";
-/// How long after its deadline another daemon may take over or clean a journal entry.
-pub const TAKEOVER_GRACE: Duration = Duration::from_secs(30);
 
 /// Why a target cannot be fenced.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,109 +73,6 @@ pub enum PlanError {
         /// Its deadline (Unix seconds).
         deadline: u64,
     },
-}
-
-/// What makes the guest's stop a hard power-off.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ForceMode {
-    /// Nothing (an `on`).
-    None,
-    /// The node attribute `force_stop-<rsc>=true` on every node.
-    NodeAttr,
-}
-
-/// Who carries out a fence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    /// Host node name.
-    pub node: String,
-    /// vm-stonithd's pid.
-    pub pid: u32,
-    /// The request's nonce (hex), to tell fences of one daemon apart.
-    pub request: String,
-}
-
-impl Owner {
-    fn to_token(&self) -> String {
-        format!("{}/{}/{}", self.node, self.pid, self.request)
-    }
-
-    fn from_token(s: &str) -> Option<Owner> {
-        let mut it = s.split('/');
-        let (node, pid, request) = (it.next()?, it.next()?, it.next()?);
-        if it.next().is_some() || node.is_empty() {
-            return None;
-        }
-        Some(Owner {
-            node: node.to_owned(),
-            pid: pid.parse().ok()?,
-            request: request.to_owned(),
-        })
-    }
-}
-
-/// A journal entry: the fence in progress on one resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Journal {
-    /// `off` or `on`.
-    pub action: Power,
-    /// Who carries it out.
-    pub owner: Owner,
-    /// When it must be over (Unix seconds).
-    pub deadline: u64,
-    /// target-role before the fence (`None`: unset).
-    pub prior_role: Option<String>,
-    /// How the stop is forced.
-    pub force: ForceMode,
-}
-
-impl Journal {
-    /// The attribute value.
-    pub fn to_value(&self) -> String {
-        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
-        let force = match &self.force {
-            ForceMode::None => "none",
-            ForceMode::NodeAttr => "attr",
-        };
-        format!(
-            "{JOURNAL_VERSION} {} {} {} {} {force}",
-            self.action,
-            self.owner.to_token(),
-            self.deadline,
-            opt(&self.prior_role)
-        )
-    }
-
-    /// Parses an attribute value; `None` if it is not one of ours.
-    pub fn parse(value: &str) -> Option<Journal> {
-        let f: Vec<&str> = value.split(' ').collect();
-        let [JOURNAL_VERSION, action, owner, deadline, role, force] = f.as_slice() else {
-            return None;
-        };
-        let opt = |s: &str| (s != "-").then(|| s.to_owned());
-        let force = match *force {
-            "none" => ForceMode::None,
-            "attr" => ForceMode::NodeAttr,
-            _ => return None,
-        };
-        Some(Journal {
-            action: action.parse().ok()?,
-            owner: Owner::from_token(owner)?,
-            deadline: deadline.parse().ok()?,
-            prior_role: opt(role),
-            force,
-        })
-    }
-
-    /// Whether the owner's time is up (plus a grace period) at `now`.
-    pub fn expired(&self, now: SystemTime) -> bool {
-        unix(now) > self.deadline.saturating_add(TAKEOVER_GRACE.as_secs())
-    }
-}
-
-/// Unix seconds of `t`.
-pub fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Finds the host resource of guest `target`: the configured override, else `prmVMCTL_<target>`
@@ -376,6 +272,51 @@ fn end(cib: &mut Cib, rsc: &str, owner: Option<&Owner>, restore: bool) -> bool {
     true
 }
 
+/// Writes `rec` as host node `node`'s last-fence record of `rsc` (in the status section, in the
+/// change being made) and removes the records of `rsc` other nodes hold, so that a guest has
+/// one. Returns whether it was written: `false` when `node` has no `node_state` to hold it
+/// (never on a live cluster, whose member nodes all have one).
+pub fn write_record(cib: &mut Cib, node: &str, rsc: &str, rec: &FenceRecord) -> bool {
+    let attr = record::attr_name(rsc);
+    let others: Vec<String> = cib
+        .node_states()
+        .filter_map(|s| s.get("uname"))
+        .filter(|u| *u != node)
+        .map(str::to_owned)
+        .collect();
+    for other in others {
+        cib.remove_transient_attribute(&other, &attr);
+    }
+    let value = rec.to_value();
+    cib.set_transient_attribute(node, &attr, &value)
+        || cib.transient_attribute(node, &attr) == Some(value.as_str())
+}
+
+/// The record of a fence of `rsc` in progress, and the node that holds it.
+pub fn record_in_progress(cib: &Cib, rsc: &str) -> Option<(String, FenceRecord)> {
+    let attr = record::attr_name(rsc);
+    cib.node_states()
+        .filter_map(|s| s.get("uname"))
+        .find_map(|node| {
+            let rec = FenceRecord::parse(cib.transient_attribute(node, &attr)?).ok()?;
+            (rec.result == FenceResult::InProgress).then(|| (node.to_owned(), rec))
+        })
+}
+
+/// Ends the record of the fence of `rsc` in progress with `result` at `at` (Unix seconds),
+/// where it is; returns whether there was one to end (a node that left the cluster since took
+/// its records with it).
+pub fn end_record(cib: &mut Cib, rsc: &str, result: FenceResult, at: u64) -> bool {
+    match record_in_progress(cib, rsc) {
+        Some((node, rec)) => cib.set_transient_attribute(
+            &node,
+            &record::attr_name(rsc),
+            &rec.ended(result, at).to_value(),
+        ),
+        None => false,
+    }
+}
+
 fn undo_force(cib: &mut Cib, rsc: &str, force: &ForceMode) {
     match force {
         ForceMode::None => {}
@@ -391,6 +332,8 @@ fn undo_force(cib: &mut Cib, rsc: &str, force: &ForceMode) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn cib() -> Cib {
@@ -514,6 +457,49 @@ mod tests {
     }
 
     #[test]
+    fn the_record_is_written_by_the_executing_node_and_ended_where_it_is() {
+        use vm_fence::record::FenceAction;
+        let mut c = Cib::parse(
+            r#"<cib admin_epoch="0" epoch="1" num_updates="0"><configuration><nodes><node id="1" uname="n1"/><node id="2" uname="n2"/><node id="3" uname="n3"/></nodes></configuration>
+            <status><node_state id="1" uname="n1"/><node_state id="2" uname="n2"/></status></cib>"#,
+        )
+        .unwrap();
+        let rec = FenceRecord {
+            action: FenceAction::Reboot,
+            result: FenceResult::InProgress,
+            started: 100,
+            ended: None,
+            cluster: Name::new("web").ok(),
+            requester: Name::new("w1").ok(),
+            origin: Name::new("w1").ok(),
+        };
+        let attr = "pmkt-fence-last-prmVMCTL_g1";
+        // an older record on n2 goes: one record per guest
+        let old = rec.ended(FenceResult::Failed, 50);
+        assert!(write_record(&mut c, "n2", "prmVMCTL_g1", &old));
+        assert!(write_record(&mut c, "n1", "prmVMCTL_g1", &rec));
+        assert_eq!(c.transient_attribute("n2", attr), None);
+        assert_eq!(
+            record_in_progress(&c, "prmVMCTL_g1"),
+            Some(("n1".to_owned(), rec.clone()))
+        );
+        // the same record again changes nothing, and still counts as written
+        let before = c.clone();
+        assert!(write_record(&mut c, "n1", "prmVMCTL_g1", &rec));
+        assert_eq!(c, before);
+        assert!(end_record(&mut c, "prmVMCTL_g1", FenceResult::Done, 104));
+        assert_eq!(
+            c.transient_attribute("n1", attr).map(FenceRecord::parse),
+            Some(Ok(rec.ended(FenceResult::Done, 104)))
+        );
+        // nothing in progress any more: nothing to end
+        assert!(!end_record(&mut c, "prmVMCTL_g1", FenceResult::Failed, 105));
+        assert_eq!(record_in_progress(&c, "prmVMCTL_g1"), None);
+        // a node without node_state holds no record
+        assert!(!write_record(&mut c, "n3", "prmVMCTL_g1", &rec));
+    }
+
+    #[test]
     fn concurrent_fences_join_refuse_or_take_over() {
         let now = SystemTime::now();
         let mut c = cib();
@@ -570,30 +556,5 @@ mod tests {
             c2.meta_attribute("prmVMCTL_g1", "target-role"),
             Some("Started")
         );
-    }
-
-    #[test]
-    fn journal_values_round_trip_and_junk_is_not_ours() {
-        let j = Journal {
-            action: Power::Off,
-            owner: owner("node-a.example"),
-            deadline: 1_700_000_000,
-            prior_role: None,
-            force: ForceMode::NodeAttr,
-        };
-        assert!(j.to_value().starts_with("v1 off "), "{}", j.to_value());
-        assert_eq!(Journal::parse(&j.to_value()), Some(j));
-        for junk in [
-            "",
-            "v2 off a/1/x 1 - attr",
-            "v1 off a 1 - attr",
-            "v1 off a/x/y 1 - attr",
-            "v1 off a/1/x 1 - param",
-            // a direction is off or on (a reboot is journalled as its two steps)
-            "v1 reboot a/1/x 1 - attr",
-            "v1 OFF a/1/x 1 - attr",
-        ] {
-            assert_eq!(Journal::parse(junk), None, "{junk:?}");
-        }
     }
 }

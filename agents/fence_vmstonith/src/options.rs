@@ -292,7 +292,9 @@ pub const PARAMS: &[Param] = &[
         ..param(
             "timeout",
             Setting::Timeout,
-            "Seconds to wait for the host cluster, retries included",
+            "Seconds to wait for the host cluster, retries included; each attempt carries \
+             what is left to the relays and vm-stonithd, which give up at it (the agent waits \
+             up to 1 s more for their answer)",
         )
     },
     Param {

@@ -6,7 +6,10 @@
 //! vm-stonithd registered) and a failure to connect (the guest daemon restarting) are retried
 //! after a pause with a fresh request (new nonce and timestamp, so the host's replay guard
 //! never sees one twice); everything else fails at once. Every wait, the pauses included, is
-//! bounded by one deadline for the whole request.
+//! bounded by one deadline for the whole request. Each attempt carries what is left of it to
+//! the daemons on the way (protocol version 2), which give up at that time; the agent waits up
+//! to [`vm_proto::client::REPLY_GRACE`] longer for their answer, so that a timeout names the
+//! hop that ran out of time.
 
 use std::fmt;
 use std::path::Path;
@@ -37,6 +40,15 @@ pub enum RequestError {
     /// The host side did not answer within the time that was left.
     #[error("no answer within {0:.1?}")]
     Timeout(Duration),
+    /// A daemon on the way gave up at the deadline the request carried (Error Timeout): the
+    /// same event as [`RequestError::Timeout`], seen from closer, with the hop named.
+    #[error("no answer within {timeout:.1?}: {message}")]
+    RelayTimeout {
+        /// The time the attempt had.
+        timeout: Duration,
+        /// The daemon's message (one line): which hop gave up.
+        message: String,
+    },
     /// Every attempt was retryable, and the timeout ran out.
     #[error(
         "gave up after {attempts} attempt(s): the timeout of {timeout:.1?} is spent (last: {last})"
@@ -225,6 +237,15 @@ fn attempt(
         Ok(body) => body,
         Err(e @ ClientError::Retry { .. }) => return Ok(Err(Again::Retry(e))),
         Err(ClientError::Timeout { timeout }) => return Err(RequestError::Timeout(timeout)),
+        Err(ClientError::Remote {
+            code: ErrorCode::Timeout,
+            message,
+        }) => {
+            return Err(RequestError::RelayTimeout {
+                timeout: left,
+                message: crate::one_line(&message),
+            });
+        }
         Err(ClientError::Remote { code, message }) => {
             return Err(RequestError::Remote {
                 code,

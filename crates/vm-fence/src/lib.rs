@@ -5,17 +5,21 @@
 //!   plugin `external/vm-stonith` that calls it (a shell script, which cannot import this
 //!   crate: a test reads its defaults and compares them with [`defaults`]);
 //! - `vm-stonithd`, the host daemon that serves the requests;
-//! - `vm-ctl`, which sets guest fencing up and checks it (`vm-ctl stonith`, `vm-ctl check`).
+//! - `vm-ctl`, which sets guest fencing up, checks it and shows it (`vm-ctl stonith`, `vm-ctl
+//!   check`, `vm-ctl status`).
 //!
 //! What they share: the relay service name ([`SERVICE`]), the default paths and limits
 //! ([`defaults`]), the fence direction ([`Power`]), the node attribute in which vm-stonithd
-//! publishes the keys it holds and its value format ([`published`]), and, with the `config`
-//! feature, the one vm-stonithd.toml schema ([`config`]).
+//! publishes the keys it holds and its value format ([`published`]), the fence journal on a
+//! guest's primitive ([`journal`]) and the last-fence record ([`record`]) that `vm-ctl status`
+//! reads, and, with the `config` feature, the one vm-stonithd.toml schema ([`config`]).
 
 #[cfg(feature = "config")]
 pub mod config;
 pub mod defaults;
+pub mod journal;
 pub mod published;
+pub mod record;
 
 use std::fmt;
 use std::str::FromStr;

@@ -222,6 +222,114 @@ impl Cib {
             .is_some_and(|n| remove_nvpair(n, "instance_attributes", name))
     }
 
+    /// The `node_state` of node `uname` in the status section (absent for a node that never
+    /// joined, and in a CIB file without status).
+    pub fn node_state(&self, uname: &str) -> Option<&Element> {
+        self.node_states().find(|s| s.get("uname") == Some(uname))
+    }
+
+    /// Every `node_state` of the status section, in document order.
+    pub fn node_states(&self) -> impl Iterator<Item = &Element> {
+        self.root
+            .find("status")
+            .into_iter()
+            .flat_map(Element::elements)
+            .filter(|e| e.name == "node_state")
+    }
+
+    /// The transient node attributes of node `uname` (what attrd keeps in its `node_state`'s
+    /// `transient_attributes`), as `(name, value)` in document order.
+    pub fn transient_attributes(&self, uname: &str) -> Vec<(&str, &str)> {
+        self.node_state(uname)
+            .and_then(|s| s.find("transient_attributes"))
+            .map(|t| {
+                t.elements()
+                    .filter(|set| set.name == "instance_attributes" && set.find("rule").is_none())
+                    .flat_map(Element::elements)
+                    .filter(|nv| nv.name == "nvpair")
+                    .filter_map(|nv| Some((nv.get("name")?, nv.get("value").unwrap_or(""))))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// One transient node attribute of node `uname`.
+    pub fn transient_attribute(&self, uname: &str, name: &str) -> Option<&str> {
+        self.transient_attributes(uname)
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Sets transient node attribute `name` of node `uname` directly in the status section, in
+    /// the set and with the ids attrd uses (`status-<node id>`, `status-<node id>-<name>`), so
+    /// that it travels in the same CIB change as the configuration edits beside it. attrd does
+    /// not know such an attribute (it neither refreshes nor deletes it), and the controller
+    /// erases it with the node's other transient attributes when the node leaves the cluster.
+    /// Returns whether anything changed; `false` also when the node has no `node_state` (one
+    /// is never created here: the controller owns them).
+    pub fn set_transient_attribute(&mut self, uname: &str, name: &str, value: &str) -> bool {
+        let Some(state) = self.node_state_mut(uname) else {
+            return false;
+        };
+        let Some(node_id) = state.id().map(str::to_owned) else {
+            return false;
+        };
+        if let Some(t) = state.find_mut("transient_attributes") {
+            let sets = t.elements_mut().filter(|s| s.name == "instance_attributes");
+            if let (true, changed) = update_nvpairs(sets, name, value) {
+                return changed;
+            }
+        }
+        let set_id = format!("status-{node_id}");
+        let t = state.find_or_create("transient_attributes");
+        if t.get("id").is_none() {
+            t.set_attr("id", &node_id);
+        }
+        if !t
+            .elements()
+            .any(|s| s.name == "instance_attributes" && s.get("id") == Some(set_id.as_str()))
+        {
+            t.push(Element::new("instance_attributes").attr("id", &set_id));
+        }
+        if let Some(set) = t
+            .elements_mut()
+            .find(|s| s.name == "instance_attributes" && s.get("id") == Some(set_id.as_str()))
+        {
+            set.push(
+                Element::new("nvpair")
+                    .attr("id", format!("{set_id}-{name}"))
+                    .attr("name", name)
+                    .attr("value", value),
+            );
+        }
+        true
+    }
+
+    /// Removes transient node attribute `name` of node `uname` from the status section;
+    /// returns whether it was there.
+    pub fn remove_transient_attribute(&mut self, uname: &str, name: &str) -> bool {
+        let Some(t) = self
+            .node_state_mut(uname)
+            .and_then(|s| s.find_mut("transient_attributes"))
+        else {
+            return false;
+        };
+        let mut removed = 0;
+        for set in t.elements_mut().filter(|s| s.name == "instance_attributes") {
+            removed +=
+                set.remove_children(|nv| nv.name == "nvpair" && nv.get("name") == Some(name));
+        }
+        removed > 0
+    }
+
+    fn node_state_mut(&mut self, uname: &str) -> Option<&mut Element> {
+        self.root
+            .find_mut("status")?
+            .elements_mut()
+            .find(|e| e.name == "node_state" && e.get("uname") == Some(uname))
+    }
+
     fn node(&self, uname: &str) -> Option<&Element> {
         self.section("nodes")?
             .elements()
@@ -262,24 +370,10 @@ fn find_id_mut<'a>(el: &'a mut Element, id: &str) -> Option<&'a mut Element> {
 
 /// Sets `name` in `owner`'s unconditional `set_name` sets (see [`Cib::set_meta_attribute`]).
 fn set_nvpair(owner: &mut Element, set_name: &str, name: &str, value: &str) -> bool {
-    let mut found = false;
-    let mut changed = false;
-    for set in owner
+    let sets = owner
         .elements_mut()
-        .filter(|s| s.name == set_name && s.find("rule").is_none())
-    {
-        for nv in set
-            .elements_mut()
-            .filter(|nv| nv.name == "nvpair" && nv.get("name") == Some(name))
-        {
-            found = true;
-            if nv.get("value") != Some(value) {
-                nv.set_attr("value", value);
-                changed = true;
-            }
-        }
-    }
-    if found {
+        .filter(|s| s.name == set_name && s.find("rule").is_none());
+    if let (true, changed) = update_nvpairs(sets, name, value) {
         return changed;
     }
     // ids as crmsh and crm_attribute make them: `<owner>-<set kind>` for a resource's set,
@@ -309,6 +403,29 @@ fn set_nvpair(owner: &mut Element, set_name: &str, name: &str, value: &str) -> b
         );
     }
     true
+}
+
+/// Sets every nvpair `name` of `sets` to `value`: whether there was one, and whether anything
+/// changed.
+fn update_nvpairs<'a>(
+    sets: impl Iterator<Item = &'a mut Element>,
+    name: &str,
+    value: &str,
+) -> (bool, bool) {
+    let (mut found, mut changed) = (false, false);
+    for set in sets {
+        for nv in set
+            .elements_mut()
+            .filter(|nv| nv.name == "nvpair" && nv.get("name") == Some(name))
+        {
+            found = true;
+            if nv.get("value") != Some(value) {
+                nv.set_attr("value", value);
+                changed = true;
+            }
+        }
+    }
+    (found, changed)
 }
 
 /// Removes `name` from `owner`'s unconditional `set_name` sets, and sets left empty.
@@ -424,6 +541,49 @@ mod tests {
         let mut want = Cib::parse(CIB).unwrap();
         want.set_meta_attribute("vm1", "target-role", "Started");
         assert_eq!(cib, want);
+    }
+
+    #[test]
+    fn transient_attributes_are_read_and_edited_where_attrd_keeps_them() {
+        let mut cib = Cib::parse(
+            r#"<cib><configuration><nodes><node id="1" uname="n1"/><node id="2" uname="n2"/><node id="3" uname="n3"/></nodes></configuration>
+            <status>
+              <node_state id="1" uname="n1"><transient_attributes id="1"><instance_attributes id="status-1">
+                <nvpair id="status-1-a" name="a" value="1"/></instance_attributes></transient_attributes></node_state>
+              <node_state id="2" uname="n2"/>
+            </status></cib>"#,
+        )
+        .unwrap();
+        assert_eq!(cib.transient_attributes("n1"), [("a", "1")]);
+        assert_eq!(cib.transient_attribute("n1", "a"), Some("1"));
+        assert_eq!(cib.transient_attribute("n2", "a"), None);
+        assert_eq!(
+            cib.node_states()
+                .filter_map(|s| s.get("uname"))
+                .collect::<Vec<_>>(),
+            ["n1", "n2"]
+        );
+        // updated in place; added beside attrd's; created with attrd's ids on a bare node_state
+        assert!(cib.set_transient_attribute("n1", "a", "2"));
+        assert!(!cib.set_transient_attribute("n1", "a", "2"));
+        assert!(cib.set_transient_attribute("n1", "b", "x"));
+        assert_eq!(cib.transient_attributes("n1"), [("a", "2"), ("b", "x")]);
+        assert!(cib.set_transient_attribute("n2", "b", "y"));
+        assert_eq!(cib.transient_attribute("n2", "b"), Some("y"));
+        assert!(cib.root().find_id("status-2-b").is_some());
+        assert_eq!(
+            cib.node_state("n2")
+                .and_then(|s| s.find("transient_attributes"))
+                .and_then(|t| t.get("id")),
+            Some("2")
+        );
+        // never a node_state of our own
+        assert!(!cib.set_transient_attribute("n3", "b", "z"));
+        assert!(cib.node_state("n3").is_none());
+        assert!(cib.remove_transient_attribute("n1", "b"));
+        assert!(!cib.remove_transient_attribute("n1", "b"));
+        assert!(!cib.remove_transient_attribute("n3", "b"));
+        assert_eq!(cib.transient_attributes("n1"), [("a", "2")]);
     }
 
     #[test]

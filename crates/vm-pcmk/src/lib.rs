@@ -13,16 +13,21 @@
 //!   very same XML (ids included), for dry runs and `resource show`.
 //! - [`status`]: the typed view of `crm_mon --output-as=xml` and of `crm_simulate`'s revised
 //!   status (which node runs what, in which role).
+//! - [`history`]: what the status section records beyond `crm_mon`'s report: each node's
+//!   operation history, fail counts, a live migration in progress.
+//! - [`watch`]: CIB change notifications through a supervised `crm_mon`.
 //! - [`virtualdomain`]: VirtualDomain specifics: the rule that makes a guest's stop a hard
 //!   power-off when a node attribute says so.
 
 pub mod cib;
 pub mod crm;
+pub mod history;
 pub mod status;
 pub mod tools;
 pub mod virtualdomain;
+pub mod watch;
 pub mod xml;
 
 pub use cib::{Cib, CibVersion};
-pub use status::{ClusterStatus, NodeStatus, ResourceStatus, Role};
+pub use status::{ClusterStatus, FailedAction, NodeStatus, ResourceStatus, Role};
 pub use tools::{CibTarget, Pacemaker, PcmkError, Reads, Update, VerifyReport};

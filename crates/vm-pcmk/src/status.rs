@@ -63,6 +63,10 @@ pub struct NodeStatus {
     pub unclean: bool,
     /// The designated controller.
     pub is_dc: bool,
+    /// In maintenance mode (Pacemaker neither starts nor stops anything there).
+    pub maintenance: bool,
+    /// Joining the cluster: seen by corosync, not yet a full member.
+    pub pending: bool,
 }
 
 /// One resource instance (a primitive, or one instance of a cloned primitive).
@@ -84,6 +88,46 @@ pub struct ResourceStatus {
     pub blocked: bool,
     /// Nodes it is active on (more than one only for a multiply-active resource).
     pub nodes: Vec<String>,
+    /// Its `target-role`, when set.
+    pub target_role: Option<String>,
+}
+
+/// A failed operation `crm_mon` reports (its `<failures>`): the last result of an operation
+/// that failed, kept until the resource's failures are cleaned up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedAction {
+    /// `<rsc>_<task>_<interval ms>`.
+    pub op_key: String,
+    /// The node it ran on.
+    pub node: String,
+    /// `start`, `monitor`, ...
+    pub task: String,
+    /// Its interval in ms (0: not recurring).
+    pub interval_ms: u64,
+    /// The agent's exit code.
+    pub exit_code: i32,
+    /// The exit code's meaning (`not running`, `error`, ...).
+    pub exit_status: String,
+    /// The agent's reason, if it gave one.
+    pub exit_reason: String,
+    /// How the execution ended (`complete`, `Timed Out`, `Error`, ...).
+    pub status: String,
+    /// The executor's call id.
+    pub call: i64,
+    /// When, as crm_mon prints it.
+    pub last_rc_change: String,
+}
+
+impl FailedAction {
+    /// Whether this is an operation of primitive `rsc` (or of one of its clone instances).
+    pub fn is_of(&self, rsc: &str) -> bool {
+        let suffix = format!("_{}_{}", self.task, self.interval_ms);
+        self.op_key.strip_suffix(&suffix).is_some_and(|r| {
+            r == rsc
+                || r.strip_prefix(rsc)
+                    .is_some_and(|rest| rest.starts_with(':'))
+        })
+    }
 }
 
 /// Nodes and resources of one status report.
@@ -98,6 +142,11 @@ pub struct ClusterStatus {
     /// Without fencing, Pacemaker shows a lost node's resources as stopped although they may
     /// still run there, so "stopped" proves nothing in that state.
     pub stonith_enabled: Option<bool>,
+    /// Whether the cluster has quorum (`<summary><current_dc with_quorum=...>`); `None` without
+    /// a DC or when the report does not say.
+    pub quorum: Option<bool>,
+    /// Failed operations, as `crm_mon` lists them.
+    pub failures: Vec<FailedAction>,
 }
 
 /// Why a status document could not be read.
@@ -143,6 +192,15 @@ impl ClusterStatus {
                         .find(|n| n.has_tag_name("cluster_options"))
                         .and_then(|o| o.attribute("stonith-enabled"))
                         .map(|v| v == "true");
+                    status.quorum = child
+                        .children()
+                        .find(|n| n.has_tag_name("current_dc"))
+                        .filter(|d| flag(*d, "present"))
+                        .and_then(|d| d.attribute("with_quorum"))
+                        .map(|v| v == "true");
+                }
+                "failures" => {
+                    status.failures = child.children().filter_map(parse_failure).collect();
                 }
                 _ => {}
             }
@@ -207,6 +265,36 @@ fn parse_node(node: roxmltree::Node<'_, '_>) -> Option<NodeStatus> {
         standby: flag(node, "standby"),
         unclean: flag(node, "unclean"),
         is_dc: flag(node, "is_dc"),
+        maintenance: flag(node, "maintenance"),
+        pending: flag(node, "pending"),
+    })
+}
+
+fn parse_failure(f: roxmltree::Node<'_, '_>) -> Option<FailedAction> {
+    if !f.has_tag_name("failure") {
+        return None;
+    }
+    let text = |a: &str| f.attribute(a).unwrap_or("").to_owned();
+    Some(FailedAction {
+        op_key: f.attribute("op_key")?.to_owned(),
+        node: f.attribute("node")?.to_owned(),
+        task: text("task"),
+        interval_ms: f
+            .attribute("interval")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(0),
+        exit_code: f
+            .attribute("exitcode")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(-1),
+        exit_status: text("exitstatus"),
+        exit_reason: text("exitreason"),
+        status: text("status"),
+        call: f
+            .attribute("call")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(-1),
+        last_rc_change: text("last-rc-change"),
     })
 }
 
@@ -235,6 +323,7 @@ fn collect_resources(
                         .filter_map(|n| n.attribute("name"))
                         .map(str::to_owned)
                         .collect(),
+                    target_role: child.attribute("target_role").map(str::to_owned),
                 });
             }
             "clone" | "group" | "bundle" => {
@@ -348,6 +437,50 @@ mod tests {
             err,
             StatusError::Missing("revised_cluster_status")
         ));
+    }
+
+    #[test]
+    fn reads_quorum_failures_and_target_roles() {
+        let xml = CRM_MON
+            .replace(
+                "<nodes>",
+                r#"<summary><current_dc present="true" name="n1" with_quorum="false"/></summary><nodes>"#,
+            )
+            .replace(r#"role="Starting""#, r#"role="Starting" target_role="Started""#)
+            .replace(
+                "</resources>",
+                r#"</resources><failures>
+    <failure op_key="vm1_monitor_10000" node="n2" exitstatus="not running" exitreason="gone" exitcode="7" call="6" status="complete" last-rc-change="2023-11-14 22:14:10Z" queued="0" exec="10" interval="10000" task="monitor"/>
+    <failure op_key="vm10_start_0" node="n1" exitstatus="error" exitreason="" exitcode="1" call="3" status="complete" last-rc-change="2023-11-14 22:14:10Z" interval="0" task="start"/>
+  </failures>"#,
+            );
+        let s = ClusterStatus::from_crm_mon_xml(&xml).unwrap();
+        assert_eq!(s.quorum, Some(false));
+        assert_eq!(
+            s.resource("vm1").unwrap().target_role.as_deref(),
+            Some("Started")
+        );
+        assert_eq!(s.failures.len(), 2);
+        let f = &s.failures[0];
+        assert_eq!(
+            (
+                f.node.as_str(),
+                f.task.as_str(),
+                f.interval_ms,
+                f.exit_code,
+                f.call
+            ),
+            ("n2", "monitor", 10_000, 7, 6)
+        );
+        assert_eq!(f.exit_reason, "gone");
+        assert!(f.is_of("vm1") && !f.is_of("vm10") && !f.is_of("vm"));
+        assert!(s.failures[1].is_of("vm10") && !s.failures[1].is_of("vm1"));
+        // no DC: quorum unknown
+        let none = CRM_MON.replace(
+            "<nodes>",
+            r#"<summary><current_dc present="false"/></summary><nodes>"#,
+        );
+        assert_eq!(ClusterStatus::from_crm_mon_xml(&none).unwrap().quorum, None);
     }
 
     #[test]

@@ -12,6 +12,13 @@
 //! (`set_write_timeout`) and every wait (`set_read_timeout` recomputed from the deadline).
 //! Nothing here can block forever. Request ids are chosen here: a random-ish start, then
 //! increments, never 0.
+//!
+//! [`Client::request`] carries its timeout to the daemons (protocol version 2, docs/protocol.md
+//! §10) when the daemon speaks it: the daemon answers a Hello offering version 2 with its own,
+//! and one that does not (version 1 only) is found out by a Status sent after the Hello, which
+//! every daemon answers at once and never forwards: a StatusReply before any Hello means
+//! version 1. Each relay on the way gives up at the carried time and answers Error Timeout
+//! naming itself; the client waits [`REPLY_GRACE`] longer than its timeout for that answer.
 
 use std::{
     collections::hash_map::RandomState,
@@ -26,10 +33,10 @@ use std::{
 
 use crate::{
     decoder::{DecodeError, Decoder},
-    frame::{Frame, Kind, PROTOCOL_VERSION},
+    frame::{DEADLINE_VERSION, Frame, Kind, MAX_VERSION, MIN_VERSION},
     message::{
         Deliver, ErrorCode, ErrorMsg, Hello, Message, MessageError, Pong, Register, Reply, Request,
-        Retry, RetryReason, Role, ServiceName, StatusQuery, negotiate,
+        Retry, RetryReason, Role, ServiceName, StatusQuery, TimeoutMs, negotiate,
     },
 };
 
@@ -42,6 +49,12 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Deadline for the best-effort Cancel sent after a timeout: the caller is already late.
 const CANCEL_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How much longer than its timeout [`Client::request`] waits when it carried the timeout to
+/// the daemons: they give up at that time and answer Error Timeout, naming the hop that gave
+/// up; the grace lets that answer travel back, so that the caller reports which hop timed out
+/// rather than racing it with a timeout of its own.
+pub const REPLY_GRACE: Duration = Duration::from_secs(1);
 
 /// Size of the read buffer: a quarter of the largest frame, a few reads per big reply.
 const READ_CHUNK: usize = 16 * 1024;
@@ -73,7 +86,8 @@ pub enum ProtocolError {
     },
     /// The peer's Hello offers no version this side speaks.
     #[error(
-        "the daemon speaks protocol versions {min} to {max}; this side speaks only {PROTOCOL_VERSION}"
+        "the daemon speaks protocol versions {min} to {max}; this side speaks {MIN_VERSION} to \
+         {MAX_VERSION}"
     )]
     Version {
         /// The peer's lowest version.
@@ -151,6 +165,20 @@ impl ClientError {
     /// code 2): a Retry answer.
     pub fn is_retry(&self) -> bool {
         matches!(self, ClientError::Retry { .. })
+    }
+
+    /// Whether the request ran out of time: no answer within this client's timeout, or a
+    /// daemon on the way gave up at the time the request carried (Error Timeout, whose
+    /// message names that daemon). Callers report both the same way.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Timeout { .. }
+                | ClientError::Remote {
+                    code: ErrorCode::Timeout,
+                    ..
+                }
+        )
     }
 }
 
@@ -238,6 +266,8 @@ struct Connection {
     decoder: Decoder,
     next_id: u64,
     peer: Option<Hello>,
+    /// The daemon answered the version probe without a Hello first: it speaks version 1 only.
+    version_1_only: bool,
 }
 
 impl Connection {
@@ -248,6 +278,7 @@ impl Connection {
             decoder: Decoder::new(),
             next_id: random_u64(),
             peer: None,
+            version_1_only: false,
         };
         let hello = Message::Hello(Hello::current(role, random_u64()));
         conn.send(&hello.to_frame(0), WRITE_TIMEOUT, "send Hello")?;
@@ -297,13 +328,25 @@ impl Connection {
     /// The next frame from the daemon, `None` if `deadline` passes first. A peer Hello is
     /// checked and recorded here, never returned.
     fn recv(&mut self, deadline: Instant) -> Result<Option<Frame>, ClientError> {
+        self.recv_frame(deadline, false)
+    }
+
+    /// [`Connection::recv`]; with `hellos`, a peer Hello (checked and recorded) is returned
+    /// too.
+    fn recv_frame(
+        &mut self,
+        deadline: Instant,
+        hellos: bool,
+    ) -> Result<Option<Frame>, ClientError> {
         let mut buf = [0u8; READ_CHUNK];
         loop {
             while let Some(item) = self.decoder.next_frame() {
                 let frame = item.map_err(|e| ClientError::Protocol(ProtocolError::Frame(e)))?;
                 if frame.kind() == Kind::Hello {
                     self.peer_hello(&frame)?;
-                    continue;
+                    if !hellos {
+                        continue;
+                    }
                 }
                 return Ok(Some(frame));
             }
@@ -349,26 +392,82 @@ impl Connection {
             Err(source) => return Err(malformed(frame, source)),
         };
         let (min, max) = hello.versions();
-        if negotiate((PROTOCOL_VERSION, PROTOCOL_VERSION), (min, max)).is_none() {
+        if negotiate((MIN_VERSION, MAX_VERSION), (min, max)).is_none() {
             return Err(ClientError::Protocol(ProtocolError::Version { min, max }));
         }
         self.peer = Some(hello);
         Ok(())
     }
 
-    /// Sends `message` under a fresh id and waits for the message that answers it. Frames for
-    /// other ids (late answers to requests given up on) are skipped; Retry and Error answers
-    /// become errors, as does an Error with id 0 (about the connection as a whole). On timeout
-    /// a Cancel is sent for the id.
+    /// The protocol version to speak with the daemon, found out by `deadline` (`timeout` is
+    /// what the caller gave, for the error): from its Hello, which a daemon speaking version
+    /// 2 sends in answer to ours; when none has come yet, a Status is sent (every daemon
+    /// answers it at once, after its Hello if it sends one) and the first of the Hello and the
+    /// Status's answer decides. Frames for other ids are late answers: skipped.
+    fn version(&mut self, deadline: Instant, timeout: Duration) -> Result<u8, ClientError> {
+        if let Some(v) = self.peer.as_ref().and_then(Hello::negotiated) {
+            return Ok(v);
+        }
+        if self.version_1_only {
+            return Ok(MIN_VERSION);
+        }
+        let probe = self.alloc_id();
+        let left = remaining(deadline).ok_or(ClientError::Timeout { timeout })?;
+        self.send(
+            &Message::Status.to_frame(probe),
+            left,
+            "send the version probe",
+        )?;
+        loop {
+            let Some(frame) = self.recv_frame(deadline, true)? else {
+                return Err(ClientError::Timeout { timeout });
+            };
+            if let Some(v) = self.peer.as_ref().and_then(Hello::negotiated) {
+                return Ok(v);
+            }
+            if frame.id() == probe {
+                self.version_1_only = true;
+                return Ok(MIN_VERSION);
+            }
+            if frame.id() == 0 && frame.kind() == Kind::Error {
+                return match frame.message() {
+                    Ok(Message::Error(error)) => Err(remote(&error)),
+                    Ok(_) => Err(unexpected(&frame)),
+                    Err(source) => Err(malformed(&frame, source)),
+                };
+            }
+        }
+    }
+
+    /// [`Connection::exchange_until`] with a deadline `timeout` from now.
     fn exchange(
         &mut self,
         message: &Message,
         timeout: Duration,
         op: &'static str,
     ) -> Result<(u64, Message), ClientError> {
-        let deadline = deadline_after(timeout);
+        self.exchange_until(message, deadline_after(timeout), timeout, op)
+    }
+
+    /// Sends `message` under a fresh id and waits until `deadline` for the message that
+    /// answers it. Frames for other ids (late answers to requests given up on) are skipped;
+    /// Retry and Error answers become errors, as does an Error with id 0 (about the connection
+    /// as a whole). On timeout a Cancel is sent for the id, and the error names `timeout`,
+    /// the caller's.
+    fn exchange_until(
+        &mut self,
+        message: &Message,
+        deadline: Instant,
+        timeout: Duration,
+        op: &'static str,
+    ) -> Result<(u64, Message), ClientError> {
         let id = self.alloc_id();
-        self.send(&message.to_frame(id), timeout, op)?;
+        let left = remaining(deadline).ok_or(ClientError::Timeout { timeout })?;
+        self.send(&message.to_frame(id), left, op)
+            .map_err(|e| match e {
+                ClientError::Timeout { .. } => ClientError::Timeout { timeout },
+                e => e,
+            })?;
         loop {
             let Some(frame) = self.recv(deadline)? else {
                 self.cancel(id);
@@ -461,20 +560,42 @@ impl Client {
     }
 
     /// Sends `body` to the host module serving `service` and returns its reply body.
+    ///
+    /// When the daemon speaks protocol version 2 the request carries the time left of
+    /// `timeout`, and every daemon on the way gives up at that time with Error Timeout; this
+    /// call then waits up to [`REPLY_GRACE`] longer for that answer (see
+    /// [`ClientError::is_timeout`]). With a version-1 daemon it waits `timeout`, and the
+    /// daemons' own fixed bounds apply.
     pub fn request(
         &mut self,
         service: &str,
         body: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>, ClientError> {
-        let message = request_message(service, body)?;
-        match self.conn.exchange(&message, timeout, "send the request")? {
+        let request = new_request(service, body)?;
+        let deadline = deadline_after(timeout);
+        let version = self.conn.version(deadline, timeout)?;
+        let (request, wait_until) = if version >= DEADLINE_VERSION {
+            let left = remaining(deadline)
+                .and_then(TimeoutMs::from_duration)
+                .ok_or(ClientError::Timeout { timeout })?;
+            let until = deadline.checked_add(REPLY_GRACE).unwrap_or(deadline);
+            (request.with_timeout(Some(left)), until)
+        } else {
+            (request, deadline)
+        };
+        let message = Message::Request(request);
+        match self
+            .conn
+            .exchange_until(&message, wait_until, timeout, "send the request")?
+        {
             (_, Message::Reply(reply)) => Ok(reply.into_body()),
             (id, other) => Err(unexpected_answer(id, &other)),
         }
     }
 
     /// Sends a request without waiting for any answer (the original vm-connect's `-R`).
+    /// It carries no deadline (version 1): the daemons bound it by their own limits.
     /// Returns the id it was sent under.
     pub fn send_request_only(&mut self, service: &str, body: &[u8]) -> Result<u64, ClientError> {
         let message = request_message(service, body)?;
@@ -510,10 +631,13 @@ impl Client {
     }
 }
 
-fn request_message(service: &str, body: &[u8]) -> Result<Message, ClientError> {
+fn new_request(service: &str, body: &[u8]) -> Result<Request, ClientError> {
     let service = ServiceName::new(service).map_err(ClientError::Invalid)?;
-    let request = Request::new(service, body).map_err(ClientError::Invalid)?;
-    Ok(Message::Request(request))
+    Request::new(service, body).map_err(ClientError::Invalid)
+}
+
+fn request_message(service: &str, body: &[u8]) -> Result<Message, ClientError> {
+    new_request(service, body).map(Message::Request)
 }
 
 /// A request delivered to a module, with the id to answer it under.
@@ -703,6 +827,7 @@ mod tests {
             decoder: Decoder::new(),
             next_id: u64::MAX,
             peer: None,
+            version_1_only: false,
         };
         assert_eq!(conn.alloc_id(), u64::MAX);
         assert_eq!(conn.alloc_id(), 1);

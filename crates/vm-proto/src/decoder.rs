@@ -35,7 +35,9 @@ use std::collections::VecDeque;
 
 use crate::{
     crc32c::{self, crc32c},
-    frame::{Frame, HEADER_LEN, Header, Kind, MAGIC, MAX_FRAME, MAX_PAYLOAD, PROTOCOL_VERSION},
+    frame::{
+        Frame, HEADER_LEN, Header, Kind, MAGIC, MAX_FRAME, MAX_PAYLOAD, MAX_VERSION, MIN_VERSION,
+    },
 };
 
 /// A protocol violation found in the byte stream. Each is reported once, after the decoder has
@@ -58,8 +60,12 @@ pub enum DecodeError {
         /// The checksum of the header bytes as received.
         computed: u32,
     },
-    /// The header's version field is not [`PROTOCOL_VERSION`].
-    #[error("frame version {0} is not supported (this side speaks version {PROTOCOL_VERSION})")]
+    /// The header's version field is not one this crate speaks ([`MIN_VERSION`] to
+    /// [`MAX_VERSION`]).
+    #[error(
+        "frame version {0} is not supported (this side speaks versions {MIN_VERSION} to \
+         {MAX_VERSION})"
+    )]
     UnsupportedVersion(u8),
     /// The header's flags field is not 0.
     #[error("frame flags {0:#06x} are not allowed (version 1 requires 0)")]
@@ -107,8 +113,12 @@ fn parse_header(bytes: &[u8; HEADER_LEN]) -> Result<Header, DecodeError> {
     if received != computed {
         return Err(DecodeError::HeaderChecksum { received, computed });
     }
-    if bytes[4] != PROTOCOL_VERSION {
-        return Err(DecodeError::UnsupportedVersion(bytes[4]));
+    // Any version this side speaks: a frame says which encoding its payload is in, so frames
+    // of either version decode unambiguously (senders use version 2 only towards peers whose
+    // Hello offered it).
+    let version = bytes[4];
+    if !(MIN_VERSION..=MAX_VERSION).contains(&version) {
+        return Err(DecodeError::UnsupportedVersion(version));
     }
     let flags = u16::from_be_bytes([bytes[6], bytes[7]]);
     if flags != 0 {
@@ -123,6 +133,7 @@ fn parse_header(bytes: &[u8; HEADER_LEN]) -> Result<Header, DecodeError> {
     let mut id = [0u8; 8];
     id.copy_from_slice(&bytes[8..16]);
     Ok(Header {
+        version,
         kind: Kind::from_u8(bytes[5]),
         id: u64::from_be_bytes(id),
         // len <= MAX_PAYLOAD, so it fits any usize this code runs on.
@@ -333,7 +344,7 @@ impl Scanner {
             return (start + 1, Some(Err(self.violation(error))));
         }
         let payload = rest.get(HEADER_LEN..total).unwrap_or_default();
-        let frame = Frame::from_checked(header.kind, header.id, payload.to_vec());
+        let frame = Frame::from_checked(header.version, header.kind, header.id, payload.to_vec());
         (start + total, Some(Ok(frame)))
     }
 
@@ -642,15 +653,34 @@ mod tests {
 
     #[test]
     fn unsupported_version() {
-        let mut input = raw_header(2, 0x02, 0, 1, 0, 0);
+        // (version 2 is spoken since the deadline was added: 3 is the first unknown one)
+        let mut input = raw_header(3, 0x02, 0, 1, 0, 0);
         input.extend(frame(Kind::Ping, 2, b""));
         assert_eq!(
             decode_all(&input),
             vec![
-                Err(DecodeError::UnsupportedVersion(2)),
+                Err(DecodeError::UnsupportedVersion(3)),
                 Ok(Frame::new(Kind::Ping, 2, vec![]).unwrap()),
             ]
         );
+        let mut input = raw_header(0, 0x02, 0, 1, 0, 0);
+        input.extend(frame(Kind::Ping, 2, b""));
+        assert_eq!(
+            decode_all(&input)[0],
+            Err(DecodeError::UnsupportedVersion(0))
+        );
+    }
+
+    #[test]
+    fn both_versions_decode_and_keep_their_version() {
+        let mut input = raw_header(2, 0x02, 0, 1, 0, 0);
+        input.extend(frame(Kind::Ping, 2, b""));
+        let out = decode_all(&input);
+        let versions: Vec<u8> = out.iter().map(|f| f.as_ref().unwrap().version()).collect();
+        assert_eq!(versions, [2, 1]);
+        // a frame re-encodes with its own version
+        let first = out[0].as_ref().unwrap();
+        assert_eq!(first.to_bytes(), input[..HEADER_LEN]);
     }
 
     #[test]
@@ -889,7 +919,7 @@ mod tests {
         );
         assert_eq!(
             DecodeError::UnsupportedVersion(3).to_string(),
-            "frame version 3 is not supported (this side speaks version 1)"
+            "frame version 3 is not supported (this side speaks versions 1 to 2)"
         );
         assert_eq!(
             DecodeError::Flags(1).to_string(),

@@ -3,9 +3,10 @@
 //! ```text
 //! offset size field
 //! 0      4    magic       b"VMC\x01"
-//! 4      1    version     1 (PROTOCOL_VERSION)
+//! 4      1    version     the version the payload is encoded in: 1, or 2 (MAX_VERSION) for
+//!                         a Request or Deliver carrying its deadline
 //! 5      1    kind        message kind
-//! 6      2    flags       0 in version 1
+//! 6      2    flags       0 in every version
 //! 8      8    id          request id (0 = not part of an exchange)
 //! 16     4    len         payload length, <= MAX_PAYLOAD
 //! 20     4    payload_crc CRC-32C of the payload
@@ -27,9 +28,18 @@ use crate::{
 /// The four bytes every frame starts with.
 pub const MAGIC: [u8; 4] = *b"VMC\x01";
 
-/// The protocol version this crate speaks (frame header `version` field and the only version
-/// a [`Hello`](crate::Hello) from this crate offers).
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The oldest protocol version this crate speaks; also the version of every frame whose
+/// payload is the same in all versions (Hello always: it is how versions are negotiated).
+pub const MIN_VERSION: u8 = 1;
+
+/// The newest protocol version this crate speaks, offered in every [`Hello`](crate::Hello)
+/// it sends.
+pub const MAX_VERSION: u8 = 2;
+
+/// The version from which Request and Deliver carry `timeout_ms`, the requester's remaining
+/// time (docs/protocol.md §5, §10). A sender uses it only towards a peer whose Hello offered
+/// it.
+pub const DEADLINE_VERSION: u8 = 2;
 
 /// Length of the fixed frame header.
 pub const HEADER_LEN: usize = 28;
@@ -178,33 +188,61 @@ pub struct PayloadTooLong {
     pub len: usize,
 }
 
-/// One frame: a kind, a request id and an opaque payload of at most [`MAX_PAYLOAD`] bytes.
+/// One frame: a version, a kind, a request id and an opaque payload of at most
+/// [`MAX_PAYLOAD`] bytes.
 ///
 /// The fields are private so that every `Frame` in existence fits the wire format and
 /// [`Frame::to_bytes`] cannot fail. Build one with [`Frame::new`] or
 /// [`Message::to_frame`]; the [`Decoder`](crate::Decoder) yields only frames whose checksums
-/// matched.
+/// matched and whose version this crate speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Frame {
+    version: u8,
     kind: Kind,
     id: u64,
     payload: Vec<u8>,
 }
 
 impl Frame {
-    /// A frame, if `payload` fits in one.
+    /// A version-1 frame, if `payload` fits in one.
     pub fn new(kind: Kind, id: u64, payload: Vec<u8>) -> Result<Frame, PayloadTooLong> {
         if payload.len() > MAX_PAYLOAD {
             return Err(PayloadTooLong { len: payload.len() });
         }
-        Ok(Frame { kind, id, payload })
+        Ok(Frame {
+            version: MIN_VERSION,
+            kind,
+            id,
+            payload,
+        })
     }
 
     /// For callers inside the crate that have already bounded the payload (messages are
-    /// bounded by construction, the decoder by the header check).
-    pub(crate) fn from_checked(kind: Kind, id: u64, payload: Vec<u8>) -> Frame {
+    /// bounded by construction, the decoder by the header check) and chosen a version this
+    /// crate speaks.
+    pub(crate) fn from_checked(version: u8, kind: Kind, id: u64, payload: Vec<u8>) -> Frame {
         debug_assert!(payload.len() <= MAX_PAYLOAD);
-        Frame { kind, id, payload }
+        debug_assert!((MIN_VERSION..=MAX_VERSION).contains(&version));
+        Frame {
+            version,
+            kind,
+            id,
+            payload,
+        }
+    }
+
+    /// The version its payload is encoded in (the header's `version`).
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// This frame with header version `version`, if this crate speaks it ([`MIN_VERSION`] to
+    /// [`MAX_VERSION`]). (Messages choose their own version in
+    /// [`Message::to_frame`]; this is for raw frames.)
+    pub fn with_version(self, version: u8) -> Option<Frame> {
+        (MIN_VERSION..=MAX_VERSION)
+            .contains(&version)
+            .then_some(Frame { version, ..self })
     }
 
     /// The message kind.
@@ -246,7 +284,7 @@ impl Frame {
         let len = u32::try_from(self.payload.len()).unwrap_or(u32::MAX);
         out.reserve(self.encoded_len());
         out.extend_from_slice(&MAGIC);
-        out.push(PROTOCOL_VERSION);
+        out.push(self.version);
         out.push(self.kind.to_u8());
         out.extend_from_slice(&0u16.to_be_bytes());
         out.extend_from_slice(&self.id.to_be_bytes());
@@ -257,8 +295,8 @@ impl Frame {
         out.extend_from_slice(&self.payload);
     }
 
-    /// Decodes the payload as the message its kind names, and checks the id rule
-    /// ([`Kind::allows_id`]).
+    /// Decodes the payload as the message its kind names, in the frame's version, and checks
+    /// the id rule ([`Kind::allows_id`]).
     pub fn message(&self) -> Result<Message, MessageError> {
         if !self.kind.allows_id(self.id) {
             return Err(MessageError::Id {
@@ -266,7 +304,7 @@ impl Frame {
                 id: self.id,
             });
         }
-        Message::decode(self.kind, &self.payload)
+        Message::decode_in(self.version, self.kind, &self.payload)
     }
 }
 
@@ -278,6 +316,7 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
 /// The validated fields of a header (everything but the payload, which is checked later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
+    pub(crate) version: u8,
     pub(crate) kind: Kind,
     pub(crate) id: u64,
     pub(crate) len: usize,

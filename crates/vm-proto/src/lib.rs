@@ -26,13 +26,13 @@ mod wire;
 
 pub use decoder::{DecodeError, Decoder};
 pub use frame::{
-    Frame, HEADER_LEN, Kind, MAGIC, MAX_FRAME, MAX_PAYLOAD, PROTOCOL_VERSION, PayloadTooLong,
-    encode,
+    DEADLINE_VERSION, Frame, HEADER_LEN, Kind, MAGIC, MAX_FRAME, MAX_PAYLOAD, MAX_VERSION,
+    MIN_VERSION, PayloadTooLong, encode,
 };
 pub use message::{
-    Alive, Deliver, ErrorCode, ErrorMsg, Hello, MAX_BODY, MAX_SERVICE_LEN, Message, MessageError,
-    Origin, OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role, ServiceName,
-    StatusQuery, StatusReply, negotiate,
+    Alive, Deliver, ErrorCode, ErrorMsg, Hello, MAX_BODY, MAX_SERVICE_LEN, MAX_TIMEOUT_MS, Message,
+    MessageError, Origin, OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role,
+    ServiceName, StatusQuery, StatusReply, TimeoutMs, negotiate,
 };
 
 /// Name of the virtio-serial port (`<target type='virtio' name='vmconnectd'/>` in the domain

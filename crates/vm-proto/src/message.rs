@@ -9,11 +9,17 @@
 //! Every payload type has private fields and a validating constructor, so a value that exists
 //! can always be encoded: [`Message::encode`] cannot fail and never produces a payload longer
 //! than [`MAX_PAYLOAD`](crate::MAX_PAYLOAD).
+//!
+//! Versions: version 2 ([`DEADLINE_VERSION`]) is version 1 with one field more, `timeout_ms`
+//! ([`TimeoutMs`]) at the end of [`Request`] and [`Deliver`]. A message is encoded in the
+//! lowest version that carries it ([`Message::version`]): a Request or Deliver with a deadline
+//! in version 2, everything else in version 1; a payload is decoded in the version its frame
+//! says ([`Message::decode_in`]).
 
 use std::{fmt, str::FromStr};
 
 use crate::{
-    frame::{Frame, Kind, PROTOCOL_VERSION},
+    frame::{DEADLINE_VERSION, Frame, Kind, MAX_VERSION, MIN_VERSION},
     wire::{Reader, Writer, check_len},
 };
 
@@ -40,6 +46,9 @@ pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
 pub const MAX_FAILING_CHECKS: usize = 8;
 /// Longest health check name in an [`Alive`].
 pub const MAX_CHECK_NAME_LEN: usize = 64;
+/// Longest `timeout_ms` a Request or Deliver may carry: a day, as a sealed fence request's own
+/// timeout (vm-seal).
+pub const MAX_TIMEOUT_MS: u32 = 86_400_000;
 
 /// What this crate's users put in [`Hello::software`].
 pub const SOFTWARE: &str = concat!("pm-kvm-tools ", env!("CARGO_PKG_VERSION"));
@@ -48,8 +57,24 @@ pub const SOFTWARE: &str = concat!("pm-kvm-tools ", env!("CARGO_PKG_VERSION"));
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
     /// The frame's kind is not defined in this protocol version.
-    #[error("message kind {0:#04x} is not defined in protocol version {PROTOCOL_VERSION}")]
+    #[error(
+        "message kind {0:#04x} is not defined in protocol versions {MIN_VERSION} to {MAX_VERSION}"
+    )]
     UnknownKind(u8),
+    /// A payload was to be decoded in a version this crate does not speak (the decoder never
+    /// yields such a frame; a caller of [`Message::decode_in`] may ask).
+    #[error(
+        "protocol version {0} is not supported (this side speaks versions {MIN_VERSION} to {MAX_VERSION})"
+    )]
+    Version(u8),
+    /// A `timeout_ms` outside `1..=MAX_TIMEOUT_MS` (0 is not a deadline).
+    #[error("{field} is {value} ms, which is not within 1 to {MAX_TIMEOUT_MS} ms")]
+    Timeout {
+        /// The field.
+        field: &'static str,
+        /// The value received.
+        value: u32,
+    },
     /// The frame's id breaks the id rule ([`Kind::allows_id`]).
     #[error(
         "a {kind} frame may not carry id {id} (Hello uses 0, requests and their answers a \
@@ -385,11 +410,12 @@ impl Hello {
         })
     }
 
-    /// The Hello this crate sends: exactly [`PROTOCOL_VERSION`], software [`SOFTWARE`].
+    /// The Hello this crate sends: versions [`MIN_VERSION`] to [`MAX_VERSION`], software
+    /// [`SOFTWARE`].
     pub fn current(role: Role, session: u64) -> Hello {
         Hello {
-            min_version: PROTOCOL_VERSION,
-            max_version: PROTOCOL_VERSION,
+            min_version: MIN_VERSION,
+            max_version: MAX_VERSION,
             role,
             session,
             // A crate version string; the unit tests check it fits MAX_SOFTWARE_LEN.
@@ -410,6 +436,12 @@ impl Hello {
     /// `(min_version, max_version)`, as [`negotiate`] takes it.
     pub fn versions(&self) -> (u8, u8) {
         (self.min_version, self.max_version)
+    }
+
+    /// The version to speak with the sender of this Hello: the highest both this crate and it
+    /// speak, `None` if there is none.
+    pub fn negotiated(&self) -> Option<u8> {
+        negotiate((MIN_VERSION, MAX_VERSION), self.versions())
     }
 
     /// What the sender is.
@@ -504,19 +536,102 @@ impl Pong {
     }
 }
 
-/// 0x04: a client's request. Payload: `string service, bytes body (<= MAX_BODY)`.
+/// A requester's remaining time, as Request and Deliver carry it from version 2 on (`u32
+/// timeout_ms`): 1 to [`MAX_TIMEOUT_MS`] milliseconds. Each hop bounds the request by it (less
+/// what has passed since the request arrived there) and passes on what is left. It is not
+/// authenticated: a hop may shorten it, and a receiver trusts it only to give up sooner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimeoutMs(u32);
+
+impl TimeoutMs {
+    /// `ms` milliseconds, if within `1..=MAX_TIMEOUT_MS`.
+    pub fn new(ms: u32) -> Result<TimeoutMs, MessageError> {
+        Self::check("timeout_ms", ms)
+    }
+
+    fn check(field: &'static str, ms: u32) -> Result<TimeoutMs, MessageError> {
+        if (1..=MAX_TIMEOUT_MS).contains(&ms) {
+            Ok(TimeoutMs(ms))
+        } else {
+            Err(MessageError::Timeout { field, value: ms })
+        }
+    }
+
+    /// `left`, in whole milliseconds (rounded down) and at most [`MAX_TIMEOUT_MS`]; `None`
+    /// when less than a millisecond is left (no deadline that still allows anything).
+    pub fn from_duration(left: std::time::Duration) -> Option<TimeoutMs> {
+        let ms = left.as_millis().min(u128::from(MAX_TIMEOUT_MS));
+        // (at most MAX_TIMEOUT_MS, so it fits)
+        let ms = u32::try_from(ms).unwrap_or(MAX_TIMEOUT_MS);
+        (ms >= 1).then_some(TimeoutMs(ms))
+    }
+
+    /// The milliseconds.
+    pub fn as_millis(self) -> u32 {
+        self.0
+    }
+
+    /// As a duration.
+    pub fn as_duration(self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.0))
+    }
+
+    fn read(r: &mut Reader<'_>, field: &'static str) -> Result<TimeoutMs, MessageError> {
+        Self::check(field, r.u32(field)?)
+    }
+}
+
+impl fmt::Display for TimeoutMs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ms", self.0)
+    }
+}
+
+/// Reads the version-2 `timeout_ms` of a Request or Deliver decoded in `version`: required
+/// from [`DEADLINE_VERSION`] on, absent before.
+fn read_timeout(
+    r: &mut Reader<'_>,
+    version: u8,
+    field: &'static str,
+) -> Result<Option<TimeoutMs>, MessageError> {
+    if version >= DEADLINE_VERSION {
+        TimeoutMs::read(r, field).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// 0x04: a client's request. Payload: `string service, bytes body (<= MAX_BODY)`, and from
+/// version 2 on `u32 timeout_ms` ([`TimeoutMs`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Request {
     service: ServiceName,
     body: Vec<u8>,
+    timeout: Option<TimeoutMs>,
 }
 
 impl Request {
-    /// A request for `service` with `body` (at most [`MAX_BODY`] bytes).
+    /// A request for `service` with `body` (at most [`MAX_BODY`] bytes), without a deadline
+    /// (encoded in version 1: each hop bounds it by its own fixed limit).
     pub fn new(service: ServiceName, body: impl Into<Vec<u8>>) -> Result<Request, MessageError> {
         let body = body.into();
         check_body("Request.body", &body)?;
-        Ok(Request { service, body })
+        Ok(Request {
+            service,
+            body,
+            timeout: None,
+        })
+    }
+
+    /// This request carrying the requester's remaining time `timeout` (`None`: none), so
+    /// that it is encoded in version 2. Only for a peer whose Hello offered version 2.
+    pub fn with_timeout(self, timeout: Option<TimeoutMs>) -> Request {
+        Request { timeout, ..self }
+    }
+
+    /// The requester's remaining time, when the request carries one (version 2).
+    pub fn timeout(&self) -> Option<TimeoutMs> {
+        self.timeout
     }
 
     /// The service asked for.
@@ -536,12 +651,20 @@ impl Request {
 
     fn encode(&self, w: &mut Writer) {
         w.str(self.service.as_str()).bytes(&self.body);
+        if let Some(t) = self.timeout {
+            w.u32(t.as_millis());
+        }
     }
 
-    fn decode(r: &mut Reader<'_>) -> Result<Request, MessageError> {
+    fn decode(r: &mut Reader<'_>, version: u8) -> Result<Request, MessageError> {
         let service = ServiceName::read(r, "Request.service")?;
         let body = r.bytes("Request.body", MAX_BODY)?.to_vec();
-        Ok(Request { service, body })
+        let timeout = read_timeout(r, version, "Request.timeout_ms")?;
+        Ok(Request {
+            service,
+            body,
+            timeout,
+        })
     }
 }
 
@@ -625,16 +748,18 @@ impl Origin {
 }
 
 /// 0x05: a request as the host daemon hands it to the module serving it. Payload:
-/// `Origin, string service, bytes body`. The id is assigned by the host daemon.
+/// `Origin, string service, bytes body`, and from version 2 on `u32 timeout_ms`
+/// ([`TimeoutMs`]). The id is assigned by the host daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Deliver {
     origin: Origin,
     service: ServiceName,
     body: Vec<u8>,
+    timeout: Option<TimeoutMs>,
 }
 
 impl Deliver {
-    /// A delivery of `body` for `service` from `origin`.
+    /// A delivery of `body` for `service` from `origin`, without a deadline (version 1).
     pub fn new(
         origin: Origin,
         service: ServiceName,
@@ -646,7 +771,20 @@ impl Deliver {
             origin,
             service,
             body,
+            timeout: None,
         })
+    }
+
+    /// This delivery carrying the time the host daemon still waits for the answer (`None`:
+    /// none), so that it is encoded in version 2. Only for a module whose Hello offered it.
+    pub fn with_timeout(self, timeout: Option<TimeoutMs>) -> Deliver {
+        Deliver { timeout, ..self }
+    }
+
+    /// The time the host daemon still waits for the answer, when the delivery carries one
+    /// (version 2): the module should answer within it.
+    pub fn timeout(&self) -> Option<TimeoutMs> {
+        self.timeout
     }
 
     /// The guest the request came from.
@@ -672,16 +810,21 @@ impl Deliver {
     fn encode(&self, w: &mut Writer) {
         self.origin.encode(w);
         w.str(self.service.as_str()).bytes(&self.body);
+        if let Some(t) = self.timeout {
+            w.u32(t.as_millis());
+        }
     }
 
-    fn decode(r: &mut Reader<'_>) -> Result<Deliver, MessageError> {
+    fn decode(r: &mut Reader<'_>, version: u8) -> Result<Deliver, MessageError> {
         let origin = Origin::decode(r)?;
         let service = ServiceName::read(r, "Deliver.service")?;
         let body = r.bytes("Deliver.body", MAX_BODY)?.to_vec();
+        let timeout = read_timeout(r, version, "Deliver.timeout_ms")?;
         Ok(Deliver {
             origin,
             service,
             body,
+            timeout,
         })
     }
 }
@@ -968,8 +1111,8 @@ impl Alive {
     }
 }
 
-/// Every message of protocol version 1. See `docs/protocol.md` for who may send which on
-/// which hop, and with which id.
+/// Every message of protocol versions 1 and 2. See `docs/protocol.md` for who may send which
+/// on which hop, and with which id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Message {
     /// 0x01, id 0.
@@ -1025,15 +1168,40 @@ impl Message {
         }
     }
 
-    /// Decodes the payload of a frame of `kind`. The whole payload must be consumed.
+    /// The version this message is encoded in: [`DEADLINE_VERSION`] for a Request or Deliver
+    /// that carries a deadline, [`MIN_VERSION`] for everything else (whose payloads are the
+    /// same in every version).
+    pub fn version(&self) -> u8 {
+        match self {
+            Message::Request(Request {
+                timeout: Some(_), ..
+            })
+            | Message::Deliver(Deliver {
+                timeout: Some(_), ..
+            }) => DEADLINE_VERSION,
+            _ => MIN_VERSION,
+        }
+    }
+
+    /// Decodes the payload of a version-1 frame of `kind` ([`Message::decode_in`] version 1).
     pub fn decode(kind: Kind, payload: &[u8]) -> Result<Message, MessageError> {
+        Message::decode_in(MIN_VERSION, kind, payload)
+    }
+
+    /// Decodes the payload of a frame of `kind` encoded in `version`. The whole payload must
+    /// be consumed: a version-1 Request with a `timeout_ms` has trailing bytes, a version-2
+    /// one without is cut short.
+    pub fn decode_in(version: u8, kind: Kind, payload: &[u8]) -> Result<Message, MessageError> {
+        if !(MIN_VERSION..=MAX_VERSION).contains(&version) {
+            return Err(MessageError::Version(version));
+        }
         let mut r = Reader::new(payload);
         let message = match kind {
             Kind::Hello => Message::Hello(Hello::decode(&mut r)?),
             Kind::Ping => Message::Ping,
             Kind::Pong => Message::Pong(Pong::decode(&mut r)?),
-            Kind::Request => Message::Request(Request::decode(&mut r)?),
-            Kind::Deliver => Message::Deliver(Deliver::decode(&mut r)?),
+            Kind::Request => Message::Request(Request::decode(&mut r, version)?),
+            Kind::Deliver => Message::Deliver(Deliver::decode(&mut r, version)?),
             Kind::Reply => Message::Reply(Reply::decode(&mut r)?),
             Kind::Retry => Message::Retry(Retry::decode(&mut r)?),
             Kind::Error => Message::Error(ErrorMsg::decode(&mut r)?),
@@ -1050,7 +1218,7 @@ impl Message {
         Ok(message)
     }
 
-    /// The frame kind and payload for this message.
+    /// The frame kind and payload for this message, in its [`Message::version`].
     pub fn encode(&self) -> (Kind, Vec<u8>) {
         let mut w = Writer::new();
         match self {
@@ -1078,11 +1246,12 @@ impl Message {
         (self.kind(), w.finish())
     }
 
-    /// This message in a frame with `id`. The id rule ([`Kind::allows_id`]) is the caller's
-    /// to follow; a receiver checks it in [`Frame::message`].
+    /// This message in a frame of its [`Message::version`] with `id`. The id rule
+    /// ([`Kind::allows_id`]) is the caller's to follow; a receiver checks it in
+    /// [`Frame::message`].
     pub fn to_frame(&self, id: u64) -> Frame {
         let (kind, payload) = self.encode();
-        Frame::from_checked(kind, id, payload)
+        Frame::from_checked(self.version(), kind, id, payload)
     }
 }
 
@@ -1097,7 +1266,10 @@ mod tests {
 
     fn round_trip(message: &Message) {
         let (kind, payload) = message.encode();
-        assert_eq!(Message::decode(kind, &payload).as_ref(), Ok(message));
+        assert_eq!(
+            Message::decode_in(message.version(), kind, &payload).as_ref(),
+            Ok(message)
+        );
     }
 
     #[test]
@@ -1237,6 +1409,16 @@ mod tests {
                 Pong::new("node1", vec![service("stonith"), service("monitor")]).unwrap(),
             ),
             Message::Request(Request::new(service("monitor"), b"a b".to_vec()).unwrap()),
+            Message::Request(
+                Request::new(service("monitor"), b"a b".to_vec())
+                    .unwrap()
+                    .with_timeout(Some(TimeoutMs::new(40_000).unwrap())),
+            ),
+            Message::Deliver(
+                Deliver::new(origin.clone(), service("stonith"), b"body".to_vec())
+                    .unwrap()
+                    .with_timeout(Some(TimeoutMs::new(1).unwrap())),
+            ),
             Message::Deliver(Deliver::new(origin, service("stonith"), b"body".to_vec()).unwrap()),
             Message::Reply(Reply::new(Vec::new()).unwrap()),
             Message::Retry(Retry::new(RetryReason::LinkChanged, "migrated").unwrap()),
@@ -1279,8 +1461,19 @@ mod tests {
         )
         .unwrap();
         let name = service(&long(MAX_SERVICE_LEN));
+        let deadline = TimeoutMs::new(MAX_TIMEOUT_MS).ok();
         let largest = [
+            Message::Deliver(
+                Deliver::new(origin.clone(), name.clone(), vec![0; MAX_BODY])
+                    .unwrap()
+                    .with_timeout(deadline),
+            ),
             Message::Deliver(Deliver::new(origin, name.clone(), vec![0; MAX_BODY]).unwrap()),
+            Message::Request(
+                Request::new(name.clone(), vec![0; MAX_BODY])
+                    .unwrap()
+                    .with_timeout(deadline),
+            ),
             Message::Request(Request::new(name.clone(), vec![0; MAX_BODY]).unwrap()),
             Message::Pong(Pong::new(long(MAX_HOST_LEN), vec![name; MAX_SERVICES]).unwrap()),
             Message::Error(
@@ -1369,8 +1562,175 @@ mod tests {
         assert!(SOFTWARE.len() <= MAX_SOFTWARE_LEN);
         let hello = Hello::current(Role::Module, 1);
         assert_eq!(
-            Hello::new(1, 1, Role::Module, 1, SOFTWARE).as_ref(),
+            Hello::new(MIN_VERSION, MAX_VERSION, Role::Module, 1, SOFTWARE).as_ref(),
             Ok(&hello)
+        );
+    }
+
+    fn timeout(ms: u32) -> TimeoutMs {
+        TimeoutMs::new(ms).unwrap()
+    }
+
+    #[test]
+    fn version_2_request_frame_bytes_are_pinned() {
+        let request = Request::new(service("stonith"), b"reset".to_vec())
+            .unwrap()
+            .with_timeout(Some(timeout(5000)));
+        let message = Message::Request(request);
+        assert_eq!(message.version(), 2);
+        let bytes = message.to_frame(0x2A).to_bytes();
+        #[rustfmt::skip]
+        let expected: [u8; 50] = [
+            0x56, 0x4D, 0x43, 0x01,
+            0x02,                                           // version 2
+            0x04,                                           // kind Request
+            0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2A, // id 42
+            0x00, 0x00, 0x00, 0x16,                         // len 22
+            0xC2, 0xC3, 0xA9, 0xF1,                         // payload crc
+            0xFE, 0x97, 0xF9, 0x88,                         // header crc
+            0x00, 0x07, b's', b't', b'o', b'n', b'i', b't', b'h',
+            0x00, 0x00, 0x00, 0x05, b'r', b'e', b's', b'e', b't',
+            0x00, 0x00, 0x13, 0x88,                         // timeout_ms 5000
+        ];
+        assert_eq!(bytes, expected);
+        let mut decoder = Decoder::new();
+        decoder.feed(&bytes);
+        let frame = decoder.next_frame().unwrap().unwrap();
+        assert_eq!(frame.version(), 2);
+        assert_eq!(frame.message(), Ok(message));
+    }
+
+    #[test]
+    fn version_2_deliver_payload_is_pinned() {
+        let origin = Origin::new("g", "", OriginSource::SocketName).unwrap();
+        let deliver = Deliver::new(origin, service("s"), b"x".to_vec())
+            .unwrap()
+            .with_timeout(Some(timeout(MAX_TIMEOUT_MS)));
+        let message = Message::Deliver(deliver);
+        assert_eq!(message.version(), 2);
+        assert_eq!(
+            message.encode(),
+            (
+                Kind::Deliver,
+                vec![
+                    0, 1, b'g', 0, 0, 2, 0, 1, b's', 0, 0, 0, 1, b'x', 0x05, 0x26, 0x5C, 0x00
+                ]
+            )
+        );
+        let (kind, payload) = message.encode();
+        assert_eq!(Message::decode_in(2, kind, &payload), Ok(message));
+    }
+
+    #[test]
+    fn only_requests_and_deliveries_with_a_deadline_are_version_2() {
+        let request = Request::new(service("s"), Vec::new()).unwrap();
+        assert_eq!(Message::Request(request.clone()).version(), 1);
+        let carried = request.with_timeout(Some(timeout(1)));
+        assert_eq!(carried.timeout(), Some(timeout(1)));
+        assert_eq!(Message::Request(carried.clone()).version(), 2);
+        // taking the deadline away makes it a version-1 request again
+        assert_eq!(Message::Request(carried.with_timeout(None)).version(), 1);
+        for message in [Message::Ping, Message::Cancel, Message::Status] {
+            assert_eq!(message.version(), 1);
+            assert_eq!(message.to_frame(1).version(), 1);
+        }
+        // answers and every other kind decode alike in both versions
+        let reply = Message::Reply(Reply::new(b"OK".to_vec()).unwrap());
+        let (kind, payload) = reply.encode();
+        assert_eq!(Message::decode_in(2, kind, &payload).as_ref(), Ok(&reply));
+    }
+
+    #[test]
+    fn version_2_deadlines_are_decoded_strictly() {
+        let request = Request::new(service("s"), b"b".to_vec()).unwrap();
+        let (kind, v1) = Message::Request(request).encode();
+        // version 2 needs the field
+        assert_eq!(
+            Message::decode_in(2, kind, &v1),
+            Err(MessageError::Truncated {
+                field: "Request.timeout_ms",
+                needed: 4,
+                left: 0
+            })
+        );
+        let with = |ms: u32| {
+            let mut p = v1.clone();
+            p.extend_from_slice(&ms.to_be_bytes());
+            p
+        };
+        // 0 is not a deadline; more than a day is out of bounds
+        for bad in [0, MAX_TIMEOUT_MS + 1, u32::MAX] {
+            assert_eq!(
+                Message::decode_in(2, kind, &with(bad)),
+                Err(MessageError::Timeout {
+                    field: "Request.timeout_ms",
+                    value: bad
+                })
+            );
+        }
+        Message::decode_in(2, kind, &with(1)).unwrap();
+        Message::decode_in(2, kind, &with(MAX_TIMEOUT_MS)).unwrap();
+        // version 1 has no such field: the same bytes are trailing bytes there
+        assert_eq!(
+            Message::decode_in(1, kind, &with(1)),
+            Err(MessageError::TrailingBytes {
+                kind: Kind::Request,
+                count: 4
+            })
+        );
+        // nothing may follow it
+        let mut long = with(1);
+        long.push(0);
+        assert!(matches!(
+            Message::decode_in(2, kind, &long),
+            Err(MessageError::TrailingBytes { count: 1, .. })
+        ));
+        // a Deliver alike
+        let origin = Origin::new("g", "", OriginSource::Libvirt).unwrap();
+        let (kind, mut p) =
+            Message::Deliver(Deliver::new(origin, service("s"), Vec::new()).unwrap()).encode();
+        p.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(
+            Message::decode_in(2, kind, &p),
+            Err(MessageError::Timeout {
+                field: "Deliver.timeout_ms",
+                value: 0
+            })
+        );
+        // versions this crate does not speak
+        assert_eq!(
+            Message::decode_in(3, Kind::Ping, &[]),
+            Err(MessageError::Version(3))
+        );
+        assert_eq!(
+            Message::decode_in(0, Kind::Ping, &[]),
+            Err(MessageError::Version(0))
+        );
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        TimeoutMs::new(0).unwrap_err();
+        TimeoutMs::new(MAX_TIMEOUT_MS + 1).unwrap_err();
+        assert_eq!(
+            timeout(1500).as_duration(),
+            std::time::Duration::from_millis(1500)
+        );
+        assert_eq!(timeout(1500).to_string(), "1500 ms");
+        let d = std::time::Duration::from_micros;
+        assert_eq!(TimeoutMs::from_duration(d(999)), None);
+        assert_eq!(TimeoutMs::from_duration(d(1999)), Some(timeout(1)));
+        assert_eq!(
+            TimeoutMs::from_duration(std::time::Duration::from_secs(10 * 86_400)),
+            Some(timeout(MAX_TIMEOUT_MS))
+        );
+        let hello = Hello::new(1, 1, Role::Client, 0, "").unwrap();
+        assert_eq!(hello.negotiated(), Some(1));
+        assert_eq!(Hello::current(Role::Client, 0).negotiated(), Some(2));
+        assert_eq!(
+            Hello::new(3, 4, Role::Client, 0, "").unwrap().negotiated(),
+            None
         );
     }
 

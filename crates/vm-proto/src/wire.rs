@@ -29,6 +29,11 @@ impl Writer {
         self
     }
 
+    pub(crate) fn u32(&mut self, value: u32) -> &mut Writer {
+        self.buf.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+
     pub(crate) fn u64(&mut self, value: u64) -> &mut Writer {
         self.buf.extend_from_slice(&value.to_be_bytes());
         self
@@ -90,6 +95,10 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, MessageError> {
         Ok(u16::from_be_bytes(self.array(field)?))
+    }
+
+    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, MessageError> {
+        Ok(u32::from_be_bytes(self.array(field)?))
     }
 
     pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, MessageError> {

@@ -16,9 +16,10 @@ use std::{
 };
 
 use vm_proto::{
-    Decoder, Deliver, ErrorCode, ErrorMsg, Frame, Hello, Kind, Message, Origin, OriginSource, Pong,
-    Register, Reply, Request, Retry, RetryReason, Role, ServiceName, StatusReply,
-    client::{Client, ClientError, Delivery, Module, ModuleEvent, ProtocolError},
+    Decoder, Deliver, ErrorCode, ErrorMsg, Frame, Hello, Kind, MAX_VERSION, MIN_VERSION, Message,
+    Origin, OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role, ServiceName,
+    StatusReply, TimeoutMs,
+    client::{Client, ClientError, Delivery, Module, ModuleEvent, ProtocolError, REPLY_GRACE},
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -47,11 +48,28 @@ impl Drop for TempDir {
 struct Peer {
     stream: UnixStream,
     decoder: Decoder,
+    /// Whether a frame other than a version probe arrived yet.
+    past_probe: bool,
 }
 
 impl Peer {
-    /// The next frame; panics after `WAIT` or on any decode error.
+    /// The next frame; panics after `WAIT` or on any decode error. The client's version probe
+    /// (a Status sent before its first request, when it has not yet read the daemon's Hello)
+    /// is skipped: these fake daemons always say Hello first, as a version-2 daemon does, so
+    /// the client goes by that.
     fn recv(&mut self) -> Frame {
+        loop {
+            let frame = self.recv_any();
+            if !self.past_probe && frame.kind() == Kind::Status {
+                continue;
+            }
+            self.past_probe = true;
+            return frame;
+        }
+    }
+
+    /// The next frame, version probes included.
+    fn recv_any(&mut self) -> Frame {
         self.stream.set_read_timeout(Some(WAIT)).unwrap();
         let mut buf = [0u8; 4096];
         loop {
@@ -93,6 +111,24 @@ impl FakeDaemon {
         hello: Hello,
         script: impl FnOnce(&mut Peer) + Send + 'static,
     ) -> FakeDaemon {
+        Self::start_raw(move |peer| {
+            let first = peer.recv_any();
+            match first.message().unwrap() {
+                Message::Hello(h) => {
+                    assert_eq!(first.id(), 0);
+                    assert_eq!(h.role(), role);
+                    assert_eq!(h.versions(), (MIN_VERSION, MAX_VERSION));
+                }
+                other => panic!("fake daemon: expected Hello, got {other:?}"),
+            }
+            peer.send(Message::Hello(hello), 0);
+            script(peer);
+        })
+    }
+
+    /// A fake daemon at `<tmp>/d.sock` that accepts one connection and runs `script` on it
+    /// from its first byte (the client's Hello included).
+    fn start_raw(script: impl FnOnce(&mut Peer) + Send + 'static) -> FakeDaemon {
         let dir = TempDir::new();
         let path = dir.0.join("d.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -101,17 +137,8 @@ impl FakeDaemon {
             let mut peer = Peer {
                 stream,
                 decoder: Decoder::new(),
+                past_probe: false,
             };
-            let first = peer.recv();
-            match first.message().unwrap() {
-                Message::Hello(h) => {
-                    assert_eq!(first.id(), 0);
-                    assert_eq!(h.role(), role);
-                    assert_eq!(h.versions(), (1, 1));
-                }
-                other => panic!("fake daemon: expected Hello, got {other:?}"),
-            }
-            peer.send(Message::Hello(hello), 0);
             script(&mut peer);
         });
         FakeDaemon {
@@ -365,7 +392,8 @@ fn garbage_from_the_daemon_is_a_protocol_error() {
 
 #[test]
 fn incompatible_daemon_version() {
-    let hello = Hello::new(2, 3, Role::HostDaemon, 1, "future").unwrap();
+    // (the first versions this crate does not speak: it speaks 1 and 2)
+    let hello = Hello::new(3, 4, Role::HostDaemon, 1, "future").unwrap();
     let daemon = FakeDaemon::start_with_hello(Role::Client, hello, |peer| {
         let _ = peer.recv();
     });
@@ -374,7 +402,7 @@ fn incompatible_daemon_version() {
     assert!(
         matches!(
             err,
-            ClientError::Protocol(ProtocolError::Version { min: 2, max: 3 })
+            ClientError::Protocol(ProtocolError::Version { min: 3, max: 4 })
         ),
         "{err:?}"
     );
@@ -500,5 +528,107 @@ fn invalid_service_name_is_refused_locally() {
     assert!(matches!(err, ClientError::Invalid(_)), "{err:?}");
     let request = Request::new(service("ok"), Vec::new()).unwrap();
     assert_eq!(request.service().as_str(), "ok");
+    daemon.join();
+}
+
+/// Sends a request with `timeout` to a fake daemon saying `hello`; the frame version it
+/// arrived in and the deadline it carried.
+fn request_through(hello: Hello, timeout: Duration) -> (u8, Option<TimeoutMs>) {
+    let (tx, rx) = mpsc::channel();
+    let daemon = FakeDaemon::start_with_hello(Role::Client, hello, move |peer| {
+        let frame = peer.recv();
+        let Message::Request(request) = frame.message().unwrap() else {
+            panic!()
+        };
+        tx.send((frame.version(), request.timeout())).unwrap();
+        peer.send(
+            Message::Reply(Reply::new(b"OK".to_vec()).unwrap()),
+            frame.id(),
+        );
+    });
+    let mut client = Client::connect(daemon.path(), Role::Client).unwrap();
+    assert_eq!(client.request("stonith", b"x", timeout).unwrap(), b"OK");
+    daemon.join();
+    rx.recv_timeout(WAIT).unwrap()
+}
+
+/// A version-2 daemon gets the request's deadline: what was left of the caller's timeout; a
+/// daemon whose Hello offers version 1 only gets version-1 requests: no deadline.
+#[test]
+fn request_carries_the_time_left_to_a_version_2_daemon_only() {
+    let timeout = Duration::from_secs(7);
+    let (version, carried) = request_through(Hello::current(Role::GuestDaemon, 8), timeout);
+    assert_eq!(version, 2);
+    let carried = carried.expect("a deadline");
+    assert!(
+        carried.as_duration() <= timeout && carried.as_duration() > timeout - WAIT,
+        "{carried}"
+    );
+    let old = Hello::new(1, 1, Role::GuestDaemon, 9, "old").unwrap();
+    assert_eq!(request_through(old, timeout), (1, None));
+}
+
+/// A version-1 daemon never says Hello on its local socket: the client's version probe (a
+/// Status) is answered without one, and the request then goes in version 1.
+#[test]
+fn a_daemon_that_never_says_hello_gets_version_1_requests() {
+    let daemon = FakeDaemon::start_raw(|peer| {
+        peer.past_probe = true;
+        assert_eq!(peer.recv().kind(), Kind::Hello);
+        let probe = peer.recv();
+        assert_eq!(probe.message().unwrap(), Message::Status);
+        let status = StatusReply::new("{}").unwrap();
+        peer.send(Message::StatusReply(status), probe.id());
+        let frame = peer.recv();
+        assert_eq!(frame.version(), 1);
+        let Message::Request(request) = frame.message().unwrap() else {
+            panic!()
+        };
+        assert_eq!(request.timeout(), None);
+        peer.send(
+            Message::Reply(Reply::new(b"v1".to_vec()).unwrap()),
+            frame.id(),
+        );
+        // the next request on the connection is not probed again
+        let frame = peer.recv();
+        assert_eq!(frame.kind(), Kind::Request);
+        peer.send(
+            Message::Reply(Reply::new(b"again".to_vec()).unwrap()),
+            frame.id(),
+        );
+    });
+    let mut client = Client::connect(daemon.path(), Role::Client).unwrap();
+    assert_eq!(client.request("stonith", b"x", WAIT).unwrap(), b"v1");
+    assert_eq!(client.request("stonith", b"y", WAIT).unwrap(), b"again");
+    daemon.join();
+}
+
+/// The relays give up at the carried deadline and answer Error Timeout; the client waits a
+/// grace past its own timeout for that answer, so the caller learns which hop gave up.
+#[test]
+fn a_relay_timeout_just_after_the_deadline_is_the_answer() {
+    let daemon = FakeDaemon::start(Role::Client, |peer| {
+        let frame = peer.recv();
+        let Message::Request(request) = frame.message().unwrap() else {
+            panic!()
+        };
+        let carried = request.timeout().unwrap().as_duration();
+        // a relay a little late with its answer (within the grace)
+        thread::sleep(carried + REPLY_GRACE / 4);
+        let error = ErrorMsg::new(ErrorCode::Timeout, "the host did not answer in time").unwrap();
+        peer.send(Message::Error(error), frame.id());
+    });
+    let mut client = Client::connect(daemon.path(), Role::Client).unwrap();
+    let timeout = Duration::from_millis(400);
+    let start = Instant::now();
+    let err = client.request("stonith", b"x", timeout).unwrap_err();
+    assert!(start.elapsed() >= timeout);
+    assert!(
+        matches!(&err, ClientError::Remote { code: ErrorCode::Timeout, message } if message == "the host did not answer in time"),
+        "{err:?}"
+    );
+    assert!(err.is_timeout());
+    assert!(ClientError::Timeout { timeout }.is_timeout());
+    assert!(!ClientError::Closed.is_timeout());
     daemon.join();
 }

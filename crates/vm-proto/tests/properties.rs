@@ -10,8 +10,9 @@
 use proptest::{collection::vec, prelude::*};
 use vm_proto::{
     Alive, DecodeError, Decoder, Deliver, ErrorCode, ErrorMsg, Frame, HEADER_LEN, Hello, Kind,
-    MAGIC, MAX_FRAME, MAX_PAYLOAD, Message, Origin, OriginSource, Pong, Register, Reply, Request,
-    Retry, RetryReason, Role, ServiceName, StatusQuery, StatusReply, crc32c::crc32c,
+    MAGIC, MAX_FRAME, MAX_PAYLOAD, MAX_TIMEOUT_MS, MAX_VERSION, MIN_VERSION, Message, Origin,
+    OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role, ServiceName,
+    StatusQuery, StatusReply, TimeoutMs, crc32c::crc32c,
 };
 
 /// The longest prefix of `s` within `max` bytes, cut at a character boundary.
@@ -47,6 +48,11 @@ fn pick<T: Clone + std::fmt::Debug + 'static>(all: &'static [T]) -> impl Strateg
     prop::sample::select(all)
 }
 
+/// No deadline (version 1) or one within its bounds (version 2).
+fn deadline() -> impl Strategy<Value = Option<TimeoutMs>> {
+    prop::option::of((1..=MAX_TIMEOUT_MS).prop_map(|ms| TimeoutMs::new(ms).unwrap()))
+}
+
 /// Arbitrary valid messages, built through the validating constructors.
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
@@ -64,18 +70,20 @@ fn message() -> impl Strategy<Value = Message> {
         Just(Message::Ping),
         (text(255), vec(service(), 0..=32))
             .prop_map(|(host, services)| Message::Pong(Pong::new(host, services).unwrap())),
-        (service(), body())
-            .prop_map(|(service, body)| Message::Request(Request::new(service, body).unwrap())),
+        (service(), body(), deadline()).prop_map(|(service, body, t)| Message::Request(
+            Request::new(service, body).unwrap().with_timeout(t)
+        )),
         (
             "[^\u{0}]{1,40}",
             uuid(),
             pick(OriginSource::ALL),
             service(),
-            body()
+            body(),
+            deadline()
         )
-            .prop_map(|(domain, uuid, source, service, body)| {
+            .prop_map(|(domain, uuid, source, service, body, t)| {
                 let origin = Origin::new(cut(domain, 255), uuid, source).unwrap();
-                Message::Deliver(Deliver::new(origin, service, body).unwrap())
+                Message::Deliver(Deliver::new(origin, service, body).unwrap().with_timeout(t))
             }),
         body().prop_map(|body| Message::Reply(Reply::new(body).unwrap())),
         (pick(RetryReason::ALL), text(255))
@@ -104,10 +112,20 @@ const CHECKS: &[&str] = &[
     "check-db",
 ];
 
-/// Arbitrary sound frames (any kind byte, any id, small payloads).
+/// Arbitrary sound frames (either version, any kind byte, any id, small payloads).
 fn frame() -> impl Strategy<Value = Frame> {
-    (any::<u8>(), any::<u64>(), vec(any::<u8>(), 0..200))
-        .prop_map(|(kind, id, payload)| Frame::new(Kind::from_u8(kind), id, payload).unwrap())
+    (
+        MIN_VERSION..=MAX_VERSION,
+        any::<u8>(),
+        any::<u64>(),
+        vec(any::<u8>(), 0..200),
+    )
+        .prop_map(|(version, kind, id, payload)| {
+            Frame::new(Kind::from_u8(kind), id, payload)
+                .unwrap()
+                .with_version(version)
+                .unwrap()
+        })
 }
 
 /// A header whose header CRC is right but whose payload will not match: the decoder waits
@@ -239,7 +257,7 @@ impl NaiveDecoder {
         let (received, computed) = (be32(24), crc32c(&rest[..24]));
         let error = if received != computed {
             Some(DecodeError::HeaderChecksum { received, computed })
-        } else if rest[4] != 1 {
+        } else if !(MIN_VERSION..=MAX_VERSION).contains(&rest[4]) {
             Some(DecodeError::UnsupportedVersion(rest[4]))
         } else if rest[6..8] != [0, 0] {
             Some(DecodeError::Flags(u16::from_be_bytes([rest[6], rest[7]])))
@@ -273,7 +291,10 @@ impl NaiveDecoder {
             };
             return (start + 1, Some(Err(e)));
         }
-        let frame = Frame::new(kind, id, payload.to_vec()).unwrap();
+        let frame = Frame::new(kind, id, payload.to_vec())
+            .unwrap()
+            .with_version(rest[4])
+            .unwrap();
         (start + HEADER_LEN + len, Some(Ok(frame)))
     }
 
@@ -343,7 +364,10 @@ proptest! {
     fn message_round_trips(message in message(), id in 1u64..) {
         let (kind, payload) = message.encode();
         prop_assert_eq!(kind, message.kind());
-        prop_assert_eq!(Message::decode(kind, &payload), Ok(message.clone()));
+        prop_assert_eq!(
+            Message::decode_in(message.version(), kind, &payload),
+            Ok(message.clone())
+        );
         let id = if kind == Kind::Hello { 0 } else { id };
         let (frames, errors) = decode_chunks(&[&message.to_frame(id).to_bytes()]);
         prop_assert_eq!(errors, 0);
@@ -451,8 +475,12 @@ proptest! {
     }
 
     #[test]
-    fn message_decode_never_panics(kind in any::<u8>(), payload in vec(any::<u8>(), 0..600)) {
-        let _ = Message::decode(Kind::from_u8(kind), &payload);
+    fn message_decode_never_panics(
+        version in 0u8..=3,
+        kind in any::<u8>(),
+        payload in vec(any::<u8>(), 0..600),
+    ) {
+        let _ = Message::decode_in(version, Kind::from_u8(kind), &payload);
     }
 
     #[test]
@@ -473,8 +501,10 @@ proptest! {
         }
         payload.extend_from_slice(&extra);
         // Whatever decodes must re-encode to exactly these bytes: nothing is accepted loosely.
-        if let Ok(decoded) = Message::decode(kind, &payload) {
-            prop_assert_eq!(decoded.encode(), (kind, payload));
+        for version in MIN_VERSION..=MAX_VERSION {
+            if let Ok(decoded) = Message::decode_in(version, kind, &payload) {
+                prop_assert_eq!(decoded.encode(), (kind, payload.clone()));
+            }
         }
     }
 }

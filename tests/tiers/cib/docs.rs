@@ -8,7 +8,8 @@
 //!   subcommand fails it) and list every option the line uses;
 //! - a line that names no placeholder (`<dom>`, `DOM`, `[...]`, `a|b`) and is a vm-ctl command is
 //!   run for real, with `--dry-run`, on a CIB file holding the guests the docs use; its parser
-//!   must know every option, subcommand and value it gives.
+//!   must know every option, subcommand and value it gives (`status --watch`, which runs until
+//!   interrupted, must print its first screen and exit 0 on SIGINT).
 //!
 //! And the OCF agent's `daemon` parameter, which the docs name, is the agent's.
 
@@ -300,6 +301,12 @@ fn the_docs_concrete_vm_ctl_lines_run_on_a_cib_file() {
         if help.stdout_text().contains("\nCommands:\n") {
             continue;
         }
+        if path == ["status"] && words.iter().any(|w| w == "--watch") {
+            // runs until interrupted: its first screen, then SIGINT must end it with exit 0
+            watch_until_interrupted(&bed, &words[1..]);
+            ran.push(s.text);
+            continue;
+        }
         let cmd = bed
             .cmd(&["--dry-run"])
             .args(&words[1..])
@@ -327,6 +334,40 @@ fn the_docs_concrete_vm_ctl_lines_run_on_a_cib_file() {
             ran.len()
         ),
     );
+}
+
+/// Runs `vm-ctl ARGS` (a `status --watch` line) on the bed until it has printed its first
+/// screen, then interrupts it as Ctrl-C does: it must have printed something and exit 0.
+fn watch_until_interrupted(bed: &VmCtlBed, args: &[String]) {
+    use std::io::Read as _;
+    let mut child = std::process::Command::new(project_bin("vm-ctl"))
+        .arg("--config")
+        .arg(bed.config_path())
+        .args(args)
+        .env("CIB_file", bed.cib.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let n = out.read(&mut first).unwrap();
+    assert!(n > 0, "`vm-ctl {}` printed nothing", args.join(" "));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "`vm-ctl {}` still runs after SIGINT",
+            args.join(" ")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "`vm-ctl {}`", args.join(" "));
 }
 
 /// The OCF agent, run as Pacemaker runs it.

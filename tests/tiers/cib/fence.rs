@@ -4,19 +4,24 @@
 //!
 //! On a file nothing acts on the configuration, so the status section stays as written: the
 //! guest is shown stopped (an off is confirmed at the first status read) and never started (an
-//! on waits until its deadline and rolls back). That is enough to count the reads of each step.
+//! on waits until its deadline and rolls back). That is enough to count the reads of each step,
+//! and to see the last-fence record (vm-fence's `record`) written in the changes a fence makes,
+//! as `vm-ctl status` reads it.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use vm_common::process::Cmd;
+use vm_fence::record::{FenceAction, FenceRecord, FenceResult};
 use vm_pcmk::Reads;
 use vm_pcmk::virtualdomain::force_stop_attr;
 use vm_seal::{Action, Name, Outcome, PowerState};
-use vm_stonithd::fence::{Executor, Job};
+use vm_stonithd::fence::{Executor, Job, Requester};
 use vm_stonithd::plan::JOURNAL_ATTR;
 use vm_stonithd::watch::Watcher;
 use vm_tests::cib::{CibFile, CibSpec};
+use vm_tests::{evidence, project_bin, run_ok};
 
 const RSC: &str = "prmVMCTL_g1";
 
@@ -43,6 +48,11 @@ fn job(action: Action, within: Duration) -> Job {
         deadline: Instant::now() + within,
         cancel: Arc::new(AtomicBool::new(false)),
         request: "00ff".into(),
+        requester: Requester {
+            cluster: Name::new("web").ok(),
+            name: Name::new("www-b").ok(),
+            origin: Name::new("web2").ok(),
+        },
     }
 }
 
@@ -104,4 +114,93 @@ fn a_reboot_reads_the_cib_three_times() {
     assert!(reads.status >= 2, "{reads:?}");
     // rolled back to where the off left it, nothing of either fence left behind
     assert_eq!(traces(&cib), (Some("Stopped".into()), false, false));
+}
+
+/// The last-fence record node1's vm-stonithd holds for the guest.
+fn record(cib: &CibFile) -> Option<FenceRecord> {
+    let c = cib.pcmk().snapshot().unwrap();
+    c.transient_attribute("node1", &vm_fence::record::attr_name(RSC))
+        .map(|v| FenceRecord::parse(v).unwrap())
+}
+
+#[test]
+#[ignore = "tier cib: needs Pacemaker's tools"]
+fn a_fence_records_itself_in_the_changes_it_already_makes() {
+    let t0 = Instant::now();
+    let cib = bed();
+    // node1 is a member: it has its node_state, where its transient attributes live
+    cib.create_in(
+        "status",
+        r#"<node_state id="1" uname="node1" in_ccm="true" crmd="online" join="member" expected="member"/>"#,
+    );
+    let pcmk = cib.pcmk();
+    let ex = Executor::new(pcmk.clone(), Watcher::manual(), "node1".into());
+    let before = vm_fence::journal::unix(std::time::SystemTime::now());
+    let reply = ex.run(&job(Action::Off, Duration::from_secs(20)));
+    assert_eq!(reply.outcome, Outcome::Done, "{reply:?}");
+    // no write of its own: the same reads as without the record
+    assert_eq!(pcmk.reads(), Reads { cib: 2, status: 1 });
+    let r = record(&cib).expect("no record");
+    assert_eq!((r.action, r.result), (FenceAction::Off, FenceResult::Done));
+    assert!(
+        r.started >= before && r.ended.is_some_and(|e| e >= r.started),
+        "{r:?}"
+    );
+    assert_eq!(
+        (
+            r.cluster.as_ref().map(Name::as_str),
+            r.requester.as_ref().map(Name::as_str),
+            r.origin.as_ref().map(Name::as_str)
+        ),
+        (Some("web"), Some("www-b"), Some("web2"))
+    );
+    // vm-ctl status reads it from the same file
+    let status = |cib: &CibFile| {
+        let out = run_ok(
+            &Cmd::new(project_bin("vm-ctl"))
+                .args([
+                    "--config",
+                    "/nonexistent/vm-ctl.conf",
+                    "status",
+                    "--output",
+                    "json",
+                ])
+                .env("CIB_file", cib.path()),
+        );
+        serde_json::from_str::<serde_json::Value>(&out.stdout_text()).unwrap()
+    };
+    let v = status(&cib);
+    let last = &v["status"]["guests"][0]["fence"]["last"];
+    assert_eq!(last["result"], "done", "{v:#}");
+    assert_eq!(last["requester"], "www-b");
+    assert_eq!(last["node"], "node1");
+    evidence(
+        "cib",
+        t0,
+        "vm-stonithd: an off's record (off done by web/www-b over web2) written in its own changes; vm-ctl status shows it",
+    );
+
+    // an on that cannot be confirmed (nothing starts anything on a file) is rolled back, and
+    // recorded so; the record replaces the last one
+    let reply = ex.run(&job(Action::On, Duration::from_secs(2)));
+    assert_eq!(reply.outcome, Outcome::TimedOut, "{reply:?}");
+    let r = record(&cib).expect("no record");
+    assert_eq!(
+        (r.action, r.result),
+        (FenceAction::On, FenceResult::TimedOut)
+    );
+    assert_eq!(traces(&cib), (Some("Stopped".into()), false, false));
+    assert_eq!(
+        status(&cib)["status"]["guests"][0]["fence"]["last"]["result"],
+        "timed-out"
+    );
+    // a fence that writes nothing (already off) leaves the record as it was
+    let reply = ex.run(&job(Action::Off, Duration::from_secs(20)));
+    assert!(reply.message.contains("nothing written"), "{reply:?}");
+    assert_eq!(record(&cib).map(|r| r.result), Some(FenceResult::TimedOut));
+    evidence(
+        "cib",
+        t0,
+        "vm-stonithd: a timed-out on recorded as timed-out; a fence that writes nothing keeps the record",
+    );
 }

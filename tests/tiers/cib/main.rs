@@ -3,8 +3,8 @@
 //! These tests prove the fixture itself: a CIB built with `cibadmin`/`crm_attribute` passes
 //! `crm_verify`, a broken one does not, and `crm_simulate` placement reacts to the ping and disk
 //! attributes the way vm-ctl's generated rules rely on. `vmctl` runs every vm-ctl command on CIB
-//! files; `docs` checks the command lines of README.md and docs/operations.md against the
-//! programs.
+//! files; `status` reads hand-made status sections with `vm-ctl status`; `docs` checks the
+//! command lines of README.md and docs/operations.md against the programs.
 
 // Test code: a failed step panics with its cause.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -18,6 +18,7 @@ use vm_tests::evidence;
 mod docs;
 mod fence;
 mod managerd;
+mod status;
 mod vmctl;
 
 const DUMMY: &str = r#"<primitive id="d1" class="ocf" provider="pacemaker" type="Dummy"/>"#;

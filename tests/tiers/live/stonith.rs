@@ -219,11 +219,43 @@ fn live_fence_full_chain_over_a_real_channel() {
         (2, "Status: OFF"),
         "{out:?}"
     );
+    // vm-ctl status: the fence vm-stonithd recorded in its own changes to the live CIB (the
+    // record in this node's status section), the guest stopped, the requester running
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&vmctl.ok(&["status", "--output", "json"]).stdout_text()).unwrap()
+    };
+    let guest_of = |v: &serde_json::Value, dom: &str| -> serde_json::Value {
+        v["status"]["guests"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["domain"] == dom).cloned())
+            .unwrap_or_else(|| panic!("no {dom} in {v:#}"))
+    };
+    let v = status();
+    let g = guest_of(&v, tgt);
+    assert_eq!(
+        (&g["state"], &g["target_role"]),
+        (&"stopped".into(), &"Stopped".into()),
+        "{g:#}"
+    );
+    let last = &g["fence"]["last"];
+    assert_eq!(
+        (
+            &last["action"],
+            &last["result"],
+            &last["origin"],
+            &last["cluster"]
+        ),
+        (&"off".into(), &"done".into(), &req.into(), &"gc".into()),
+        "{g:#}"
+    );
+    assert_eq!(last["node"], cluster.node());
+    assert!(g["fence"]["in_progress"].is_null(), "{g:#}");
+    assert_eq!(guest_of(&v, req)["state"], "started");
     evidence(
         TIER,
         t0,
         format!(
-            "in-guest fence_vmstonith -o off {tgt}: OK only after libvirt lost it; destroyed, not shut down; stays Stopped, nothing left in the CIB"
+            "in-guest fence_vmstonith -o off {tgt}: OK only after libvirt lost it; destroyed, not shut down; stays Stopped, nothing left in the CIB; vm-ctl status: {tgt} stopped, last fence off done by gc over {req}"
         ),
     );
 
@@ -246,11 +278,21 @@ fn live_fence_full_chain_over_a_real_channel() {
         [cluster.node()]
     );
     assert_clean(&cluster, &rsc);
+    let g = guest_of(&status(), tgt);
+    assert_eq!(
+        (
+            &g["state"],
+            &g["fence"]["last"]["action"],
+            &g["fence"]["last"]["result"]
+        ),
+        (&"started".into(), &"reboot".into(), &"done".into()),
+        "{g:#}"
+    );
     evidence(
         TIER,
         t0,
         format!(
-            "in-guest on, then plugin `external/vm-stonith reset {tgt}`: destroyed and started again"
+            "in-guest on, then plugin `external/vm-stonith reset {tgt}`: destroyed and started again; vm-ctl status: last fence reboot done"
         ),
     );
 
@@ -863,6 +905,15 @@ fn live_fence_faults_never_give_a_false_ok() {
         .unwrap()
         .meta_attribute(&rsc, "target-role")
         .map(str::to_owned);
+    // (still hung) the same with a short agent timeout: its deadline travels with the request
+    // (protocol version 2), and vm-stonithd takes its own from it
+    let timed_out_before = deadlines_from_relay(&stonith.log());
+    let t = Instant::now();
+    let short = agent(&stonith, &["-o", "off", "-n", tgt, "--timeout", "5"]);
+    let took_short = t.elapsed();
+    let short_journal = journal_present(&cluster, &rsc);
+    let short_role = target_role(&cluster, &rsc);
+    let timed_out = deadlines_from_relay(&stonith.log());
     drop(hung);
     assert_eq!(out.code(), Some(1), "{}", text(&out));
     assert!(took < Duration::from_secs(40), "the agent waited {took:?}");
@@ -872,6 +923,28 @@ fn live_fence_faults_never_give_a_false_ok() {
         Some("Started"),
         "target-role not rolled back"
     );
+    assert_eq!(short.code(), Some(1), "{}", text(&short));
+    assert!(
+        text(&short).contains("timed out") || text(&short).contains("no answer within"),
+        "{}",
+        text(&short)
+    );
+    assert!(!short_journal, "journal left after the 5 s fence timed out");
+    assert_eq!(
+        short_role.as_deref(),
+        Some("Started"),
+        "target-role not rolled back"
+    );
+    assert!(
+        took_short < Duration::from_secs(20),
+        "the agent's 5 s timeout waited {took_short:?}"
+    );
+    let derived = timed_out.get(timed_out_before.len()..).unwrap_or_default();
+    assert!(
+        derived.iter().any(|ms| *ms < 5000),
+        "vm-stonithd did not log a deadline under 5 s from the relay's carried time: {timed_out:?}\n{}",
+        stonith.log()
+    );
     // once libvirtd runs again the cluster settles with the guest running (the stop that was
     // issued completes, then the restored target-role starts it again)
     cluster.wait_role(&rsc, Role::Started, Duration::from_secs(180));
@@ -880,10 +953,24 @@ fn live_fence_faults_never_give_a_false_ok() {
         TIER,
         t0,
         format!(
-            "{tgt} cannot be stopped (libvirtd hung): agent failed after {:.1} s, fence rolled back, guest running again",
-            took.as_secs_f64()
+            "{tgt} cannot be stopped (libvirtd hung): agent failed after {:.1} s, fence rolled back, guest running again; with --timeout 5 the agent failed after {:.1} s (exit 1), rolled back, vm-stonithd's deadline {:?} ms from the relay's carried time",
+            took.as_secs_f64(),
+            took_short.as_secs_f64(),
+            derived.last()
         ),
     );
+}
+
+/// The `deadline_ms` of vm-stonithd's timed-out requests whose deadline came from the relay's
+/// carried time (`deadline_from=relay` in its per-request log line), in log order.
+fn deadlines_from_relay(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains("outcome=TimedOut") && l.contains("deadline_from=relay"))
+        .filter_map(|l| {
+            let v = l.split("deadline_ms=").nth(1)?;
+            v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .collect()
 }
 
 #[test]

@@ -267,13 +267,126 @@ fn live_vmctl_starts_stops_and_deletes_a_real_guest() {
         "{}",
         out.stdout_text()
     );
+    // vm-ctl status on the live cluster: the guest where it runs, the node and its ping
+    let v: serde_json::Value =
+        serde_json::from_str(&bed.ok(&["status", "--output", "json"]).stdout_text()).unwrap();
+    let s = &v["status"];
+    let g = &s["guests"][0];
+    assert_eq!(
+        (
+            &g["domain"],
+            &g["state"],
+            &g["nodes"][0],
+            &g["preferred_node"]
+        ),
+        (
+            &name.into(),
+            &"started".into(),
+            &cluster.node().into(),
+            &cluster.node().into()
+        ),
+        "{v:#}"
+    );
+    // this test runs no host vm-connectd: nothing published, so unknown
+    assert_eq!(g["channel"]["liveness"], "unknown");
+    let n = &s["nodes"][0];
+    assert_eq!(
+        (&n["name"], &n["state"], &n["dc"]),
+        (&cluster.node().into(), &"online".into(), &true.into())
+    );
+    assert_eq!(n["attributes"][0]["health"], "green", "{n:#}");
+    let text = bed.ok(&["status"]).stdout_text();
+    assert!(text.contains("Host cluster: 1 of 1 nodes online"), "{text}");
+    evidence(
+        "live",
+        t0,
+        format!(
+            "vm-ctl status: {name} started on {}, ping green",
+            cluster.node()
+        ),
+    );
+    // --watch on the live cluster: crm_mon's redraws bring the stop as a new line; SIGTERM
+    // ends it (exit 0) and takes its crm_mon with it
+    let mut watch = std::process::Command::new(vm_tests::project_bin("vm-ctl"))
+        .arg("--config")
+        .arg(bed.config_path())
+        .args(["status", "--watch", "--output", "json"])
+        .env_remove("CIB_file")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || -> serde_json::Value {
+        serde_json::from_str(&lines.recv_timeout(Duration::from_secs(60)).unwrap()).unwrap()
+    };
+    assert_eq!(next()["status"]["guests"][0]["state"], "started");
+    let watch_pid = nix::unistd::Pid::from_raw(i32::try_from(watch.id()).unwrap());
+    // its crm_mon watcher: the child redrawing into the watch's FIFO
+    let crm_mon_of_watch = || -> Vec<i32> {
+        run_ok(
+            &Cmd::new("ps")
+                .args(["-o", "pid=,args=", "--ppid"])
+                .arg(watch.id().to_string()),
+        )
+        .stdout_text()
+        .lines()
+        .filter(|l| l.contains("crm_mon") && l.contains("--output-to="))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+    };
+    let crm_mon_pids = wait_for("the watch's crm_mon", Duration::from_secs(20), || {
+        Some(crm_mon_of_watch()).filter(|p| !p.is_empty())
+    });
 
     let e = bed.fails(&["resource", "delete", name], 11).stderr_text();
     assert!(e.contains("stop it first"), "{e}");
     assert!(cluster.pcmk().snapshot().unwrap().resource(&rsc).is_some());
 
+    let t_stop = Instant::now();
     bed.ok(&["resource", "stop", name, "--wait=120"]);
     assert!(cluster.status().nodes_with(&rsc, Role::Started).is_empty());
+    // the watch printed the stop: a line with the guest stopped
+    let seen = wait_for(
+        "the watch to show the stop",
+        Duration::from_secs(60),
+        || {
+            let v = next();
+            (v["status"]["guests"][0]["state"] == "stopped").then_some(t_stop.elapsed())
+        },
+    );
+    nix::sys::signal::kill(watch_pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let code = wait_for("the watch to end", Duration::from_secs(20), || {
+        watch.try_wait().unwrap().map(|s| s.code())
+    });
+    assert_eq!(code, Some(0));
+    for pid in crm_mon_pids {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        wait_for(
+            "the watch's crm_mon to end",
+            Duration::from_secs(10),
+            || nix::sys::signal::kill(pid, None).is_err().then_some(()),
+        );
+    }
+    evidence(
+        "live",
+        t0,
+        format!(
+            "vm-ctl status --watch: the stop shown {seen:.1?} after the stop command began; SIGTERM: exit 0, its crm_mon gone"
+        ),
+    );
     assert!(
         lv.conn().domain(name).unwrap().is_none(),
         "VirtualDomain's stop left the transient domain"
@@ -313,5 +426,139 @@ fn live_vmctl_starts_stops_and_deletes_a_real_guest() {
         "live",
         t0,
         format!("vm-ctl delete: {rsc} and its constraints gone; an unreachable --wait exits 14"),
+    );
+}
+
+/// Issue 13: a many-guest add whose patch re-creates the `resources` section whole, while a
+/// fence device is configured in that section. Pacemaker's fencer keeps a copy of the CIB,
+/// patched from the CIB manager's change notifications, and re-reads its devices from it when
+/// a change touches resources: the device must still be registered afterwards, by the same
+/// fencer (not one pacemakerd restarted, which would have read the whole CIB afresh), and a
+/// fence through it must work.
+#[test]
+#[ignore = "tier live: needs root, corosync and pacemakerd"]
+fn live_vmctl_many_guest_add_keeps_the_fencers_devices() {
+    let t0 = Instant::now();
+    let cluster = LiveCluster::acquire();
+    prepare(&cluster);
+    let pcmk = cluster.pcmk();
+    // cluster-glue's `null` plugin (through fence_legacy) "fences" the host list it is given
+    // and succeeds: a device the fencer registers from the CIB and can run, fencing no real
+    // node (a static list naming a node that does not exist)
+    let (device, target) = ("pmkt-live-null-fence", "pmkt-null-target");
+    run_ok(&pcmk.tool("cibadmin").args([
+        "--create",
+        "-o",
+        "resources",
+        "-X",
+        &format!(
+            r#"<primitive id="{device}" class="stonith" type="fence_legacy"><instance_attributes id="{device}-ia"><nvpair id="{device}-plugin" name="plugin" value="null"/><nvpair id="{device}-hosts" name="hostlist" value="{target}"/><nvpair id="{device}-check" name="pcmk_host_check" value="static-list"/><nvpair id="{device}-list" name="pcmk_host_list" value="{target}"/></instance_attributes></primitive>"#
+        ),
+    ]));
+    let registered = || {
+        let out = Cmd::new("stonith_admin")
+            .arg("--list-registered")
+            .timeout(Duration::from_secs(60))
+            .run()
+            .ok()?;
+        (out.success() && out.stdout_text().lines().any(|l| l.trim() == device)).then_some(())
+    };
+    wait_for(
+        "the fencer to register the device",
+        Duration::from_secs(60),
+        registered,
+    );
+    let fencer = || {
+        run_ok(&Cmd::new("pgrep").args(["-f", "/usr/lib/pacemaker/pacemaker-fenced"]))
+            .stdout_text()
+            .trim()
+            .to_owned()
+    };
+    let fencer_before = fencer();
+    let bed = LiveVmCtl::new(CONFIG);
+    // enough guests that placing their primitives one by one would cost Pacemaker more than
+    // taking the section whole (vm_pcmk::tools::sections_to_recreate): the patch re-creates it
+    let n = 300;
+    let names: Vec<String> = (0..n).map(|i| format!("fd{i:03}")).collect();
+    for name in &names {
+        bed.domain(name, &offline_domain_xml(name));
+    }
+    let out = run_ok(
+        &bed.cmd(&["resource", "add", &names.join(","), "-a", cluster.node()])
+            .env("RUST_LOG", "vm_pcmk=debug"),
+    );
+    assert!(
+        out.stderr_text()
+            .contains(r#"patch re-creates the section whole section="resources""#),
+        "the add did not re-create the resources section:\n{}",
+        out.stderr_text()
+    );
+    let cib = pcmk.snapshot().unwrap();
+    assert!(cib.resource(device).is_some());
+    assert!(
+        names
+            .iter()
+            .all(|d| cib.resource(&format!("prmVMCTL_{d}")).is_some())
+    );
+    let epoch = cib.version().epoch;
+    evidence(
+        "live",
+        t0,
+        format!(
+            "{n} guests added in one change that re-created the resources section (epoch {epoch}), the fence device {device} in it"
+        ),
+    );
+    // the fencer has applied that change to its copy once it re-read its devices at that
+    // version (or a later one)
+    let log = state_dir().join("live").join("pacemaker.log");
+    wait_for(
+        "the fencer to re-read its devices after the change",
+        Duration::from_secs(180),
+        || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.lines()
+                .filter(|l| {
+                    l.contains("pacemaker-fenced") && l.contains("Updating devices to version")
+                })
+                .filter_map(|l| l.rsplit(' ').next())
+                .filter_map(|v| v.split('.').nth(1)?.parse::<u64>().ok())
+                .any(|e| e >= epoch)
+                .then_some(())
+        },
+    );
+    wait_for(
+        "the fencer to list the device",
+        Duration::from_secs(60),
+        registered,
+    );
+    assert_eq!(
+        fencer(),
+        fencer_before,
+        "the fencer was restarted: it did not keep up with the change"
+    );
+    let out = run_ok(
+        &Cmd::new("stonith_admin")
+            .args(["--fence", target, "--timeout", "60"])
+            .timeout(Duration::from_secs(90)),
+    );
+    evidence(
+        "live",
+        t0,
+        format!(
+            "the same fencer applied the change, still lists {device}, and fenced {target} through it: {}",
+            out.stdout_text().trim()
+        ),
+    );
+    // out before the reset, which would power off every VirtualDomain resource one call at a
+    // time
+    run_ok(
+        &pcmk
+            .tool("cibadmin")
+            .args(["--replace", "-o", "constraints", "-X", "<constraints/>"]),
+    );
+    run_ok(
+        &pcmk
+            .tool("cibadmin")
+            .args(["--replace", "-o", "resources", "-X", "<resources/>"]),
     );
 }

@@ -5,7 +5,7 @@
 //! `vm_liveness_timeout`, `vm_migration_threshold=2` and `vm_failure_timeout`. A first panic
 //! fails its monitor (`ocf:pm-kvm-tools:VirtualDomain`) and Pacemaker restarts it on the same
 //! node; a second one moves it to another node. A timeline prints each step with its time, and
-//! each stage's `crm_mon -1 -f` and published attribute.
+//! at each stage `vm-ctl status` (whose guest liveness must be the stage's) and `crm_mon -1 -f`.
 
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,7 @@ fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
     tl.step(format!("{name} started on {home}, guest booted"));
     let v = bed.wait_liveness(&home, "up:answering:", Duration::from_secs(90));
     tl.step(format!("liveness on {home}: {v}"));
-    stage(&bed);
+    stage(&bed, Some(("answering", &home)));
 
     let panic_until_failed = |n: u32, tl: &mut Timeline| {
         bed.panic(&home);
@@ -64,6 +64,8 @@ fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
         ));
         let v = bed.wait_liveness(&home, "up:silent:", Duration::from_secs(60));
         tl.step(format!("liveness on {home}: {v}"));
+        // (the monitor fails liveness_timeout later: vm-ctl status shows the silence meanwhile)
+        stage(&bed, Some(("silent", &home)));
         let failure = bed.wait_failed_monitor(&home, Duration::from_secs(90));
         assert!(
             failure.2.contains(&format!("guest {name} silent for")),
@@ -73,7 +75,7 @@ fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
             "monitor failed on {home}: {} ({})",
             failure.0, failure.2
         ));
-        stage(&bed);
+        stage(&bed, None);
     };
 
     // first panic: restarted where it was (migration-threshold 2 not reached)
@@ -82,7 +84,7 @@ fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
     tl.step(format!("{name} restarted on {home} (booted afresh)"));
     let v = bed.wait_liveness(&home, "up:answering:", Duration::from_secs(90));
     tl.step(format!("liveness on {home}: {v}"));
-    stage(&bed);
+    stage(&bed, Some(("answering", &home)));
 
     // second panic: fail count 2 = migration-threshold: it moves to another node
     panic_until_failed(2, &mut tl);
@@ -112,7 +114,7 @@ fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
         "{} deleted on {home} (no link there any more)",
         bed.attr
     ));
-    stage(&bed);
+    stage(&bed, Some(("answering", &moved_to)));
 
     let summary: Vec<String> = tl
         .steps
@@ -127,9 +129,31 @@ fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
     bed.remove();
 }
 
-/// What an operator sees at this stage: `crm_mon -1 -f` and every node's published liveness
-/// of the guest (`vm-ctl status` does not exist on this branch yet).
-fn stage(bed: &PanicBed) {
+/// What an operator sees at this stage: `vm-ctl status` (the packaged one: issue 16's one
+/// screen), `crm_mon -1 -f` and every node's published liveness of the guest. With `expect`
+/// (liveness, node), `vm-ctl status --output json` must show the guest's channel so.
+fn stage(bed: &PanicBed, expect: Option<(&str, &str)>) {
+    let status = bed.vmctl.ok(&["status"]).stdout_text();
+    println!("----- vm-ctl status\n{}", status.trim_end());
+    if let Some((liveness, node)) = expect {
+        let json = bed.vmctl.ok(&["--output", "json", "status"]).stdout_text();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let guest = v["status"]["guests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|g| g["domain"] == bed.name.as_str())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            (
+                guest["channel"]["liveness"].as_str(),
+                guest["channel"]["node"].as_str()
+            ),
+            (Some(liveness), Some(node)),
+            "vm-ctl status --output json: {guest}"
+        );
+    }
     let out = bed
         .mn
         .cmd(&bed.admin, "crm_mon")

@@ -8,8 +8,10 @@
 //! ```
 //! The answer's body goes to stdout (one line). Exit status: 0 answered; 2 retry (the host side
 //! changed, no module serves KIND, the host is busy, or no host is connected: try again);
-//! 3 timed out; 4 the other end answered with an error (message on stderr); 5 cannot reach
-//! vm-connectd; 1 any other failure; 64 usage error.
+//! 3 timed out (here, or at a relay on the way: a request carries the time left of
+//! `--timeout`, every relay gives up at it, and vm-connect waits a second longer for the
+//! relay's answer, which names the hop); 4 the other end answered with an error (message on
+//! stderr); 5 cannot reach vm-connectd; 1 any other failure; 64 usage error.
 //!
 //! The arguments are parsed by hand, not with clap like the other binaries: fence agents in
 //! guests run this tool for every monitor and status call, and in an emulated guest (TCG)
@@ -109,6 +111,14 @@ enum MainError {
     /// No answer in time.
     #[error("no answer within {0} s")]
     Timeout(u64),
+    /// A relay on the way gave up at the time the request carried (Error Timeout).
+    #[error("no answer within {secs} s: {message}")]
+    RelayTimeout {
+        /// `--timeout`.
+        secs: u64,
+        /// The relay's message: which hop gave up.
+        message: String,
+    },
     /// The other end answered with an error.
     #[error("error ({code}): {message}")]
     Remote {
@@ -129,7 +139,9 @@ impl MainError {
             MainError::Usage(_) => exit::USAGE,
             MainError::Unreachable(_) => exit::UNREACHABLE,
             MainError::Retry { .. } => exit::RETRY,
-            MainError::Timeout(_) => exit::TIMEOUT,
+            // a relay's Error Timeout is the same event as our own timeout, seen from closer
+            // (whichever comes first at the deadline): the same exit code
+            MainError::Timeout(_) | MainError::RelayTimeout { .. } => exit::TIMEOUT,
             MainError::Remote { .. } => exit::REMOTE,
             MainError::Other(_) => exit::FAILURE,
         }
@@ -207,6 +219,13 @@ fn main_exec(argv: &[String]) -> Result<(), MainError> {
         }
         Err(ClientError::Retry { reason, detail }) => Err(MainError::Retry { reason, detail }),
         Err(ClientError::Timeout { .. }) => Err(MainError::Timeout(timeout.as_secs())),
+        Err(ClientError::Remote {
+            code: vm_proto::ErrorCode::Timeout,
+            message,
+        }) => Err(MainError::RelayTimeout {
+            secs: timeout.as_secs(),
+            message,
+        }),
         Err(ClientError::Remote { code, message }) => Err(MainError::Remote { code, message }),
         Err(e) => Err(MainError::Other(e)),
     }

@@ -6,7 +6,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-use vm_libvirt::{Hypervisor, Libvirt};
+use vm_libvirt::virsh::{Definition, Definitions};
 use vm_pcmk::Cib;
 use vm_pcmk::xml::Element;
 use vm_seal::{Key, KeyError};
@@ -62,15 +62,18 @@ pub fn run(app: &App, args: &CheckArgs) -> Result<Outcome> {
     } else {
         domains.to_vec()
     };
-    let libvirt = Libvirt::open(&config.hypervisor);
+    // virsh, not a libvirt connection: vm-ctl links no libvirt, whose libraries would cost
+    // every vm-ctl command's start ~10 ms (vm_libvirt::virsh)
+    let libvirt = Definitions::read(&config.hypervisor);
     if let Err(e) = &libvirt {
         f.push(
             "libvirt",
             FindingCode::LibvirtUnreachable,
             Level::Warning,
             format!(
-                "cannot connect to {} ({e}): libvirt autostart not checked",
-                config.hypervisor
+                "cannot read libvirt at {} ({}): libvirt autostart not checked",
+                config.hypervisor,
+                vm_common::error_chain(e)
             ),
             "run vm-ctl check on a host where libvirtd runs",
         );
@@ -129,25 +132,7 @@ fn check_cluster(config: &Config, cib: &Cib, f: &mut Findings) {
             }
         }
     }
-    let find_clone = |needle: &str| {
-        cib.section("resources").and_then(|r| {
-            r.elements()
-                .filter(|c| c.name == "clone")
-                .find(|c| {
-                    c.descendants().iter().any(|e| {
-                        ["id", "type"].iter().any(|a| {
-                            e.get(a).is_some_and(|v| {
-                                v.to_ascii_lowercase()
-                                    .replace(['-', '_'], "")
-                                    .contains(needle)
-                            })
-                        })
-                    })
-                })
-                .and_then(|c| c.id().map(str::to_owned))
-        })
-    };
-    let connectd = find_clone("vmconnectd");
+    let connectd = crate::clones::find(cib, "vm-connectd");
     check_managerd_clones(config, cib, connectd.as_deref(), f);
     match connectd {
         Some(id) => {
@@ -504,7 +489,13 @@ fn check_recovery(
     }
 }
 
-fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str, f: &mut Findings) {
+fn check_guest(
+    config: &Config,
+    cib: &Cib,
+    libvirt: Option<&Definitions>,
+    dom: &str,
+    f: &mut Findings,
+) {
     let rsc = ids::rsc(dom);
     match guest::primitive(cib, dom) {
         Ok(prim) => {
@@ -610,19 +601,20 @@ fn check_guest(config: &Config, cib: &Cib, libvirt: Option<&Libvirt>, dom: &str,
         );
     }
     if let Some(lv) = libvirt {
-        match lv.domain(dom) {
-            Ok(Some(info)) if info.persistent => match lv.autostart(dom) {
-                Ok(true) => f.push(
-                    dom, FindingCode::AutostartOn,
-                    Level::Error,
-                    "libvirt autostart is on: libvirtd would start the guest behind Pacemaker's back (e.g. after it was fenced)",
-                    format!("virsh autostart --disable {dom}"),
-                ),
-                Ok(false) => f.ok(dom, FindingCode::AutostartOff, "libvirt autostart is off"),
-                Err(e) => f.push(dom, FindingCode::AutostartUnknown, Level::Warning, format!("cannot read autostart: {e}"), ""),
-            },
-            Ok(_) => f.ok(dom, FindingCode::Transient, "not defined persistently in libvirt (VirtualDomain runs it transient): no autostart"),
-            Err(e) => f.push(dom, FindingCode::LibvirtLookupFailed, Level::Warning, format!("cannot look it up in libvirt: {e}"), ""),
+        match lv.of(dom) {
+            Definition::Persistent { autostart: Some(true) } => f.push(
+                dom, FindingCode::AutostartOn,
+                Level::Error,
+                "libvirt autostart is on: libvirtd would start the guest behind Pacemaker's back (e.g. after it was fenced)",
+                format!("virsh autostart --disable {dom}"),
+            ),
+            Definition::Persistent { autostart: Some(false) } => f.ok(dom, FindingCode::AutostartOff, "libvirt autostart is off"),
+            Definition::Persistent { autostart: None } => f.push(
+                dom, FindingCode::AutostartUnknown, Level::Warning,
+                format!("cannot read autostart: {}", lv.autostart_error().unwrap_or("unknown error")),
+                "",
+            ),
+            Definition::Transient => f.ok(dom, FindingCode::Transient, "not defined persistently in libvirt (VirtualDomain runs it transient): no autostart"),
         }
     }
 }

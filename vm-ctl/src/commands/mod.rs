@@ -8,6 +8,7 @@ pub mod list;
 pub mod location;
 pub mod moves;
 pub mod role;
+pub mod status;
 pub mod stonith;
 
 use std::time::Duration;
@@ -68,6 +69,7 @@ pub fn dispatch(app: &App, command: &Command) -> Result<Outcome> {
             location::run(app, domain.as_deref(), before.as_deref())
         }
         Command::Check(args) => check::run(app, args),
+        Command::Status(_) => status::run(app),
         Command::Stonith(cmd) => match cmd {
             StonithCmd::Keygen {
                 cluster,

@@ -72,14 +72,9 @@ pub fn node_keys(cib: &Cib) -> Vec<NodeKeys> {
                 .iter()
                 .find(|s| s.get("uname") == Some(node.as_str()));
             let online = state.is_some_and(|s| is_up(s.get("in_ccm")) && is_up(s.get("crmd")));
-            let published = state
-                .and_then(|s| s.find("transient_attributes"))
-                .and_then(|t| {
-                    t.descendants()
-                        .into_iter()
-                        .find(|e| e.name == "nvpair" && e.get("name") == Some(PUBLISHED_KEYS_ATTR))
-                })
-                .map(|nv| nv.get("value").unwrap_or_default().to_owned());
+            let published = cib
+                .transient_attribute(&node, PUBLISHED_KEYS_ATTR)
+                .map(str::to_owned);
             NodeKeys {
                 node,
                 online,

@@ -1,0 +1,323 @@
+//! What the CIB's status section records about a resource beyond what `crm_mon` reports: the
+//! operation history of each node (`lrm_rsc_op`), its fail counts (the transient attributes
+//! `fail-count-<rsc>#<op>_<interval>` the controller writes), and from them a live migration in
+//! progress.
+//!
+//! Everything here reads one [`Cib`] snapshot; nothing is written.
+
+use serde::Serialize;
+
+use crate::Cib;
+use crate::xml::Element;
+
+/// `op-status` of an operation still running (Pacemaker's `PCMK_EXEC_PENDING`), recorded when
+/// `record-pending` is on (its default since Pacemaker 2.1).
+const EXEC_PENDING: &str = "-1";
+
+/// The value Pacemaker writes for an infinite fail count (`INFINITY`, its score infinity).
+pub const FAIL_COUNT_INFINITY: u64 = 1_000_000;
+
+/// One recorded operation of a resource on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LrmOp {
+    /// The node whose history holds it.
+    pub node: String,
+    /// The entry's id (`<rsc>_last_0`, `<rsc>_last_failure_0`, `<rsc>_monitor_10000`).
+    pub id: String,
+    /// `start`, `stop`, `monitor`, `migrate_to`, ...
+    pub operation: String,
+    /// The executor's call id (`-1` while pending).
+    pub call_id: i64,
+    /// The agent's exit code.
+    pub rc_code: Option<i32>,
+    /// Still running (recorded as pending).
+    pub pending: bool,
+    /// The interval of a recurring operation, in ms (0: not recurring).
+    pub interval_ms: u64,
+    /// When its result last changed (Unix seconds).
+    pub last_rc_change: Option<u64>,
+    /// The agent's reason for a failure.
+    pub exit_reason: String,
+    /// A migration's source node.
+    pub migrate_source: Option<String>,
+    /// A migration's target node.
+    pub migrate_target: Option<String>,
+}
+
+fn parse_op(node: &str, op: &Element) -> Option<LrmOp> {
+    let attr = |a: &str| op.get(a).filter(|v| !v.is_empty()).map(str::to_owned);
+    Some(LrmOp {
+        node: node.to_owned(),
+        id: op.id()?.to_owned(),
+        operation: op.get("operation")?.to_owned(),
+        call_id: op.get("call-id").and_then(|c| c.parse().ok()).unwrap_or(-1),
+        rc_code: op.get("rc-code").and_then(|c| c.parse().ok()),
+        pending: op.get("op-status") == Some(EXEC_PENDING),
+        interval_ms: op.get("interval").and_then(|i| i.parse().ok()).unwrap_or(0),
+        last_rc_change: op.get("last-rc-change").and_then(|t| t.parse().ok()),
+        exit_reason: op.get("exit-reason").unwrap_or("").to_owned(),
+        migrate_source: attr("migrate_source"),
+        migrate_target: attr("migrate_target"),
+    })
+}
+
+/// Every recorded operation of resource `rsc` (a primitive's id; clone instances are recorded
+/// as `rsc:N` or `rsc`), on every node, in document order.
+pub fn lrm_ops(cib: &Cib, rsc: &str) -> Vec<LrmOp> {
+    let mut out = Vec::new();
+    for state in cib.node_states() {
+        let Some(node) = state.get("uname") else {
+            continue;
+        };
+        let Some(resources) = state.path(&["lrm", "lrm_resources"]) else {
+            continue;
+        };
+        for r in resources.elements().filter(|r| {
+            r.name == "lrm_resource"
+                && r.id().is_some_and(|id| {
+                    id == rsc
+                        || id
+                            .strip_prefix(rsc)
+                            .is_some_and(|rest| rest.starts_with(':'))
+                })
+        }) {
+            out.extend(
+                r.elements()
+                    .filter(|o| o.name == "lrm_rsc_op")
+                    .filter_map(|o| parse_op(node, o)),
+            );
+        }
+    }
+    out
+}
+
+/// A live migration of `rsc` in progress, as `(source, target)`: on some node the last
+/// non-recurring operation (the `<rsc>_last_0` entry) is a `migrate_to` that is pending or
+/// succeeded (the target's `migrate_from` has not been recorded over it yet), or a pending
+/// `migrate_from`. `crm_mon` shows the first as the role `Migrating` on no node; this names the
+/// nodes.
+pub fn migration(cib: &Cib, rsc: &str) -> Option<(String, String)> {
+    lrm_ops(cib, rsc)
+        .into_iter()
+        .filter(|o| o.id.ends_with("_last_0"))
+        .find(|o| match o.operation.as_str() {
+            "migrate_to" => o.pending || o.rc_code == Some(0),
+            "migrate_from" => o.pending,
+            _ => false,
+        })
+        .and_then(|o| Some((o.migrate_source?, o.migrate_target?)))
+}
+
+/// One fail count of a resource on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailCount {
+    /// The node.
+    pub node: String,
+    /// The operation that failed (`None` for the older per-resource attribute).
+    pub operation: Option<String>,
+    /// Its interval in ms (`None` with `operation`).
+    pub interval_ms: Option<u64>,
+    /// How many failures count (`INFINITY` is [`FAIL_COUNT_INFINITY`]).
+    pub count: u64,
+    /// When the last one was (Unix seconds), from the matching `last-failure-*` attribute.
+    pub last_failure: Option<u64>,
+}
+
+/// Every fail count of resource `rsc` in the status section, node by node. Pacemaker 2.1
+/// writes `fail-count-<rsc>#<op>_<interval ms>` (and `last-failure-...` beside it); older
+/// versions one `fail-count-<rsc>`. Zero counts are left out.
+pub fn fail_counts(cib: &Cib, rsc: &str) -> Vec<FailCount> {
+    let mut out = Vec::new();
+    for state in cib.node_states() {
+        let Some(node) = state.get("uname") else {
+            continue;
+        };
+        let attrs = cib.transient_attributes(node);
+        for (name, value) in &attrs {
+            let Some(rest) = name
+                .strip_prefix("fail-count-")
+                .and_then(|r| r.strip_prefix(rsc))
+            else {
+                continue;
+            };
+            let (operation, interval_ms) = match rest {
+                "" => (None, None),
+                r => {
+                    let Some(op_key) = r.strip_prefix('#') else {
+                        continue;
+                    };
+                    match op_key.rsplit_once('_') {
+                        Some((op, interval)) => (Some(op.to_owned()), interval.parse::<u64>().ok()),
+                        None => (Some(op_key.to_owned()), None),
+                    }
+                }
+            };
+            let count = if value.eq_ignore_ascii_case("INFINITY") {
+                FAIL_COUNT_INFINITY
+            } else {
+                value.parse::<u64>().unwrap_or(0).min(FAIL_COUNT_INFINITY)
+            };
+            if count == 0 {
+                continue;
+            }
+            let last = format!("last-failure-{}", &name["fail-count-".len()..]);
+            let last_failure = attrs
+                .iter()
+                .find(|(n, _)| *n == last)
+                .and_then(|(_, v)| v.parse().ok());
+            out.push(FailCount {
+                node: node.to_owned(),
+                operation,
+                interval_ms,
+                count,
+                last_failure,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `lrm_rsc_op`; `extra` attributes replace the defaults of the same name.
+    fn op(id: &str, operation: &str, extra: &str) -> String {
+        let defaults = [
+            r#"call-id="5""#,
+            r#"rc-code="0""#,
+            r#"op-status="0""#,
+            r#"interval="0""#,
+            r#"last-rc-change="1700000000""#,
+        ];
+        let kept: Vec<&str> = defaults
+            .into_iter()
+            .filter(|d| !extra.contains(&d[..d.find('=').unwrap_or(0) + 1]))
+            .collect();
+        format!(
+            r#"<lrm_rsc_op id="{id}" operation_key="x" operation="{operation}" {} {extra}/>"#,
+            kept.join(" ")
+        )
+    }
+
+    fn cib(n1_ops: &str, n2_ops: &str, n1_attrs: &str) -> Cib {
+        Cib::parse(&format!(
+            r#"<cib><configuration/><status>
+              <node_state id="1" uname="n1"><transient_attributes id="1"><instance_attributes id="status-1">{n1_attrs}</instance_attributes></transient_attributes>
+                <lrm id="1"><lrm_resources><lrm_resource id="g" type="VirtualDomain" class="ocf">{n1_ops}</lrm_resource>
+                <lrm_resource id="g10" type="VirtualDomain" class="ocf">{}</lrm_resource></lrm_resources></lrm></node_state>
+              <node_state id="2" uname="n2"><lrm id="2"><lrm_resources><lrm_resource id="g" type="VirtualDomain" class="ocf">{n2_ops}</lrm_resource></lrm_resources></lrm></node_state>
+            </status></cib>"#,
+            op("g10_last_0", "migrate_to", r#"migrate_source="n1" migrate_target="n2""#)
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn operations_are_read_per_node_and_resource() {
+        let c = cib(
+            &op("g_last_0", "start", ""),
+            &op(
+                "g_last_failure_0",
+                "monitor",
+                r#"rc-code="7" interval="10000" exit-reason="gone""#,
+            ),
+            "",
+        );
+        let ops = lrm_ops(&c, "g");
+        assert_eq!(ops.len(), 2);
+        assert_eq!(
+            (ops[0].node.as_str(), ops[0].operation.as_str()),
+            ("n1", "start")
+        );
+        let f = &ops[1];
+        assert_eq!(
+            (
+                f.node.as_str(),
+                f.rc_code,
+                f.interval_ms,
+                f.exit_reason.as_str(),
+                f.pending
+            ),
+            ("n2", Some(7), 10_000, "gone", false)
+        );
+        assert_eq!(f.last_rc_change, Some(1_700_000_000));
+        // g10's history is not g's
+        assert_eq!(migration(&c, "g"), None);
+        assert_eq!(migration(&c, "g10"), Some(("n1".into(), "n2".into())));
+    }
+
+    #[test]
+    fn migrations_in_progress_are_found_at_each_step() {
+        let mig = r#"migrate_source="n1" migrate_target="n2""#;
+        let pending = format!(r#"call-id="-1" rc-code="193" op-status="-1" {mig}"#);
+        // migrate_to running on the source
+        let c = cib(&op("g_last_0", "migrate_to", &pending), "", "");
+        assert_eq!(migration(&c, "g"), Some(("n1".into(), "n2".into())));
+        // migrate_to done, migrate_from running on the target
+        let c = cib(
+            &op("g_last_0", "migrate_to", mig),
+            &op("g_last_0", "migrate_from", &pending),
+            "",
+        );
+        assert_eq!(migration(&c, "g"), Some(("n1".into(), "n2".into())));
+        // migrate_from done, the source's stop recorded: over
+        let c = cib(
+            &op("g_last_0", "stop", ""),
+            &op("g_last_0", "migrate_from", mig),
+            "",
+        );
+        assert_eq!(migration(&c, "g"), None);
+        // a failed migrate_to is no migration in progress
+        let c = cib(
+            &op("g_last_0", "migrate_to", &format!(r#"rc-code="1" {mig}"#)),
+            "",
+            "",
+        );
+        assert_eq!(migration(&c, "g"), None);
+    }
+
+    #[test]
+    fn fail_counts_per_operation_with_their_last_failure() {
+        let nv =
+            |n: &str, v: &str| format!(r#"<nvpair id="status-1-{n}" name="{n}" value="{v}"/>"#);
+        let attrs = [
+            nv("fail-count-g#monitor_10000", "2"),
+            nv("last-failure-g#monitor_10000", "1700000050"),
+            nv("fail-count-g#start_0", "INFINITY"),
+            nv("fail-count-g10#start_0", "3"),
+            nv("fail-count-g#stop_0", "0"),
+            nv("fail-count-g", "1"),
+        ]
+        .concat();
+        let c = cib("", "", &attrs);
+        let fc = fail_counts(&c, "g");
+        assert_eq!(
+            fc,
+            [
+                FailCount {
+                    node: "n1".into(),
+                    operation: Some("monitor".into()),
+                    interval_ms: Some(10_000),
+                    count: 2,
+                    last_failure: Some(1_700_000_050),
+                },
+                FailCount {
+                    node: "n1".into(),
+                    operation: Some("start".into()),
+                    interval_ms: Some(0),
+                    count: FAIL_COUNT_INFINITY,
+                    last_failure: None,
+                },
+                FailCount {
+                    node: "n1".into(),
+                    operation: None,
+                    interval_ms: None,
+                    count: 1,
+                    last_failure: None,
+                },
+            ]
+        );
+        assert_eq!(fail_counts(&c, "g1"), []);
+    }
+}
