@@ -305,7 +305,8 @@ TOML
     vmctl_conf "$GC/vm" vm_allow_migrate=on vm_stonith=on "vm_start_op=(0 60s restart)" \
         "vm_stop_op=(0 60s)" "vm_monitor_op=(10s 30s restart)" "vm_migrate_to_op=(0 120s)" \
         "vm_migrate_from_op=(0 60s restart)" "vm_pingd1=(clnPingd default_ping_set)" \
-        "vm_stonithd1=(clnVmStonithd)" vm_connectd_sock_dir=/run/pmkt/vmconnectd >"$GC/vm-ctl.conf"
+        "vm_stonithd1=(clnVmStonithd)" vm_connectd_sock_dir=/run/pmkt/vmconnectd \
+        vm_liveness_timeout=120s vm_migration_threshold=3 vm_failure_timeout=10min >"$GC/vm-ctl.conf"
     local list
     list=$(IFS=,; echo "${GUESTS[*]}")
     if [ "$FENCE" = vmstonith ]; then
