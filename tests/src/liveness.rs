@@ -66,6 +66,8 @@ impl PanicBed {
         };
         let home = nodes[home % nodes.len()].clone();
         bed.vmctl.ok(&["resource", "add", name, "-a", &home]);
+        // (no failure of an earlier resource of that name may be taken for this one's)
+        bed.cleanup();
         bed.vmctl.ok(&["resource", "start", name, "--wait=120"]);
         wait_ready(&bed.console_log(&home), Duration::from_secs(90));
         bed
@@ -129,18 +131,23 @@ impl PanicBed {
         )
     }
 
-    /// Waits for a failed monitor of the guest on `node` in `crm_mon`; returns its (operation
-    /// key, node, exit reason).
-    pub fn wait_failed_monitor(&self, node: &str, within: Duration) -> (String, String, String) {
+    /// Waits for a failed monitor of the guest on `node` in `crm_mon` other than `before` (a
+    /// failure recorded earlier, which `crm_mon` keeps listing until it expires or is cleaned
+    /// up); returns its (operation key, node, exit reason, call id).
+    pub fn wait_failed_monitor(
+        &self,
+        node: &str,
+        before: Option<&(String, String, String, String)>,
+        within: Duration,
+    ) -> (String, String, String, String) {
         let op = format!("{}_monitor", self.rsc);
         wait_for(
             &format!("{}'s monitor to fail on {node}", self.rsc),
             within,
             || {
-                self.mn
-                    .failures()
-                    .into_iter()
-                    .find(|(key, at, _)| key.starts_with(&op) && at == node)
+                self.mn.failures().into_iter().find(|f| {
+                    f.0.starts_with(&op) && f.1 == node && before.is_none_or(|b| b.3 != f.3)
+                })
             },
         )
     }

@@ -126,8 +126,8 @@ impl MultiNode {
     }
 
     /// The failed operations `crm_mon` lists (seen from any node): (operation key, node, exit
-    /// reason).
-    pub fn failures(&self) -> Vec<(String, String, String)> {
+    /// reason, call id: a new failure of the same operation has another).
+    pub fn failures(&self) -> Vec<(String, String, String, String)> {
         let Some(xml) = self.nodes().into_iter().find_map(|n| self.crm_mon_xml(n)) else {
             return Vec::new();
         };
@@ -139,7 +139,7 @@ impl MultiNode {
             .filter(|e| e.name == "failure")
             .map(|e| {
                 let a = |k: &str| e.get(k).unwrap_or("").to_owned();
-                (a("op_key"), a("node"), a("exitreason"))
+                (a("op_key"), a("node"), a("exitreason"), a("call"))
             })
             .collect()
     }

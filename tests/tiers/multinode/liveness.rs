@@ -57,7 +57,11 @@ fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
     tl.step(format!("liveness on {home}: {v}"));
     stage(&bed, Some(("answering", &home)));
 
-    let panic_until_failed = |n: u32, tl: &mut Timeline| {
+    // each panic's failed monitor: the second must be a new failure, not the first one, which
+    // crm_mon keeps listing (with the fail count) until it expires
+    let panic_until_failed = |n: u32,
+                              before: Option<&(String, String, String, String)>,
+                              tl: &mut Timeline| {
         bed.panic(&home);
         tl.step(format!(
             "panic #{n}: `echo c > /proc/sysrq-trigger` in {name} on {home} (console: Kernel panic; QEMU keeps running)"
@@ -66,7 +70,7 @@ fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
         tl.step(format!("liveness on {home}: {v}"));
         // (the monitor fails liveness_timeout later: vm-ctl status shows the silence meanwhile)
         stage(&bed, Some(("silent", &home)));
-        let failure = bed.wait_failed_monitor(&home, Duration::from_secs(90));
+        let failure = bed.wait_failed_monitor(&home, before, Duration::from_secs(90));
         assert!(
             failure.2.contains(&format!("guest {name} silent for")),
             "exit reason: {failure:?}"
@@ -76,10 +80,11 @@ fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
             failure.0, failure.2
         ));
         stage(&bed, None);
+        failure
     };
 
     // first panic: restarted where it was (migration-threshold 2 not reached)
-    panic_until_failed(1, &mut tl);
+    let first = panic_until_failed(1, None, &mut tl);
     bed.wait_rebooted_on(&home, Duration::from_secs(120));
     tl.step(format!("{name} restarted on {home} (booted afresh)"));
     let v = bed.wait_liveness(&home, "up:answering:", Duration::from_secs(90));
@@ -87,7 +92,7 @@ fn multinode_a_panicked_guest_is_restarted_then_moved_away() {
     stage(&bed, Some(("answering", &home)));
 
     // second panic: fail count 2 = migration-threshold: it moves to another node
-    panic_until_failed(2, &mut tl);
+    panic_until_failed(2, Some(&first), &mut tl);
     let moved_to = wait_for(
         &format!("{name} to start on another node"),
         Duration::from_secs(120),
