@@ -684,6 +684,7 @@ ping_step() {
         done
     ) &
     poller=$!
+    wait_until 10 test -s "$hfile" || die "cannot read $PING_ATTR on $h"
     t_break=$(now)
     ping_break "$h"
     mark_at "$t_break" "break host $h's ping targets (g2's host; nft in $h's network namespace only rejects its ICMP echo requests)"
@@ -708,24 +709,23 @@ ping_step() {
 
 # ping_follow SINCE H VALUE DUMMY HOST-TEST WHAT: wait until H's attribute passes HOST-TEST
 # (lt 200, gte 300) in the poller's record after SINCE, g2's mirrored value is VALUE and dummy
-# is DUMMY; mark the three with the times they were first seen
+# is DUMMY; mark the three with the times they were first seen. The guest's value is polled
+# alone first (one attrd_updater over the console, ~0.3 s a round), then dummy (crm_mon).
 ping_follow() {
-    local since=$1 h=$2 want=$3 dummy=$4 test=$5 what=$6 t_host='' host_v='' t_guest='' t_dummy='' st t deadline
+    local since=$1 h=$2 want=$3 dummy=$4 test=$5 what=$6 t_host='' host_v='' t_guest='' t_dummy='' v deadline
     local op=${test% *} lim=${test#* } prev
     prev=$(awk -v since="$since" '$1 < since { v = $2 } END { print v }' "$GC/host-ping")
     deadline=$((SECONDS + 60))
-    while [ $SECONDS -lt $deadline ]; do
-        st=$(gping g2) || st=
-        t=$(now)
-        if [ -z "$t_host" ]; then
-            read -r t_host host_v < <(awk -v op="$op" -v lim="$lim" -v since="$since" '$1 >= since && $2 ~ /^[0-9]+$/ &&
-                ((op == "lt" && $2 + 0 < lim) || (op == "gte" && $2 + 0 >= lim)) { print; exit }' "$GC/host-ping") || true
-        fi
-        [ -n "$t_guest" ] || [ "${st%%|*}" != "$want" ] || t_guest=$t
-        [ -n "$t_dummy" ] || [ "${st#*|}" != "$dummy" ] || t_dummy=$t
-        [ -z "$t_host" ] || [ -z "$t_guest" ] || [ -z "$t_dummy" ] || break
-        sleep 0.2
+    while [ -z "$t_guest" ] && [ $SECONDS -lt $deadline ]; do
+        v=$(gexec g1 "attrd_updater -Q -n $PING_ATTR -N g2 2>/dev/null" 20 2>/dev/null |
+            sed -n 's/.* value="\([^"]*\)".*/\1/p') || v=
+        if [ "$v" = "$want" ]; then t_guest=$(now); else sleep 0.1; fi
     done
+    while [ -z "$t_dummy" ] && [ $SECONDS -lt $deadline ]; do
+        if dummy_on g1 "${dummy#Started }"; then t_dummy=$(now); else sleep 0.2; fi
+    done
+    read -r t_host host_v < <(awk -v op="$op" -v lim="$lim" -v since="$since" '$1 >= since && $2 ~ /^[0-9]+$/ &&
+        ((op == "lt" && $2 + 0 < lim) || (op == "gte" && $2 + 0 >= lim)) { print; exit }' "$GC/host-ping") || true
     [ -n "$t_host" ] || die "$PING_ATTR on $h did not become $test within 60 s: $(cat "$GC/host-ping")"
     [ -n "$t_guest" ] || die "g2's mirrored $PING_ATTR did not become $want within 60 s: $(gping g2 || true)"
     [ -n "$t_dummy" ] || die "dummy did not become '$dummy' within 60 s: $(gping g2 || true)"
@@ -923,6 +923,17 @@ chmod 0755 /root/attrd-mark" 20 >/dev/null ||
         "$GC/bench-churn.writes" | tee "$GC/bench-churn.rate"
 }
 
+# the host daemons' logs of every node that runs, into $GC/logs (before `down` loses them)
+keep_logs() {
+    local n f
+    for n in $("$MNSH" nodes); do
+        mkdir -p "$GC/logs/$n"
+        for f in vm-managerd vm-connectd vm-stonithd; do
+            on "$n" cat "/run/pmkt/$f.log" >"$GC/logs/$n/$f.log" 2>/dev/null || true
+        done
+    done
+}
+
 down() { "$MNSH" down; }
 
 cmd=${1:-}
@@ -944,7 +955,7 @@ bench)
     summary ;;
 managerd-bench)
     # bench/vm-managerd.sh gc: up, the probe's samples, down
-    if [ "${KEEP:-0}" != 1 ]; then trap 'down' EXIT; fi
+    if [ "${KEEP:-0}" != 1 ]; then trap 'keep_logs; down' EXIT; fi
     managerd_bench "$@" ;;
 down) down ;;
 gexec) [ $# -ge 2 ] || die "usage: $0 gexec GUEST CMD [TIMEOUT]"; gexec "$@" ;;
