@@ -281,3 +281,68 @@ fn check_host_health(lines: &[&str], timeline: &str) -> Health {
         dummy: red[3] - red[1],
     }
 }
+
+/// The checks themselves, on a timeline the story wrote (`fixtures/timeline.txt`, the guest
+/// tier's run at 94c6a3c): they pass it, and fail it when a step is missing or out of order.
+/// (Plain unit tests: they run in the unit tier.)
+mod checks {
+    use super::check_timeline;
+
+    const RECORDED: &str = include_str!("fixtures/timeline.txt");
+
+    /// `RECORDED` with the line containing `what` replaced by `by` (or removed).
+    fn edited(what: &str, by: Option<&str>) -> String {
+        let mut found = false;
+        let out: Vec<String> = RECORDED
+            .lines()
+            .filter_map(|l| {
+                if !found && l.contains(what) {
+                    found = true;
+                    by.map(str::to_owned)
+                } else {
+                    Some(l.to_owned())
+                }
+            })
+            .collect();
+        assert!(found, "{what:?} is not in the recorded timeline");
+        out.join("\n")
+    }
+
+    #[test]
+    fn a_recorded_timeline_passes() {
+        let (health, recovered) = check_timeline(RECORDED);
+        assert!((health.guest - 4.5).abs() < 0.01, "{}", health.guest);
+        assert!((health.dummy - 5.6).abs() < 0.01, "{}", health.dummy);
+        assert_eq!(recovered, [21.2, 19.1, 31.8]);
+    }
+
+    #[test]
+    #[should_panic(expected = "no fence: the host and guest clusters")]
+    fn the_no_fence_check_must_be_there() {
+        check_timeline(&edited("  no fence: ", None));
+    }
+
+    #[test]
+    #[should_panic(expected = "host health step out of causal order")]
+    fn the_guest_may_not_see_red_before_the_host() {
+        check_timeline(&edited(
+            "guest cluster: g2's default_ping_set -> red",
+            Some("  +243.0 s    guest cluster: g2's default_ping_set -> red (vm-client)"),
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "host health step out of causal order")]
+    fn dummy_may_not_move_before_the_guest_sees_red() {
+        check_timeline(&edited(
+            "guest cluster moves dummy to g1",
+            Some("  +248.0 s    guest cluster moves dummy to g1"),
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "missing after line")]
+    fn dummy_must_come_back() {
+        check_timeline(&edited("guest cluster moves dummy back to g2", None));
+    }
+}
