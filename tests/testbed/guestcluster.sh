@@ -208,38 +208,33 @@ host_daemons() {
     <operations><op id='vm-connectd-mon' name='monitor' interval='10s'/></operations>
   </primitive>
 </clone>"
-    has clone clnVmStonithd || on "$n" cibadmin --create -o resources -X "<clone id='clnVmStonithd'>
-  <primitive id='vm-stonithd' class='ocf' provider='pm-kvm-tools' type='vm-stonithd'>
-    <instance_attributes id='vm-stonithd-ia'>
-      <nvpair id='vm-stonithd-config' name='config' value='$GC/vm-stonithd.toml'/>
-      <nvpair id='vm-stonithd-logfile' name='logfile' value='/run/pmkt/vm-stonithd.log'/>
+    # a host module (vm-stonithd, vm-managerd) with its configuration file: its clone, ordered
+    # after vm-connectd's and colocated with it
+    module_clone() {
+        local kind=$1 cln=$2 config=$3 ops=$4
+        has clone "$cln" || on "$n" cibadmin --create -o resources -X "<clone id='$cln'>
+  <primitive id='$kind' class='ocf' provider='pm-kvm-tools' type='$kind'>
+    <instance_attributes id='$kind-ia'>
+      <nvpair id='$kind-config' name='config' value='$config'/>
+      <nvpair id='$kind-logfile' name='logfile' value='/run/pmkt/$kind.log'/>
     </instance_attributes>
-    <operations>
+    <operations>$ops</operations>
+  </primitive>
+</clone>"
+        has rsc_order "odr${cln#cln}" ||
+            on "$n" cibadmin --create -o constraints -X "<rsc_order id='odr${cln#cln}' kind='Mandatory' first='clnVmConnectd' then='$cln'/>"
+        has rsc_colocation "col${cln#cln}" ||
+            on "$n" cibadmin --create -o constraints -X "<rsc_colocation id='col${cln#cln}' score='INFINITY' rsc='$cln' with-rsc='clnVmConnectd'/>"
+    }
+    module_clone vm-stonithd clnVmStonithd "$GC/vm-stonithd.toml" "
       <op id='vm-stonithd-start' name='start' interval='0' timeout='30s'/>
       <op id='vm-stonithd-stop' name='stop' interval='0' timeout='90s'/>
       <op id='vm-stonithd-mon' name='monitor' interval='10s' timeout='20s'/>
-    </operations>
-  </primitive>
-</clone>"
-    has rsc_order odrVmStonithd ||
-        on "$n" cibadmin --create -o constraints -X "<rsc_order id='odrVmStonithd' kind='Mandatory' first='clnVmConnectd' then='clnVmStonithd'/>"
-    has rsc_colocation colVmStonithd ||
-        on "$n" cibadmin --create -o constraints -X "<rsc_colocation id='colVmStonithd' score='INFINITY' rsc='clnVmStonithd' with-rsc='clnVmConnectd'/>"
+    "
     # vm-managerd (operations.md, "vm-managerd: host attributes for guests"), with the
     # scenario's rule file
-    has clone clnVmManagerd || on "$n" cibadmin --create -o resources -X "<clone id='clnVmManagerd'>
-  <primitive id='vm-managerd' class='ocf' provider='pm-kvm-tools' type='vm-managerd'>
-    <instance_attributes id='vm-managerd-ia'>
-      <nvpair id='vm-managerd-config' name='config' value='$GC/vm-manager.conf'/>
-      <nvpair id='vm-managerd-logfile' name='logfile' value='/run/pmkt/vm-managerd.log'/>
-    </instance_attributes>
-    <operations><op id='vm-managerd-mon' name='monitor' interval='10s' timeout='20s'/></operations>
-  </primitive>
-</clone>"
-    has rsc_order odrVmManagerd ||
-        on "$n" cibadmin --create -o constraints -X "<rsc_order id='odrVmManagerd' kind='Mandatory' first='clnVmConnectd' then='clnVmManagerd'/>"
-    has rsc_colocation colVmManagerd ||
-        on "$n" cibadmin --create -o constraints -X "<rsc_colocation id='colVmManagerd' score='INFINITY' rsc='clnVmManagerd' with-rsc='clnVmConnectd'/>"
+    module_clone vm-managerd clnVmManagerd "$GC/vm-manager.conf" \
+        "<op id='vm-managerd-mon' name='monitor' interval='10s' timeout='20s'/>"
 }
 
 # vm-managerd's rule file for the scenario (the original's format; the same file on every host
