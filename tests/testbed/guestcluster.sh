@@ -211,12 +211,13 @@ host_daemons() {
     # a host module (vm-stonithd, vm-managerd) with its configuration file: its clone, ordered
     # after vm-connectd's and colocated with it
     module_clone() {
-        local kind=$1 cln=$2 config=$3 ops=$4
+        local kind=$1 cln=$2 config=$3 ops=$4 options=${5:-}
         has clone "$cln" || on "$n" cibadmin --create -o resources -X "<clone id='$cln'>
   <primitive id='$kind' class='ocf' provider='pm-kvm-tools' type='$kind'>
     <instance_attributes id='$kind-ia'>
       <nvpair id='$kind-config' name='config' value='$config'/>
-      <nvpair id='$kind-logfile' name='logfile' value='/run/pmkt/$kind.log'/>
+      <nvpair id='$kind-logfile' name='logfile' value='/run/pmkt/$kind.log'/>$(
+            [ -z "$options" ] || printf "\n      <nvpair id='%s-options' name='options' value='%s'/>" "$kind" "$options")
     </instance_attributes>
     <operations>$ops</operations>
   </primitive>
@@ -232,9 +233,10 @@ host_daemons() {
       <op id='vm-stonithd-mon' name='monitor' interval='10s' timeout='20s'/>
     "
     # vm-managerd (operations.md, "vm-managerd: host attributes for guests"), with the
-    # scenario's rule file
+    # scenario's rule file (the benchmark logs when each held answer leaves: debug)
     module_clone vm-managerd clnVmManagerd "$GC/vm-manager.conf" \
-        "<op id='vm-managerd-mon' name='monitor' interval='10s' timeout='20s'/>"
+        "<op id='vm-managerd-mon' name='monitor' interval='10s' timeout='20s'/>" \
+        "$([ "${PROBE:-0}" != 1 ] || echo -V)"
 }
 
 # vm-managerd's rule file for the scenario (the original's format; the same file on every host
@@ -839,10 +841,11 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f\n", (b - a) * 1000 }'; }
 
 # probe_changes N FILE TAG: N changes of pmkt_probe on g2's host, each timed from
 # attrd_updater's return on the host to the guest's attrd holding the value; ~1 s apart, as
-# separate events
+# separate events. FILE.raw: "T0 T1 HOST" of each.
 probe_changes() {
     local n=$1 out=$2 tag=$3 i h v t0 t1
     : >"$out"
+    : >"$out.raw"
     for i in $(seq "$n"); do
         h=$(host_of g2)
         v=$(printf '%s-%04d' "$tag" "$i")
@@ -850,8 +853,27 @@ probe_changes() {
         t0=$(now)
         t1=$(probe_wait "$h" "$v")
         ms "$t0" "$t1" >>"$out"
+        echo "$t0 $t1 $h" >>"$out.raw"
         sleep 1
     done
+}
+
+# split FILE: for each sample of FILE.raw, the milliseconds on the host (attrd_updater's return
+# to vm-managerd's answer leaving, its debug log on that node) and in the guest (from there to
+# the guest's attrd holding the value), "HOST GUEST" per line into FILE.split
+split_samples() {
+    local f=$1 t0 t1 h line ta
+    : >"$f.split"
+    while read -r t0 t1 h; do
+        ta=
+        while IFS= read -r line; do
+            ta=$(epoch "${line%% *}")
+            if awk -v a="$ta" -v b="$t0" -v c="$t1" 'BEGIN { exit !(a >= b - 0.05 && a <= c) }'; then break; fi
+            ta=
+        done < <(grep -a 'held wait answered' "$GC/logs/$h/vm-managerd.log" | grep -a 'guest=g2' | grep -a 'why="\?changed')
+        [ -n "$ta" ] || { echo "- -" >>"$f.split"; continue; }
+        echo "$(ms "$t0" "$ta") $(ms "$ta" "$t1")" >>"$f.split"
+    done <"$f.raw"
 }
 
 managerd_bench() {
@@ -883,12 +905,13 @@ chmod 0755 /root/attrd-mark" 20 >/dev/null ||
         v=$(printf '%s-m%04d' "$dst" "$i")
         on "$dst" attrd_updater -n pmkt_probe -U "$v"
         sleep 1
-        "$MNSH" bg "$dst" "events-$i" virsh -c qemu:///system event --domain g2 --event lifecycle --loop --timestamp
+        # every domain's events: g2 is not defined on the new host before the migration
+        "$MNSH" bg "$dst" "events-$i" virsh -c qemu:///system event --event lifecycle --loop --timestamp
         sleep 0.5
         vmctl resource move g2 -n "$dst" --wait=180 >>"$GC/bench-migration.log" 2>&1 || die "g2 did not migrate to $dst"
         t1=$(probe_wait "$dst" "$v")
         "$MNSH" stopbg "$dst" "events-$i"
-        ev=$(grep -a "Resumed Migrated" "$MN/$dst/events-$i.out" | head -1) ||
+        ev=$(grep -a "domain 'g2': Resumed Migrated" "$MN/$dst/events-$i.out" | head -1) ||
             die "no 'Resumed Migrated' event of g2 on $dst: $(cat "$MN/$dst/events-$i.out")"
         tr=$(epoch "${ev%%: event*}")
         ms "$tr" "$t1" >>"$GC/bench-migration.ms"
@@ -918,6 +941,9 @@ chmod 0755 /root/attrd-mark" 20 >/dev/null ||
     on "$n" crm_attribute --type crm_config --name pmkt-churn --delete >/dev/null 2>&1 || true
     awk 'NR == 1 { a = $1 } { b = $1 } END { if (NR > 1) printf "%d CIB writes in %.1f s: %.1f/s\n", NR, b - a, (NR - 1) / (b - a) }' \
         "$GC/bench-churn.writes" | tee "$GC/bench-churn.rate"
+    keep_logs
+    split_samples "$GC/bench-change.ms"
+    split_samples "$GC/bench-churn.ms"
 }
 
 # the host daemons' logs of every node that runs, into $GC/logs (before `down` loses them)

@@ -245,6 +245,14 @@ impl Daemon {
                     "the host node's attributes cannot be read now".into(),
                 )),
                 Some(a) if Some(a.tag()) != h.tag || now >= h.deadline => {
+                    // when each held answer leaves (the benchmark splits the latency here)
+                    tracing::debug!(
+                        guest = %h.origin,
+                        id,
+                        tag = %a.tag(),
+                        why = if Some(a.tag()) != h.tag { "changed" } else { "time is up" },
+                        "held wait answered"
+                    );
                     Some(Outcome::Reply(a.encode()))
                 }
                 Some(_) => None,
@@ -315,6 +323,7 @@ impl Daemon {
             self.refresh();
             self.send_all(self.due(Instant::now()));
             seen = self.trigger.wait(seen, period);
+            tracing::trace!(trigger = seen, "re-reading the node's attributes");
         }
     }
 
