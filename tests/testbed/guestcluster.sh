@@ -892,6 +892,12 @@ chmod 0755 /root/attrd-mark" 20 >/dev/null ||
         die "cannot set vm-client's attrd_updater"
     for n in $("$MNSH" nodes); do on "$n" attrd_updater -n pmkt_probe -U "warm-$n"; done
     probe_wait "$(host_of g2)" "warm-$(host_of g2)" >/dev/null
+    # what one attrd_updater costs in the guest (its clock; the guest side's main part)
+    # shellcheck disable=SC2016 # expanded in the guest
+    gexec g2 'a=$(date +%s%N); for i in 1 2 3 4 5; do attrd_updater -n pmkt_bench_cost -U $i; done;
+        b=$(date +%s%N); attrd_updater -n pmkt_bench_cost -D; echo $(( (b - a) / 5000000 ))' 60 |
+        tr -d '[:space:]' >"$GC/bench-attrd-cost.ms"
+    log "managerd bench: in g2, one attrd_updater -U takes $(cat "$GC/bench-attrd-cost.ms") ms (mean of 5)"
     log "managerd bench: the probe works; $samples changes"
     probe_changes "$samples" "$GC/bench-change.ms" change
 
@@ -916,7 +922,10 @@ chmod 0755 /root/attrd-mark" 20 >/dev/null ||
         tr=$(epoch "${ev%%: event*}")
         ms "$tr" "$t1" >>"$GC/bench-migration.ms"
         log "  $src -> $dst: resumed $(ms "$tr" "$t1") ms before the guest held $v"
-        sleep 2
+        # the guest cluster whole again, and settled, before the next one (TCG guests run
+        # slowly for a while after a migration: their translated code stays behind)
+        wait_until 60 gc_online g1 || die "the guest cluster lost a node after g2's migration to $dst"
+        sleep 5
     done
 
     # under CIB churn: another writer changes the CIB (crm_config) in a loop on another node
@@ -946,14 +955,18 @@ chmod 0755 /root/attrd-mark" 20 >/dev/null ||
     split_samples "$GC/bench-churn.ms"
 }
 
-# the host daemons' logs of every node that runs, into $GC/logs (before `down` loses them)
+# the host daemons' logs of every node that runs, and the end of each guest's Pacemaker log,
+# into $GC/logs (before `down` loses them)
 keep_logs() {
-    local n f
+    local n f g
     for n in $("$MNSH" nodes); do
         mkdir -p "$GC/logs/$n"
         for f in vm-managerd vm-connectd vm-stonithd; do
             on "$n" cat "/run/pmkt/$f.log" >"$GC/logs/$n/$f.log" 2>/dev/null || true
         done
+    done
+    for g in "${GUESTS[@]}"; do
+        gexec "$g" 'tail -n 300 /var/log/pacemaker/pacemaker.log' 20 >"$GC/logs/$g-pacemaker.log" 2>/dev/null || true
     done
 }
 
