@@ -824,6 +824,17 @@ attrd_updater "$@" || exit
 [ "$1 $2 $3" != "-n pmkt_probe -U" ] || echo "PMKT-PROBE $4" >/dev/ttyS0
 exit 0
 SH
+# PROBE_DIAG=1: the same, and how long the real one took (the guest's clock, two more
+# processes in every sample: for finding where time goes, not for the figures)
+read -r -d '' PROBE_MARK_DIAG <<'SH' || true
+#!/bin/sh
+a=$(date +%s%N)
+attrd_updater "$@" || exit
+b=$(date +%s%N)
+[ "$1 $2 $3" != "-n pmkt_probe -U" ] || echo "PMKT-PROBE $4" >/dev/ttyS0
+echo "$1 $2 $3 $4 $(( (b - a) / 1000000 ))" >>/run/pmkt-probe.times
+exit 0
+SH
 
 # probe_seen NODE VALUE: whether g2's console log on NODE has VALUE's marker
 probe_seen() { grep -qa "PMKT-PROBE $2" "$MN/$1/log-libvirt/g2.console.log" 2>/dev/null; }
@@ -877,12 +888,12 @@ split_samples() {
 }
 
 managerd_bench() {
-    local samples=${1:-20} migrations=${2:-5} g n i src dst v t1 tr ev churn
+    local samples=${1:-20} migrations=${2:-5} g n i src dst v t1 tr ta ev churn
     [ "${PROBE:-0}" = 1 ] || die "managerd-bench needs PROBE=1 (bench/vm-managerd.sh gc sets it)"
     up
     for g in "${GUESTS[@]}"; do
         gexec "$g" "cat >/root/attrd-mark <<'SH'
-$PROBE_MARK
+$([ "${PROBE_DIAG:-0}" = 1 ] && echo "$PROBE_MARK_DIAG" || echo "$PROBE_MARK")
 SH
 chmod 0755 /root/attrd-mark" 20 >/dev/null ||
             die "cannot install the probe's wrapper in $g"
@@ -921,7 +932,13 @@ chmod 0755 /root/attrd-mark" 20 >/dev/null ||
             die "no 'Resumed Migrated' event of g2 on $dst: $(cat "$MN/$dst/events-$i.out")"
         tr=$(epoch "${ev%%: event*}")
         ms "$tr" "$t1" >>"$GC/bench-migration.ms"
-        log "  $src -> $dst: resumed $(ms "$tr" "$t1") ms before the guest held $v"
+        # when g2's request reached the new host's vm-managerd (answered at once, its log)
+        ta=$(on "$dst" cat /run/pmkt/vm-managerd.log | grep -a 'answered at once' | grep -a 'guest=g2' |
+            while IFS= read -r line; do
+                t=$(epoch "${line%% *}")
+                if awk -v a="$t" -v b="$tr" 'BEGIN { exit !(a >= b) }'; then echo "$t"; break; fi
+            done) || ta=
+        log "  $src -> $dst: resumed $(ms "$tr" "$t1") ms before the guest held $v (its request at $dst's vm-managerd after $([ -n "$ta" ] && ms "$tr" "$ta" || echo '?') ms)"
         # the guest cluster whole again, and settled, before the next one (TCG guests run
         # slowly for a while after a migration: their translated code stays behind)
         wait_until 60 gc_online g1 || die "the guest cluster lost a node after g2's migration to $dst"
@@ -953,6 +970,9 @@ chmod 0755 /root/attrd-mark" 20 >/dev/null ||
     keep_logs
     split_samples "$GC/bench-change.ms"
     split_samples "$GC/bench-churn.ms"
+    if [ "${PROBE_DIAG:-0}" = 1 ]; then
+        gexec g2 'cat /run/pmkt-probe.times' 30 >"$GC/bench-attrd.times" || true
+    fi
 }
 
 # the host daemons' logs of every node that runs, and the end of each guest's Pacemaker log,

@@ -371,7 +371,11 @@ impl Daemon {
                     let origin = d.deliver.origin().domain().to_owned();
                     match self.handle(d.id, &origin, d.deliver.body(), Instant::now()) {
                         Outcome::Held => {}
-                        o => send(&sender, d.id, o),
+                        o => {
+                            // (a guest after a live migration is answered here)
+                            tracing::debug!(guest = %origin, id = d.id, "answered at once");
+                            send(&sender, d.id, o);
+                        }
                     }
                 }
                 Ok(Some(ModuleEvent::Cancel { id })) => self.cancel(id),
