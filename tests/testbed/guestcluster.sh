@@ -824,16 +824,26 @@ attrd_updater "$@" || exit
 [ "$1 $2 $3" != "-n pmkt_probe -U" ] || echo "PMKT-PROBE $4" >/dev/ttyS0
 exit 0
 SH
-# PROBE_DIAG=1: the same, and how long the real one took (the guest's clock, two more
-# processes in every sample: for finding where time goes, not for the figures)
+# PROBE_DIAG=1: the same, and when the real one started and ended, and likewise vm-connect
+# (the guest's clock, in ns; more processes in every sample: for finding where time goes, not
+# for the figures)
 read -r -d '' PROBE_MARK_DIAG <<'SH' || true
 #!/bin/sh
 a=$(date +%s%N)
 attrd_updater "$@" || exit
 b=$(date +%s%N)
 [ "$1 $2 $3" != "-n pmkt_probe -U" ] || echo "PMKT-PROBE $4" >/dev/ttyS0
-echo "$1 $2 $3 $4 $(( (b - a) / 1000000 ))" >>/run/pmkt-probe.times
+echo "attrd $a $b $1 $2 $3 $4" >>/run/pmkt-probe.times
 exit 0
+SH
+read -r -d '' PROBE_VC_DIAG <<'SH' || true
+#!/bin/sh
+a=$(date +%s%N)
+vm-connect "$@"
+rc=$?
+b=$(date +%s%N)
+echo "vm-connect $a $b rc=$rc" >>/run/pmkt-probe.times
+exit $rc
 SH
 
 # probe_seen NODE VALUE: whether g2's console log on NODE has VALUE's marker
@@ -895,9 +905,17 @@ managerd_bench() {
         gexec "$g" "cat >/root/attrd-mark <<'SH'
 $([ "${PROBE_DIAG:-0}" = 1 ] && echo "$PROBE_MARK_DIAG" || echo "$PROBE_MARK")
 SH
-chmod 0755 /root/attrd-mark" 20 >/dev/null ||
+chmod 0755 /root/attrd-mark
+cat >/root/vmc-mark <<'SH'
+$PROBE_VC_DIAG
+SH
+chmod 0755 /root/vmc-mark" 20 >/dev/null ||
             die "cannot install the probe's wrapper in $g"
     done
+    if [ "${PROBE_DIAG:-0}" = 1 ]; then
+        gexec g1 'crm_resource --resource vm-client --set-parameter vm_connect --parameter-value /root/vmc-mark' 60 >/dev/null ||
+            die "cannot set vm-client's vm_connect"
+    fi
     # vm-client reloads (its watcher starts again) with the wrapper as its attrd_updater
     gexec g1 'crm_resource --resource vm-client --set-parameter attrd_updater --parameter-value /root/attrd-mark' 60 >/dev/null ||
         die "cannot set vm-client's attrd_updater"
@@ -916,6 +934,7 @@ chmod 0755 /root/attrd-mark" 20 >/dev/null ||
     # the migration (libvirt's "Resumed Migrated" on the new host) to the guest holding it
     log "managerd bench: $migrations live migrations of g2"
     : >"$GC/bench-migration.ms"
+    : >"$GC/bench-migration.raw"
     for i in $(seq "$migrations"); do
         src=$(host_of g2)
         dst=$("$MNSH" nodes | tr ' ' '\n' | grep -vx "$src" | sed -n "$(( (i - 1) % 2 + 1 ))p")
@@ -932,6 +951,7 @@ chmod 0755 /root/attrd-mark" 20 >/dev/null ||
             die "no 'Resumed Migrated' event of g2 on $dst: $(cat "$MN/$dst/events-$i.out")"
         tr=$(epoch "${ev%%: event*}")
         ms "$tr" "$t1" >>"$GC/bench-migration.ms"
+        echo "$v resumed $tr seen $t1" >>"$GC/bench-migration.raw"
         # when g2's request reached the new host's vm-managerd (answered at once, its log)
         ta=$(on "$dst" cat /run/pmkt/vm-managerd.log | grep -a 'answered at once' | grep -a 'guest=g2' |
             while IFS= read -r line; do
@@ -971,7 +991,9 @@ chmod 0755 /root/attrd-mark" 20 >/dev/null ||
     split_samples "$GC/bench-change.ms"
     split_samples "$GC/bench-churn.ms"
     if [ "${PROBE_DIAG:-0}" = 1 ]; then
-        gexec g2 'cat /run/pmkt-probe.times' 30 >"$GC/bench-attrd.times" || true
+        gexec g2 'cat /run/pmkt-probe.times' 60 >"$GC/bench-diag.times" || true
+        gexec g2 'journalctl -u vm-connectd-guest -o short-unix --no-pager | tail -n 100' 60 >"$GC/bench-diag.journal" || true
+        cp "$GC/bench-migration.log" "$GC/bench-diag.migrations" 2>/dev/null || true
     fi
 }
 
