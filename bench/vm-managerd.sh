@@ -18,12 +18,15 @@
 # With `gc`: on the guest-cluster bed (tests/testbed/guestcluster.sh: 3 host nodes with
 # vm-managerd clones, Debian TCG guests g1 and g2 running a Pacemaker cluster with the vm-client
 # clone), to the guest cluster's node attribute: from `attrd_updater -U` returning on g2's host
-# to attrd in g2 holding the value (vm-client's attrd_updater returned; g2 prints a line on its
-# serial console, whose log the host polls every 20 ms). SAMPLES such changes ~1 s apart; then
-# MIGRATIONS live migrations of g2 (vm-ctl resource move), each from libvirt's "Resumed Migrated"
-# on the new host to g2 holding the new host's value (set different on every node); then SAMPLES
-# changes again while another writer changes the CIB in a loop (crm_attribute on another node).
-# It brings the bed up from nothing (~5 min) and stops it at the end.
+# to attrd in g2 holding the value (vm-client's attrd_updater returned; a wrapper in g2 then
+# sends `get pmkt_probe` to the host's vm-managerd, whose debug log gives the time on the host's
+# clock: a sample includes that request's way, ~0.1 s under TCG). SAMPLES such changes ~1 s
+# apart; then MIGRATIONS live migrations of g2 (vm-ctl resource move), each from libvirt's
+# "Resumed Migrated" on the new host to g2 holding the new host's value (set different on every
+# node); then SAMPLES changes again while another writer changes the CIB in a loop
+# (crm_attribute on another node). The changes are split into the host's part (to
+# vm-managerd's answer leaving, its log) and the guest's. It brings the bed up from nothing
+# (~5 min) and stops it at the end.
 #
 # Prints p50, p90, p99 and max of each. State: $PMKT_STATE (default /tmp/pmkt).
 set -euo pipefail
@@ -70,7 +73,7 @@ split() {
             }
             m = int((n - 1) * 50 / 100 + 1.5)
             printf "  of which host (attrd_updater -U -> vm-managerd answers) p50 %d ms, max %d ms;", h[m], h[n]
-            printf " guest (-> g2'"'"'s attrd holds it) p50 %d ms, max %d ms (%d of the samples)\n", g[m], g[n], n
+            printf " guest (-> g2'"'"'s attrd holds it, and its get is at the host) p50 %d ms, max %d ms (%d of the samples)\n", g[m], g[n], n
         }' "$1"
 }
 
