@@ -2,7 +2,7 @@
 # The guest-cluster image: a small Debian 12 (bookworm) system that runs a real Pacemaker +
 # corosync cluster inside TCG guests (started by libvirt or plain QEMU), with the project's
 # guest side (vm-connectd in guest mode, vm-connect, fence_vmstonith, the cluster-glue plugin
-# external/vm-stonith) and fence_virt (for comparison benchmarks) baked in.
+# external/vm-stonith, the vm-client agent) and fence_virt (for comparison benchmarks) baked in.
 #
 # Why this shape:
 #   * One read-only root for every guest at once. root.img is a raw ext4 file system that the
@@ -237,6 +237,13 @@ inject_project() {
     rm -f "$r/tmp/pm-kvm-tools-guest.deb"
     [ -L "$r/etc/systemd/system/multi-user.target.wants/vm-connectd-guest.service" ] ||
         die "the guest package did not enable vm-connectd-guest.service"
+    # what the guest package's ocf:pm-kvm-tools:vm-client runs (resource-agents' ocf-shellfuncs,
+    # attrd_updater: the package only recommends them; pacemaker's dependencies bring them), and
+    # the story's ocf:pacemaker:Dummy: nothing is added for them, so check they are there
+    for f in /usr/lib/ocf/resource.d/pm-kvm-tools/vm-client /usr/lib/ocf/lib/heartbeat/ocf-shellfuncs \
+        /usr/sbin/attrd_updater /usr/lib/ocf/resource.d/pacemaker/Dummy; do
+        [ -e "$r$f" ] || die "the image lacks $f (vm-client and the guest cluster's Dummy need it)"
+    done
     install -d -m 0700 "$r/etc/pm-kvm-tools"
 }
 

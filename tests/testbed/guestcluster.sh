@@ -20,8 +20,17 @@
 # cluster over a multicast link (libvirt <interface type='mcast'>) that follows them across
 # nodes and migrations; its fencing is fence_vmstonith, configured from
 # `vm-ctl stonith guest-config --syntax cibadmin`, and a Dummy resource that prefers g2.
+# vm-managerd runs as a host clone too (ocf:pm-kvm-tools:vm-managerd) with a rule file that
+# exposes pingd's attribute to g1 and g2, and the guest cluster runs the vm-client clone that
+# `vm-ctl stonith client-config --syntax cibadmin` prints, with its rule: the Dummy never runs
+# on a guest whose host's ping set is red (or that has no answer from its host).
 #
-# The scenario: g2 live-migrates to another node; g2's cluster link is cut and g1's cluster
+# The scenario: g2 live-migrates to another node; g2's host loses its ping targets (an nftables
+# rule in that node's network namespace only rejects its ICMP echo requests): pingd lowers its
+# attribute there, vm-managerd answers g2's held request with "red", vm-client sets it as g2's
+# node attribute and the guest cluster moves the Dummy to g1 without any fence (both clusters'
+# fence histories and g2's boot id are checked); the targets come back and so does the Dummy.
+# Then g2's cluster link is cut and g1's cluster
 # fences it through g1's host (the request crosses to the node g2 runs on); g1 live-migrates
 # while the guest cluster runs, and fences g2 again from its new host; then g2's whole host node
 # is powered off by the host cluster's fencing, and the host cluster restarts g2 elsewhere while
@@ -51,6 +60,13 @@ GUEST_NET=10.98.0
 FENCE=${FENCE:-vmstonith}
 case $FENCE in vmstonith | fence_virt) ;; *) die "FENCE must be vmstonith or fence_virt" ;; esac
 FVDIR=/run/pmkt/fence_virt # in each node: fence_virtd's serial listener takes every socket here
+# the host attribute guests mirror (pingd's), the attributes vm-client mirrors (PROBE=1, the
+# benchmark: also pmkt_probe, an attribute the bench sets on the host nodes itself), and the
+# nftables table that breaks a node's pings
+PING_ATTR=default_ping_set
+CLIENT_ATTRS=$PING_ATTR
+[ "${PROBE:-0}" != 1 ] || CLIENT_ATTRS="$PING_ATTR pmkt_probe"
+PING_TABLE=pmkt_ping
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -84,16 +100,43 @@ gexec() {
     [ -n "$node" ] || { log "$g is not running"; return 1; }
     on "$node" "$TB" console "/run/pmkt/$g.console.sock" "$cmd" "$t"
 }
+# "ROLE NODE" of the guest cluster's dummy in crm_mon's XML (stdin)
+dummy_of() {
+    awk '/<resource id="dummy"/ { match($0, /role="[A-Za-z]*"/); r = substr($0, RSTART + 6, RLENGTH - 7); getline;
+        if (match($0, /<node name="[^"]*"/)) print r, substr($0, RSTART + 12, RLENGTH - 13); else print r; exit }'
+}
 # guest cluster state as seen from GUEST: "ONLINE-NODES|DUMMY-ROLE DUMMY-NODE"
 gview() {
     local xml
     xml=$(gexec "$1" 'crm_mon --one-shot --output-as=xml' 20 2>/dev/null) || return 1
     local online dummy
     online=$(grep -o '<node name="[^"]*"[^>]* online="true"' <<<"$xml" | sed 's/<node name="\([^"]*\)".*/\1/' | xargs)
-    dummy=$(awk '/<resource id="dummy"/ { match($0, /role="[A-Za-z]*"/); r = substr($0, RSTART + 6, RLENGTH - 7); getline;
-            if (match($0, /<node name="[^"]*"/)) print r, substr($0, RSTART + 12, RLENGTH - 13); else print r; exit }' <<<"$xml")
+    dummy=$(dummy_of <<<"$xml")
     echo "$online|$dummy"
 }
+# GUEST's mirrored ping attribute and the dummy's place, as g1 sees them: "VALUE|ROLE NODE"
+# (VALUE "-" while the guest cluster has none)
+gping() {
+    local out v
+    out=$(gexec g1 "attrd_updater -Q -n $PING_ATTR -N $1 2>/dev/null; echo @@; crm_mon --one-shot --output-as=xml" 20 2>/dev/null) ||
+        return 1
+    v=$(sed -n '/^@@/q; s/.* value="\([^"]*\)".*/\1/p' <<<"$out")
+    echo "${v:--}|$(sed '1,/^@@/d' <<<"$out" | dummy_of)"
+}
+# the mirrored ping attribute of every guest, as g1 sees it: "g1=green g2=green"
+mirrored() {
+    gexec g1 "attrd_updater -Q -A -n $PING_ATTR 2>/dev/null" 20 2>/dev/null |
+        sed -n 's/.* host="\([^"]*\)" value="\([^"]*\)".*/\1=\2/p' | sort | xargs
+}
+mirrored_everywhere() {
+    local v g
+    v=" $(mirrored) " || return 1
+    for g in "${GUESTS[@]}"; do
+        case $v in *" $g="*) ;; *) return 1 ;; esac
+    done
+}
+# NODE's pingd attribute as the host cluster's CIB records it
+host_ping() { on "$1" crm_attribute --node "$1" --name "$PING_ATTR" --lifetime reboot --query --quiet 2>/dev/null; }
 
 T0=
 mark_at() {
@@ -165,23 +208,52 @@ host_daemons() {
     <operations><op id='vm-connectd-mon' name='monitor' interval='10s'/></operations>
   </primitive>
 </clone>"
-    has clone clnVmStonithd || on "$n" cibadmin --create -o resources -X "<clone id='clnVmStonithd'>
-  <primitive id='vm-stonithd' class='ocf' provider='pm-kvm-tools' type='vm-stonithd'>
-    <instance_attributes id='vm-stonithd-ia'>
-      <nvpair id='vm-stonithd-config' name='config' value='$GC/vm-stonithd.toml'/>
-      <nvpair id='vm-stonithd-logfile' name='logfile' value='/run/pmkt/vm-stonithd.log'/>
+    # a host module (vm-stonithd, vm-managerd) with its configuration file: its clone, ordered
+    # after vm-connectd's and colocated with it
+    module_clone() {
+        local kind=$1 cln=$2 config=$3 ops=$4 options=${5:-}
+        has clone "$cln" || on "$n" cibadmin --create -o resources -X "<clone id='$cln'>
+  <primitive id='$kind' class='ocf' provider='pm-kvm-tools' type='$kind'>
+    <instance_attributes id='$kind-ia'>
+      <nvpair id='$kind-config' name='config' value='$config'/>
+      <nvpair id='$kind-logfile' name='logfile' value='/run/pmkt/$kind.log'/>$(
+            [ -z "$options" ] || printf "\n      <nvpair id='%s-options' name='options' value='%s'/>" "$kind" "$options")
     </instance_attributes>
-    <operations>
+    <operations>$ops</operations>
+  </primitive>
+</clone>"
+        has rsc_order "odr${cln#cln}" ||
+            on "$n" cibadmin --create -o constraints -X "<rsc_order id='odr${cln#cln}' kind='Mandatory' first='clnVmConnectd' then='$cln'/>"
+        has rsc_colocation "col${cln#cln}" ||
+            on "$n" cibadmin --create -o constraints -X "<rsc_colocation id='col${cln#cln}' score='INFINITY' rsc='$cln' with-rsc='clnVmConnectd'/>"
+    }
+    module_clone vm-stonithd clnVmStonithd "$GC/vm-stonithd.toml" "
       <op id='vm-stonithd-start' name='start' interval='0' timeout='30s'/>
       <op id='vm-stonithd-stop' name='stop' interval='0' timeout='90s'/>
       <op id='vm-stonithd-mon' name='monitor' interval='10s' timeout='20s'/>
-    </operations>
-  </primitive>
-</clone>"
-    has rsc_order odrVmStonithd ||
-        on "$n" cibadmin --create -o constraints -X "<rsc_order id='odrVmStonithd' kind='Mandatory' first='clnVmConnectd' then='clnVmStonithd'/>"
-    has rsc_colocation colVmStonithd ||
-        on "$n" cibadmin --create -o constraints -X "<rsc_colocation id='colVmStonithd' score='INFINITY' rsc='clnVmStonithd' with-rsc='clnVmConnectd'/>"
+    "
+    # vm-managerd (operations.md, "vm-managerd: host attributes for guests"), with the
+    # scenario's rule file (the benchmark logs when each held answer leaves: debug)
+    module_clone vm-managerd clnVmManagerd "$GC/vm-manager.conf" \
+        "<op id='vm-managerd-mon' name='monitor' interval='10s' timeout='20s'/>" \
+        "$([ "${PROBE:-0}" != 1 ] || echo -V)"
+}
+
+# vm-managerd's rule file for the scenario (the original's format; the same file on every host
+# node). pingd pings the three node addresses, 100 each: 300 is a healthy host, 200 one that
+# lost one (a peer node down: the survivors of a host node's power-off), 100 one that reaches
+# no other node. Only that is red: a peer's failure must not change what the guests see (a
+# node attribute change aborts the guest cluster's transition in progress, its failover
+# included). Only the guest cluster's guests may read it.
+managerd_rules() {
+    local g
+    printf '# vm-manager.conf of the guest-cluster scenario (tests/testbed/guestcluster.sh)\n'
+    printf '[%s]\nred = lt 200\ngreen = gte 200\n\n' "$PING_ATTR"
+    if [ "${PROBE:-0}" = 1 ]; then
+        printf "# the benchmark's probe (bench/vm-managerd.sh gc), answered as it is\n[pmkt_probe]\n\n"
+    fi
+    printf '[@guests]\n'
+    for g in "${GUESTS[@]}"; do printf '%s = %s\n' "$g" "$CLIENT_ATTRS"; done
 }
 
 clone_running_everywhere() {
@@ -248,7 +320,7 @@ fence_virtd_up() {
 up() {
     need_root
     T0=$(now)
-    local rerun=0
+    local rerun=0 n
     mkdir -p "$GC/vm"
     : >"$TIMELINE"
     "$TESTBED_DIR/install.sh" build cib live libvirt guest multinode gc
@@ -261,7 +333,9 @@ up() {
     NODES=3 "$MNSH" up
     mark "host cluster up: $("$MNSH" nodes | xargs) online, real fencing (fence_pmkt_nskill)"
 
-    # a real pingd: every node pings the others and publishes default_ping_set
+    # a real pingd: every node pings the node addresses and publishes default_ping_set. One
+    # attempt per target, every 5 s, dampened 1 s (the agent's defaults, 3 attempts, 10 s and
+    # 5 s, took ~20 s to report a lost target, twice per scenario: the bridge loses no packet)
     if ! on n1 cibadmin --query --xpath "//clone[@id='clnPingd']" >/dev/null 2>&1; then
         on n1 cibadmin --create -o resources -X "<clone id='clnPingd'>
   <primitive id='prmPingd' class='ocf' provider='pacemaker' type='ping'>
@@ -269,8 +343,10 @@ up() {
       <nvpair id='prmPingd-name' name='name' value='default_ping_set'/>
       <nvpair id='prmPingd-hosts' name='host_list' value='$("$MNSH" nodes | tr ' ' '\n' | sed 's/^n/10.99.0.1/' | xargs)'/>
       <nvpair id='prmPingd-mult' name='multiplier' value='100'/>
+      <nvpair id='prmPingd-attempts' name='attempts' value='1'/>
+      <nvpair id='prmPingd-dampen' name='dampen' value='1s'/>
     </instance_attributes>
-    <operations><op id='prmPingd-mon' name='monitor' interval='10s' timeout='60s'/></operations>
+    <operations><op id='prmPingd-mon' name='monitor' interval='5s' timeout='60s'/></operations>
   </primitive>
 </clone>"
     fi
@@ -295,11 +371,16 @@ max_timeout = 55
 name = "$CLUSTER"
 members = [$(printf '"%s", ' "${GUESTS[@]}" | sed 's/, $//')]
 TOML
+    managerd_rules >"$GC/vm-manager.conf"
     host_daemons n1
     wait_until 60 ping_set_everywhere || die "pingd did not set default_ping_set on every node"
     wait_until 90 clone_running_everywhere vm-stonithd ||
         die "vm-stonithd is not running on every node; see /run/pmkt/vm-stonithd.log in the nodes"
-    mark "host daemons: clnPingd, clnVmConnectd, clnVmStonithd running on every node"
+    wait_until 60 clone_running_everywhere vm-managerd ||
+        die "vm-managerd is not running on every node; see /run/pmkt/vm-managerd.log in the nodes"
+    # a scenario killed while a node's pings were broken left the rule there
+    for n in $("$MNSH" nodes); do ping_restore "$n"; done
+    mark "host daemons: clnPingd, clnVmConnectd, clnVmStonithd, clnVmManagerd running on every node"
 
     # vm-ctl.conf of the guest-cluster scenario (the original format; parsed, never executed)
     vmctl_conf "$GC/vm" vm_allow_migrate=on vm_stonith=on "vm_start_op=(0 60s restart)" \
@@ -407,12 +488,33 @@ $report"
         gexec g1 'cibadmin --create -o constraints -X "<rsc_location id=\"dummy-prefers-g2\" rsc=\"dummy\" node=\"g2\" score=\"100\"/>"' 60 ||
             die "could not configure the guest cluster's dummy location"
     fi
+    # the host's health in the guest cluster: the vm-client clone and the dummy's rule, from
+    # vm-ctl's own output (operations.md, "vm-managerd: host attributes for guests"), run in g1
+    # as an operator pastes it there
+    vmctl stonith client-config --attributes "$CLIENT_ATTRS" --resource dummy --syntax cibadmin | sed -n '1,6p'
+    on n1 "$BIN/vm-ctl" --config "$GC/vm-ctl.conf" stonith client-config --attributes "$CLIENT_ATTRS" \
+        --resource dummy --syntax cibadmin >"$GC/guest-client.sh"
+    local ccfg
+    ccfg=$(gexec g1 "cibadmin --query --xpath '//clone[@id=\"clnVmClient\"]' >/dev/null 2>&1 && echo has-client;
+        cibadmin --query --xpath '//rsc_location[@id=\"loc-dummy-$PING_ATTR\"]' >/dev/null 2>&1 && echo has-rule; true" 60) ||
+        die "cannot read the guest cluster's configuration in g1"
+    if ! grep -q has-client <<<"$ccfg" || ! grep -q has-rule <<<"$ccfg"; then
+        # a run killed between the script's two commands made one of them: start it over
+        gexec g1 "cibadmin --delete --scope constraints --xml-text '<rsc_location id=\"loc-dummy-$PING_ATTR\"/>' >/dev/null 2>&1;
+            cibadmin --delete --scope resources --xml-text '<clone id=\"clnVmClient\"/>' >/dev/null 2>&1; true" 60 >/dev/null
+        gexec g1 "$(cat "$GC/guest-client.sh")" 120 >"$GC/guest-client.out" ||
+            die "the client-config script failed in g1: $(cat "$GC/guest-client.out")"
+    fi
     wait_until 120 dummy_on g1 g2 || die "dummy did not start on g2: $(gview g1 || true)"
     if [ "$FENCE" = vmstonith ]; then
         mark "guest cluster: fence_vmstonith from 'vm-ctl stonith guest-config' (+ meatware), stonith-enabled, dummy on g2"
     else
         mark "guest cluster: fence_virt (serial /dev/ttyS1), stonith-enabled, dummy on g2"
     fi
+    local values
+    wait_until 60 mirrored_everywhere || die "vm-client did not mirror $PING_ATTR into both guests: $(mirrored || true)"
+    values=$(mirrored)
+    mark "guest cluster: the vm-client clone from 'vm-ctl stonith client-config' mirrors the hosts' $PING_ATTR ($values); dummy's rule: -INFINITY where it is red or unset"
     log "guest cluster up after $(elapsed "$T0") s"
 }
 
@@ -525,6 +627,113 @@ heal_link_of() {
     fi
 }
 
+# NODE loses its ping targets: in its network namespace only, an nftables rule rejects its
+# ICMP echo requests on its cluster NIC (its pings of its own address stay on lo; corosync's
+# UDP, the others' pings of it and its answers to them are untouched)
+ping_break() {
+    on "$1" nft -f - <<NFT
+table ip $PING_TABLE {
+    chain out {
+        type filter hook output priority 0; policy accept;
+        oifname "eth0" icmp type echo-request reject with icmp type admin-prohibited
+    }
+}
+NFT
+}
+# NODE's pings work again (a no-op when they do)
+ping_restore() {
+    if on "$1" nft list table ip "$PING_TABLE" >/dev/null 2>&1; then
+        on "$1" nft delete table ip "$PING_TABLE"
+        log "$1's pings were left broken by an earlier run: repaired"
+    fi
+}
+# stonith_admin's fence history (every target) as a count of events, from a host node or
+# (GUEST) inside a guest
+fence_events() {
+    if [ "$1" = host ]; then
+        on "$(any_node)" stonith_admin --history '*' --output-as=xml 2>/dev/null | grep -c '<fence_event ' || true
+    else
+        gexec "$1" "stonith_admin --history '*' --output-as=xml 2>/dev/null | grep -c '<fence_event ' || true" 30
+    fi
+}
+
+# The host's health reaching the guest cluster (issue 15): host node H (g2's) loses its ping
+# targets; pingd lowers its attribute there, vm-managerd on H answers g2's held request with
+# the converted value, vm-client sets it as g2's node attribute, and the guest cluster's rule
+# moves dummy to g1. Nothing is fenced: the host and guest clusters' fence histories, g2's boot
+# id and its host are checked. Then H's pings come back, and so does dummy. Times: the host's
+# clock; the host attribute is polled every 0.1 s, the guest side over g1's console (~0.5 s).
+ping_step() {
+    local h=$1 t_break t_restore poller hfile=$GC/host-ping
+    local hf0 gf0 boot0 boot1 up1 where
+    hf0=$(fence_events host)
+    gf0=$(fence_events g1 | tr -d '[:space:]')
+    boot0=$(gexec g2 'cat /proc/sys/kernel/random/boot_id' 20 | tr -d '[:space:]')
+    [ "$(gping g2)" = "green|Started g2" ] || die "before breaking $h's pings: g2's $PING_ATTR and dummy are $(gping g2 || true)"
+    # the host attribute's changes, polled in the background (it stops when this script does)
+    : >"$hfile"
+    (
+        prev=
+        while kill -0 $$ 2>/dev/null; do
+            v=$(host_ping "$h") || v=-
+            if [ "$v" != "$prev" ]; then
+                echo "$(now) $v" >>"$hfile"
+                prev=$v
+            fi
+            sleep 0.1
+        done
+    ) &
+    poller=$!
+    wait_until 10 test -s "$hfile" || die "cannot read $PING_ATTR on $h"
+    t_break=$(now)
+    ping_break "$h"
+    mark_at "$t_break" "break host $h's ping targets (g2's host; nft in $h's network namespace only rejects its ICMP echo requests)"
+    # host: the first value below 200 (red by the rule file); guest: g2's value red, then dummy on g1
+    ping_follow "$t_break" "$h" red "Started g1" 'lt 200' "moves dummy to g1 (its rule: -INFINITY where $PING_ATTR is red)"
+    # nothing was fenced, nothing restarted, and the host cluster left g2 where it was
+    [ "$(fence_events host)" = "$hf0" ] || die "the host cluster fenced something while $h's pings were broken"
+    [ "$(fence_events g1 | tr -d '[:space:]')" = "$gf0" ] || die "the guest cluster fenced something while $h's pings were broken"
+    # shellcheck disable=SC2016 # expanded in the guest
+    read -r boot1 up1 < <(gexec g2 'echo $(cat /proc/sys/kernel/random/boot_id) $(cut -d" " -f1 /proc/uptime)' 20)
+    if [ -z "$boot0" ] || [ "$boot1" != "$boot0" ]; then die "g2 rebooted while $h's pings were broken ($boot0 -> $boot1)"; fi
+    where=$(host_of g2)
+    [ "$where" = "$h" ] || die "the host cluster moved g2 from $h to $where"
+    mark "  no fence: the host and guest clusters' fence histories unchanged ($hf0 and $gf0 events), g2 not rebooted (boot id unchanged, up ${up1%.*} s), still on $h"
+    t_restore=$(now)
+    on "$h" nft delete table ip "$PING_TABLE"
+    mark_at "$t_restore" "restore host $h's ping targets (the nft table deleted)"
+    ping_follow "$t_restore" "$h" green "Started g2" 'gte 200' "moves dummy back to g2 (it prefers g2)"
+    kill "$poller" 2>/dev/null || true
+    wait "$poller" 2>/dev/null || true
+}
+
+# ping_follow SINCE H VALUE DUMMY HOST-TEST WHAT: wait until H's attribute passes HOST-TEST
+# (lt 200, gte 200) in the poller's record after SINCE, g2's mirrored value is VALUE and dummy
+# is DUMMY; mark the three with the times they were first seen. The guest's value is polled
+# alone first (one attrd_updater over the console, ~0.3 s a round), then dummy (crm_mon).
+ping_follow() {
+    local since=$1 h=$2 want=$3 dummy=$4 test=$5 what=$6 t_host='' host_v='' t_guest='' t_dummy='' v deadline
+    local op=${test% *} lim=${test#* } prev
+    prev=$(awk -v since="$since" '$1 < since { v = $2 } END { print v }' "$GC/host-ping")
+    deadline=$((SECONDS + 60))
+    while [ -z "$t_guest" ] && [ $SECONDS -lt $deadline ]; do
+        v=$(gexec g1 "attrd_updater -Q -n $PING_ATTR -N g2 2>/dev/null" 20 2>/dev/null |
+            sed -n 's/.* value="\([^"]*\)".*/\1/p') || v=
+        if [ "$v" = "$want" ]; then t_guest=$(now); else sleep 0.1; fi
+    done
+    while [ -z "$t_dummy" ] && [ $SECONDS -lt $deadline ]; do
+        if dummy_on g1 "${dummy#Started }"; then t_dummy=$(now); else sleep 0.2; fi
+    done
+    read -r t_host host_v < <(awk -v op="$op" -v lim="$lim" -v since="$since" '$1 >= since && $2 ~ /^[0-9]+$/ &&
+        ((op == "lt" && $2 + 0 < lim) || (op == "gte" && $2 + 0 >= lim)) { print; exit }' "$GC/host-ping") || true
+    [ -n "$t_host" ] || die "$PING_ATTR on $h did not become $test within 60 s: $(cat "$GC/host-ping")"
+    [ -n "$t_guest" ] || die "g2's mirrored $PING_ATTR did not become $want within 60 s: $(gping g2 || true)"
+    [ -n "$t_dummy" ] || die "dummy did not become '$dummy' within 60 s: $(gping g2 || true)"
+    mark_at "$t_host" "  host: $PING_ATTR on $h ${prev:-?} -> $host_v (pingd; $h's vm-managerd answers it as $want)"
+    mark_at "$t_guest" "  guest cluster: g2's $PING_ATTR -> $want (vm-client, from $h's vm-managerd; seen $(awk -v a="$t_host" -v b="$t_guest" 'BEGIN { printf "%.1f", b - a }') s after the host's, polled through g1's console)"
+    mark_at "$t_dummy" "  guest cluster $what"
+}
+
 cut_link() {
     local node
     node=$(host_of g2)
@@ -544,6 +753,7 @@ scenario() {
             wait_until 120 clone_running_everywhere vm-stonithd || die "$n did not rejoin"
             mark "host node $n powered on again"
         fi
+        ping_restore "$n"
     done
     wait_until 120 gc_online g1 || die "the guest cluster is not whole: $(gview g1 || true)"
     # 1. the guests on different nodes: g2 live-migrates while the guest cluster runs
@@ -558,10 +768,13 @@ scenario() {
         mark "g2 live-migrated to $h2 (vm-ctl resource move, then location move: $h2 preferred); guest cluster kept both nodes; g1 on $h1"
     fi
 
-    # 2. cut g2's cluster link: g1 fences g2 through g1's host, across to g2's host
+    # 2. g2's host loses its ping targets: the guest cluster moves dummy off g2, fencing nothing
+    ping_step "$(host_of g2)"
+
+    # 3. cut g2's cluster link: g1 fences g2 through g1's host, across to g2's host
     failover "cut g2's cluster link (virsh domif-setlink on $h2)" cut_link
 
-    # 3. g1 live-migrates while the guest cluster runs, then fences again from its new host
+    # 4. g1 live-migrates while the guest cluster runs, then fences again from its new host
     h1=$(host_of g1)
     other=$("$MNSH" nodes | tr ' ' '\n' | grep -vx "$h1" | grep -vx "$(host_of g2)" | head -1)
     vmctl resource move g1 -n "$other" --wait=180
@@ -569,7 +782,7 @@ scenario() {
     mark "g1 live-migrated to $(host_of g1) (vm-ctl resource move); guest cluster kept both nodes"
     failover "cut g2's cluster link again (g1 now on $(host_of g1))" cut_link
 
-    # 4. power off g2's whole host node through the host cluster's fencing
+    # 5. power off g2's whole host node through the host cluster's fencing
     h2=$(host_of g2)
     local fencer
     fencer=$("$MNSH" nodes | tr ' ' '\n' | grep -vx "$h2" | head -1)
@@ -598,6 +811,231 @@ summary() {
     echo "timeline: $TIMELINE"
 }
 
+# --- the vm-managerd benchmark (bench/vm-managerd.sh gc) ----------------------------------------
+# Needs PROBE=1 at `up`: the rule file exposes pmkt_probe as it is, vm-client mirrors it, and
+# vm-managerd logs at debug. In the guests, vm-client's attrd_updater becomes a wrapper that,
+# once attrd has taken pmkt_probe's new value, asks the host's vm-managerd `get pmkt_probe`:
+# vm-managerd's log says when that request arrived, on the host's clock, as every other time of
+# the benchmark (a sample includes that request's way from the guest, ~0.1 s under TCG). It
+# also prints "PMKT-PROBE VALUE" on the guest's serial console (QEMU logs it on the host):
+# compared with the get's time, not used for the figures (the console lagged ~1.6 s behind after
+# a live migration). Samples (ms, one per line) go to $GC/bench-{change,migration,churn}.ms.
+read -r -d '' PROBE_MARK <<'SH' || true
+#!/bin/sh
+# the benchmark's attrd_updater (guestcluster.sh managerd-bench): the real one; then, once
+# attrd has pmkt_probe's new value, a request the host's vm-managerd logs, and a console line
+attrd_updater "$@" || exit
+if [ "$1 $2 $3" = "-n pmkt_probe -U" ]; then
+    vm-connect -t manager -r "get pmkt_probe" >/dev/null 2>&1
+    echo "PMKT-PROBE $4" >/dev/ttyS0
+fi
+exit 0
+SH
+# PROBE_DIAG=1: the same, and when the real one started and ended, and likewise vm-connect
+# (the guest's clock, in ns; more processes in every sample: for finding where time goes, not
+# for the figures)
+read -r -d '' PROBE_MARK_DIAG <<'SH' || true
+#!/bin/sh
+a=$(date +%s%N)
+attrd_updater "$@" || exit
+b=$(date +%s%N)
+if [ "$1 $2 $3" = "-n pmkt_probe -U" ]; then
+    vm-connect -t manager -r "get pmkt_probe" >/dev/null 2>&1
+    echo "PMKT-PROBE $4" >/dev/ttyS0
+fi
+echo "attrd $a $b $1 $2 $3 $4" >>/run/pmkt-probe.times
+exit 0
+SH
+read -r -d '' PROBE_VC_DIAG <<'SH' || true
+#!/bin/sh
+a=$(date +%s%N)
+vm-connect "$@"
+rc=$?
+b=$(date +%s%N)
+echo "vm-connect $a $b rc=$rc" >>/run/pmkt-probe.times
+exit $rc
+SH
+
+# probe_time NODE SINCE: when (host clock) g2's first `get` after SINCE reached NODE's
+# vm-managerd (its debug log, read through the node's holder: the node's own /run)
+probe_time() {
+    local log iso end t
+    log=/proc/$(cat "$MN/$1/holder.pid")/root/run/pmkt/vm-managerd.log
+    iso=$(date -u -d "@$2" +%Y-%m-%dT%H:%M:%S.%6NZ)
+    end=$((SECONDS + 60))
+    while [ $SECONDS -lt $end ]; do
+        t=$(awk -v s="$iso" '$1 >= s && /answered at once/ && /guest=g2/ && /verb="?get/ { print $1; exit }' "$log" 2>/dev/null) || t=
+        if [ -n "$t" ]; then epoch "$t"; return 0; fi
+        sleep 0.02
+    done
+    die "g2 did not report pmkt_probe's new value within 60 s (no get in $1's vm-managerd log)"
+}
+# console_time NODE VALUE: when (host clock) g2's console line for VALUE is seen in its log on
+# NODE, "-" after 10 s
+console_time() {
+    local end=$((SECONDS + 10))
+    while [ $SECONDS -lt $end ]; do
+        if grep -qa "PMKT-PROBE $2" "$MN/$1/log-libvirt/g2.console.log" 2>/dev/null; then now; return 0; fi
+        sleep 0.02
+    done
+    echo -
+}
+# ms A B: milliseconds from A to B
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f\n", (b - a) * 1000 }'; }
+
+# probe_changes N FILE TAG: N changes of pmkt_probe on g2's host, each timed from
+# attrd_updater's return on the host to the guest's attrd holding the value; ~1 s apart, as
+# separate events. FILE.raw: "T0 T1 HOST CONSOLE-T" of each.
+probe_changes() {
+    local n=$1 out=$2 tag=$3 i h v t0 t1
+    : >"$out"
+    : >"$out.raw"
+    for i in $(seq "$n"); do
+        h=$(host_of g2)
+        v=$(printf '%s-%04d' "$tag" "$i")
+        on "$h" attrd_updater -n pmkt_probe -U "$v"
+        t0=$(now)
+        t1=$(probe_time "$h" "$t0")
+        ms "$t0" "$t1" >>"$out"
+        echo "$t0 $t1 $h $(console_time "$h" "$v")" >>"$out.raw"
+        sleep 1
+    done
+}
+
+# split FILE: for each sample of FILE.raw, the milliseconds on the host (attrd_updater's return
+# to vm-managerd's answer leaving, its debug log on that node) and in the guest (from there to
+# the guest's get reaching the host), "HOST GUEST" per line into FILE.split
+split_samples() {
+    local f=$1 t0 t1 h line ta
+    : >"$f.split"
+    while read -r t0 t1 h _; do
+        ta=
+        while IFS= read -r line; do
+            ta=$(epoch "${line%% *}")
+            if awk -v a="$ta" -v b="$t0" -v c="$t1" 'BEGIN { exit !(a >= b - 0.05 && a <= c) }'; then break; fi
+            ta=
+        done < <(grep -a 'held wait answered' "$GC/logs/$h/vm-managerd.log" | grep -a 'guest=g2' | grep -a 'why="\?changed')
+        [ -n "$ta" ] || { echo "- -" >>"$f.split"; continue; }
+        echo "$(ms "$t0" "$ta") $(ms "$ta" "$t1")" >>"$f.split"
+    done <"$f.raw"
+}
+
+managerd_bench() {
+    local samples=${1:-20} migrations=${2:-5} g n i src dst v t1 tr ta ev churn
+    [ "${PROBE:-0}" = 1 ] || die "managerd-bench needs PROBE=1 (bench/vm-managerd.sh gc sets it)"
+    up
+    for g in "${GUESTS[@]}"; do
+        gexec "$g" "cat >/root/attrd-mark <<'SH'
+$([ "${PROBE_DIAG:-0}" = 1 ] && echo "$PROBE_MARK_DIAG" || echo "$PROBE_MARK")
+SH
+chmod 0755 /root/attrd-mark
+cat >/root/vmc-mark <<'SH'
+$PROBE_VC_DIAG
+SH
+chmod 0755 /root/vmc-mark" 20 >/dev/null ||
+            die "cannot install the probe's wrapper in $g"
+    done
+    if [ "${PROBE_DIAG:-0}" = 1 ]; then
+        gexec g1 'crm_resource --resource vm-client --set-parameter vm_connect --parameter-value /root/vmc-mark' 60 >/dev/null ||
+            die "cannot set vm-client's vm_connect"
+    fi
+    # vm-client reloads (its watcher starts again) with the wrapper as its attrd_updater
+    gexec g1 'crm_resource --resource vm-client --set-parameter attrd_updater --parameter-value /root/attrd-mark' 60 >/dev/null ||
+        die "cannot set vm-client's attrd_updater"
+    n=$(now)
+    for g in $("$MNSH" nodes); do on "$g" attrd_updater -n pmkt_probe -U "warm-$g"; done
+    probe_time "$(host_of g2)" "$n" >/dev/null
+    # what one attrd_updater costs in the guest (its clock; the guest side's main part)
+    # shellcheck disable=SC2016 # expanded in the guest
+    gexec g2 'a=$(date +%s%N); for i in 1 2 3 4 5; do attrd_updater -n pmkt_bench_cost -U $i; done;
+        b=$(date +%s%N); attrd_updater -n pmkt_bench_cost -D; echo $(( (b - a) / 5000000 ))' 60 |
+        tr -d '[:space:]' >"$GC/bench-attrd-cost.ms"
+    log "managerd bench: in g2, one attrd_updater -U takes $(cat "$GC/bench-attrd-cost.ms") ms (mean of 5)"
+    log "managerd bench: the probe works; $samples changes"
+    probe_changes "$samples" "$GC/bench-change.ms" change
+
+    # after a live migration: the new host's value differs from the old one's; from the end of
+    # the migration (libvirt's "Resumed Migrated" on the new host) to the guest holding it
+    log "managerd bench: $migrations live migrations of g2"
+    : >"$GC/bench-migration.ms"
+    : >"$GC/bench-migration.raw"
+    for i in $(seq "$migrations"); do
+        src=$(host_of g2)
+        dst=$("$MNSH" nodes | tr ' ' '\n' | grep -vx "$src" | sed -n "$(( (i - 1) % 2 + 1 ))p")
+        v=$(printf '%s-m%04d' "$dst" "$i")
+        on "$dst" attrd_updater -n pmkt_probe -U "$v"
+        sleep 1
+        # every domain's events: g2 is not defined on the new host before the migration
+        "$MNSH" bg "$dst" "events-$i" virsh -c qemu:///system event --event lifecycle --loop --timestamp
+        sleep 0.5
+        vmctl resource move g2 -n "$dst" --wait=180 >>"$GC/bench-migration.log" 2>&1 || die "g2 did not migrate to $dst"
+        ev=$(grep -a "domain 'g2': Resumed Migrated" "$MN/$dst/events-$i.out" | head -1) ||
+            die "no 'Resumed Migrated' event of g2 on $dst: $(cat "$MN/$dst/events-$i.out")"
+        "$MNSH" stopbg "$dst" "events-$i"
+        tr=$(epoch "${ev%%: event*}")
+        t1=$(probe_time "$dst" "$tr")
+        ms "$tr" "$t1" >>"$GC/bench-migration.ms"
+        echo "$v resumed $tr got $t1 console $(console_time "$dst" "$v")" >>"$GC/bench-migration.raw"
+        # when g2's request reached the new host's vm-managerd (answered at once, its log)
+        ta=$(on "$dst" cat /run/pmkt/vm-managerd.log | grep -a 'answered at once' | grep -a 'guest=g2' | grep -a 'verb="\?wait' |
+            while IFS= read -r line; do
+                t=$(epoch "${line%% *}")
+                if awk -v a="$t" -v b="$tr" 'BEGIN { exit !(a >= b) }'; then echo "$t"; break; fi
+            done) || ta=
+        log "  $src -> $dst: resumed $(ms "$tr" "$t1") ms before the guest held $v (its request at $dst's vm-managerd after $([ -n "$ta" ] && ms "$tr" "$ta" || echo '?') ms)"
+        # the guest cluster whole again, and settled, before the next one (TCG guests run
+        # slowly for a while after a migration: their translated code stays behind)
+        wait_until 60 gc_online g1 || die "the guest cluster lost a node after g2's migration to $dst"
+        sleep 5
+    done
+
+    # under CIB churn: another writer changes the CIB (crm_config) in a loop on another node
+    # while the probe changes; the write rate is measured
+    n=$("$MNSH" nodes | tr ' ' '\n' | grep -vx "$(host_of g2)" | head -1)
+    : >"$GC/bench-churn.writes"
+    (
+        i=0
+        while kill -0 $$ 2>/dev/null; do
+            i=$((i + 1))
+            on "$n" crm_attribute --type crm_config --name pmkt-churn --update "$i" >/dev/null 2>&1 &&
+                now >>"$GC/bench-churn.writes"
+            sleep 0.1
+        done
+    ) &
+    churn=$!
+    sleep 3
+    log "managerd bench: $samples changes under CIB churn (crm_attribute on $n)"
+    probe_changes "$samples" "$GC/bench-churn.ms" churn
+    kill "$churn" 2>/dev/null || true
+    wait "$churn" 2>/dev/null || true
+    on "$n" crm_attribute --type crm_config --name pmkt-churn --delete >/dev/null 2>&1 || true
+    awk 'NR == 1 { a = $1 } { b = $1 } END { if (NR > 1) printf "%d CIB writes in %.1f s: %.1f/s\n", NR, b - a, (NR - 1) / (b - a) }' \
+        "$GC/bench-churn.writes" | tee "$GC/bench-churn.rate"
+    keep_logs
+    split_samples "$GC/bench-change.ms"
+    split_samples "$GC/bench-churn.ms"
+    if [ "${PROBE_DIAG:-0}" = 1 ]; then
+        gexec g2 'cat /run/pmkt-probe.times' 60 >"$GC/bench-diag.times" || true
+        gexec g2 'journalctl -u vm-connectd-guest -o short-unix --no-pager | tail -n 100' 60 >"$GC/bench-diag.journal" || true
+        cp "$GC/bench-migration.log" "$GC/bench-diag.migrations" 2>/dev/null || true
+    fi
+}
+
+# the host daemons' logs of every node that runs, and the end of each guest's Pacemaker log,
+# into $GC/logs (before `down` loses them)
+keep_logs() {
+    local n f g
+    for n in $("$MNSH" nodes); do
+        mkdir -p "$GC/logs/$n"
+        for f in vm-managerd vm-connectd vm-stonithd; do
+            on "$n" cat "/run/pmkt/$f.log" >"$GC/logs/$n/$f.log" 2>/dev/null || true
+        done
+    done
+    for g in "${GUESTS[@]}"; do
+        gexec "$g" 'tail -n 300 /var/log/pacemaker/pacemaker.log' 20 >"$GC/logs/$g-pacemaker.log" 2>/dev/null || true
+    done
+}
+
 down() { "$MNSH" down; }
 
 cmd=${1:-}
@@ -617,6 +1055,10 @@ bench)
     : >"$GC/failovers"
     for i in $(seq "${1:-3}"); do failover "cut g2's cluster link (run $i)" cut_link; done
     summary ;;
+managerd-bench)
+    # bench/vm-managerd.sh gc: up, the probe's samples, down
+    if [ "${KEEP:-0}" != 1 ]; then trap 'keep_logs; down' EXIT; fi
+    managerd_bench "$@" ;;
 down) down ;;
 gexec) [ $# -ge 2 ] || die "usage: $0 gexec GUEST CMD [TIMEOUT]"; gexec "$@" ;;
 *) die "usage: $0 up|scenario|run|down|gexec GUEST CMD [TIMEOUT] (see the header)" ;;

@@ -39,8 +39,9 @@ pkgs_for() {
     # tests/testbed/pristine.sh (not in all): the pristine root is made with debootstrap
     pristine) echo debootstrap ;;
     piuparts) echo piuparts dpkg-dev ;; # tests/testbed/piuparts.sh (the pkg tier)
-    # procps: ps, for leftovers.sh (not in a minimal Debian)
-    multinode) echo iproute2 util-linux iputils-ping procps ;;
+    # procps: ps, for leftovers.sh (not in a minimal Debian); nftables: the guest-cluster story
+    # breaks a host node's pings in that node's network namespace
+    multinode) echo iproute2 util-linux iputils-ping procps nftables ;;
     lint) echo shellcheck systemd ;; # systemd: systemd-analyze verify of agents/systemd
     # bookworm: the libvirt backend and serial listener are in fence-virtd
     fencevirt) echo fence-virtd fence-virt ;;

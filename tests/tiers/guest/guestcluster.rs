@@ -1,9 +1,11 @@
-//! The whole story (issue #6): a Pacemaker cluster inside two TCG guests fences its peer
-//! through the host cluster. `tests/testbed/guestcluster.sh run` drives real parts only (the
-//! 3-node host cluster in namespaces, the host daemons as cluster clones, vm-ctl, the Debian
-//! guest image with corosync + Pacemaker, fence_vmstonith) and fails at the first step that does
-//! not happen in time; the first test runs it on this machine, then checks the timeline it
-//! wrote: every step, three failovers, each in causal order. The second runs the same story as
+//! The whole story (issues #6 and #15): a Pacemaker cluster inside two TCG guests sees its
+//! hosts' health and fences its peer through the host cluster. `tests/testbed/guestcluster.sh
+//! run` drives real parts only (the 3-node host cluster in namespaces with a real pingd, the
+//! host daemons as cluster clones, vm-ctl, the Debian guest image with corosync + Pacemaker,
+//! vm-client, fence_vmstonith) and fails at the first step that does not happen in time; the
+//! first test runs it on this machine, then checks the timeline it wrote: every step, the host
+//! health step (a host's lost ping targets move the guest cluster's dummy without a fence, and
+//! back), three failovers, each in causal order. The second runs the same story as
 //! the README's main command (`tests/testbed/sandbox`) in a fresh Debian 12 root, from package
 //! installation on, with the same checks (tests/run-all's `pristine` tier; when it runs, the
 //! guest tier leaves the first out: the story would run twice).
@@ -45,7 +47,15 @@ fn guest_cluster_fences_its_peer_through_the_host_cluster() {
     assert!(status.success(), "guestcluster.sh run failed: {status}");
     let timeline = std::fs::read_to_string(state_dir().join("gc").join("timeline.txt"))
         .expect("the scenario's timeline");
-    let recovered = check_timeline(&timeline);
+    let (health, recovered) = check_timeline(&timeline);
+    evidence(
+        "guest",
+        t0,
+        format!(
+            "host n2 lost its ping targets: g2's mirrored default_ping_set turned red {:.1} s after n2's and the guest cluster moved dummy to g1 {:.1} s after it, without a fence; back when they returned",
+            health.guest, health.dummy
+        ),
+    );
     evidence(
         "guest",
         t0,
@@ -108,13 +118,13 @@ fn readme_main_command_passes_in_a_pristine_root() {
         status.success(),
         "the README's main command failed in a pristine root (or left something behind): {status}"
     );
-    let recovered = check_timeline(&timeline);
+    let (health, recovered) = check_timeline(&timeline);
     evidence(
         "pristine",
         t0,
         format!(
-            "tests/testbed/sandbox from package installation to the timeline: the guest cluster fenced g2 3 times through the host cluster, recovered in {:.1} / {:.1} / {:.1} s; sandbox down left no process, mount or veth",
-            recovered[0], recovered[1], recovered[2]
+            "tests/testbed/sandbox from package installation to the timeline: n2's lost ping targets moved the guest cluster's dummy to g1 without a fence ({:.1} s after n2's attribute changed), the guest cluster fenced g2 3 times through the host cluster, recovered in {:.1} / {:.1} / {:.1} s; sandbox down left no process, mount or veth",
+            health.dummy, recovered[0], recovered[1], recovered[2]
         ),
     );
     let root = root.expect("pristine.sh named no root");
@@ -134,9 +144,18 @@ fn readme_main_command_passes_in_a_pristine_root() {
     );
 }
 
-/// Checks the scenario's timeline (`guestcluster.sh`): every step, three failovers, each in
-/// causal order. Returns the three recovery times.
-fn check_timeline(timeline: &str) -> Vec<f64> {
+/// Seconds after a host node's ping attribute changed (the host health step).
+struct Health {
+    /// until the guest cluster held g2's mirrored value
+    guest: f64,
+    /// until the guest cluster ran dummy on g1
+    dummy: f64,
+}
+
+/// Checks the scenario's timeline (`guestcluster.sh`): every step, the host health step, three
+/// failovers, each in causal order. Returns the health step's times and the three recovery
+/// times.
+fn check_timeline(timeline: &str) -> (Health, Vec<f64>) {
     let lines: Vec<&str> = timeline.lines().collect();
     let find = |what: &str| -> usize {
         lines
@@ -147,11 +166,15 @@ fn check_timeline(timeline: &str) -> Vec<f64> {
     // the set-up, in order
     let steps = [
         "host cluster up",
-        "host daemons: clnPingd, clnVmConnectd, clnVmStonithd running on every node",
+        "host daemons: clnPingd, clnVmConnectd, clnVmStonithd, clnVmManagerd running on every node",
         "vm-ctl: g1,g2 added",
         "guest cluster online: g1 g2",
         "guest cluster: fence_vmstonith from 'vm-ctl stonith guest-config'",
+        "the vm-client clone from 'vm-ctl stonith client-config' mirrors the hosts' default_ping_set (g1=green g2=green)",
         "g2 live-migrated to n2",
+        "break host n2's ping targets",
+        "restore host n2's ping targets",
+        "cut g2's cluster link (",
         "g1 live-migrated to",
         "host cluster recovered g2 on",
     ];
@@ -201,5 +224,125 @@ fn check_timeline(timeline: &str) -> Vec<f64> {
         request >= cut,
         "the first request precedes the cut:\n{timeline}"
     );
-    rows.iter().map(|r| r[4]).collect()
+    let health = check_host_health(&lines, timeline);
+    (health, rows.iter().map(|r| r[4]).collect())
+}
+
+/// The host health step, between g2's migration to n2 and the first link cut: n2's ping
+/// targets broken, n2's attribute red by the rules, g2's mirrored value red, dummy on g1, no
+/// fence; then restored, green, green, dummy back on g2; each after the one before (times from
+/// the guest's console may come up to 0.5 s before the host's poll, as in the failovers).
+fn check_host_health(lines: &[&str], timeline: &str) -> Health {
+    let steps = [
+        "break host n2's ping targets",
+        "host: default_ping_set on n2 ",
+        "n2's vm-managerd answers it as red",
+        "guest cluster: g2's default_ping_set -> red",
+        "guest cluster moves dummy to g1",
+        "no fence: the host and guest clusters' fence histories unchanged",
+        "restore host n2's ping targets",
+        "n2's vm-managerd answers it as green",
+        "guest cluster: g2's default_ping_set -> green",
+        "guest cluster moves dummy back to g2",
+    ];
+    let start = lines
+        .iter()
+        .position(|l| l.contains("g2 live-migrated to n2"))
+        .unwrap_or(0);
+    let end = lines
+        .iter()
+        .position(|l| l.contains("cut g2's cluster link ("))
+        .unwrap_or(lines.len());
+    let mut at = start;
+    let mut t = Vec::new();
+    for s in steps {
+        at += lines[at..end]
+            .iter()
+            .position(|l| l.contains(s))
+            .unwrap_or_else(|| {
+                panic!("{s:?} missing after line {at} of the host health step:\n{timeline}")
+            });
+        t.push(secs(lines[at]));
+    }
+    // break, host red, guest red, dummy on g1 | restore, host green, guest green, dummy on g2
+    let (red, green) = ([t[0], t[2], t[3], t[4]], [t[6], t[7], t[8], t[9]]);
+    for w in [red, green] {
+        assert!(
+            w[0] <= w[1] && w[1] <= w[2] + 0.5 && w[2] <= w[3],
+            "host health step out of causal order {w:?}:\n{timeline}"
+        );
+    }
+    assert!(
+        red[3] <= green[0],
+        "the ping targets came back before dummy moved:\n{timeline}"
+    );
+    Health {
+        guest: red[2] - red[1],
+        dummy: red[3] - red[1],
+    }
+}
+
+/// The checks themselves, on a timeline the story wrote (`fixtures/timeline.txt`, the guest
+/// tier's run at 94c6a3c): they pass it, and fail it when a step is missing or out of order.
+/// (Plain unit tests: they run in the unit tier.)
+mod checks {
+    use super::check_timeline;
+
+    const RECORDED: &str = include_str!("fixtures/timeline.txt");
+
+    /// `RECORDED` with the line containing `what` replaced by `by` (or removed).
+    fn edited(what: &str, by: Option<&str>) -> String {
+        let mut found = false;
+        let out: Vec<String> = RECORDED
+            .lines()
+            .filter_map(|l| {
+                if !found && l.contains(what) {
+                    found = true;
+                    by.map(str::to_owned)
+                } else {
+                    Some(l.to_owned())
+                }
+            })
+            .collect();
+        assert!(found, "{what:?} is not in the recorded timeline");
+        out.join("\n")
+    }
+
+    #[test]
+    fn a_recorded_timeline_passes() {
+        let (health, recovered) = check_timeline(RECORDED);
+        assert!((health.guest - 4.5).abs() < 0.01, "{}", health.guest);
+        assert!((health.dummy - 5.6).abs() < 0.01, "{}", health.dummy);
+        assert_eq!(recovered, [21.2, 19.1, 31.8]);
+    }
+
+    #[test]
+    #[should_panic(expected = "no fence: the host and guest clusters")]
+    fn the_no_fence_check_must_be_there() {
+        check_timeline(&edited("  no fence: ", None));
+    }
+
+    #[test]
+    #[should_panic(expected = "host health step out of causal order")]
+    fn the_guest_may_not_see_red_before_the_host() {
+        check_timeline(&edited(
+            "guest cluster: g2's default_ping_set -> red",
+            Some("  +243.0 s    guest cluster: g2's default_ping_set -> red (vm-client)"),
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "host health step out of causal order")]
+    fn dummy_may_not_move_before_the_guest_sees_red() {
+        check_timeline(&edited(
+            "guest cluster moves dummy to g1",
+            Some("  +248.0 s    guest cluster moves dummy to g1"),
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "missing after line")]
+    fn dummy_must_come_back() {
+        check_timeline(&edited("guest cluster moves dummy back to g2", None));
+    }
 }

@@ -127,11 +127,20 @@ fn live_managerd_answers_held_waits_when_attrd_changes_a_value() {
 }
 
 fn agent(action: &str, socket: &Path, state: &Path) -> vm_common::process::Output {
+    agent_with(action, socket, state, "pmkt_vmc_ping  pmkt_vmc_none")
+}
+
+fn agent_with(
+    action: &str,
+    socket: &Path,
+    state: &Path,
+    attribute_list: &str,
+) -> vm_common::process::Output {
     Cmd::new(repo_dir().join("agents/ocf/vm-client"))
         .arg(action)
         .env("OCF_ROOT", "/usr/lib/ocf")
         .env("OCF_RESOURCE_INSTANCE", "vmc:0")
-        .env("OCF_RESKEY_attribute_list", "pmkt_vmc_ping  pmkt_vmc_none")
+        .env("OCF_RESKEY_attribute_list", attribute_list)
         .env("OCF_RESKEY_socket", socket)
         .env("OCF_RESKEY_state", state)
         .env("OCF_RESKEY_grace", "3")
@@ -233,8 +242,37 @@ fn live_vm_client_mirrors_the_host_and_tells_no_answer_from_a_change() {
     });
     evidence("live", t0, "host answers again: attribute back");
 
-    let out = agent("stop", &socket, &state);
+    // a changed attribute_list (Pacemaker reloads for it): the watcher starts again with the
+    // new list, and the attribute no longer listed is deleted
+    replace_cib(
+        &cib,
+        &host_cib("h1", &[("pmkt_vmc_ping", "0"), ("pmkt_vmc_none", "set")]),
+    );
+    let pid = |state: &Path| std::fs::read_to_string(state).unwrap_or_default();
+    let before = pid(&state);
+    let out = agent_with("reload", &socket, &state, "pmkt_vmc_none");
+    assert!(out.success(), "reload: {}", out.stderr_text());
+    assert_ne!(pid(&state), before, "reload kept the old watcher");
+    wait_for(
+        "the newly listed attribute",
+        Duration::from_secs(20),
+        || (attrd_value("pmkt_vmc_none").as_deref() == Some("set")).then_some(()),
+    );
+    assert!(
+        attrd_value("pmkt_vmc_ping").is_none(),
+        "the attribute no longer listed is still set"
+    );
+    evidence(
+        "live",
+        t0,
+        "reload with a new attribute_list: a new watcher mirrors it, the unlisted attribute deleted",
+    );
+
+    // stopped with other parameters (a restart for a parameter change): what the watcher
+    // mirrored is deleted too
+    let out = agent_with("stop", &socket, &state, "pmkt_vmc_ping");
     assert!(out.success(), "{}", out.stderr_text());
+    assert!(attrd_value("pmkt_vmc_none").is_none());
     assert!(attrd_value("pmkt_vmc_ping").is_none());
     assert_eq!(agent("monitor", &socket, &state).code(), Some(7));
     assert!(!state.exists());
