@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use vm_common::process::{Cmd, ProcessError};
+use vm_common::process::{Cmd, RunError};
 
 /// Deadline of one `virsh` call: a listing answers in tens of milliseconds; a minute means
 /// libvirtd is wedged.
@@ -19,30 +19,16 @@ const VIRSH_TIMEOUT: Duration = Duration::from_secs(60);
 /// is 6 MB): past it, virsh is killed and the listing is an error.
 const MAX_LISTING_BYTES: usize = 16 << 20;
 
-/// A `virsh` call that failed.
+/// A `virsh` call that failed: it could not be run (or ran past its deadline or output
+/// limit), or it ran and failed (libvirtd unreachable, permission denied, ...).
 #[derive(Debug, thiserror::Error)]
-pub enum VirshError {
-    /// virsh could not be run, or ran past its deadline or output limit.
-    #[error("Cannot {step} with virsh")]
-    Run {
-        /// What we asked, e.g. "list the persistent domains".
-        step: &'static str,
-        /// Why it could not run.
-        #[source]
-        source: ProcessError,
-    },
-    /// virsh ran and failed (libvirtd unreachable, permission denied, ...).
-    #[error("Cannot {step}: `{argv}` exited with {code}: {stderr}")]
-    Failed {
-        /// What we asked.
-        step: &'static str,
-        /// The command line, for the operator to re-run.
-        argv: String,
-        /// Its exit code (-1 when killed by a signal).
-        code: i32,
-        /// What it printed on stderr.
-        stderr: String,
-    },
+#[error("Cannot {step} with virsh")]
+pub struct VirshError {
+    /// What we asked, e.g. "list the persistent domains".
+    pub step: &'static str,
+    /// Why: the process error, or virsh's exit status and stderr.
+    #[source]
+    pub source: RunError,
 }
 
 /// How a domain is defined in libvirt.
@@ -115,16 +101,8 @@ fn list(uri: &str, filter: &str, step: &'static str) -> Result<HashSet<String>, 
         .timeout(VIRSH_TIMEOUT)
         .max_stdout(MAX_LISTING_BYTES);
     let out = cmd
-        .run()
-        .map_err(|source| VirshError::Run { step, source })?;
-    if !out.success() {
-        return Err(VirshError::Failed {
-            step,
-            argv: cmd.display(),
-            code: out.code().unwrap_or(-1),
-            stderr: out.stderr_text(),
-        });
-    }
+        .run_success()
+        .map_err(|source| VirshError { step, source })?;
     Ok(names(&out.stdout_text()))
 }
 
