@@ -54,10 +54,22 @@ medians() {
 echo
 echo "== guest cluster failover, median of $RUNS link cuts, seconds after the cut ($(date -u +%F), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '  %-24s %9s %9s %9s %9s %9s %9s\n' "fence device" requested "at host" stopped fenced recovered rejoined
-printf '  %-24s' "fence_vmstonith"
-medians "$OUT/vmstonith.failovers"
-printf '  %-24s' "fence_virt/fence_virtd"
-medians "$OUT/fence_virt.failovers"
+# a side this run did not measure (MODES) shows an earlier run's figures, dated, or none
+row() { # row MODE LABEL
+    local f=$OUT/$1.failovers
+    printf '  %-24s' "$2"
+    if [ ! -s "$f" ]; then
+        echo "  not measured (MODES=\"${MODES:-}\", and no earlier run in $OUT)"
+        return
+    fi
+    medians "$f" | tr -d '\n'
+    case " ${MODES:-vmstonith fence_virt} " in
+    *" $1 "*) echo ;;
+    *) echo "  (not this run: measured $(date -u -r "$f" '+%F %H:%M'))" ;;
+    esac
+}
+row vmstonith fence_vmstonith
+row fence_virt "fence_virt/fence_virtd"
 echo "  requested: g1's cluster asks for the fence; at host: vm-stonithd has the request; stopped: the host"
 echo "  cluster confirms g2 off; fenced: g1's cluster sees the fence succeed; recovered: dummy runs on g1;"
 echo "  rejoined: g2 rebooted and back in the guest cluster. Logs: $OUT"
