@@ -16,6 +16,7 @@
 #      destroys the domain itself, outside Pacemaker: for these runs the target is taken out of
 #      Pacemaker and runs as a plain (persistent) libvirt domain.
 # Usage (root): bench/vm-stonithd.sh [RUNS=5] [STATUS_RUNS=50]
+#   MODES=vmstonith  leave out part 4 (fence_virt; CI's quick run, as bench/guest-failover.sh)
 #   NO_BUILD=1  use the binaries already built (target/release, or target/debug with
 #               BENCH_PROFILE=debug; target/debug; the guest image)
 #
@@ -466,26 +467,32 @@ say "  and target-role alone in a whole-CIB replace (nodes section unchanged): $
 m_pmod=$(printf '%s\n' "${pr_mod[@]:-}" | median) m_prep=$(printf '%s\n' "${pr_rep[@]:-}" | median)
 
 # --- fence_virt through fence_virtd (serial listener, libvirt backend) ---
-say "== fence_virt -> fence_virtd (serial listener on /dev/ttyS1, libvirt backend), same guests (load $(load))"
 fv_ok=1 fv_why=""
-# the target leaves Pacemaker and runs as a plain persistent libvirt domain (fence_virtd
-# destroys and starts it itself; Pacemaker would otherwise restart or report it)
-vmctl resource stop "$TGT" --wait=120 >/dev/null
-vmctl resource delete "$TGT" --wait=120 >/dev/null
-rm -f "$RUN/$TGT.console.log"
-"${VIRSH[@]}" define "$RUN/domains/$TGT.xml" >/dev/null
-tgt_plain=1
-"${VIRSH[@]}" start "$TGT" >/dev/null
-wait_until 180 ready "$TGT" || die "plain domain $TGT did not boot"
-REQ_UUID=$("${VIRSH[@]}" domuuid "$REQ" | head -n 1)
-TGT_UUID=$("${VIRSH[@]}" domuuid "$TGT" | head -n 1)
-# The same authorisation as vm-stonithd's [[cluster]]: one group, requester and target. The
-# serial protocol carries no key (a request is trusted by the socket, i.e. the domain, it came
-# from), but fence_virtd 4.12 refuses to start unless the listener's key_file exists.
-head -c 512 /dev/urandom >"$RUN/fence_xvm.key"
-chmod 0600 "$RUN/fence_xvm.key"
-install -m 0600 /dev/null "$RUN/fence_virt.conf"
-cat >"$RUN/fence_virt.conf" <<CONF
+case " ${MODES:-vmstonith fence_virt} " in
+*" fence_virt "*) ;;
+*) fv_ok=0 fv_why="MODES=\"${MODES:-}\" leaves it out" ;;
+esac
+[ "$fv_ok" = 0 ] ||
+    say "== fence_virt -> fence_virtd (serial listener on /dev/ttyS1, libvirt backend), same guests (load $(load))"
+fv_setup() { # the target out of Pacemaker, fence_virtd started; fv_ok=0 and fv_why on failure
+    # the target leaves Pacemaker and runs as a plain persistent libvirt domain (fence_virtd
+    # destroys and starts it itself; Pacemaker would otherwise restart or report it)
+    vmctl resource stop "$TGT" --wait=120 >/dev/null
+    vmctl resource delete "$TGT" --wait=120 >/dev/null
+    rm -f "$RUN/$TGT.console.log"
+    "${VIRSH[@]}" define "$RUN/domains/$TGT.xml" >/dev/null
+    tgt_plain=1
+    "${VIRSH[@]}" start "$TGT" >/dev/null
+    wait_until 180 ready "$TGT" || die "plain domain $TGT did not boot"
+    REQ_UUID=$("${VIRSH[@]}" domuuid "$REQ" | head -n 1)
+    TGT_UUID=$("${VIRSH[@]}" domuuid "$TGT" | head -n 1)
+    # The same authorisation as vm-stonithd's [[cluster]]: one group, requester and target. The
+    # serial protocol carries no key (a request is trusted by the socket, i.e. the domain, it came
+    # from), but fence_virtd 4.12 refuses to start unless the listener's key_file exists.
+    head -c 512 /dev/urandom >"$RUN/fence_xvm.key"
+    chmod 0600 "$RUN/fence_xvm.key"
+    install -m 0600 /dev/null "$RUN/fence_virt.conf"
+    cat >"$RUN/fence_virt.conf" <<CONF
 fence_virtd {
 	listener = "serial";
 	backend = "libvirt";
@@ -514,19 +521,21 @@ groups {
 	}
 }
 CONF
-rm -f "$RUN/fence_virtd.pid"
-setsid /usr/sbin/fence_virtd -F -f "$RUN/fence_virt.conf" -p "$RUN/fence_virtd.pid" -d 1 \
-    >"$RUN/fence_virtd.log" 2>&1 </dev/null &
-fvd=$!
-FV="fence_virt -D /dev/ttyS1 -t 60"
-out=$(con "[ -c /dev/ttyS1 ] || { echo 'no /dev/ttyS1 in the guest'; exit 3; }
-for i in \$(seq 30); do out=\$($FV -o status -n $TGT -t 5 2>&1); rc=\$?; [ \$rc = 0 ] && break; sleep 1; done
-echo \"\$out\"; echo rc=\$rc" 240) || true
-if ! alive "$fvd"; then
-    fv_ok=0 fv_why="fence_virtd exited: $(tail -n 5 "$RUN/fence_virtd.log" | tr '\n' ' ')"
-elif ! grep -q '^rc=0' <<<"$out"; then
-    fv_ok=0 fv_why="in-guest fence_virt -o status got no answer: $(tr '\n' ' ' <<<"$out"); fence_virtd log: $(tail -n 5 "$RUN/fence_virtd.log" | tr '\n' ' ')"
-fi
+    rm -f "$RUN/fence_virtd.pid"
+    setsid /usr/sbin/fence_virtd -F -f "$RUN/fence_virt.conf" -p "$RUN/fence_virtd.pid" -d 1 \
+        >"$RUN/fence_virtd.log" 2>&1 </dev/null &
+    fvd=$!
+    FV="fence_virt -D /dev/ttyS1 -t 60"
+    out=$(con "[ -c /dev/ttyS1 ] || { echo 'no /dev/ttyS1 in the guest'; exit 3; }
+    for i in \$(seq 30); do out=\$($FV -o status -n $TGT -t 5 2>&1); rc=\$?; [ \$rc = 0 ] && break; sleep 1; done
+    echo \"\$out\"; echo rc=\$rc" 240) || true
+    if ! alive "$fvd"; then
+        fv_ok=0 fv_why="fence_virtd exited: $(tail -n 5 "$RUN/fence_virtd.log" | tr '\n' ' ')"
+    elif ! grep -q '^rc=0' <<<"$out"; then
+        fv_ok=0 fv_why="in-guest fence_virt -o status got no answer: $(tr '\n' ' ' <<<"$out"); fence_virtd log: $(tail -n 5 "$RUN/fence_virtd.log" | tr '\n' ' ')"
+    fi
+}
+[ "$fv_ok" = 0 ] || fv_setup
 vs=() vons=()
 if [ "$fv_ok" = 1 ]; then
     say "  run  fence_virt-off-ms  fence_virt-on-ms"
