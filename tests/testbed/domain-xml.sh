@@ -21,6 +21,9 @@
 #      TB_MIB    TCG translation cache (QEMU's default of 1 GiB makes each guest ~1.5 GiB RSS)
 #      SERIAL2   a second serial port (the guest's ttyS1) on a unix socket at this path, for
 #                fence_virt's serial mode (the comparison benchmark)
+#      ON_REBOOT what a reboot inside the guest does: destroy (default: the domain stops, as a
+#                panic does with panic=-1) or restart (libvirt's default: QEMU resets the guest
+#                and keeps running, its sockets too)
 # type='qemu' (TCG): KVM does not boot guests on the CI machines. A fixed <uuid> derived from
 # the name, so a guest keeps its identity across starts.
 set -euo pipefail
@@ -29,6 +32,7 @@ NAME=${1:?usage: domain-xml.sh NAME [RUNDIR [LOGDIR]]}
 RUNDIR=${2:-$PMKT_STATE/run}
 LOGDIR=${3:-$RUNDIR}
 IMG=${IMG:-$PMKT_STATE/guest}
+case ${ON_REBOOT:-destroy} in destroy | restart) ;; *) die "ON_REBOOT must be destroy or restart" ;; esac
 case $NAME in *[!A-Za-z0-9_.-]*) die "guest name '$NAME' has characters outside [A-Za-z0-9_.-]" ;; esac
 h=$(printf '%s' "pmkt-guest-$NAME" | md5sum | cut -c1-32)
 UUID=${h:0:8}-${h:8:4}-4${h:13:3}-8${h:17:3}-${h:20:12}
@@ -66,7 +70,7 @@ cat <<XML
 $(features)
   <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
   <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
+  <on_reboot>${ON_REBOOT:-destroy}</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>

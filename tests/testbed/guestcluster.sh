@@ -7,6 +7,8 @@
 #        guestcluster.sh run       up + scenario + down (what the guest tier runs)
 #        guestcluster.sh bench [N] up, then N link cuts with both guests on n1 (no migration), down:
 #                                  bench/guest-failover.sh runs it with FENCE=vmstonith and fence_virt
+#        guestcluster.sh reboot [N] on a cluster `up`: g2 reboots itself N times, each timed until its
+#                                  vm-connectd answers again (docs/benchmarks.md, vm_liveness_timeout)
 #        guestcluster.sh down      stop everything by PID (the multi-node test bed's down)
 #        guestcluster.sh gexec GUEST CMD [TIMEOUT]   run CMD in a guest over its serial console
 #
@@ -67,6 +69,9 @@ PING_ATTR=default_ping_set
 CLIENT_ATTRS=$PING_ATTR
 [ "${PROBE:-0}" != 1 ] || CLIENT_ATTRS="$PING_ATTR pmkt_probe"
 PING_TABLE=pmkt_ping
+# the guest whose vm-connectd checks a unit of its own (--health-unit), and that unit
+HEALTH_GUEST=g1
+HEALTH_UNIT=gc-app.service
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -137,6 +142,33 @@ mirrored_everywhere() {
 }
 # NODE's pingd attribute as the host cluster's CIB records it
 host_ping() { on "$1" crm_attribute --node "$1" --name "$PING_ATTR" --lifetime reboot --query --quiet 2>/dev/null; }
+# GUEST's liveness as NODE's vm-connectd publishes it (pmkt-guest-GUEST: LINK:LIVENESS:SINCE)
+liveness_of() { on "$2" crm_attribute --node "$2" --name "pmkt-guest-$1" --lifetime reboot --query --quiet 2>/dev/null; }
+liveness_is() { case $(liveness_of "$1" "$2") in "up:$3:"*) return 0 ;; *) return 1 ;; esac; }
+# `vm-ctl status --output json` (issue 16's one screen), read on a node that answers
+vmctl_json() {
+    local n
+    n=$(any_node) || return 1
+    on "$n" "$BIN/vm-ctl" --config "$GC/vm-ctl.conf" --output json status 2>/dev/null
+}
+# GUEST as vm-ctl status shows it, on one line: state, nodes, migration, channel, fence, failures
+vmctl_guest() {
+    jq -r --arg g "$1" '.status.guests[] | select(.domain == $g) |
+        "\(.domain) \(.state) on \(.nodes | join(","))" +
+        (if .migration then " migrating \(.migration.from)->\(.migration.to)" else "" end) +
+        ", channel \(.channel.link) \(.channel.liveness) (from \(.channel.node // "-"))" +
+        (if .fence.in_progress then ", fence \(.fence.in_progress.action) IN PROGRESS by \(.fence.in_progress.node)" else "" end) +
+        (if .fence.last then ", last fence \(.fence.last.action) \(.fence.last.result) by \(.fence.last.cluster)/\(.fence.last.requester)" else "" end) +
+        ", \(.failed_actions | length) failed action(s)"'
+}
+# prmVMCTL_GUEST's failed monitor whose reason matches PATTERN in crm_mon (its exit reason)
+monitor_failed() {
+    local n
+    n=$(any_node) || return 1
+    on "$n" crm_mon --one-shot --output-as=xml 2>/dev/null |
+        grep -o "<failure op_key=\"prmVMCTL_$1_monitor_[^>]*" | sed -n 's/.* exitreason="\([^"]*\)".*/\1/p' |
+        grep -m1 -- "$2"
+}
 
 T0=
 mark_at() {
@@ -190,6 +222,18 @@ make_seed() {
     chmod 0700 "$S/root/etc/pm-kvm-tools"
     # and its fence configuration, as vm-ctl printed it (run once, in one guest)
     install -m 0600 "$GC/guest-fence.sh" "$S/root/root/guest-fence.sh"
+    # g1's critical service: gc-app.service stands for an application; g1's vm-connectd checks
+    # it (--health-unit, operations.md: the guest package's unit with the options, as
+    # `systemctl edit vm-connectd-guest` makes it), every 5 s, failing at the second miss in a
+    # row (every 2 s failing at the first: a systemctl slower than 2 s in a TCG guest on a
+    # loaded host made g1 unhealthy for a moment, and Pacemaker restarted it)
+    if [ "$g" = "$HEALTH_GUEST" ]; then
+        mkdir -p "$S/root/etc/systemd/system/vm-connectd-guest.service.d"
+        printf '[Unit]\nDescription=the guest-cluster scenario: stands for an application (vm-connectd --health-unit)\n\n[Service]\nExecStart=/bin/sleep infinity\n' \
+            >"$S/root/etc/systemd/system/$HEALTH_UNIT"
+        printf '[Unit]\nWants=%s\n\n[Service]\nExecStart=\nExecStart=/usr/sbin/vm-connectd -t guest --socket /run/vmconnectd.sock --health-unit %s --health-interval 5 --health-failures 2\n' \
+            "$HEALTH_UNIT" "$HEALTH_UNIT" >"$S/root/etc/systemd/system/vm-connectd-guest.service.d/health.conf"
+    fi
     "$TESTBED_DIR/gc-image.sh" seed "$S" "$GC/vm/$g.seed.img"
 }
 
@@ -403,7 +447,7 @@ TOML
         i=$((i + 1))
         make_seed "$g" "$i"
         IMG=$GCIMG ROOT_IMG=$GCIMG/root.img SEED_IMG=$GC/vm/$g.seed.img MCAST=$MCAST \
-            MAC=52:54:00:98:00:0$i MEM_MIB=512 TB_MIB=256 \
+            MAC=52:54:00:98:00:0$i MEM_MIB=512 TB_MIB=256 ON_REBOOT=restart \
             CMDLINE="console=ttyS0 quiet net.ifnames=0 panic=-1" \
             SERIAL2=$([ "$FENCE" = fence_virt ] && echo "$FVDIR/$g.sock") \
             "$TESTBED_DIR/domain-xml.sh" "$g" /run/pmkt /var/log/libvirt >"$GC/vm/$g.xml"
@@ -452,6 +496,12 @@ $report"
     fi
     wait_until 180 gc_online g1 || die "the guest cluster did not come online: $(gview g1 || true)"
     mark "guest cluster online: ${GUESTS[*]} (corosync over the multicast link)"
+    if [ "$FENCE" = vmstonith ]; then
+        # g1's health check (systemctl is-active from the hardened vm-connectd-guest unit) passes
+        wait_until 60 liveness_is "$HEALTH_GUEST" "$(host_of "$HEALTH_GUEST")" answering ||
+            die "$HEALTH_GUEST is not answering on its host ($(liveness_of "$HEALTH_GUEST" "$(host_of "$HEALTH_GUEST")" || echo unset)): does its --health-unit $HEALTH_UNIT check fail?"
+        mark "$HEALTH_GUEST's vm-connectd answers its host's heartbeats, checking $HEALTH_UNIT (--health-unit): $(liveness_of "$HEALTH_GUEST" "$(host_of "$HEALTH_GUEST")")"
+    fi
 
     # the chain, checked from inside g1 before it is needed
     if [ "$FENCE" = vmstonith ]; then
@@ -533,6 +583,7 @@ failover() {
     shift
     local t_cut cut_iso t_req='' t_off='' t_dummy='' t_back='' req_node='' line deadline h1 h2
     h1=$(host_of g1) h2=$(host_of g2)
+    [ "$FENCE" != vmstonith ] || fence_watch_start
     t_cut=$(now)
     # log lines after the failure only (RFC 3339 UTC timestamps compare as strings)
     cut_iso=$(date -u -d "@$t_cut" +%Y-%m-%dT%H:%M:%S.%6NZ)
@@ -570,6 +621,7 @@ failover() {
         sleep 0.5
     done
     [ -n "$t_off" ] || [ "$FENCE" != vmstonith ] || die "$what: no fence of g2 by vm-stonithd within 180 s"
+    [ "$FENCE" != vmstonith ] || fence_watch_stop
     [ -n "$t_dummy" ] || die "$what: dummy did not move to g1 within 180 s"
     wait_until 240 gc_online g1 || die "$what: g2 did not rejoin the guest cluster"
     t_back=$(now)
@@ -734,6 +786,140 @@ ping_follow() {
     mark_at "$t_dummy" "  guest cluster $what"
 }
 
+# Service health from inside the guest (issue 16): g1's critical service stops; its vm-connectd
+# (--health-unit) reports it failing in its next Alive, the host publishes g1 `unhealthy`, and
+# the next monitor of prmVMCTL_g1 (ocf:pm-kvm-tools:VirtualDomain) fails with the reason. For
+# this step the resource is unmanaged: the failure is recorded, and Pacemaker recovers nothing
+# (a restart of g1 is what the multi-node tier's panicked guest shows); then the service starts
+# again, g1 answers again, the failure is cleaned up and the resource managed again.
+health_step() {
+    local g=$HEALTH_GUEST h t_stop t_start reason row
+    h=$(host_of "$g")
+    liveness_is "$g" "$h" answering || die "before the health step: pmkt-guest-$g on $h is '$(liveness_of "$g" "$h" || true)'"
+    on "$h" crm_resource --resource "prmVMCTL_$g" --meta --set-parameter is-managed --parameter-value false >/dev/null
+    t_stop=$(now)
+    gexec "$g" "systemctl stop $HEALTH_UNIT" 30 >/dev/null || die "cannot stop $HEALTH_UNIT in $g"
+    mark_at "$t_stop" "stop $g's critical service (systemctl stop $HEALTH_UNIT in $g; prmVMCTL_$g unmanaged for this step: its failure is recorded, not recovered)"
+    wait_until 60 liveness_is "$g" "$h" unhealthy ||
+        die "pmkt-guest-$g on $h did not become unhealthy within 60 s: $(liveness_of "$g" "$h" || true)"
+    mark "  host: pmkt-guest-$g on $h -> $(liveness_of "$g" "$h") ($g's vm-connectd reports $HEALTH_UNIT failing)"
+    wait_until 60 monitor_failed "$g" "unhealthy" || die "prmVMCTL_$g's monitor did not fail on $h within 60 s"
+    reason=$(monitor_failed "$g" "unhealthy")
+    case $reason in *"failing $HEALTH_UNIT"*) ;; *) die "prmVMCTL_$g's monitor failed for another reason: $reason" ;; esac
+    mark "  host cluster: prmVMCTL_$g's monitor failed on $h: \"$reason\""
+    row=$(vmctl_json | vmctl_guest "$g") || die "vm-ctl status failed"
+    case $row in *"channel up unhealthy"*[1-9]" failed action(s)"*) ;; *) die "vm-ctl status does not show $g unhealthy with its failed monitor: $row" ;; esac
+    mark "  vm-ctl status: $row"
+    t_start=$(now)
+    gexec "$g" "systemctl start $HEALTH_UNIT" 30 >/dev/null || die "cannot start $HEALTH_UNIT in $g"
+    wait_until 60 liveness_is "$g" "$h" answering ||
+        die "pmkt-guest-$g on $h did not answer again within 60 s: $(liveness_of "$g" "$h" || true)"
+    mark_at "$t_start" "start $HEALTH_UNIT again in $g"
+    mark "  host: pmkt-guest-$g on $h -> $(liveness_of "$g" "$h")"
+    on "$h" crm_resource --cleanup --resource "prmVMCTL_$g" >/dev/null
+    on "$h" crm_resource --resource "prmVMCTL_$g" --meta --delete-parameter is-managed >/dev/null
+    wait_until 60 rsc_on "prmVMCTL_$g" "$h" || die "prmVMCTL_$g is not Started on $h after the health step"
+    mark "  prmVMCTL_$g cleaned up and managed again, still on $h (not restarted)"
+}
+
+# move_watched GUEST NODE: vm-ctl resource move GUEST -n NODE (a live migration), and vm-ctl
+# status read meanwhile until it shows GUEST migrating (issue 16: the one screen while a guest
+# migrates)
+move_watched() {
+    local g=$1 to=$2 pid j row='' out=$GC/move.out
+    vmctl resource move "$g" -n "$to" --wait=180 >"$out" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ -z "$row" ]; then
+            j=$(vmctl_json) || j=
+            if [ -n "$j" ] && jq -e --arg g "$g" '.status.guests[] | select(.domain == $g and .state == "migrating")' <<<"$j" >/dev/null 2>&1; then
+                row=$(vmctl_guest "$g" <<<"$j")
+                mark "  vm-ctl status during the move: $row"
+            fi
+        fi
+        sleep 0.2
+    done
+    wait "$pid" || { cat "$out"; die "vm-ctl resource move $g -n $to failed"; }
+    cat "$out"
+    [ -n "$row" ] || die "vm-ctl status never showed $g migrating during its live migration"
+}
+
+# A background reader of vm-ctl status during a failover: the first time it shows g2's fence in
+# progress, its line (host clock first) goes to $GC/fence-watch (issue 16: the one screen while
+# a fence runs)
+fence_watch_start() {
+    : >"$GC/fence-watch"
+    (
+        while kill -0 $$ 2>/dev/null; do
+            j=$(vmctl_json) || j=
+            if [ -n "$j" ] && jq -e '.status.guests[] | select(.domain == "g2") | .fence.in_progress' <<<"$j" >/dev/null 2>&1; then
+                echo "$(now) $(vmctl_guest g2 <<<"$j")" >"$GC/fence-watch"
+                exit 0
+            fi
+            sleep 0.5
+        done
+    ) &
+    FENCE_WATCH=$!
+}
+fence_watch_stop() {
+    kill "$FENCE_WATCH" 2>/dev/null || true
+    wait "$FENCE_WATCH" 2>/dev/null || true
+    local t row
+    read -r t row <"$GC/fence-watch" || die "vm-ctl status never showed g2's fence in progress"
+    mark_at "$t" "  vm-ctl status while the fence runs: $row"
+    row=$(vmctl_json | vmctl_guest g2) || die "vm-ctl status failed"
+    case $row in *"last fence reboot done by $CLUSTER/g1"*) ;; *) die "vm-ctl status does not show g2's last fence (reboot done by $CLUSTER/g1): $row" ;; esac
+    mark "  vm-ctl status after it: $row"
+}
+
+# A guest that reboots itself (systemctl reboot in it; QEMU keeps running it, libvirt resets
+# it): its vm-connectd is silent from its stop at shutdown to its start, and the host's relay
+# publishes it `silent` after --liveness-timeout (20 s) of no answer. The shipped
+# vm_liveness_timeout (120 s, this scenario's vm-ctl.conf) must outlast that or Pacemaker
+# restarts a guest that is only rebooting. Times: the host's clock; the attribute is read every
+# 0.5 s, its SINCE (whole seconds) says when each value was published. Prints one line per run
+# to $GC/reboots: "reboot-to-answering silent-age-at-return silent-window".
+reboot_step() {
+    local g=$1 h id0 id1 t0 v prev="" s_silent='' s_unknown='' s_answer='' deadline
+    h=$(host_of "$g")
+    liveness_is "$g" "$h" answering || die "before $g's reboot: pmkt-guest-$g on $h is '$(liveness_of "$g" "$h" || true)'"
+    id0=$(on "$h" virsh -c qemu:///system domid "$g" | head -1)
+    t0=$(now)
+    gexec "$g" '(sleep 1; systemctl reboot) >/dev/null 2>&1 &' 20 >/dev/null || die "cannot reboot $g"
+    t0=$(awk -v t="$t0" 'BEGIN { printf "%.3f", t + 1 }')
+    mark_at "$t0" "$g reboots itself (systemctl reboot in $g, on $h; QEMU keeps running)"
+    deadline=$((SECONDS + 300))
+    while [ $SECONDS -lt $deadline ]; do
+        v=$(liveness_of "$g" "$h") || v=-
+        if [ "$v" != "$prev" ]; then
+            case $v in
+            up:silent:*) s_silent=${v##*:} ;;
+            up:unknown:*) s_unknown=${v##*:} ;;
+            up:answering:*) [ -z "$prev" ] || s_answer=${v##*:} ;;
+            esac
+            [ -z "$prev" ] || mark "  host: pmkt-guest-$g on $h -> $v"
+            prev=$v
+            [ -z "$s_answer" ] || break
+        fi
+        sleep 0.5
+    done
+    [ -n "$s_answer" ] || die "$g did not answer again within 300 s of its reboot: $(liveness_of "$g" "$h" || true)"
+    id1=$(on "$h" virsh -c qemu:///system domid "$g" | head -1)
+    [ "$id0" = "$id1" ] || die "$g's domain id changed ($id0 -> $id1): it was restarted, not rebooted"
+    ! monitor_failed "$g" . >/dev/null || die "prmVMCTL_$g's monitor failed during its reboot: $(monitor_failed "$g" .)"
+    # silent age when the new daemon said Hello (what the monitor compared with 120 s), and the
+    # daemon's silence: from its last answer (silent's since less the relay's 20 s) to its Hello
+    local back=${s_unknown:-$s_answer} age='-' window='-'
+    if [ -n "$s_silent" ]; then
+        age=$((back - s_silent))
+        window=$((back - s_silent + 20))
+    fi
+    mark "  $g answers again $(awk -v a="$t0" -v b="$s_answer" 'BEGIN { printf "%.0f", b - a }') s after its reboot (published since $s_answer); silent ${age} s when its new vm-connectd said Hello (the daemon silent ~${window} s); no failed monitor; same QEMU (domain id $id0)"
+    echo "$(awk -v a="$t0" -v b="$s_answer" 'BEGIN { printf "%.0f", b - a }') $age $window" >>"$GC/reboots"
+    wait_until 240 gc_online g1 || die "$g did not rejoin the guest cluster after its reboot"
+    mark "  guest cluster whole again: ${GUESTS[*]}"
+}
+
 cut_link() {
     local node
     node=$(host_of g2)
@@ -760,13 +946,16 @@ scenario() {
     h1=$(host_of g1) h2=$(host_of g2)
     if [ "$h1" = "$h2" ]; then
         other=$("$MNSH" nodes | tr ' ' '\n' | grep -vx "$h1" | head -1)
-        vmctl resource move g2 -n "$other" --wait=180
+        move_watched g2 "$other"
         vmctl location move g2
         wait_until 120 rsc_on prmVMCTL_g2 "$other" || die "g2 did not move to $other"
         wait_until 60 gc_online g1 || die "the guest cluster lost a node during g2's live migration"
         h2=$(host_of g2)
         mark "g2 live-migrated to $h2 (vm-ctl resource move, then location move: $h2 preferred); guest cluster kept both nodes; g1 on $h1"
     fi
+
+    # 1b. g1's critical service stops: unhealthy, its host monitor fails
+    [ "$FENCE" != vmstonith ] || health_step
 
     # 2. g2's host loses its ping targets: the guest cluster moves dummy off g2, fencing nothing
     ping_step "$(host_of g2)"
@@ -777,7 +966,7 @@ scenario() {
     # 4. g1 live-migrates while the guest cluster runs, then fences again from its new host
     h1=$(host_of g1)
     other=$("$MNSH" nodes | tr ' ' '\n' | grep -vx "$h1" | grep -vx "$(host_of g2)" | head -1)
-    vmctl resource move g1 -n "$other" --wait=180
+    move_watched g1 "$other"
     wait_until 60 gc_online g1 || die "the guest cluster lost a node during g1's live migration"
     mark "g1 live-migrated to $(host_of g1) (vm-ctl resource move); guest cluster kept both nodes"
     failover "cut g2's cluster link again (g1 now on $(host_of g1))" cut_link
@@ -790,6 +979,16 @@ scenario() {
         on "$fencer" stonith_admin --fence "$h2" --timeout 60
     case $(host_of g2) in "" | "$h2") die "the host cluster did not restart g2 on another node" ;; esac
     mark "host cluster recovered g2 on $(host_of g2); guest cluster whole again"
+    if [ "$FENCE" = vmstonith ]; then
+        # vm-ctl status with a host node down: the node, its daemons and fence readiness
+        local nrow
+        nrow=$(vmctl_json | jq -r --arg n "$h2" '.status.nodes[] | select(.name == $n) |
+            "\(.name) \(.state), daemons \([.daemons[] | "\(.daemon) \(.state)"] | join(", ")), fence ready \(.fence.ready)"') ||
+            die "vm-ctl status failed with $h2 down"
+        case $nrow in "$h2 offline,"*"fence ready false" | "$h2 unclean,"*"fence ready false") ;;
+        *) die "vm-ctl status does not show $h2 down: $nrow" ;; esac
+        mark "  vm-ctl status with $h2 down: $nrow; $(vmctl_json | vmctl_guest g2)"
+    fi
     summary
 }
 
@@ -1059,6 +1258,15 @@ managerd-bench)
     # bench/vm-managerd.sh gc: up, the probe's samples, down
     if [ "${KEEP:-0}" != 1 ]; then trap 'keep_logs; down' EXIT; fi
     managerd_bench "$@" ;;
+reboot)
+    # guest reboots on a cluster `up` (the vm_liveness_timeout measurement, docs/benchmarks.md):
+    # g2 (no health check of its own) reboots itself N times; each run's seconds go to $GC/reboots
+    need_root
+    [ -f "$TIMELINE" ] || die "run '$0 up' first"
+    T0=$(now)
+    for i in $(seq "${1:-3}"); do reboot_step g2; done
+    echo "reboot-to-answering s, silent age at return s, daemon silent s (one run a line):"
+    cat "$GC/reboots" ;;
 down) down ;;
 gexec) [ $# -ge 2 ] || die "usage: $0 gexec GUEST CMD [TIMEOUT]"; gexec "$@" ;;
 *) die "usage: $0 up|scenario|run|down|gexec GUEST CMD [TIMEOUT] (see the header)" ;;

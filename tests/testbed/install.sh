@@ -35,7 +35,8 @@ pkgs_for() {
     libvirt) echo libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 ;;
     # xz-utils: kernel modules may come xz-compressed from the kernel package
     guest) echo busybox-static cpio qemu-utils socat xz-utils ;;
-    gc) echo debootstrap busybox-static cpio xz-utils ;;
+    # jq: guestcluster.sh reads `vm-ctl status --output json`
+    gc) echo debootstrap busybox-static cpio xz-utils jq ;;
     # tests/testbed/pristine.sh (not in all): the pristine root is made with debootstrap
     pristine) echo debootstrap ;;
     piuparts) echo piuparts dpkg-dev ;; # tests/testbed/piuparts.sh (the pkg tier)

@@ -123,7 +123,8 @@ fn parse_guest(arg: &str) -> Result<(String, PathBuf), String> {
 /// `vm-connectd`'s administration commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the running daemon's guests/host link, link state, last traffic and modules.
+    /// Show the running daemon's guests/host link, link state, last traffic and modules (a
+    /// host daemon's read page by page: complete for any number of guests).
     Status {
         /// The daemon's local socket.
         #[arg(long, value_name = "PATH", default_value = vm_proto::DEFAULT_SOCKET)]

@@ -379,8 +379,9 @@ async fn serve_client(guest: Arc<Guest>, client: ClientId, stream: UnixStream) {
                     let _ = offer(&outbox, Message::Hello(hello).to_frame(0));
                 }
             }
-            // (a guest daemon has no guest links: a query for one gets its whole status)
-            Ok(Message::Status | Message::StatusOf(_)) => {
+            // (a guest daemon has no guest links: a query for one, or for a page of them, gets
+            // its whole status, which has no `next`)
+            Ok(Message::Status | Message::StatusOf(_) | Message::StatusPage(_)) => {
                 let reply = match StatusReply::new(status_json(&guest)) {
                     Ok(r) => Message::StatusReply(r),
                     Err(e) => error(ErrorCode::Internal, &e.to_string()),

@@ -6,7 +6,9 @@
 //! shell, without arguments, stdin empty, within the check interval, at most 4 KiB of output,
 //! killed with its process group past either). Every check runs every interval, one after the
 //! other, on a thread of its own; a check that failed `failures` times in a row is reported
-//! failing until it succeeds once. Which checks exist is the guest's business: it controls only
+//! failing until it succeeds once. A check failing while systemd shuts the guest down
+//! (`systemctl is-system-running`: `stopping`) is not counted: a reboot is silence, not a
+//! failure. Which checks exist is the guest's business: it controls only
 //! its own liveness (docs/security.md).
 
 use std::path::{Path, PathBuf};
@@ -171,7 +173,11 @@ impl Health {
                 loop {
                     let started = std::time::Instant::now();
                     for (i, check) in health.checks.iter().enumerate() {
-                        let ok = run_probe(&check.probe, interval);
+                        // A check that fails while systemd shuts the guest down (its units
+                        // stop before this daemon does) is not counted: a guest that reboots
+                        // would read `unhealthy` and its monitor fail; it goes silent instead,
+                        // which the liveness timeout is there to outlast.
+                        let ok = run_probe(&check.probe, interval) || system_stopping(interval);
                         if health.record(i, ok) {
                             if ok {
                                 tracing::info!(check = %check.name, "health check passes again");
@@ -211,6 +217,22 @@ fn run_probe(probe: &Probe, timeout: Duration) -> bool {
             false
         }
     }
+}
+
+/// Whether systemd is shutting the system down (`systemctl is-system-running` prints
+/// `stopping`), bounded by `timeout`; false without systemd.
+fn system_stopping(timeout: Duration) -> bool {
+    let stopping = vm_common::process::Cmd::new("systemctl")
+        .args(["is-system-running"])
+        .timeout(timeout)
+        .max_stdout(64)
+        .discard_stderr()
+        .run()
+        .is_ok_and(|out| out.stdout_text().trim() == "stopping");
+    if stopping {
+        tracing::debug!("the system is shutting down: a failed health check is not counted");
+    }
+    stopping
 }
 
 /// What `check` runs, for messages.

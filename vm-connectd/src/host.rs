@@ -988,6 +988,16 @@ async fn serve_local(host: Arc<Host>, conn: ConnId, stream: UnixStream, cred: Pe
                 let pong = host.lock().pong(&host.cfg.node);
                 let _ = offer(&outbox, pong.to_frame(id));
             }
+            Message::StatusPage(q) => {
+                let reply = match status_page_json(&host, q.after()).and_then(|json| {
+                    StatusReply::new(json)
+                        .map_err(|e| ErrorMsg::truncated(ErrorCode::Internal, &e.to_string()))
+                }) {
+                    Ok(r) => Message::StatusReply(r),
+                    Err(e) => Message::Error(e),
+                };
+                let _ = offer(&outbox, reply.to_frame(id));
+            }
             Message::Status | Message::StatusOf(_) => {
                 let only = match &msg {
                     Message::StatusOf(q) => Some(q.guest()),
@@ -1104,37 +1114,68 @@ fn status_json(host: &Host, only: Option<&str>) -> String {
         .links
         .values()
         .filter(|l| only.is_none_or(|d| l.origin.domain() == d))
-        .map(|l| LinkStatus {
-            domain: l.origin.domain().to_owned(),
-            uuid: l.origin.uuid().to_owned(),
-            identity: match l.origin.source() {
-                OriginSource::Libvirt => "libvirt",
-                OriginSource::SocketName => "socket-name",
-                OriginSource::Configured => "configured",
-            }
-            .to_owned(),
-            socket: l.path.display().to_string(),
-            state: l.state,
-            since: epoch(l.since),
-            last_rx: l.last_rx.map(epoch),
-            last_tx: l.last_tx.map(epoch),
-            guest_software: l.guest_software.clone(),
-            inflight: l.inflight,
-            requests: l.requests,
-            dropped: l.dropped,
-            offences: l.offences.total,
-            backoffs: l.backoffs,
-            backoff_until: l.backoff_until.map(epoch),
-            rate_waits: l.rate_waits,
-            received: l.received,
-            checksummed: l.checksummed,
-            liveness: l.liveness.state().as_str().to_owned(),
-            liveness_since: l.published.map(|p| p.since),
-            last_alive: l.liveness.last_alive().map(epoch),
-            failing: l.liveness.failing().to_vec(),
-        })
+        .map(link_status)
         .collect();
     guests.sort_by(|a, b| a.domain.cmp(&b.domain));
+    Status::Host(status_head(host, &st, guests)).to_json()
+}
+
+/// One page of the status report (`StatusPage`, docs/protocol.md §15.5): the links whose domain
+/// sorts after `after`, as many as fit one reply. Only the page's links are built; the rest
+/// cost a sort key each.
+fn status_page_json(host: &Host, after: &str) -> Result<String, ErrorMsg> {
+    let st = host.lock();
+    let mut keys: Vec<(&str, &std::path::Path, &Link)> = st
+        .links
+        .values()
+        .filter(|l| l.origin.domain() > after)
+        .map(|l| (l.origin.domain(), l.path.as_path(), l))
+        .collect();
+    keys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let head = status_head(host, &st, Vec::new());
+    crate::status::page(
+        head,
+        keys.into_iter().map(|(_, _, l)| link_status(l)),
+        vm_proto::MAX_BODY,
+    )
+    .map_err(|e| ErrorMsg::truncated(ErrorCode::Internal, &e.to_string()))
+}
+
+/// The status of one guest link.
+fn link_status(l: &Link) -> LinkStatus {
+    LinkStatus {
+        domain: l.origin.domain().to_owned(),
+        uuid: l.origin.uuid().to_owned(),
+        identity: match l.origin.source() {
+            OriginSource::Libvirt => "libvirt",
+            OriginSource::SocketName => "socket-name",
+            OriginSource::Configured => "configured",
+        }
+        .to_owned(),
+        socket: l.path.display().to_string(),
+        state: l.state,
+        since: epoch(l.since),
+        last_rx: l.last_rx.map(epoch),
+        last_tx: l.last_tx.map(epoch),
+        guest_software: l.guest_software.clone(),
+        inflight: l.inflight,
+        requests: l.requests,
+        dropped: l.dropped,
+        offences: l.offences.total,
+        backoffs: l.backoffs,
+        backoff_until: l.backoff_until.map(epoch),
+        rate_waits: l.rate_waits,
+        received: l.received,
+        checksummed: l.checksummed,
+        liveness: l.liveness.state().as_str().to_owned(),
+        liveness_since: l.published.map(|p| p.since),
+        last_alive: l.liveness.last_alive().map(epoch),
+        failing: l.liveness.failing().to_vec(),
+    }
+}
+
+/// The host daemon's status with `guests`: node, socket directory, modules, pending requests.
+fn status_head(host: &Host, st: &State, guests: Vec<LinkStatus>) -> HostStatus {
     let mut modules: Vec<ModuleStatus> = st
         .modules
         .iter()
@@ -1145,12 +1186,12 @@ fn status_json(host: &Host, only: Option<&str>) -> String {
         })
         .collect();
     modules.sort_by(|a, b| a.service.cmp(&b.service));
-    Status::Host(HostStatus {
+    HostStatus {
         node: host.cfg.node.clone(),
         socket_dir: host.cfg.sock_dir.display().to_string(),
         guests,
         modules,
         pending: st.pending.len(),
-    })
-    .to_json()
+        next: None,
+    }
 }

@@ -51,6 +51,10 @@ pub enum MainError {
         "status: the daemon's answer has no liveness for guest {0:?} (a guest daemon, or another version)"
     )]
     NoLiveness(String),
+    /// `status`: a host daemon's pages of its status do not read as one (docs/protocol.md
+    /// §15.5).
+    #[error("status: the daemon's status pages are inconsistent: {0}")]
+    StatusPages(String),
 }
 
 impl MainError {
@@ -62,7 +66,9 @@ impl MainError {
             MainError::Runtime(_) | MainError::NoHostMode | MainError::Guest(_) => exit::FAILURE,
             #[cfg(feature = "libvirt")]
             MainError::Host(_) => exit::FAILURE,
-            MainError::Status(_) | MainError::NoLiveness(_) => exit::FAILURE,
+            MainError::Status(_) | MainError::NoLiveness(_) | MainError::StatusPages(_) => {
+                exit::FAILURE
+            }
             MainError::NotLinked(_) => exit::NOT_LINKED,
         }
     }
@@ -80,7 +86,8 @@ impl MainError {
             | MainError::Unreachable(_)
             | MainError::Status(_)
             | MainError::NotLinked(_)
-            | MainError::NoLiveness(_) => false,
+            | MainError::NoLiveness(_)
+            | MainError::StatusPages(_) => false,
         }
     }
 }
@@ -163,11 +170,52 @@ pub fn status_of(socket: &Path, domain: &str) -> Result<String, MainError> {
         .map_err(MainError::Status)
 }
 
-/// The running daemon's status report (JSON), through its local socket.
+/// The running daemon's status report (JSON), through its local socket: a host daemon's
+/// read one page at a time (`StatusPage`, docs/protocol.md §15.5) and put together, so it is
+/// whole however many guests the host runs; a daemon without pages (an earlier release)
+/// answers the page request Unsupported and is asked for its whole status.
 pub fn status(socket: &Path) -> Result<String, MainError> {
     let mut client =
         Client::connect(socket, vm_proto::Role::Client).map_err(MainError::Unreachable)?;
-    client.status(STATUS_TIMEOUT).map_err(MainError::Status)
+    let mut whole: Option<crate::status::HostStatus> = None;
+    let mut after = String::new();
+    loop {
+        let json = match client.status_page(&after, STATUS_TIMEOUT) {
+            Err(ClientError::Remote {
+                code: vm_proto::ErrorCode::Unsupported,
+                ..
+            }) if whole.is_none() => {
+                return client.status(STATUS_TIMEOUT).map_err(MainError::Status);
+            }
+            other => other.map_err(MainError::Status)?,
+        };
+        let mut page = match serde_json::from_str(&json) {
+            Ok(crate::status::Status::Host(page)) => page,
+            // a guest daemon's (one page), or not a status: shown as it is
+            _ if whole.is_none() => return Ok(json),
+            _ => {
+                return Err(MainError::StatusPages(format!(
+                    "a page after {after} is not a host status"
+                )));
+            }
+        };
+        let next = page.next.take();
+        match &mut whole {
+            None => whole = Some(page),
+            Some(w) => w.guests.append(&mut page.guests),
+        }
+        match next {
+            // (each page must start after the last: a daemon cannot keep the reader going)
+            Some(n) if n > after => after = n,
+            Some(n) => {
+                return Err(MainError::StatusPages(format!(
+                    "the page after {after:?} says the next starts after {n:?}"
+                )));
+            }
+            None => break,
+        }
+    }
+    Ok(whole.map_or_else(String::new, |w| crate::status::Status::Host(w).to_json()))
 }
 
 #[cfg(feature = "libvirt")]

@@ -29,6 +29,67 @@ pub struct HostStatus {
     pub modules: Vec<ModuleStatus>,
     /// Requests waiting for a module's answer.
     pub pending: usize,
+    /// In one page of a status (`StatusPage`, docs/protocol.md §15.5): the last domain this
+    /// page has, to ask for the next page after; absent on the last page and in a whole status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Room a page keeps for its `next` field: `,"next":` and the domain name as a JSON string
+/// (at most [`vm_proto::message::MAX_DOMAIN_LEN`] bytes, each escaped to at most 6).
+const NEXT_ROOM: usize = 8 + 2 + 6 * vm_proto::message::MAX_DOMAIN_LEN;
+
+/// A page cannot hold the links of one domain (more links of one name than one page holds).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the links of guest {domain} alone do not fit one status page of {max} bytes")]
+pub struct PageOverflow {
+    /// The domain.
+    pub domain: String,
+    /// The page's limit.
+    pub max: usize,
+}
+
+/// One page of a host daemon's status, as JSON of at most `max` bytes: `head` (node, modules,
+/// pending; its guests are ignored) with the first of `links` (sorted by domain, those after
+/// the page's cursor) that fit, whole domains only, and `next` when links are left over. The
+/// links are taken one at a time, so the caller can build them lazily: what a page costs is
+/// the page, whatever the number of guests.
+pub fn page(
+    mut head: HostStatus,
+    links: impl IntoIterator<Item = LinkStatus>,
+    max: usize,
+) -> Result<String, PageOverflow> {
+    head.guests = Vec::new();
+    head.next = None;
+    let base = Status::Host(head.clone()).to_json().len();
+    let budget = max.saturating_sub(base + NEXT_ROOM);
+    let mut used: usize = 0;
+    // where the last domain's links start in `head.guests`
+    let mut group = 0;
+    for link in links {
+        // its JSON and the comma before it
+        let len = serde_json::to_string(&link).map_or(usize::MAX, |j| j.len().saturating_add(1));
+        if used.saturating_add(len) > budget {
+            // the page ends before this link's domain: its links already taken go to the next
+            if head.guests.last().is_some_and(|l| l.domain == link.domain) {
+                head.guests.truncate(group);
+            }
+            let Some(last) = head.guests.last() else {
+                return Err(PageOverflow {
+                    domain: link.domain,
+                    max,
+                });
+            };
+            head.next = Some(last.domain.clone());
+            break;
+        }
+        if head.guests.last().is_none_or(|l| l.domain != link.domain) {
+            group = head.guests.len();
+        }
+        used += len;
+        head.guests.push(link);
+    }
+    Ok(Status::Host(head).to_json())
 }
 
 /// The state of a guest link.
@@ -296,7 +357,130 @@ mod tests {
                 since: 1,
             }],
             pending: 0,
+            next: None,
         })
+    }
+
+    fn link(domain: &str) -> LinkStatus {
+        let Status::Host(h) = host() else {
+            unreachable!()
+        };
+        let mut l = h.guests[0].clone();
+        l.domain = domain.to_owned();
+        l.socket = format!("/run/g/{domain}.sock");
+        l
+    }
+
+    /// A host's status without guests (what a page is made from).
+    fn head() -> HostStatus {
+        let Status::Host(mut h) = host() else {
+            unreachable!()
+        };
+        h.guests.clear();
+        h
+    }
+
+    /// Pages of `links` (sorted) read as a client reads them: each after the last's `next`.
+    fn read_pages(links: &[LinkStatus], max: usize) -> Vec<HostStatus> {
+        let mut after = String::new();
+        let mut pages = Vec::new();
+        loop {
+            let rest = links.iter().filter(|l| l.domain > after).cloned();
+            let json = page(head(), rest, max).unwrap();
+            assert!(json.len() <= max, "a page of {} bytes", json.len());
+            let Status::Host(p) = serde_json::from_str(&json).unwrap() else {
+                unreachable!()
+            };
+            let next = p.next.clone();
+            pages.push(p);
+            match next {
+                Some(n) => {
+                    assert!(n > after, "no progress after {after}");
+                    after = n;
+                }
+                None => return pages,
+            }
+        }
+    }
+
+    #[test]
+    fn pages_hold_every_guest_once_within_the_limit() {
+        let links: Vec<LinkStatus> = (0..500).map(|i| link(&format!("g{i:04}"))).collect();
+        // one whole status of them does not fit one reply
+        let whole = Status::Host(HostStatus {
+            guests: links.clone(),
+            ..head()
+        });
+        // (about 600 bytes a guest: some hundred guests fill a reply)
+        assert!(whole.to_json().len() > vm_proto::MAX_BODY);
+        let pages = read_pages(&links, vm_proto::MAX_BODY);
+        assert!(pages.len() > 1, "{} page(s)", pages.len());
+        let seen: Vec<&str> = pages
+            .iter()
+            .flat_map(|p| p.guests.iter().map(|g| g.domain.as_str()))
+            .collect();
+        let want: Vec<&str> = links.iter().map(|l| l.domain.as_str()).collect();
+        assert_eq!(seen, want);
+        // every page has the head and the last one has no next
+        assert!(pages.iter().all(|p| p.node == "n1" && p.modules.len() == 1));
+        assert_eq!(pages.last().unwrap().next, None);
+        // few guests: one page, without next (as a whole status reads)
+        let one = read_pages(&links[..3], vm_proto::MAX_BODY);
+        assert_eq!((one.len(), one[0].guests.len()), (1, 3));
+        assert!(
+            !page(head(), links[..3].to_vec(), vm_proto::MAX_BODY)
+                .unwrap()
+                .contains("\"next\"")
+        );
+    }
+
+    #[test]
+    fn a_domain_with_several_links_is_never_split_between_pages() {
+        // small pages: room for about three links; b has two links
+        let one = serde_json::to_string(&link("a")).unwrap().len();
+        let base = Status::Host(head()).to_json().len();
+        let max = base + NEXT_ROOM + 3 * (one + 1) + 10;
+        let links = vec![link("a"), link("a2"), link("b"), link("b"), link("c")];
+        let pages = read_pages(&links, max);
+        let names: Vec<Vec<&str>> = pages
+            .iter()
+            .map(|p| p.guests.iter().map(|g| g.domain.as_str()).collect())
+            .collect();
+        assert_eq!(names, [vec!["a", "a2"], vec!["b", "b", "c"]]);
+        // a domain with more links than a page holds cannot be paged
+        let many = vec![link("x"), link("x"), link("x"), link("x")];
+        assert_eq!(
+            page(head(), many, max),
+            Err(PageOverflow {
+                domain: "x".into(),
+                max
+            })
+        );
+    }
+
+    #[test]
+    fn guests_that_come_and_go_between_pages_shift_nothing() {
+        let one = serde_json::to_string(&link("a")).unwrap().len();
+        let base = Status::Host(head()).to_json().len();
+        let max = base + NEXT_ROOM + 2 * (one + 1) + 10;
+        let mut links = vec![link("a"), link("b"), link("c"), link("d")];
+        let first = page(head(), links.clone(), max).unwrap();
+        let Status::Host(first) = serde_json::from_str(&first).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(first.next.as_deref(), Some("b"));
+        // a goes, a0 comes (both before the cursor), bb comes after it
+        links.retain(|l| l.domain != "a");
+        links.push(link("a0"));
+        links.push(link("bb"));
+        links.sort_by(|x, y| x.domain.cmp(&y.domain));
+        let rest = links.iter().filter(|l| l.domain.as_str() > "b").cloned();
+        let Status::Host(second) = serde_json::from_str(&page(head(), rest, max).unwrap()).unwrap()
+        else {
+            unreachable!()
+        };
+        let names: Vec<&str> = second.guests.iter().map(|g| g.domain.as_str()).collect();
+        assert_eq!(names, ["bb", "c"]);
     }
 
     #[test]

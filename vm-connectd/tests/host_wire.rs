@@ -403,3 +403,132 @@ fn in_libvirt_mode_only_libvirt_or_the_operator_names_a_socket() {
         ("pmkt-fx", OriginSource::Configured)
     );
 }
+
+/// `vm-connectd status ARGS` against `socket`: (exit code, stdout, stderr).
+fn status_cli(socket: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(common::BIN)
+        .args(["status", "--socket"])
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_status_of_500_guests_is_whole_read_in_pages() {
+    const GUESTS: usize = 500;
+    let d = Daemon::host(&[]);
+    let names: Vec<String> = (0..GUESTS).map(|i| format!("g{i:04}")).collect();
+    let listeners: Vec<std::os::unix::net::UnixListener> = names
+        .iter()
+        .map(|n| {
+            let l = std::os::unix::net::UnixListener::bind(d.guests_dir().join(n)).unwrap();
+            l.set_nonblocking(true).unwrap();
+            l
+        })
+        .collect();
+    // play QEMU for each: the daemon finds the sockets and connects to every one
+    let mut streams = Vec::new();
+    let mut waiting: Vec<&std::os::unix::net::UnixListener> = listeners.iter().collect();
+    d.wait_for(
+        || {
+            waiting.retain(|l| match l.accept() {
+                Ok((s, _)) => {
+                    streams.push(s);
+                    false
+                }
+                Err(_) => true,
+            });
+            waiting.is_empty()
+        },
+        "the daemon to connect to 500 guest sockets",
+    );
+    // the whole status in one reply no longer fits: the daemon says so
+    let mut c = vm_proto::client::Client::connect(&d.socket, vm_proto::Role::Client).unwrap();
+    let err = c.status(Duration::from_secs(5)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            vm_proto::client::ClientError::Remote {
+                code: ErrorCode::Internal,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // one page: within a reply, with where the next starts
+    let first = c.status_page("", Duration::from_secs(5)).unwrap();
+    assert!(first.len() <= vm_proto::MAX_BODY);
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let on_first = v["guests"].as_array().unwrap().len();
+    assert!(
+        (1..GUESTS).contains(&on_first),
+        "{on_first} on the first page"
+    );
+    assert_eq!(v["next"], v["guests"][on_first - 1]["domain"]);
+    // past the last guest: an empty last page
+    let v: serde_json::Value =
+        serde_json::from_str(&c.status_page("g0499", Duration::from_secs(5)).unwrap()).unwrap();
+    assert_eq!(
+        (v["guests"].as_array().map(Vec::len), v.get("next")),
+        (Some(0), None)
+    );
+    // the command reads every page: every guest once, in order, and one JSON document
+    let (code, out, err) = status_cli(&d.socket, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let got: Vec<&str> = v["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, names.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!((v["mode"].as_str(), v.get("next")), (Some("host"), None));
+    // and as text: a row per guest
+    let (code, out, err) = status_cli(&d.socket, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("g0")).count(), GUESTS);
+    drop(streams);
+}
+
+#[test]
+fn status_asks_a_daemon_without_pages_for_its_whole_status() {
+    // an earlier release's daemon: StatusPage is a kind it does not know
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("old.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let old = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut peer = common::Peer::new(stream);
+        assert_eq!(peer.recv().kind(), Kind::Hello);
+        let page = peer.recv();
+        assert_eq!(page.kind(), Kind::StatusPage);
+        let unsupported = Message::Error(
+            vm_proto::ErrorMsg::new(ErrorCode::Unsupported, "unknown kind 0x0f").unwrap(),
+        );
+        peer.send(&unsupported, page.id());
+        let whole = peer.recv();
+        assert_eq!(whole.message(), Ok(Message::Status));
+        let json =
+            r#"{"mode":"host","node":"h0","socket_dir":"/d","guests":[],"modules":[],"pending":0}"#;
+        peer.send(
+            &Message::StatusReply(vm_proto::StatusReply::new(json).unwrap()),
+            whole.id(),
+        );
+    });
+    let (code, out, err) = status_cli(&socket, &["--json"]);
+    old.join().unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"node\":\"h0\""), "{out}");
+    // a guest daemon answers a page request with its whole status
+    let (g, _port) = Daemon::guest(&[]);
+    let (code, out, err) = status_cli(&g.socket, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("{\"mode\":\"guest\""), "{out}");
+}

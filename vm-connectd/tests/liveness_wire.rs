@@ -332,3 +332,64 @@ fn the_guest_daemon_answers_heartbeats_with_its_failing_checks() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
     }
 }
+
+/// A unit check under a `systemctl` of the test's own: failing while the unit is inactive, but
+/// not while the system shuts down (`is-system-running` prints `stopping`: the guest reboots,
+/// its units stop before its vm-connectd; reported failing, the host's monitor would restart a
+/// guest that is only rebooting).
+#[test]
+fn a_unit_stopped_by_a_shutdown_is_not_a_failure() {
+    let work = tempfile::tempdir().unwrap();
+    let (unit, system) = (work.path().join("unit"), work.path().join("system"));
+    std::fs::write(&unit, "active\n").unwrap();
+    std::fs::write(&system, "running\n").unwrap();
+    executable(
+        &work.path().join("systemctl"),
+        &format!(
+            "#!/bin/sh\ncase $1 in\nis-active) [ \"$(cat '{}')\" = active ] ;;\nis-system-running) cat '{}' ;;\n*) exit 1 ;;\nesac\n",
+            unit.display(),
+            system.display()
+        ),
+    );
+    let (_d, listener) = Daemon::guest_with_path(
+        &[
+            "--health-unit",
+            "app.service",
+            "--health-interval",
+            "0.2",
+            "--health-failures",
+            "1",
+        ],
+        work.path(),
+    );
+    let (stream, _) = listener.accept().unwrap();
+    let mut host = Peer::new(stream);
+    host.send(&Message::Hello(Hello::current(Role::HostDaemon, 1)), 0);
+    let mut next = 10u64;
+    let mut beat = |host: &mut Peer| -> Vec<String> {
+        next += 1;
+        host.send(&Message::Heartbeat, next);
+        let Message::Alive(a) = host.recv_kind(Kind::Alive).message().unwrap() else {
+            unreachable!()
+        };
+        a.failing().to_vec()
+    };
+    let wait = |host: &mut Peer, beat: &mut dyn FnMut(&mut Peer) -> Vec<String>, want: &[&str]| {
+        let t0 = Instant::now();
+        while beat(host) != want {
+            assert!(t0.elapsed() < Duration::from_secs(10), "never {want:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait(&mut host, &mut beat, &[]);
+    // stopped by an admin (the system runs): failing
+    std::fs::write(&unit, "inactive\n").unwrap();
+    wait(&mut host, &mut beat, &["app.service"]);
+    // stopped by a shutdown: not counted (the failing state clears, as at a pass)
+    std::fs::write(&system, "stopping\n").unwrap();
+    wait(&mut host, &mut beat, &[]);
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(beat(&mut host).is_empty(), "failing during the shutdown");
+    }
+}

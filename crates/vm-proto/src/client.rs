@@ -36,7 +36,7 @@ use crate::{
     frame::{DEADLINE_VERSION, Frame, Kind, MAX_VERSION, MIN_VERSION},
     message::{
         Deliver, ErrorCode, ErrorMsg, Hello, Message, MessageError, Pong, Register, Reply, Request,
-        Retry, RetryReason, Role, ServiceName, StatusQuery, TimeoutMs, negotiate,
+        Retry, RetryReason, Role, ServiceName, StatusPage, StatusQuery, TimeoutMs, negotiate,
     },
 };
 
@@ -624,6 +624,22 @@ impl Client {
             &Message::StatusOf(query),
             timeout,
             "send the status request",
+        )? {
+            (_, Message::StatusReply(status)) => Ok(status.into_json()),
+            (id, other) => Err(unexpected_answer(id, &other)),
+        }
+    }
+
+    /// Asks a daemon for one page of its status: a host daemon's guest links whose domain
+    /// sorts after `after` (empty: from the first), as many as fit one reply, with `next` in
+    /// the JSON when more follow. A daemon that does not know the request answers Error
+    /// Unsupported ([`ClientError::Remote`]): ask it for [`Client::status`] instead.
+    pub fn status_page(&mut self, after: &str, timeout: Duration) -> Result<String, ClientError> {
+        let page = StatusPage::new(after).map_err(ClientError::Invalid)?;
+        match self.conn.exchange(
+            &Message::StatusPage(page),
+            timeout,
+            "send the status page request",
         )? {
             (_, Message::StatusReply(status)) => Ok(status.into_json()),
             (id, other) => Err(unexpected_answer(id, &other)),

@@ -86,6 +86,9 @@ pub enum Kind {
     Heartbeat,
     /// 0x0E: the guest daemon's answer to [`Kind::Heartbeat`], with its health.
     Alive,
+    /// 0x0F: admin asks a host daemon for one page of its status (guest links after a
+    /// cursor), answered by [`Kind::StatusReply`].
+    StatusPage,
     /// Any other value. [`Kind::from_u8`] never returns this for a defined value.
     Unknown(u8),
 }
@@ -108,6 +111,7 @@ impl Kind {
             0x0C => Kind::Cancel,
             0x0D => Kind::Heartbeat,
             0x0E => Kind::Alive,
+            0x0F => Kind::StatusPage,
             other => Kind::Unknown(other),
         }
     }
@@ -129,6 +133,7 @@ impl Kind {
             Kind::Cancel => 0x0C,
             Kind::Heartbeat => 0x0D,
             Kind::Alive => 0x0E,
+            Kind::StatusPage => 0x0F,
             Kind::Unknown(other) => other,
         }
     }
@@ -174,6 +179,7 @@ impl fmt::Display for Kind {
             Kind::Cancel => "Cancel",
             Kind::Heartbeat => "Heartbeat",
             Kind::Alive => "Alive",
+            Kind::StatusPage => "StatusPage",
             Kind::Unknown(value) => return write!(f, "unknown kind {value:#04x}"),
         };
         f.write_str(name)
@@ -334,7 +340,7 @@ mod tests {
             assert_eq!(kind.to_u8(), value);
             assert_eq!(
                 matches!(kind, Kind::Unknown(_)),
-                !(1..=0x0E).contains(&value)
+                !(1..=0x0F).contains(&value)
             );
         }
         assert_eq!(Kind::Unknown(0x42).to_string(), "unknown kind 0x42");

@@ -32,7 +32,7 @@ pub use frame::{
 pub use message::{
     Alive, Deliver, ErrorCode, ErrorMsg, Hello, MAX_BODY, MAX_SERVICE_LEN, MAX_TIMEOUT_MS, Message,
     MessageError, Origin, OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role,
-    ServiceName, StatusQuery, StatusReply, TimeoutMs, negotiate,
+    ServiceName, StatusPage, StatusQuery, StatusReply, TimeoutMs, negotiate,
 };
 
 /// Name of the virtio-serial port (`<target type='virtio' name='vmconnectd'/>` in the domain

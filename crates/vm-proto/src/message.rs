@@ -1043,6 +1043,37 @@ impl StatusQuery {
     }
 }
 
+/// 0x0F: an admin asks a host daemon for one page of its status: the guest links whose domain
+/// name sorts (bytewise) after `after`, from the first when it is empty, as many whole domains
+/// as fit one [`StatusReply`]. Payload: `string after` (0..=[`MAX_DOMAIN_LEN`]). The reply's
+/// JSON says where the next page starts (`next`, the last domain it has; absent on the last
+/// page), so a status of any number of guests is read one bounded page at a time, and guests
+/// that come or go between pages are neither repeated nor shifted (docs/protocol.md §15.5).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StatusPage {
+    after: String,
+}
+
+impl StatusPage {
+    /// The page after domain `after` (0..=[`MAX_DOMAIN_LEN`] bytes; empty: the first page).
+    pub fn new(after: impl Into<String>) -> Result<StatusPage, MessageError> {
+        let after = after.into();
+        check_len("StatusPage.after", after.len(), 0, MAX_DOMAIN_LEN)?;
+        Ok(StatusPage { after })
+    }
+
+    /// The domain the page starts after (empty: the first page).
+    pub fn after(&self) -> &str {
+        &self.after
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<StatusPage, MessageError> {
+        Ok(StatusPage {
+            after: r.str("StatusPage.after", 0, MAX_DOMAIN_LEN)?.to_owned(),
+        })
+    }
+}
+
 /// Whether `name` is a health check name: 1..=[`MAX_CHECK_NAME_LEN`] bytes of ASCII letters,
 /// digits and `@ : _ . - \` (a systemd unit name's alphabet; a health command is named by its
 /// file name, which the guest daemon checks against the same rule).
@@ -1145,6 +1176,8 @@ pub enum Message {
     Heartbeat,
     /// 0x0E: guest daemon → host daemon, the Heartbeat's id.
     Alive(Alive),
+    /// 0x0F: admin → host daemon, one page of its status.
+    StatusPage(StatusPage),
 }
 
 impl Message {
@@ -1165,6 +1198,7 @@ impl Message {
             Message::Cancel => Kind::Cancel,
             Message::Heartbeat => Kind::Heartbeat,
             Message::Alive(_) => Kind::Alive,
+            Message::StatusPage(_) => Kind::StatusPage,
         }
     }
 
@@ -1212,6 +1246,7 @@ impl Message {
             Kind::Cancel => Message::Cancel,
             Kind::Heartbeat => Message::Heartbeat,
             Kind::Alive => Message::Alive(Alive::decode(&mut r)?),
+            Kind::StatusPage => Message::StatusPage(StatusPage::decode(&mut r)?),
             Kind::Unknown(value) => return Err(MessageError::UnknownKind(value)),
         };
         r.end(kind)?;
@@ -1240,6 +1275,9 @@ impl Message {
             Message::Alive(m) => m.encode(&mut w),
             Message::StatusOf(m) => {
                 w.str(&m.guest);
+            }
+            Message::StatusPage(m) => {
+                w.str(&m.after);
             }
             Message::Ping | Message::Status | Message::Cancel | Message::Heartbeat => {}
         }
@@ -1430,6 +1468,8 @@ mod tests {
             Message::Heartbeat,
             Message::Alive(Alive::default()),
             Message::StatusOf(StatusQuery::new("g1").unwrap()),
+            Message::StatusPage(StatusPage::new("").unwrap()),
+            Message::StatusPage(StatusPage::new("g0499").unwrap()),
             Message::Alive(
                 Alive::new(vec!["db.service".into(), "getty@tty1.service".into()]).unwrap(),
             ),
@@ -1924,6 +1964,42 @@ mod tests {
                 min: 1
             })
         );
+    }
+
+    #[test]
+    fn status_page_is_pinned_and_strict() {
+        // the first page: an empty cursor (unlike Status, whose guest is never empty)
+        assert_eq!(
+            Message::StatusPage(StatusPage::new("").unwrap()).encode(),
+            (Kind::StatusPage, vec![0, 0])
+        );
+        assert_eq!(
+            Message::StatusPage(StatusPage::new("g1").unwrap()).encode(),
+            (Kind::StatusPage, vec![0, 2, b'g', b'1'])
+        );
+        assert_eq!(
+            Message::decode(Kind::StatusPage, &[0, 2, b'g', b'1']),
+            Ok(Message::StatusPage(StatusPage::new("g1").unwrap()))
+        );
+        // no payload at all is cut short, not a first page
+        assert!(matches!(
+            Message::decode(Kind::StatusPage, &[]),
+            Err(MessageError::Truncated { .. })
+        ));
+        StatusPage::new("x".repeat(MAX_DOMAIN_LEN)).unwrap();
+        StatusPage::new("x".repeat(MAX_DOMAIN_LEN + 1)).unwrap_err();
+        let mut long = vec![1, 0];
+        long.extend(std::iter::repeat_n(b'x', 256));
+        assert_eq!(
+            Message::decode(Kind::StatusPage, &long),
+            Err(MessageError::TooLong {
+                field: "StatusPage.after",
+                len: 256,
+                max: MAX_DOMAIN_LEN
+            })
+        );
+        // nothing may follow the cursor
+        Message::decode(Kind::StatusPage, &[0, 0, 0]).unwrap_err();
     }
 
     #[test]

@@ -12,7 +12,7 @@ use vm_proto::{
     Alive, DecodeError, Decoder, Deliver, ErrorCode, ErrorMsg, Frame, HEADER_LEN, Hello, Kind,
     MAGIC, MAX_FRAME, MAX_PAYLOAD, MAX_TIMEOUT_MS, MAX_VERSION, MIN_VERSION, Message, Origin,
     OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role, ServiceName,
-    StatusQuery, StatusReply, TimeoutMs, crc32c::crc32c,
+    StatusPage, StatusQuery, StatusReply, TimeoutMs, crc32c::crc32c,
 };
 
 /// The longest prefix of `s` within `max` bytes, cut at a character boundary.
@@ -93,6 +93,7 @@ fn message() -> impl Strategy<Value = Message> {
         service().prop_map(|service| Message::Register(Register::new(service))),
         Just(Message::Status),
         "[a-z0-9_.-]{1,40}".prop_map(|g| Message::StatusOf(StatusQuery::new(g).unwrap())),
+        "[a-z0-9_.-]{0,40}".prop_map(|g| Message::StatusPage(StatusPage::new(g).unwrap())),
         text(300).prop_map(|json| Message::StatusReply(StatusReply::new(json).unwrap())),
         Just(Message::Cancel),
         Just(Message::Heartbeat),

@@ -73,6 +73,27 @@ impl Daemon {
         (Self::start(dir, &args), listener)
     }
 
+    /// [`Daemon::guest`] with `PATH` starting with `path` (where a test puts its own
+    /// `systemctl`).
+    pub fn guest_with_path(extra: &[&str], path: &Path) -> (Self, UnixListener) {
+        let dir = tempfile::tempdir().unwrap();
+        let port = dir.path().join("port");
+        let listener = UnixListener::bind(&port).unwrap();
+        let port = port.display().to_string();
+        let mut args = vec!["-t", "guest", "--port", port.as_str(), "-vv"];
+        args.extend_from_slice(extra);
+        let mut search = vec![path.to_path_buf()];
+        search.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        let d = Self::start_env(
+            dir,
+            &args,
+            &[("PATH", std::env::join_paths(search).unwrap())],
+        );
+        (d, listener)
+    }
+
     /// Any mode, with `args` as given (plus `--socket`), in `dir`.
     pub fn host_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
         Self::start(dir, args)
