@@ -133,6 +133,12 @@ fn guest_nodes_are_added_placed_listed_and_deleted_without_a_trace() {
         )
         .stderr_text();
     assert!(e.contains("one by one"), "{e}");
+    // a guest cannot prefer a guest node (its entry is there once it has a node attribute)
+    bed.cib.set_node_attr("app2", "site", "a");
+    let e = bed
+        .fails(&["resource", "add", "g3", "-a", "app2"], 6)
+        .stderr_text();
+    assert!(e.contains("nodes: node1, node2)"), "{e}");
     // vm_guest_node=yes in vm-ctl.conf: a guest node without the option; the lowest free port
     bed.write_config(&format!("{CONFIG}vm_guest_node=yes\n"));
     bed.ok(&["resource", "add", "g3", "-a", "node1"]);

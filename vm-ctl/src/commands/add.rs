@@ -397,10 +397,12 @@ fn as_guest_node(
 /// The node, the clones vm-ctl.conf names, and fencing, as the guests need them; a warning
 /// (in a dry run) for what fails the real command.
 fn check_cluster(app: &App, config: &Config, cib: &Cib, node: &str) -> Result<Option<String>> {
-    if !cib.node_names().contains(&node) {
+    // a host node: a guest cannot run inside a guest node
+    let hosts = guest_node::host_nodes(cib);
+    if !hosts.contains(&node) {
         return Err(Error::UnknownNode {
             node: node.to_owned(),
-            known: cib.node_names().join(", "),
+            known: hosts.join(", "),
         });
     }
     let file = config.source.display().to_string();
