@@ -169,7 +169,8 @@ pub enum ResourceCmd {
     /// Add guests as VirtualDomain resources (created stopped) with their preferred node,
     /// ping/disk rules and colocation/order constraints, in one CIB change (or one per
     /// --batch guests, each guest whole in one). Adding a guest that is already configured
-    /// identically reports "already present".
+    /// identically reports "already present". With --guest-node, each guest is also a
+    /// Pacemaker guest node, in the same change.
     Add {
         /// Guests to add.
         #[command(flatten)]
@@ -191,7 +192,9 @@ pub enum ResourceCmd {
         guest_node: GuestNodeArgs,
     },
     /// Delete guests' resources and every constraint on them. Refuses a running guest; waits
-    /// for a confirmed stop before removing anything.
+    /// for a confirmed stop before removing anything. A guest node is refused while resources
+    /// are placed on it or run on it (unless --force); what Pacemaker keeps of the node goes
+    /// in the same change.
     Delete {
         /// Guests to delete.
         #[command(flatten)]
