@@ -153,7 +153,14 @@ impl VmCtlBed {
     /// Let the (simulated) cluster carry out what the configuration asks: `crm_simulate -S -X`
     /// (`--in-place`) with both nodes up writes the resulting status into the file.
     pub fn settle(&self) {
-        let nodes = self.cib.nodes();
+        self.settle_with(&[]);
+    }
+
+    /// [`VmCtlBed::settle`] with `guest_nodes` up too (as their pacemaker-remoted connecting
+    /// makes them on a live cluster; crm_simulate writes no guest node's state by itself).
+    pub fn settle_with(&self, guest_nodes: &[&str]) {
+        let mut nodes = self.cib.nodes();
+        nodes.extend(guest_nodes);
         let mut cmd = Cmd::new("crm_simulate")
             .arg("--xml-file")
             .arg(self.cib.path());

@@ -15,6 +15,7 @@ Examples:
   vm-ctl resource add web1,web2 -a node1 -m on     # two guests, preferring node1, live migration on
   vm-ctl --dry-run resource add db1 -a node2       # show the crm text and XML, validate, write nothing
   vm-ctl resource start web1,web2 --wait           # start and wait until both run (120 s at most)
+  vm-ctl resource add app1 -a node1 --guest-node  # also a Pacemaker guest node, over its channel
   vm-ctl resource move web1 -n node2               # live-migrate (or stop/start) web1 to node2
   vm-ctl resource list                             # domain, resource, migration, preferred/running node
   vm-ctl location move -b node1                    # make every guest's current node its preferred node
@@ -32,7 +33,9 @@ differently / managed by another resource, 11 guest state forbids it, 12 Pacemak
 place it there, 13 result would fail crm_verify, 14 --wait timed out, 15 another vm-ctl holds
 the lock, 16 Pacemaker tool or CIB failure, 17 concurrent writers kept changing the CIB,
 18 check found problems, 19 a key could not be created or written, 20 a legacy token could
-not be made (password file), 21 unusable stonith option (--members, --key-file).";
+not be made (password file), 21 unusable stonith option (--members, --key-file), 22 guest node cannot be configured as
+asked (name or port taken, bad address), 23 delete of a guest node that resources are placed
+on or run on (without --force).";
 
 /// Manage libvirt guests as Pacemaker VirtualDomain resources, one atomic CIB change per
 /// command. Compatible with the original vm-ctl's syntax, configuration file and resource ids.
@@ -129,6 +132,28 @@ pub struct WaitArg {
     pub wait: Option<u64>,
 }
 
+/// `resource add`'s guest-node options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GuestNodeArgs {
+    /// Also make each guest a Pacemaker guest node (meta remote-node), named NAME (default:
+    /// the domain name; a NAME only with one domain), reached over its vm-connectd channel
+    /// through a host-local port (or over TCP with --guest-node-addr). Default:
+    /// vm_guest_node in vm-ctl.conf.
+    #[arg(long = "guest-node", value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    pub name: Option<String>,
+    /// The guest's own address: the cluster reaches its pacemaker-remoted over the network
+    /// (tcp transport, remote-addr); implies --guest-node.
+    #[arg(long = "guest-node-addr", value_name = "ADDR")]
+    pub addr: Option<String>,
+    /// The port: the guest's (tcp, default 3121) or the host-local one (channel, default the
+    /// lowest free from vm_guest_node_port_base); implies --guest-node.
+    #[arg(long = "guest-node-port", value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Not a guest node, whatever vm_guest_node says.
+    #[arg(long = "no-guest-node", conflicts_with_all = ["name", "addr", "port"])]
+    pub off: bool,
+}
+
 /// `on` / `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnOff {
@@ -144,7 +169,8 @@ pub enum ResourceCmd {
     /// Add guests as VirtualDomain resources (created stopped) with their preferred node,
     /// ping/disk rules and colocation/order constraints, in one CIB change (or one per
     /// --batch guests, each guest whole in one). Adding a guest that is already configured
-    /// identically reports "already present".
+    /// identically reports "already present". With --guest-node, each guest is also a
+    /// Pacemaker guest node, in the same change.
     Add {
         /// Guests to add.
         #[command(flatten)]
@@ -161,9 +187,14 @@ pub enum ResourceCmd {
         /// (docs/benchmarks.md); a failure part-way leaves the guests of the changes written.
         #[arg(long = "batch", value_name = "GUESTS")]
         batch: Option<usize>,
+        /// Guest-node options.
+        #[command(flatten)]
+        guest_node: GuestNodeArgs,
     },
     /// Delete guests' resources and every constraint on them. Refuses a running guest; waits
-    /// for a confirmed stop before removing anything.
+    /// for a confirmed stop before removing anything. A guest node is refused while resources
+    /// are placed on it or run on it (unless --force); what Pacemaker keeps of the node goes
+    /// in the same change.
     Delete {
         /// Guests to delete.
         #[command(flatten)]
@@ -171,6 +202,10 @@ pub enum ResourceCmd {
         /// Wait this long for a stop in progress to be confirmed.
         #[command(flatten)]
         wait: WaitArg,
+        /// Delete a guest node even though resources are placed on it or run on it (they
+        /// lose their node; the location constraints naming it are removed).
+        #[arg(long)]
+        force: bool,
     },
     /// Start guests (target-role=Started).
     Start {

@@ -133,9 +133,62 @@ pub struct Config {
     /// guest's failures on a node expire (the `failure-timeout` meta attribute), a Pacemaker
     /// duration. `None` when not set: they never expire.
     pub failure_timeout: Option<String>,
+    /// `vm_guest_node`, `vm_guest_node_transport`, `vm_guest_node_port_base`,
+    /// `vm_guest_node_connect_timeout` (not in the original): the defaults for making guests
+    /// Pacemaker guest nodes ([`crate::guest_node`]).
+    pub guest_node: GuestNodeDefaults,
     /// The file this configuration was read from (or is named after, for
     /// [`Config::defaults`]); used in error messages.
     pub source: PathBuf,
+}
+
+/// How guest nodes are reached by default (`vm_guest_node_transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestNodeTransport {
+    /// Over the guest's vm-connectd channel: the cluster connects to a host-local port
+    /// (`remote-addr=127.0.0.1`, a `remote-port` of its own per guest node). No network path
+    /// to the guest is needed.
+    Channel,
+    /// Over the network, to the guest's own address (`remote-addr` given with
+    /// `--guest-node-addr`).
+    Tcp,
+}
+
+impl GuestNodeTransport {
+    /// The name used in vm-ctl.conf and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Channel => "channel",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+/// The guest-node keys of vm-ctl.conf, with their defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestNodeDefaults {
+    /// `vm_guest_node` (default no): `resource add` makes guests guest nodes without
+    /// `--guest-node`.
+    pub enabled: bool,
+    /// `vm_guest_node_transport` (default channel).
+    pub transport: GuestNodeTransport,
+    /// `vm_guest_node_port_base` (default 3122): channel guest nodes get the lowest free
+    /// host-local port from here up.
+    pub port_base: u16,
+    /// `vm_guest_node_connect_timeout` (default 60s: TCG guests boot slowly): the
+    /// `remote-connect-timeout` meta attribute.
+    pub connect_timeout: String,
+}
+
+impl Default for GuestNodeDefaults {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            transport: GuestNodeTransport::Channel,
+            port_base: 3122,
+            connect_timeout: "60s".to_owned(),
+        }
+    }
 }
 
 /// One resource operation: `vm_start_op=(0 90s restart)` and the like.
@@ -445,6 +498,7 @@ impl Config {
             liveness_timeout: None,
             migration_threshold: None,
             failure_timeout: None,
+            guest_node: GuestNodeDefaults::default(),
             source: source.to_path_buf(),
         }
     }
@@ -610,6 +664,24 @@ impl Reader<'_> {
             migration_threshold(scalar(v)?)
         })?;
         c.failure_timeout = self.take("vm_failure_timeout", |v| failure_timeout(scalar(v)?))?;
+        self.set(&mut c.guest_node.enabled, "vm_guest_node", |v| {
+            yes_no(scalar(v)?)
+        })?;
+        self.set(
+            &mut c.guest_node.transport,
+            "vm_guest_node_transport",
+            |v| guest_node_transport(scalar(v)?),
+        )?;
+        self.set(
+            &mut c.guest_node.port_base,
+            "vm_guest_node_port_base",
+            |v| guest_node_port(scalar(v)?),
+        )?;
+        self.set(
+            &mut c.guest_node.connect_timeout,
+            "vm_guest_node_connect_timeout",
+            |v| connect_timeout(scalar(v)?),
+        )?;
         c.pingd = self.numbered("vm_pingd", clone_ref)?;
         c.diskd = self.numbered("vm_diskd", clone_ref)?;
         c.managerd = self.numbered("vm_managerd", clone_ref)?;
@@ -827,6 +899,50 @@ fn on_off(text: &str) -> Checked<bool> {
         "on" => Ok(true),
         "off" => Ok(false),
         _ => Err(format!("must be on or off, got {text:?}")),
+    }
+}
+
+/// `vm_guest_node`: yes/no (on/off too, as the original's switches are written).
+fn yes_no(text: &str) -> Checked<bool> {
+    match text {
+        "yes" | "on" => Ok(true),
+        "no" | "off" => Ok(false),
+        _ => Err(format!("must be yes or no, got {text:?}")),
+    }
+}
+
+/// `vm_guest_node_transport`: channel or tcp.
+fn guest_node_transport(text: &str) -> Checked<GuestNodeTransport> {
+    match text {
+        "channel" => Ok(GuestNodeTransport::Channel),
+        "tcp" => Ok(GuestNodeTransport::Tcp),
+        _ => Err(format!(
+            "must be channel (over the guest's vm-connectd channel, no network needed) or tcp \
+             (to the guest's own address), got {text:?}"
+        )),
+    }
+}
+
+/// `vm_guest_node_port_base`: a TCP port, 1024..=65535 (a privileged port would need root
+/// for whoever listens on it).
+fn guest_node_port(text: &str) -> Checked<u16> {
+    match text.parse::<u16>() {
+        Ok(p) if p >= 1024 => Ok(p),
+        _ => Err(format!(
+            "must be a TCP port from 1024 to 65535 (the first host-local port for guest nodes' \
+             connections), got {text:?}"
+        )),
+    }
+}
+
+/// `vm_guest_node_connect_timeout`: a non-zero Pacemaker duration.
+fn connect_timeout(text: &str) -> Checked<String> {
+    match duration_number(text) {
+        Some(n) if n > 0 => Ok(text.to_owned()),
+        _ => Err(format!(
+            "must be a non-zero Pacemaker duration (a number with an optional unit ms, msec, s, \
+             sec, m, min, h or hr), e.g. 60s, got {text:?}"
+        )),
     }
 }
 
@@ -1471,6 +1587,7 @@ mod tests {
         assert!(config.diskd.is_empty());
         assert!(config.managerd.is_empty());
         assert!(config.stonithd.is_empty());
+        assert_eq!(config.guest_node, GuestNodeDefaults::default());
         assert_eq!(
             config.pingd_rules.loc,
             RuleSpec {
@@ -1580,6 +1697,10 @@ mod tests {
             "vm_liveness_timeout",
             "vm_migration_threshold",
             "vm_failure_timeout",
+            "vm_guest_node",
+            "vm_guest_node_transport",
+            "vm_guest_node_port_base",
+            "vm_guest_node_connect_timeout",
         ] {
             assert!(
                 EXAMPLE.lines().any(|l| l.starts_with(&format!("{key}="))),
@@ -1904,6 +2025,51 @@ unknown_backslash="a\nb"
             text.starts_with("/etc/vm-ctl.conf:2: not an assignment: \"echo hi\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn guest_node_keys() {
+        let c = parse_clean(
+            "vm_guest_node=yes\nvm_guest_node_transport=tcp\nvm_guest_node_port_base=4000\n\
+             vm_guest_node_connect_timeout=5min\n",
+        );
+        assert_eq!(
+            c.guest_node,
+            GuestNodeDefaults {
+                enabled: true,
+                transport: GuestNodeTransport::Tcp,
+                port_base: 4000,
+                connect_timeout: "5min".into(),
+            }
+        );
+        assert!(!parse_clean("vm_guest_node=off\n").guest_node.enabled);
+        for (line, key, needle) in [
+            ("vm_guest_node=maybe", "vm_guest_node", "yes or no"),
+            (
+                "vm_guest_node_transport=udp",
+                "vm_guest_node_transport",
+                "channel",
+            ),
+            (
+                "vm_guest_node_port_base=80",
+                "vm_guest_node_port_base",
+                "1024 to 65535",
+            ),
+            (
+                "vm_guest_node_port_base=70000",
+                "vm_guest_node_port_base",
+                "1024",
+            ),
+            (
+                "vm_guest_node_connect_timeout=0",
+                "vm_guest_node_connect_timeout",
+                "non-zero",
+            ),
+        ] {
+            let (n, k, msg) = invalid(&format!("{line}\n"));
+            assert_eq!((n, k.as_str()), (1, key), "{line}");
+            assert!(msg.contains(needle), "{line}: {msg}");
+        }
     }
 
     #[test]

@@ -64,6 +64,12 @@ pub mod exit {
     /// a name that a host map or hostlist cannot carry (`:`), a --key-file path with characters
     /// that would need quoting.
     pub const STONITH_OPTION: u8 = 21;
+    /// A guest node that cannot be configured as asked: its name is a host node's, another
+    /// guest node's or a resource id; its port or address is taken or unusable; no free port.
+    pub const GUEST_NODE: u8 = 22;
+    /// `resource delete` of a guest node that resources are placed on or run on (without
+    /// `--force`).
+    pub const GUEST_NODE_IN_USE: u8 = 23;
 }
 
 /// Every exit status and its meaning, for the man page (and `--help`, which says them in one
@@ -138,6 +144,14 @@ pub const EXIT_STATUS: &[(u8, &str)] = &[
     (
         exit::STONITH_OPTION,
         "a stonith option that cannot be used as given (--members, --key-file)",
+    ),
+    (
+        exit::GUEST_NODE,
+        "a guest node that cannot be configured as asked (name or port taken, bad address)",
+    ),
+    (
+        exit::GUEST_NODE_IN_USE,
+        "delete of a guest node that resources are placed on or run on (without --force)",
     ),
 ];
 
@@ -343,6 +357,29 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A guest node that cannot be configured as asked.
+    #[error("Domain {dom}: {problem}")]
+    GuestNode {
+        /// The domain.
+        dom: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+    /// A guest node still in use, on delete.
+    #[error(
+        "Domain {dom} is guest node {node}, and deleting it would leave these without their \
+         node: {uses}; move or stop them and remove their constraints on {node} first, or \
+         delete with --force (the constraints naming {node} are then removed too); nothing \
+         was deleted"
+    )]
+    GuestNodeInUse {
+        /// The domain.
+        dom: String,
+        /// Its guest node name.
+        node: String,
+        /// What is placed or runs there.
+        uses: String,
+    },
     /// A many-guest add written in batches failed after some batches were written.
     #[error(
         "Added {added} (whole guests, in earlier CIB changes), then the next batch failed; none \
@@ -383,6 +420,8 @@ impl Error {
             Error::KeyDir { .. } | Error::Key { .. } => exit::KEY,
             Error::LegacyToken { .. } => exit::LEGACY_TOKEN,
             Error::StonithOption { .. } => exit::STONITH_OPTION,
+            Error::GuestNode { .. } => exit::GUEST_NODE,
+            Error::GuestNodeInUse { .. } => exit::GUEST_NODE_IN_USE,
             Error::PartlyAdded { source, .. } => source.exit_code(),
             Error::Watch { .. } => exit::UNEXPECTED,
         }

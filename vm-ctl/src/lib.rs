@@ -11,6 +11,7 @@
 //! - [`ids`]: the original naming scheme (`prmVMCTL_<dom>`, `locVMCTL_...`), name checks.
 //! - [`generate`]: the objects `resource add` creates for a guest.
 //! - [`guest`]: finding and editing one guest's objects in a snapshot.
+//! - [`guest_node`]: guests as Pacemaker guest nodes: the CIB shape, ports, clashes, traces.
 //! - [`change`]: snapshot before/after → nothing, dry run, or write (with `crm_verify`).
 //! - [`commands`]: one module per command.
 //! - [`wait`]: bounded waiting on the cluster status.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod guest;
+pub mod guest_node;
 pub mod ids;
 pub mod lock;
 pub mod output;

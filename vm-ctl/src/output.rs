@@ -76,6 +76,10 @@ pub struct ListRow {
     pub running_node: String,
     /// `yes` when a temporary move constraint exists.
     pub move_constraint: String,
+    /// Its guest node, when it is one (JSON only; the text adds a GUEST NODE column when
+    /// any listed guest is one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_node: Option<crate::guest_node::GuestNode>,
 }
 
 /// What `--dry-run` shows instead of writing.
@@ -222,11 +226,23 @@ pub enum FindingCode {
     NodeKeyExtra,
     /// A host node holds the same keys as this node.
     NodeKeysSame,
+    /// A guest node: its name, transport and port.
+    GuestNode,
+    /// A guest node's name is a host node's, another guest node's or a resource id.
+    GuestNodeNameClash,
+    /// Two guest nodes have the same endpoint (host-local port, or address and port).
+    GuestNodePortDuplicate,
+    /// A guest node's remote-port is not a port number.
+    GuestNodeBadPort,
+    /// A guest node's resource is not a VirtualDomain (vm-ctl neither made nor manages it).
+    GuestNodeNotVirtualDomain,
+    /// A remote node entry or status in the CIB with no resource behind it.
+    GuestNodeStale,
 }
 
 impl FindingCode {
     /// Every code, in the order docs/operations.md lists them.
-    pub const ALL: [FindingCode; 61] = [
+    pub const ALL: [FindingCode; 67] = [
         FindingCode::CloneConfigured,
         FindingCode::CloneMissing,
         FindingCode::ConnectdClone,
@@ -288,6 +304,12 @@ impl FindingCode {
         FindingCode::NodeKeyMissing,
         FindingCode::NodeKeyExtra,
         FindingCode::NodeKeysSame,
+        FindingCode::GuestNode,
+        FindingCode::GuestNodeNameClash,
+        FindingCode::GuestNodePortDuplicate,
+        FindingCode::GuestNodeBadPort,
+        FindingCode::GuestNodeNotVirtualDomain,
+        FindingCode::GuestNodeStale,
     ];
 
     /// The code as `--output json` writes it.
@@ -354,6 +376,12 @@ impl FindingCode {
             FindingCode::NodeKeyMissing => "node-key-missing",
             FindingCode::NodeKeyExtra => "node-key-extra",
             FindingCode::NodeKeysSame => "node-keys-same",
+            FindingCode::GuestNode => "guest-node",
+            FindingCode::GuestNodeNameClash => "guest-node-name-clash",
+            FindingCode::GuestNodePortDuplicate => "guest-node-port-duplicate",
+            FindingCode::GuestNodeBadPort => "guest-node-bad-port",
+            FindingCode::GuestNodeNotVirtualDomain => "guest-node-not-virtualdomain",
+            FindingCode::GuestNodeStale => "guest-node-stale",
         }
     }
 }
@@ -549,24 +577,57 @@ impl Outcome {
             out.push('\n');
         }
         if let Some(rows) = &self.list {
-            let _ = writeln!(
+            // the original's six columns; a seventh only when there are guest nodes, so that
+            // scripts reading the original's list see no change without them
+            let nodes = rows.iter().any(|r| r.guest_node.is_some());
+            let _ = write!(
                 out,
-                "{:<20} {:<20} {:<20} {:<20} {:<20} MOVE CONSTRAINT",
+                "{:<20} {:<20} {:<20} {:<20} {:<20} ",
                 "DOMAIN", "RESOURCE", "MIGRATION", "PREFERRED NODE", "RUNNING NODE"
             );
+            let _ = writeln!(
+                out,
+                "{}",
+                if nodes {
+                    format!("{:<20} GUEST NODE", "MOVE CONSTRAINT")
+                } else {
+                    "MOVE CONSTRAINT".to_owned()
+                }
+            );
             let dash = "-".repeat(20);
-            let _ = writeln!(out, "{dash} {dash} {dash} {dash} {dash} {dash}");
+            let _ = write!(out, "{dash} {dash} {dash} {dash} {dash} {dash}");
+            let _ = writeln!(
+                out,
+                "{}",
+                if nodes {
+                    format!(" {dash}")
+                } else {
+                    String::new()
+                }
+            );
             for r in rows {
-                let _ = writeln!(
+                let _ = write!(
                     out,
-                    "{:<20} {:<20} {:<20} {:<20} {:<20} {}",
-                    r.domain,
-                    r.resource,
-                    r.migration,
-                    r.preferred_node,
-                    r.running_node,
-                    r.move_constraint
+                    "{:<20} {:<20} {:<20} {:<20} {:<20} ",
+                    r.domain, r.resource, r.migration, r.preferred_node, r.running_node,
                 );
+                if nodes {
+                    let node = r.guest_node.as_ref().map_or_else(
+                        || "-".to_owned(),
+                        |g| {
+                            format!(
+                                "{} ({} {})",
+                                g.name,
+                                g.transport,
+                                g.port_number()
+                                    .map_or_else(|| "?".to_owned(), |p| p.to_string())
+                            )
+                        },
+                    );
+                    let _ = writeln!(out, "{:<20} {node}", r.move_constraint);
+                } else {
+                    let _ = writeln!(out, "{}", r.move_constraint);
+                }
             }
         }
         if let Some(show) = &self.show {
@@ -718,6 +779,7 @@ mod tests {
                 preferred_node: "n1".into(),
                 running_node: "Stopped".into(),
                 move_constraint: "no".into(),
+                guest_node: None,
             }]),
             ..Outcome::default()
         };
@@ -732,6 +794,50 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["list"][0]["running_node"], "Stopped");
         assert!(v.get("guests").is_none());
+        assert!(v["list"][0].get("guest_node").is_none());
+    }
+
+    #[test]
+    fn list_shows_guest_nodes_in_a_seventh_column() {
+        let row = |dom: &str, node: Option<crate::guest_node::GuestNode>| ListRow {
+            domain: dom.into(),
+            resource: format!("prmVMCTL_{dom}"),
+            migration: "on".into(),
+            preferred_node: "n1".into(),
+            running_node: "Stopped".into(),
+            move_constraint: "no".into(),
+            guest_node: node,
+        };
+        let node = crate::guest_node::GuestNode {
+            name: "app".into(),
+            resource: "prmVMCTL_g2".into(),
+            transport: "channel",
+            addr: "127.0.0.1".into(),
+            port: Some("3122".into()),
+            connect_timeout: Some("60s".into()),
+        };
+        let o = Outcome {
+            list: Some(vec![row("g1", None), row("g2", Some(node))]),
+            ..Outcome::default()
+        };
+        let (text, _) = o.render(Format::Text);
+        let lines: Vec<_> = text.lines().collect();
+        assert!(
+            lines[0].ends_with("MOVE CONSTRAINT      GUEST NODE"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["g1", "prmVMCTL_g1", "on", "n1", "Stopped", "no", "-"]
+        );
+        assert!(
+            lines[3].ends_with("no                   app (channel 3122)"),
+            "{text}"
+        );
+        let (json, _) = o.render(Format::Json);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["list"][1]["guest_node"]["transport"], "channel");
+        assert_eq!(v["list"][1]["guest_node"]["port"], "3122");
     }
 
     #[test]

@@ -256,6 +256,18 @@ pub struct GuestStatus {
     pub fail_counts: Vec<FailCount>,
     /// Its failed operations, as crm_mon lists them.
     pub failed_actions: Vec<FailedActionReport>,
+    /// Its guest node, when it is one (`null` otherwise).
+    pub guest_node: Option<GuestNodeStatus>,
+}
+
+/// A guest's Pacemaker guest node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuestNodeStatus {
+    /// How the guest node is configured (name, transport, address, port).
+    #[serde(flatten)]
+    pub config: crate::guest_node::GuestNode,
+    /// Whether the cluster has the node online (its pacemaker-remoted connected).
+    pub online: bool,
 }
 
 /// A live migration in progress.
@@ -623,6 +635,10 @@ fn guest_status(
         fence: guest_fence(cib, &rsc, warnings),
         fail_counts: history::fail_counts(cib, &rsc),
         failed_actions: failed_actions(cib, mon, &rsc),
+        guest_node: crate::guest_node::of_guest(cib, dom).map(|config| GuestNodeStatus {
+            online: mon.node(&config.name).is_some_and(|n| n.online),
+            config,
+        }),
     }
 }
 
@@ -945,6 +961,28 @@ impl StatusReport {
             ]);
         }
         table(&mut out, &rows);
+        let nodes: Vec<_> = self
+            .guests
+            .iter()
+            .filter_map(|g| Some((g, g.guest_node.as_ref()?)))
+            .collect();
+        if !nodes.is_empty() {
+            out.push_str("\nGuest nodes:\n");
+            for (g, n) in nodes {
+                let _ = writeln!(
+                    out,
+                    "  {}: guest node {} over {} ({}:{}), {}",
+                    g.domain,
+                    n.config.name,
+                    n.config.transport,
+                    n.config.addr,
+                    n.config
+                        .port_number()
+                        .map_or_else(|| "?".to_owned(), |p| p.to_string()),
+                    if n.online { "online" } else { "offline" }
+                );
+            }
+        }
         let failed: Vec<_> = self
             .guests
             .iter()
@@ -1326,6 +1364,9 @@ mod tests {
             "last",
             "fail_counts",
             "failed_actions",
+            "guest_node",
+            "transport",
+            "remote-port",
         ] {
             assert!(doc.contains(&format!("`{key}`")), "{key} is not documented");
         }

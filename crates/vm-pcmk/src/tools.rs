@@ -447,6 +447,21 @@ impl Pacemaker {
         .into())
     }
 
+    /// Purge remote or guest node `name`, whose resource is gone from the configuration, from
+    /// the cluster daemons' caches and the CIB (`crm_node --force --remove`). Nothing to do
+    /// on a CIB file, which has no daemons (the CIB's own entries are the caller's to remove).
+    pub fn purge_remote_node(&self, name: &str) -> Result<(), PcmkError> {
+        if self.cib_file().is_some() {
+            return Ok(());
+        }
+        let cmd = self
+            .tool("crm_node")
+            .args(["--force", "--remove"])
+            .arg(name);
+        self.run_ok("purge the removed node from the cluster", &cmd)?;
+        Ok(())
+    }
+
     /// Run `crm_verify` on `cib` (written to a private temporary file), without touching the
     /// real CIB: "would this CIB be valid?".
     pub fn verify_cib(&self, cib: &Cib) -> Result<VerifyReport, PcmkError> {

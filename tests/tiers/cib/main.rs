@@ -17,6 +17,7 @@ use vm_tests::evidence;
 
 mod docs;
 mod fence;
+mod guestnode;
 mod managerd;
 mod status;
 mod vmctl;

@@ -9,6 +9,7 @@ use vm_pcmk::Role;
 use vm_tests::live::LiveCluster;
 use vm_tests::{evidence, run_ok};
 
+mod guestnode;
 mod managerd;
 mod stonith;
 mod vmctl;

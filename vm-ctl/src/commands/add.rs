@@ -18,10 +18,11 @@ use vm_pcmk::{Cib, Update};
 
 use crate::App;
 use crate::change::{Checked, Notes, finish, finish_checked};
-use crate::cli::OnOff;
+use crate::cli::{GuestNodeArgs, OnOff};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::generate::{self, GuestObjects};
+use crate::guest_node;
 use crate::ids;
 use crate::output::{Change, GuestReport, Outcome};
 
@@ -60,14 +61,67 @@ pub fn check_domain_xml(config: &Config, dom: &str) -> Result<(PathBuf, DomainXm
     Ok((path, xml))
 }
 
-/// Add `domains`, preferring `node`.
-pub fn run(
-    app: &App,
+/// `resource add`'s options beyond the domains and the node.
+#[derive(Debug, Clone, Copy)]
+pub struct AddOpts<'a> {
+    /// `-m on|off`; `None`: vm_allow_migrate.
+    pub migrate: Option<OnOff>,
+    /// `--batch`.
+    pub batch: Option<usize>,
+    /// `--guest-node` and its companions.
+    pub guest_node: &'a GuestNodeArgs,
+}
+
+/// One guest to add: its domain, its objects, and its guest node (port not yet chosen).
+type Wanted = (String, GuestObjects, Option<guest_node::Wanted>);
+
+/// The guest node `domains` ask for, from the options over vm-ctl.conf; `None`: not guest
+/// nodes.
+fn guest_node_request(
+    config: &Config,
     domains: &[String],
-    node: &str,
-    migrate: Option<OnOff>,
-    batch: Option<usize>,
-) -> Result<Outcome> {
+    args: &GuestNodeArgs,
+) -> Result<Option<guest_node::Request>> {
+    let asked = args.name.is_some() || args.addr.is_some() || args.port.is_some();
+    if args.off || !(asked || config.guest_node.enabled) {
+        return Ok(None);
+    }
+    let name = args.name.clone().filter(|n| !n.is_empty());
+    if let Some(n) = &name {
+        ids::check_name("guest node", n)?;
+        if domains.len() > 1 {
+            return Err(Error::GuestNode {
+                dom: domains.join(","),
+                problem: format!(
+                    "--guest-node {n} names one guest node, but {} domains are given; add them \
+                     one by one, or leave NAME out (each guest node is named after its domain)",
+                    domains.len()
+                ),
+            });
+        }
+    }
+    if (args.addr.is_some() || args.port.is_some()) && domains.len() > 1 {
+        return Err(Error::GuestNode {
+            dom: domains.join(","),
+            problem: "--guest-node-addr and --guest-node-port are for one guest; add the \
+                      guests one by one"
+                .to_owned(),
+        });
+    }
+    Ok(Some(guest_node::Request {
+        name,
+        addr: args.addr.clone(),
+        port: args.port,
+    }))
+}
+
+/// Add `domains`, preferring `node`.
+pub fn run(app: &App, domains: &[String], node: &str, opts: AddOpts<'_>) -> Result<Outcome> {
+    let AddOpts {
+        migrate,
+        batch,
+        guest_node: guest_node_args,
+    } = opts;
     check_domains(domains)?;
     ids::check_name("node", node)?;
     let config = app.config()?;
@@ -76,10 +130,27 @@ pub fn run(
         Some(OnOff::Off) => false,
         None => config.allow_migrate()?,
     };
-    let mut wanted = Vec::new();
+    let request = guest_node_request(config, domains, guest_node_args)?;
+    let mut wanted: Vec<Wanted> = Vec::new();
     for dom in domains {
         check_domain_xml(config, dom)?;
-        wanted.push((dom.clone(), generate::guest(config, dom, node, migrate)?));
+        let gn = match &request {
+            Some(r) => Some(guest_node::Wanted::new(dom, r, &config.guest_node).map_err(
+                |problem| Error::GuestNode {
+                    dom: dom.clone(),
+                    problem,
+                },
+            )?),
+            None => None,
+        };
+        if let Some(g) = &gn {
+            ids::check_name("guest node", &g.name)?;
+        }
+        wanted.push((
+            dom.clone(),
+            generate::guest(config, dom, node, migrate)?,
+            gn,
+        ));
     }
     let _lock = app.lock()?;
     // One change unless asked otherwise. Batches were measured as the default on the live
@@ -122,7 +193,7 @@ fn add_in_batches(
     app: &App,
     config: &Config,
     node: &str,
-    wanted: &[(String, GuestObjects)],
+    wanted: &[Wanted],
     batch: usize,
 ) -> Result<Checked<Vec<GuestReport>>> {
     let configuration = |cib: &Cib| cib.root().find("configuration").cloned();
@@ -164,7 +235,7 @@ fn add_in_batches(
                 tracing::debug!(batch = i + 1, guests = part.len(), "batch written");
                 expected = written;
                 reports.extend(part_reports);
-                added.extend(part.iter().map(|(dom, _)| dom.as_str()));
+                added.extend(part.iter().map(|(dom, _, _)| dom.as_str()));
             }
             Err(e) if added.is_empty() => return Err(e),
             Err(e) => {
@@ -188,7 +259,7 @@ fn add_guests(
     config: &Config,
     cib: &mut Cib,
     node: &str,
-    wanted: &[(String, GuestObjects)],
+    wanted: &[Wanted],
 ) -> Result<Checked<Vec<GuestReport>>> {
     let notes = Notes {
         dry_run: None,
@@ -209,9 +280,17 @@ fn add_guests(
         })
         .unwrap_or_default();
     let mut reports = Vec::new();
-    for (dom, objs) in wanted {
+    for (dom, objs, gn) in wanted {
         let rsc = ids::rsc(dom);
         others.check(dom, objs)?;
+        let with_node;
+        let objs = match gn {
+            Some(g) => {
+                with_node = as_guest_node(config, cib, dom, objs, g)?;
+                &with_node
+            }
+            None => objs,
+        };
         let any_present = objs
             .all()
             .filter_map(Element::id)
@@ -242,9 +321,18 @@ fn add_guests(
                 });
             }
         };
+        let as_node = gn.as_ref().map_or(String::new(), |g| {
+            let node = guest_node::of_primitive(&objs.primitive);
+            format!(
+                " as guest node {} ({} transport, port {})",
+                g.name,
+                g.transport.as_str(),
+                node.and_then(|n| n.port).unwrap_or_default()
+            )
+        });
         let detail = match change {
             Change::Created => {
-                format!("created stopped; start it with vm-ctl resource start {dom}")
+                format!("created stopped{as_node}; start it with vm-ctl resource start {dom}")
             }
             Change::AlreadyPresent => "already configured exactly so; nothing changed".to_owned(),
             _ => String::new(),
@@ -262,13 +350,59 @@ fn add_guests(
     })
 }
 
+/// `objs` with guest node `gn`'s meta attributes, its port chosen on `cib` (a guest already
+/// there keeps its own); an error when its name or endpoint clashes.
+fn as_guest_node(
+    config: &Config,
+    cib: &Cib,
+    dom: &str,
+    objs: &GuestObjects,
+    gn: &guest_node::Wanted,
+) -> Result<GuestObjects> {
+    let rsc = ids::rsc(dom);
+    let bad = |problem: String| Error::GuestNode {
+        dom: dom.to_owned(),
+        problem,
+    };
+    let port = match (gn.port, gn.transport) {
+        (Some(p), _) => p,
+        (None, crate::config::GuestNodeTransport::Tcp) => guest_node::DEFAULT_REMOTE_PORT,
+        (None, crate::config::GuestNodeTransport::Channel) => {
+            let base = config.guest_node.port_base;
+            guest_node::choose_port(cib, &rsc, base).ok_or_else(|| {
+                bad(format!(
+                    "no free host-local port from vm_guest_node_port_base={base} up; lower it \
+                     in {}",
+                    config.source.display()
+                ))
+            })?
+        }
+    };
+    if let Some(problem) = guest_node::clash(cib, &rsc, gn, port) {
+        return Err(bad(problem));
+    }
+    let mut objs = objs.clone();
+    if let Some(meta) = objs
+        .primitive
+        .elements_mut()
+        .find(|s| s.name == "meta_attributes")
+    {
+        for nv in guest_node::meta_nvpairs(&rsc, gn, port) {
+            meta.push(nv);
+        }
+    }
+    Ok(objs)
+}
+
 /// The node, the clones vm-ctl.conf names, and fencing, as the guests need them; a warning
 /// (in a dry run) for what fails the real command.
 fn check_cluster(app: &App, config: &Config, cib: &Cib, node: &str) -> Result<Option<String>> {
-    if !cib.node_names().contains(&node) {
+    // a host node: a guest cannot run inside a guest node
+    let hosts = guest_node::host_nodes(cib);
+    if !hosts.contains(&node) {
         return Err(Error::UnknownNode {
             node: node.to_owned(),
-            known: cib.node_names().join(", "),
+            known: hosts.join(", "),
         });
     }
     let file = config.source.display().to_string();
@@ -328,8 +462,8 @@ struct OtherGuest {
 }
 
 impl OtherGuests {
-    fn of(cib: &Cib, doms: &[(String, GuestObjects)]) -> Self {
-        let ours: Vec<String> = doms.iter().map(|(d, _)| ids::rsc(d)).collect();
+    fn of(cib: &Cib, doms: &[Wanted]) -> Self {
+        let ours: Vec<String> = doms.iter().map(|(d, _, _)| ids::rsc(d)).collect();
         let mut found = Vec::new();
         if let Some(resources) = cib.section("resources") {
             for prim in resources.descendants() {

@@ -57,6 +57,7 @@ pub fn run(app: &App, args: &CheckArgs) -> Result<Outcome> {
     check_cluster(config, &cib, &mut f);
     check_stickiness(config, &cib, &guest::all(&cib), &mut f);
     check_guest_fencing(&args.fence, &cib, &mut f);
+    f.0.extend(crate::guest_node::findings(&cib));
     let doms: Vec<String> = if domains.is_empty() {
         guest::all(&cib).into_iter().map(|(d, _)| d).collect()
     } else {

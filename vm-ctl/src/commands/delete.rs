@@ -5,6 +5,13 @@
 //! for, and a guest is removed only once the cluster has confirmed it stopped everywhere: its
 //! status says Stopped and every online node has probed it (right after a cleanup the status is
 //! empty until the probes return, and "not in the status" does not mean "not running").
+//!
+//! A guest that is a guest node is refused first while resources are placed on it (location
+//! constraints) or run on it (status), unless `--force`: deleting it would strand them. When
+//! it goes, what Pacemaker keeps of the node goes in the same change
+//! ([`guest_node::remove_traces`]: its node entry and status, and with `--force` the
+//! constraints naming it); on the live cluster `crm_node --force --remove` then purges the
+//! node from the cluster daemons' caches, as Pacemaker documents for removing a node.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +21,7 @@ use crate::App;
 use crate::change::{Checked, finish};
 use crate::error::{Error, Result};
 use crate::guest;
+use crate::guest_node;
 use crate::ids;
 use crate::output::{Change, GuestReport, Outcome};
 
@@ -26,17 +34,19 @@ enum Pending {
 }
 
 /// Delete the guests (all or nothing).
-pub fn run(app: &App, domains: &[String], wait: Option<u64>) -> Result<Outcome> {
+pub fn run(app: &App, domains: &[String], wait: Option<u64>, force: bool) -> Result<Outcome> {
     check_domains(domains)?;
     let _lock = app.lock()?;
     let secs = wait.unwrap_or(DEFAULT_WAIT_SECS);
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let status = app.pcmk.status()?;
+        let mut gone_nodes = Vec::new();
         let result = app.pcmk.transact(ATTEMPTS, |cib| {
             let before = cib.clone();
             let mut reports = Vec::new();
             let mut pending = Vec::new();
+            gone_nodes.clear();
             for dom in domains {
                 let rsc = ids::rsc(dom);
                 if guest::primitive(cib, dom).is_err() {
@@ -48,12 +58,27 @@ pub fn run(app: &App, domains: &[String], wait: Option<u64>) -> Result<Outcome> 
                     });
                     continue;
                 }
+                let node = guest_node::of_guest(cib, dom);
+                if let Some(n) = &node {
+                    let uses = guest_node::in_use(cib, &status, &n.name, &rsc);
+                    if !uses.is_empty() && !force {
+                        return Err(Error::GuestNodeInUse {
+                            dom: dom.clone(),
+                            node: n.name.clone(),
+                            uses: uses.join("; "),
+                        });
+                    }
+                }
                 if let Some(p) = confirm_stopped(cib, &status, dom, &rsc)? {
                     pending.push(p);
                     continue;
                 }
                 let mut removed = guest::remove_with_constraints(cib, &rsc);
                 removed.extend(remove_force_stop_attrs(cib, &rsc));
+                if let Some(n) = node {
+                    removed.extend(guest_node::remove_traces(cib, &n.name));
+                    gone_nodes.push(n.name);
+                }
                 reports.push(GuestReport {
                     domain: dom.clone(),
                     resource: rsc,
@@ -72,10 +97,23 @@ pub fn run(app: &App, domains: &[String], wait: Option<u64>) -> Result<Outcome> 
         })?;
         match result.value {
             Ok(guests) => {
-                return Ok(result.notes.into_outcome(Outcome {
+                let mut outcome = result.notes.into_outcome(Outcome {
                     guests,
                     ..Outcome::default()
-                }));
+                });
+                if !app.dry_run {
+                    for node in &gone_nodes {
+                        if let Err(e) = app.pcmk.purge_remote_node(node) {
+                            outcome.warnings.push(format!(
+                                "guest node {node} is gone from the CIB, but the cluster's \
+                                 caches could not be told ({}); run crm_node --force --remove \
+                                 {node}",
+                                vm_common::error_chain(&e)
+                            ));
+                        }
+                    }
+                }
+                return Ok(outcome);
             }
             Err(pending) if Instant::now() >= deadline => {
                 let (dom, problem) = match pending.into_iter().next() {
@@ -129,7 +167,17 @@ fn confirm_stopped(
             ),
         });
     }
-    for node in status.nodes.iter().filter(|n| n.online) {
+    // Pacemaker probes a guest node's resource (its container) on no remote or guest node
+    let guest_nodes: Vec<String> = if guest_node::of_guest(cib, dom).is_some() {
+        guest_node::all(cib).into_iter().map(|g| g.name).collect()
+    } else {
+        Vec::new()
+    };
+    for node in status
+        .nodes
+        .iter()
+        .filter(|n| n.online && !guest_nodes.contains(&n.name))
+    {
         if !probed(cib, &node.name, rsc) {
             return Ok(Some(Pending::NotProbed(dom.to_owned())));
         }

@@ -43,6 +43,7 @@ pub fn run_list(app: &App, domain: Option<&str>, node: Option<&str>) -> Result<O
             }
         }
         rows.push(ListRow {
+            guest_node: crate::guest_node::of_guest(&cib, &dom),
             migration: guest::migration(&cib, &dom).to_owned(),
             preferred_node: guest::preferred(&cib, &dom)
                 .map_or_else(|| "NONE".to_owned(), |(_, n)| n.to_owned()),
@@ -76,6 +77,16 @@ pub fn run_show(app: &App, domain: &str) -> Result<Outcome> {
     let mut objects = vec![prim];
     objects.extend(cib.constraints_of(&ids::rsc(domain)));
     let mut text = vm_pcmk::crm::render_all(objects);
+    if let Some(g) = crate::guest_node::of_guest(&cib, domain) {
+        text.push_str(&format!(
+            "# guest node {} over {} ({}:{}): resources constrained to it run inside the guest\n",
+            g.name,
+            g.transport,
+            g.addr,
+            g.port_number()
+                .map_or_else(|| "?".to_owned(), |p| p.to_string())
+        ));
+    }
     let attr = ids::force_stop_attr(&ids::rsc(domain));
     for node in cib.section("nodes").iter().flat_map(|n| n.elements()) {
         let set = node

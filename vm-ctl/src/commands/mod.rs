@@ -32,8 +32,22 @@ pub fn dispatch(app: &App, command: &Command) -> Result<Outcome> {
                 node,
                 migrate,
                 batch,
-            } => add::run(app, &domains.names(), node, *migrate, *batch),
-            ResourceCmd::Delete { domains, wait } => delete::run(app, &domains.names(), wait.wait),
+                guest_node,
+            } => add::run(
+                app,
+                &domains.names(),
+                node,
+                add::AddOpts {
+                    migrate: *migrate,
+                    batch: *batch,
+                    guest_node,
+                },
+            ),
+            ResourceCmd::Delete {
+                domains,
+                wait,
+                force,
+            } => delete::run(app, &domains.names(), wait.wait, *force),
             ResourceCmd::Start { domains, wait } => {
                 role::run(app, &domains.names(), role::Role::Started, wait.wait)
             }
