@@ -41,6 +41,14 @@ pub const MAX_VERSION: u8 = 2;
 /// it.
 pub const DEADLINE_VERSION: u8 = 2;
 
+/// The version from which a daemon on a guest link carries byte streams (kinds 0x0F to 0x12,
+/// docs/protocol.md §16). It changes no payload encoding and no frame header: stream frames
+/// travel in version-1 frames, like every frame whose payload is the same in all versions. It
+/// is only ever negotiated: the daemons offer it in their Hello on the guest link
+/// ([`Hello::current_streams`](crate::Hello::current_streams)), and a peer whose Hello does not
+/// offer it is never sent a stream frame.
+pub const STREAM_VERSION: u8 = 3;
+
 /// Length of the fixed frame header.
 pub const HEADER_LEN: usize = 28;
 
@@ -86,6 +94,17 @@ pub enum Kind {
     Heartbeat,
     /// 0x0E: the guest daemon's answer to [`Kind::Heartbeat`], with its health.
     Alive,
+    /// 0x0F: the host daemon opens a byte stream to the guest's local target (guest link).
+    StreamOpen,
+    /// 0x10: bytes of a stream, within the credit its receiver granted.
+    StreamData,
+    /// 0x11: the receiver of a stream grants its sender more bytes.
+    StreamCredit,
+    /// 0x12: a stream ends.
+    StreamClose,
+    /// 0x13: an admin tells the host daemon on which loopback port to offer a guest's stream
+    /// (host local socket only).
+    StreamExpose,
     /// Any other value. [`Kind::from_u8`] never returns this for a defined value.
     Unknown(u8),
 }
@@ -108,6 +127,11 @@ impl Kind {
             0x0C => Kind::Cancel,
             0x0D => Kind::Heartbeat,
             0x0E => Kind::Alive,
+            0x0F => Kind::StreamOpen,
+            0x10 => Kind::StreamData,
+            0x11 => Kind::StreamCredit,
+            0x12 => Kind::StreamClose,
+            0x13 => Kind::StreamExpose,
             other => Kind::Unknown(other),
         }
     }
@@ -129,6 +153,11 @@ impl Kind {
             Kind::Cancel => 0x0C,
             Kind::Heartbeat => 0x0D,
             Kind::Alive => 0x0E,
+            Kind::StreamOpen => 0x0F,
+            Kind::StreamData => 0x10,
+            Kind::StreamCredit => 0x11,
+            Kind::StreamClose => 0x12,
+            Kind::StreamExpose => 0x13,
             Kind::Unknown(other) => other,
         }
     }
@@ -174,6 +203,11 @@ impl fmt::Display for Kind {
             Kind::Cancel => "Cancel",
             Kind::Heartbeat => "Heartbeat",
             Kind::Alive => "Alive",
+            Kind::StreamOpen => "StreamOpen",
+            Kind::StreamData => "StreamData",
+            Kind::StreamCredit => "StreamCredit",
+            Kind::StreamClose => "StreamClose",
+            Kind::StreamExpose => "StreamExpose",
             Kind::Unknown(value) => return write!(f, "unknown kind {value:#04x}"),
         };
         f.write_str(name)
@@ -334,7 +368,7 @@ mod tests {
             assert_eq!(kind.to_u8(), value);
             assert_eq!(
                 matches!(kind, Kind::Unknown(_)),
-                !(1..=0x0E).contains(&value)
+                !(1..=0x13).contains(&value)
             );
         }
         assert_eq!(Kind::Unknown(0x42).to_string(), "unknown kind 0x42");
