@@ -37,6 +37,17 @@ pub enum MainError {
     /// `status`: the daemon gave no answer.
     #[error("status: no answer from the daemon")]
     Status(#[source] ClientError),
+    /// `expose`: the daemon refused or did not answer.
+    #[error("expose {domain} {port}: the daemon did not make the change")]
+    Expose {
+        /// The guest.
+        domain: String,
+        /// The port.
+        port: u16,
+        /// Why.
+        #[source]
+        source: ClientError,
+    },
     /// A health check named on the command line cannot be used.
     #[error(transparent)]
     Health(crate::health::CheckError),
@@ -62,7 +73,9 @@ impl MainError {
             MainError::Runtime(_) | MainError::NoHostMode | MainError::Guest(_) => exit::FAILURE,
             #[cfg(feature = "libvirt")]
             MainError::Host(_) => exit::FAILURE,
-            MainError::Status(_) | MainError::NoLiveness(_) => exit::FAILURE,
+            MainError::Status(_) | MainError::NoLiveness(_) | MainError::Expose { .. } => {
+                exit::FAILURE
+            }
             MainError::NotLinked(_) => exit::NOT_LINKED,
         }
     }
@@ -79,6 +92,7 @@ impl MainError {
             | MainError::NoHostMode
             | MainError::Unreachable(_)
             | MainError::Status(_)
+            | MainError::Expose { .. }
             | MainError::NotLinked(_)
             | MainError::NoLiveness(_) => false,
         }
@@ -105,6 +119,14 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
         }
         return Ok(());
     }
+    if let Some(Command::Expose {
+        socket,
+        domain,
+        port,
+    }) = &cli.command
+    {
+        return expose(socket, domain, *port);
+    }
     let mode = cli.mode.ok_or(MainError::NoMode)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -126,12 +148,26 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
                         .map_err(MainError::Health)?,
                     health_interval: cli.health_interval.max(Duration::from_millis(100)),
                     health_failures: cli.health_failures,
+                    stream_target: (!cli.no_streams).then_some(cli.stream_target),
                 };
                 Ok(crate::guest::run(cfg, crate::shutdown_signal()).await?)
             }
             Mode::Host => host(cli).await,
         }
     })
+}
+
+/// `expose DOMAIN PORT`: asks the host daemon to offer (or withdraw) a guest's stream.
+pub fn expose(socket: &Path, domain: &str, port: u16) -> Result<(), MainError> {
+    let mut client = vm_proto::client::Client::connect(socket, vm_proto::Role::Client)
+        .map_err(MainError::Unreachable)?;
+    client
+        .expose(domain, port, STATUS_TIMEOUT)
+        .map_err(|source| MainError::Expose {
+            domain: domain.to_owned(),
+            port,
+            source,
+        })
 }
 
 /// `status --guest DOMAIN`'s output from a host daemon's status JSON: the liveness value as
@@ -192,6 +228,7 @@ async fn host(cli: &Cli) -> Result<(), MainError> {
             timeout: cli.liveness_timeout,
         }),
         publish: !cli.no_attributes,
+        expose: cli.expose.clone(),
     };
     Ok(crate::host::run(cfg, crate::shutdown_signal()).await?)
 }

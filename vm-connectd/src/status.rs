@@ -29,6 +29,18 @@ pub struct HostStatus {
     pub modules: Vec<ModuleStatus>,
     /// Requests waiting for a module's answer.
     pub pending: usize,
+    /// Guests whose stream is offered on a loopback port.
+    #[serde(default)]
+    pub exposed: Vec<Exposed>,
+}
+
+/// A guest's stream offered on `127.0.0.1:port` (docs/protocol.md §16).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exposed {
+    /// The guest.
+    pub domain: String,
+    /// The loopback port.
+    pub port: u16,
 }
 
 /// The state of a guest link.
@@ -106,6 +118,12 @@ pub struct LinkStatus {
     /// The guest's failing health checks, as its last answer listed them.
     #[serde(default)]
     pub failing: Vec<String>,
+    /// Streams open on the link now, and opened since it came up.
+    #[serde(default)]
+    pub streams: usize,
+    /// (see `streams`)
+    #[serde(default)]
+    pub streams_opened: u64,
 }
 
 fn unknown() -> String {
@@ -170,6 +188,12 @@ pub struct GuestStatus {
     /// The health checks failing now (reported to the host).
     #[serde(default)]
     pub failing: Vec<String>,
+    /// Streams the host has open to this guest now, and opened since the daemon started.
+    #[serde(default)]
+    pub streams: usize,
+    /// (see `streams`)
+    #[serde(default)]
+    pub streams_opened: u64,
 }
 
 impl Status {
@@ -289,6 +313,8 @@ mod tests {
                 liveness_since: Some(80),
                 last_alive: Some(95),
                 failing: vec![],
+                streams: 1,
+                streams_opened: 2,
             }],
             modules: vec![ModuleStatus {
                 service: "stonith".into(),
@@ -296,6 +322,7 @@ mod tests {
                 since: 1,
             }],
             pending: 0,
+            exposed: vec![],
         })
     }
 
@@ -319,6 +346,8 @@ mod tests {
             answered: 7,
             offences: 0,
             request_timeout_secs: 65,
+            streams: 0,
+            streams_opened: 0,
             heartbeats: 3,
             failing: vec![],
         });

@@ -2369,8 +2369,8 @@ mod tests {
             Message::decode(Kind::StreamCredit, &[0, 0, 0, 1, 0]),
             Err(MessageError::TrailingBytes { .. })
         ));
-        assert!(StreamData::new(Vec::new()).is_err());
-        assert!(StreamOpen::new(0).is_err());
+        StreamData::new(Vec::new()).unwrap_err();
+        StreamOpen::new(0).unwrap_err();
     }
 
     #[test]
