@@ -526,6 +526,7 @@ async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
 /// guest causes: its bytes wait in its own channel, not in this daemon.
 async fn read_link(host: &Arc<Host>, id: LinkId, mut reader: FrameReader<OwnedReadHalf>) {
     let mut rate = RateLimit::default();
+    let mut stream_rate = RateLimit::new(limits::STREAM_RATE_PER_SEC, limits::STREAM_RATE_BURST);
     let mut budget = ErrorBudget::default();
     let mut handled = 0usize;
     loop {
@@ -543,6 +544,14 @@ async fn read_link(host: &Arc<Host>, id: LinkId, mut reader: FrameReader<OwnedRe
             tokio::time::sleep(wait).await;
         }
         let violated = match reader.next_within(limits::STALL_TIMEOUT).await {
+            Ok(Some(Incoming::Frame(frame))) if frame.kind() == vm_proto::Kind::StreamData => {
+                // stream data is charged to its own, faster bucket (limits::STREAM_RATE_PER_SEC)
+                rate.refund();
+                while let Err(wait) = stream_rate.take() {
+                    tokio::time::sleep(wait).await;
+                }
+                on_guest_frame(host, id, frame)
+            }
             Ok(Some(Incoming::Frame(frame))) => on_guest_frame(host, id, frame),
             Ok(Some(Incoming::Offence(e))) => {
                 offence(host, id, decode_error_kind(&e), &e.to_string());

@@ -38,9 +38,12 @@ use vm_proto::{
 };
 
 /// The window each side grants the other per stream: the most bytes of one stream a daemon
-/// holds for its TCP connection. 256 KiB keeps a loopback TCP connection busy across the
-/// channel's round trip; 4 streams per guest bound a guest's stream memory on the host to 1 MiB.
-pub const STREAM_WINDOW: u32 = 256 * 1024;
+/// holds for its TCP connection, and so the most stream data that can sit in the channel ahead
+/// of a control frame. 64 KiB still moves ~100 MiB/s through a simulated channel
+/// (docs/benchmarks.md), far more than Pacemaker's remote protocol needs, while a request's
+/// answer waits behind at most that much; 4 streams per guest bound a guest's stream memory
+/// on the host to 256 KiB.
+pub const STREAM_WINDOW: u32 = 64 * 1024;
 
 /// Streams one guest link may carry at once (on the host: TCP connections beyond it are
 /// closed at once; in the guest: StreamOpen beyond it is answered StreamClose Limit).

@@ -135,7 +135,7 @@ fn a_tcp_byte_stream_crosses_the_channel_intact_both_ways_and_ends_with_the_link
     let (host, guest, channel, port) = pair(&["--stream-target", &target]);
     assert_eq!(host.status()["exposed"][0]["port"], u64::from(port));
 
-    // 4 MiB each way, far beyond both windows: flow control keeps it going, intact
+    // 4 MiB each way, far beyond both windows (64 KiB): flow control keeps it going, intact
     let data = payload(4 << 20);
     let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut w = conn.try_clone().unwrap();
@@ -343,7 +343,7 @@ fn the_host_keeps_to_the_credit_and_refuses_excess_credit_and_guest_opened_strea
     let Message::StreamOpen(o) = open.message().unwrap() else {
         panic!()
     };
-    assert_eq!(o.window(), 256 * 1024);
+    assert_eq!(o.window(), 64 * 1024);
     // grant 1000 bytes, then the client writes 5000: exactly 1000 cross
     g.send(
         &Message::StreamCredit(StreamCredit::new(1000).unwrap()),
