@@ -8,15 +8,19 @@
 #      50 in a row) with the channel idle, and while one stream saturates it both ways.
 # No bed, no root: the daemons and sockets live in temp dirs (vm-connectd/tests/stream_wire.rs,
 # whose tests these are; they assert that every request completes, never a time).
-# Usage: bench/vm-connectd-stream.sh [RUNS=3]
+# Usage: bench/vm-connectd-stream.sh [RUNS=3]   (BENCH_PROFILE=debug: debug builds, as CI runs it)
 set -euo pipefail
 RUNS=${1:-3}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
+# BENCH_PROFILE=debug: unoptimised builds (CI's quick runs check that the benchmark runs; their
+# figures mean nothing)
+build_flags=(--release)
+[ "${BENCH_PROFILE:-release}" = release ] || build_flags=()
 echo "== vm-connectd streams ($(nproc) cores, $(date -u +%F), $(git rev-parse --short HEAD))"
-nice -n 10 cargo test --release --quiet -p vm-connectd --test stream_wire --no-run
+nice -n 10 cargo test "${build_flags[@]}" --quiet -p vm-connectd --test stream_wire --no-run
 for _ in $(seq "$RUNS"); do
-    cargo test --release --quiet -p vm-connectd --test stream_wire -- \
+    cargo test "${build_flags[@]}" --quiet -p vm-connectd --test stream_wire -- \
         --test-threads 1 --nocapture a_tcp_byte_stream requests_are_answered 2>&1 |
         grep -oE '(4 MiB|request latency).*'
 done
