@@ -56,6 +56,11 @@ pub const MAX_STREAMS_PER_GUEST: usize = 4;
 const READ_DONE: u8 = 1;
 const PEER_CLOSED: u8 = 2;
 
+/// How long a side whose own direction ended waits for the peer's StreamClose before it
+/// forgets the stream anyway (a peer that never answers, e.g. a guest daemon that never
+/// accepted the StreamOpen, must not hold one of the guest's streams forever).
+pub const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Written bytes are granted back once this many have accumulated, or when the writer has
 /// nothing more queued (so a small exchange is never left waiting for credit).
 const CREDIT_BATCH: u32 = STREAM_WINDOW / 4;
@@ -91,16 +96,6 @@ impl LinkTx {
     /// Sends a control frame now; false when the link's queue is full or gone.
     pub fn control(&self, frame: Frame) -> bool {
         (self.control)(frame)
-    }
-
-    /// Queues a StreamClose behind the stream's data without waiting (false when the bulk
-    /// queue is full: the close is then sent as a control frame instead, which may overtake
-    /// data still queued; the receiver closes either way).
-    pub fn close(&self, id: u64, reason: StreamCloseReason, detail: &str) {
-        let frame = Message::StreamClose(StreamClose::truncated(reason, detail)).to_frame(id);
-        if self.bulk.try_send(frame.to_bytes()).is_err() {
-            let _ = self.control(frame);
-        }
     }
 }
 
@@ -202,6 +197,15 @@ impl Stream {
                     .to_frame(id);
             let _ = out.bulk.send(frame.to_bytes()).await;
             if ended.fetch_or(READ_DONE, Ordering::AcqRel) & PEER_CLOSED != 0 {
+                on_end(id);
+                return;
+            }
+            tokio::time::sleep(CLOSE_LINGER).await;
+            if ended.fetch_or(PEER_CLOSED, Ordering::AcqRel) & PEER_CLOSED == 0 {
+                tracing::debug!(
+                    stream = id,
+                    "the peer did not close its direction within {CLOSE_LINGER:?}; stream forgotten"
+                );
                 on_end(id);
             }
         })
