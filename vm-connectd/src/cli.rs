@@ -203,7 +203,7 @@ pub const EXIT_STATUS: &[(u8, &str)] = &[
     ),
     (
         exit::UNREACHABLE,
-        "status: the daemon's socket cannot be reached (is it running?)",
+        "status, expose: the daemon's socket cannot be reached (is it running?)",
     ),
 ];
 

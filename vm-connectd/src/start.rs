@@ -31,8 +31,8 @@ pub enum MainError {
     /// The guest relay failed.
     #[error(transparent)]
     Guest(#[from] crate::guest::GuestError),
-    /// `status`: the daemon's socket cannot be reached.
-    #[error("status: cannot reach the daemon; is it running? (--socket names another socket)")]
+    /// `status`, `expose`: the daemon's socket cannot be reached.
+    #[error("cannot reach the daemon; is it running? (--socket names another socket)")]
     Unreachable(#[source] ClientError),
     /// `status`: the daemon gave no answer.
     #[error("status: no answer from the daemon")]
