@@ -79,6 +79,17 @@ pub struct Cli {
     /// Guest mode: consecutive failures after which a health check is reported failing.
     #[arg(long, value_name = "N", default_value_t = crate::health::DEFAULT_FAILURES, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub health_failures: u32,
+    /// Host mode: offer guest DOMAIN's stream (its pacemaker-remoted, through the channel) on
+    /// 127.0.0.1:PORT from the start (repeatable). `vm-connectd expose` does the same while
+    /// the daemon runs; the VirtualDomain agent does it for guest nodes.
+    #[arg(long = "expose", value_name = "DOMAIN=PORT", value_parser = parse_expose)]
+    pub expose: Vec<(String, u16)>,
+    /// Guest mode: where a stream the host opens is connected to (pacemaker-remoted).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:3121")]
+    pub stream_target: std::net::SocketAddr,
+    /// Guest mode: do not offer streams to the host (the host then opens none).
+    #[arg(long)]
+    pub no_streams: bool,
     /// Host mode: do not publish guests' liveness as transient node attributes
     /// (pmkt-guest-DOMAIN) through attrd: for hosts without Pacemaker.
     #[arg(long)]
@@ -120,6 +131,19 @@ fn parse_guest(arg: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
+/// `--expose DOMAIN=PORT`.
+fn parse_expose(arg: &str) -> Result<(String, u16), String> {
+    match arg.split_once('=') {
+        Some((name, port)) if !name.is_empty() => match port.parse::<u16>() {
+            Ok(p) if p > 0 => Ok((name.to_owned(), p)),
+            _ => Err(format!(
+                "expected a port from 1 to 65535 after '=', got '{arg}'"
+            )),
+        },
+        _ => Err(format!("expected DOMAIN=PORT, got '{arg}'")),
+    }
+}
+
 /// `vm-connectd`'s administration commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -137,6 +161,17 @@ pub enum Command {
         /// health checks fail; exit 4 when this host has no link to it.
         #[arg(long, value_name = "DOMAIN", conflicts_with = "json")]
         guest: Option<String>,
+    },
+    /// Host mode: offer guest DOMAIN's stream (its pacemaker-remoted, through the channel) on
+    /// 127.0.0.1:PORT, or stop offering it (PORT 0). Idempotent; root only.
+    Expose {
+        /// The daemon's local socket.
+        #[arg(long, value_name = "PATH", default_value = vm_proto::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// The guest (libvirt domain name).
+        domain: String,
+        /// The loopback port; 0 withdraws.
+        port: u16,
     },
 }
 
@@ -157,7 +192,7 @@ pub const EXIT_STATUS: &[(u8, &str)] = &[
     ),
     (
         exit::FAILURE,
-        "the daemon could not start or failed (the reason is on stderr and in the log); status: the daemon gave no answer",
+        "the daemon could not start or failed (the reason is on stderr and in the log); status: the daemon gave no answer; expose: the daemon refused (the reason is on stderr)",
     ),
     (
         exit::USAGE,
@@ -169,7 +204,7 @@ pub const EXIT_STATUS: &[(u8, &str)] = &[
     ),
     (
         exit::UNREACHABLE,
-        "status: the daemon's socket cannot be reached (is it running?)",
+        "status, expose: the daemon's socket cannot be reached (is it running?)",
     ),
 ];
 

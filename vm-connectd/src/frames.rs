@@ -148,3 +148,44 @@ where
 pub fn offer(outbox: &Outbox, frame: Frame) -> bool {
     outbox.try_send(frame).is_ok()
 }
+
+/// Bulk frames (stream data) queued per guest link: the stream tasks wait for room, so this
+/// bounds what stream data a link holds besides its streams' windows.
+pub const BULK_FRAMES: usize = 4;
+
+/// Spawn the writer task of a guest link: like [`spawn_writer`], with a second, *bulk* queue
+/// of encoded frames (stream data, docs/protocol.md §16) that the writer serves only when no
+/// frame waits in the control queue. A control frame (a request's answer, a heartbeat) thus
+/// waits behind at most the one bulk frame being written, whatever the streams send.
+pub fn spawn_link_writer<W>(mut w: W, label: String) -> (Outbox, mpsc::Sender<Vec<u8>>)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::channel::<Frame>(OUTBOX_FRAMES);
+    let (bulk_tx, mut bulk_rx) = mpsc::channel::<Vec<u8>>(BULK_FRAMES);
+    tokio::spawn(async move {
+        loop {
+            let bytes = tokio::select! {
+                biased;
+                frame = rx.recv() => match frame {
+                    Some(f) => f.to_bytes(),
+                    None => break,
+                },
+                Some(bytes) = bulk_rx.recv() => bytes,
+            };
+            match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(&bytes)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %label, error = %e, "write failed");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(peer = %label, "peer has not read for {WRITE_TIMEOUT:?}; closing its connection");
+                    break;
+                }
+            }
+        }
+        let _ = w.shutdown().await;
+    });
+    (tx, bulk_tx)
+}

@@ -30,6 +30,8 @@ fn error(code: ErrorCode, message: &str) -> Message {
     Message::Error(ErrorMsg::truncated(code, message))
 }
 
+mod streams;
+
 use crate::frames::{FrameReader, Incoming, Outbox, offer, spawn_writer};
 use crate::limits;
 use crate::local;
@@ -52,6 +54,8 @@ pub struct GuestConfig {
     pub health_interval: Duration,
     /// Consecutive failures after which a check is reported failing.
     pub health_failures: u32,
+    /// Where the streams the host opens are connected to (`None`: no streams offered).
+    pub stream_target: Option<std::net::SocketAddr>,
 }
 
 /// Errors that stop the guest daemon from starting.
@@ -98,6 +102,8 @@ struct State {
     health: crate::health::Health,
     /// Heartbeats answered.
     heartbeats: u64,
+    /// The streams the host opened (docs/protocol.md §16).
+    streams: streams::Streams,
 }
 
 impl State {
@@ -143,7 +149,13 @@ impl Guest {
     }
 
     fn hello(&self) -> Frame {
-        Message::Hello(Hello::current(Role::GuestDaemon, self.session)).to_frame(0)
+        // streams are offered only when there is a target to connect them to
+        let hello = if self.cfg.stream_target.is_some() {
+            Hello::current_streams(Role::GuestDaemon, self.session)
+        } else {
+            Hello::current(Role::GuestDaemon, self.session)
+        };
+        Message::Hello(hello).to_frame(0)
     }
 }
 
@@ -240,7 +252,7 @@ async fn port_loop(guest: Arc<Guest>, mut events: mpsc::Receiver<PortEvent>) {
                 st.since = Some(SystemTime::now());
                 hello_retry = Duration::from_secs(2);
                 // (our Hello is what got through; for a socket port, say it now)
-                if matches!(st.writer, Some(PortWriter::Unix(_))) {
+                if st.writer.as_ref().is_some_and(PortWriter::is_socket) {
                     let _ = st.send_host(&guest.hello());
                 }
                 tracing::info!(port = %guest.port.display(), "host side connected");
@@ -252,6 +264,7 @@ async fn port_loop(guest: Arc<Guest>, mut events: mpsc::Receiver<PortEvent>) {
                 st.host_session = None;
                 st.host_version = MIN_VERSION;
                 st.changes += 1;
+                streams::abort_all(&mut st);
                 st.fail_all(
                     RetryReason::LinkChanged,
                     "the host side went away (host daemon restart or migration)",
@@ -270,7 +283,7 @@ async fn port_loop(guest: Arc<Guest>, mut events: mpsc::Receiver<PortEvent>) {
 }
 
 /// Handles every frame and violation the decoder has ready.
-fn drain(guest: &Guest, decoder: &mut Decoder) {
+fn drain(guest: &Arc<Guest>, decoder: &mut Decoder) {
     while let Some(next) = decoder.next_frame() {
         match next {
             Ok(frame) => on_host_frame(guest, frame),
@@ -284,7 +297,7 @@ fn host_offence(guest: &Guest, e: &vm_proto::DecodeError) {
     tracing::warn!("bad bytes from the host side: {e}; skipped");
 }
 
-fn on_host_frame(guest: &Guest, frame: Frame) {
+fn on_host_frame(guest: &Arc<Guest>, frame: Frame) {
     let id = frame.id();
     let msg = match frame.message() {
         Ok(m) => m,
@@ -304,6 +317,7 @@ fn on_host_frame(guest: &Guest, frame: Frame) {
                         RetryReason::LinkChanged,
                         "a new host side took over (migration or restart)",
                     );
+                    streams::abort_all(&mut st);
                 }
                 st.host_version = h.negotiated().unwrap_or(MIN_VERSION);
                 tracing::info!(host = %h.software(), version = st.host_version, "host introduced itself");
@@ -332,6 +346,10 @@ fn on_host_frame(guest: &Guest, frame: Frame) {
                 None => tracing::debug!(id, "answer for a request no longer waiting; dropped"),
             }
         }
+        msg @ (Message::StreamOpen(_)
+        | Message::StreamData(_)
+        | Message::StreamCredit(_)
+        | Message::StreamClose(_)) => streams::on_frame(guest, &mut st, id, msg),
         other => {
             st.offences += 1;
             tracing::warn!(
@@ -540,6 +558,8 @@ fn status_json(guest: &Guest) -> String {
         request_timeout_secs: limits::GUEST_REQUEST_TIMEOUT.as_secs(),
         heartbeats: st.heartbeats,
         failing: st.health.failing(),
+        streams: st.streams.len(),
+        streams_opened: st.streams.opened,
     })
     .to_json()
 }

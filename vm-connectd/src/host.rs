@@ -23,8 +23,10 @@ use vm_proto::{
     Message, Origin, OriginSource, Pong, Reply, Retry, RetryReason, Role, ServiceName, StatusReply,
 };
 
+mod streams;
+
 use crate::discovery::{self, Discovered};
-use crate::frames::{FrameReader, Incoming, Outbox, offer, spawn_writer};
+use crate::frames::{FrameReader, Incoming, Outbox, offer, spawn_link_writer, spawn_writer};
 use crate::limits::{self, ErrorBudget, OffenceLog, RateLimit};
 use crate::liveness::{Heartbeat, Publisher, Tracker};
 use crate::local::{self, PeerCred};
@@ -52,6 +54,8 @@ pub struct HostConfig {
     pub heartbeat: Option<Heartbeat>,
     /// Whether guests' liveness is published as node attributes (through attrd).
     pub publish: bool,
+    /// Guests whose stream is offered on a loopback port from the start (`--expose`).
+    pub expose: Vec<(String, u16)>,
 }
 
 type LinkId = u64;
@@ -63,10 +67,18 @@ struct Link {
     origin: Origin,
     state: LinkState,
     outbox: Option<Outbox>,
+    /// The link's queue for stream data, served after `outbox` (docs/protocol.md §16.4).
+    bulk: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
     session: u64,
     /// The session of the guest daemon's last Hello on this link (docs/protocol.md §8).
     guest_session: Option<u64>,
     guest_software: String,
+    /// The version negotiated from the guest daemon's last Hello (streams from
+    /// [`vm_proto::STREAM_VERSION`]).
+    guest_version: u8,
+    /// The streams open on the link, by stream id, and how many were opened in all.
+    streams: streams::Streams,
+    streams_opened: u64,
     since: SystemTime,
     last_rx: Option<SystemTime>,
     last_tx: Option<SystemTime>,
@@ -135,6 +147,8 @@ struct State {
     /// a reused id) cost O(1), not a scan of every guest's requests.
     by_link_req: HashMap<(LinkId, u64), u64>,
     next_id: u64,
+    /// Guests whose stream is offered on a loopback port, by domain.
+    exposed: HashMap<String, streams::Exposure>,
 }
 
 impl State {
@@ -258,6 +272,16 @@ pub enum HostError {
     /// The thread that publishes liveness attributes could not be started.
     #[error("cannot start the thread that publishes guests' liveness")]
     Publisher(#[source] std::io::Error),
+    /// An `--expose` endpoint could not be offered.
+    #[error("--expose {domain}={port}: {message}")]
+    Expose {
+        /// The guest.
+        domain: String,
+        /// The port.
+        port: u16,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Run host mode until `shutdown` completes.
@@ -276,6 +300,13 @@ pub async fn run(
         publisher,
     });
     let (listener, _socket_file) = local::bind(&cfg.socket)?;
+    for (domain, port) in &cfg.expose {
+        streams::expose(&host, domain, *port).map_err(|e| HostError::Expose {
+            domain: domain.clone(),
+            port: *port,
+            message: e.message().to_owned(),
+        })?;
+    }
     let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<Discovered>(1024);
     let _discovery = discovery::start(
         &cfg.sock_dir,
@@ -409,9 +440,13 @@ fn ensure_link(host: &Arc<Host>, found: Discovered) {
                 origin: found.origin.clone(),
                 state: LinkState::Connecting,
                 outbox: None,
+                bulk: None,
                 session: crate::rand_u64(),
                 guest_session: None,
                 guest_software: String::new(),
+                guest_version: MIN_VERSION,
+                streams: streams::Streams::new(),
+                streams_opened: 0,
                 since: SystemTime::now(),
                 last_rx: None,
                 last_tx: None,
@@ -456,7 +491,7 @@ async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
         }
     }
     let (rd, wr) = stream.into_split();
-    let outbox = spawn_writer(wr, format!("guest {name}"));
+    let (outbox, bulk) = spawn_link_writer(wr, format!("guest {name}"));
     let session = {
         let mut st = host.lock();
         let Some(l) = st.links.get_mut(&id) else {
@@ -464,6 +499,7 @@ async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
         };
         l.state = LinkState::Up;
         l.outbox = Some(outbox.clone());
+        l.bulk = Some(bulk);
         l.since = SystemTime::now();
         let session = l.session;
         publish(&host, &mut st, id);
@@ -472,7 +508,7 @@ async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
     tracing::info!(guest = %name, socket = %found.path.display(), source = ?found.origin.source(), "connected to guest");
     // The guest learns that a (new) host serves it: requests it had in flight elsewhere are
     // void, and it tells its clients to retry.
-    let hello = Message::Hello(Hello::current(Role::HostDaemon, session));
+    let hello = Message::Hello(Hello::current_streams(Role::HostDaemon, session));
     let _ = offer(&outbox, hello.to_frame(0));
     let span = tracing::info_span!("guest link", guest = %name);
     read_link(&host, id, FrameReader::new(rd))
@@ -490,6 +526,7 @@ async fn link_task(host: Arc<Host>, id: LinkId, found: Discovered) {
 /// guest causes: its bytes wait in its own channel, not in this daemon.
 async fn read_link(host: &Arc<Host>, id: LinkId, mut reader: FrameReader<OwnedReadHalf>) {
     let mut rate = RateLimit::default();
+    let mut stream_rate = RateLimit::new(limits::STREAM_RATE_PER_SEC, limits::STREAM_RATE_BURST);
     let mut budget = ErrorBudget::default();
     let mut handled = 0usize;
     loop {
@@ -507,6 +544,14 @@ async fn read_link(host: &Arc<Host>, id: LinkId, mut reader: FrameReader<OwnedRe
             tokio::time::sleep(wait).await;
         }
         let violated = match reader.next_within(limits::STALL_TIMEOUT).await {
+            Ok(Some(Incoming::Frame(frame))) if frame.kind() == vm_proto::Kind::StreamData => {
+                // stream data is charged to its own, faster bucket (limits::STREAM_RATE_PER_SEC)
+                rate.refund();
+                while let Err(wait) = stream_rate.take() {
+                    tokio::time::sleep(wait).await;
+                }
+                on_guest_frame(host, id, frame)
+            }
             Ok(Some(Incoming::Frame(frame))) => on_guest_frame(host, id, frame),
             Ok(Some(Incoming::Offence(e))) => {
                 offence(host, id, decode_error_kind(&e), &e.to_string());
@@ -631,6 +676,13 @@ fn forget_link(host: &Host, id: LinkId) {
             "guest link gone; its requests cancelled at the modules"
         );
     }
+    let n = streams::abort_all(&mut st, id);
+    if n > 0 {
+        tracing::info!(
+            closed = n,
+            "guest link gone; its streams' connections closed"
+        );
+    }
     if let Some(l) = st.links.remove(&id) {
         st.by_path.remove(&l.path);
         // Its liveness attribute goes with it (the guest stopped or left this node), unless
@@ -693,6 +745,7 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
             let (session, previous) = match st.links.get_mut(&id) {
                 Some(l) => {
                     l.guest_software = h.software().to_owned();
+                    l.guest_version = h.negotiated().unwrap_or(MIN_VERSION);
                     (l.session, l.guest_session.replace(h.session()))
                 }
                 None => return false,
@@ -707,6 +760,11 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
                     l.liveness.reset(SystemTime::now());
                 }
                 publish(host, &mut st, id);
+                // the previous life's connections to its target are gone with it
+                let closed = streams::abort_all(&mut st, id);
+                if closed > 0 {
+                    tracing::info!(closed, "a new guest daemon session; its streams closed");
+                }
                 let n = st.cancel_link_requests(id, None);
                 if previous.is_some() || n > 0 {
                     tracing::info!(
@@ -745,6 +803,9 @@ fn on_guest_frame(host: &Arc<Host>, id: LinkId, frame: Frame) -> bool {
         }
         Message::Cancel => {
             host.lock().cancel_link_requests(id, Some(req_id));
+        }
+        msg @ (Message::StreamData(_) | Message::StreamCredit(_) | Message::StreamClose(_)) => {
+            return streams::on_frame(host, id, req_id, msg);
         }
         other => {
             offence(
@@ -998,6 +1059,29 @@ async fn serve_local(host: Arc<Host>, conn: ConnId, stream: UnixStream, cred: Pe
                 };
                 let _ = offer(&outbox, reply.to_frame(id));
             }
+            Message::StreamExpose(e) => {
+                let answer = if admin_allowed(&cred) {
+                    streams::expose(&host, e.domain(), e.port())
+                } else {
+                    tracing::warn!(
+                        pid = cred.pid,
+                        uid = cred.uid,
+                        "refused a stream endpoint change from a non-root process"
+                    );
+                    Err(ErrorMsg::truncated(
+                        ErrorCode::Forbidden,
+                        "only root may offer guests' streams",
+                    ))
+                };
+                let reply = match answer.and_then(|()| {
+                    Reply::new(Vec::new())
+                        .map_err(|e| ErrorMsg::truncated(ErrorCode::Internal, &e.to_string()))
+                }) {
+                    Ok(r) => Message::Reply(r),
+                    Err(e) => Message::Error(e),
+                };
+                let _ = offer(&outbox, reply.to_frame(id));
+            }
             Message::Status | Message::StatusOf(_) => {
                 let only = match &msg {
                     Message::StatusOf(q) => Some(q.guest()),
@@ -1038,10 +1122,7 @@ fn register(
     service: &str,
     version: u8,
 ) -> Result<(), ErrorMsg> {
-    // root, or the daemon's own user (which could do anything the daemon does anyway; it is
-    // what lets the daemon run unprivileged in tests)
-    let own = nix::unistd::geteuid().as_raw();
-    if cred.uid != 0 && cred.uid != own {
+    if !admin_allowed(cred) {
         tracing::warn!(
             pid = cred.pid,
             uid = cred.uid,
@@ -1072,6 +1153,13 @@ fn register(
     );
     tracing::info!(service, pid = cred.pid, version, "module registered");
     Ok(())
+}
+
+/// Whether a local peer may register modules and offer streams: root, or the daemon's own
+/// user (which could do anything the daemon does anyway; it is what lets the daemon run
+/// unprivileged in tests).
+fn admin_allowed(cred: &PeerCred) -> bool {
+    cred.uid == 0 || cred.uid == nix::unistd::geteuid().as_raw()
 }
 
 /// A module went away: its services are gone, and guests waiting on it are told to retry.
@@ -1171,6 +1259,8 @@ fn link_status(l: &Link) -> LinkStatus {
         liveness_since: l.published.map(|p| p.since),
         last_alive: l.liveness.last_alive().map(epoch),
         failing: l.liveness.failing().to_vec(),
+        streams: l.streams.len(),
+        streams_opened: l.streams_opened,
     }
 }
 
@@ -1186,12 +1276,22 @@ fn status_head(host: &Host, st: &State, guests: Vec<LinkStatus>) -> HostStatus {
         })
         .collect();
     modules.sort_by(|a, b| a.service.cmp(&b.service));
+    let mut exposed: Vec<crate::status::Exposed> = st
+        .exposed
+        .iter()
+        .map(|(d, e)| crate::status::Exposed {
+            domain: d.clone(),
+            port: e.port,
+        })
+        .collect();
+    exposed.sort_by(|a, b| a.domain.cmp(&b.domain));
     HostStatus {
         node: host.cfg.node.clone(),
         socket_dir: host.cfg.sock_dir.display().to_string(),
         guests,
         modules,
         pending: st.pending.len(),
+        exposed,
         next: None,
     }
 }

@@ -13,6 +13,8 @@
 //! - [`health`]: guest mode: the optional health checks reported in heartbeat answers.
 //! - [`port`]: the virtio-serial port (or a test socket) as events and a writer.
 //! - [`frames`]: protocol frames over async streams, bounded per-peer queues.
+//! - [`stream`]: byte streams over a guest link (TCP on either side), credit-based flow
+//!   control, spliced by both modes.
 //! - [`local`]: the local socket (0600, SO_PEERCRED).
 //! - [`limits`]: per-guest bounds (in-flight, rate, timeouts) and offence logging.
 //! - readiness for service managers (`READY=1`) is [`vm_common::notify`], shared with vm-stonithd.
@@ -29,6 +31,7 @@ pub mod local;
 pub mod port;
 pub mod start;
 pub mod status;
+pub mod stream;
 
 #[cfg(feature = "libvirt")]
 pub mod discovery;

@@ -41,24 +41,68 @@ pub enum PortEvent {
     Down,
 }
 
-/// Writes to the port.
+/// Writes to the port: control frames, and a bulk queue (stream data) written only when no
+/// control frame waits (docs/protocol.md §16.4).
 #[derive(Debug, Clone)]
-pub enum PortWriter {
-    /// To the device's writer thread.
-    Device(std::sync::mpsc::SyncSender<Vec<u8>>),
-    /// To the unix socket's writer task.
-    Unix(mpsc::Sender<Vec<u8>>),
+pub struct PortWriter {
+    control: mpsc::Sender<Vec<u8>>,
+    bulk: mpsc::Sender<Vec<u8>>,
+    socket: bool,
 }
+
+/// Control frames queued for the port before more are refused.
+const CONTROL_FRAMES: usize = 64;
 
 impl PortWriter {
     /// Queue bytes for the host; false when the queue is full (the host side is gone or not
     /// reading: the caller treats the frame as lost).
     pub fn offer(&self, bytes: Vec<u8>) -> bool {
-        match self {
-            PortWriter::Device(tx) => tx.try_send(bytes).is_ok(),
-            PortWriter::Unix(tx) => tx.try_send(bytes).is_ok(),
+        self.control.try_send(bytes).is_ok()
+    }
+
+    /// The bulk queue (its senders wait for room).
+    pub fn bulk(&self) -> mpsc::Sender<Vec<u8>> {
+        self.bulk.clone()
+    }
+
+    /// Whether the port is a unix socket standing in for the device (tests).
+    pub fn is_socket(&self) -> bool {
+        self.socket
+    }
+}
+
+/// The receiving ends of a [`PortWriter`]'s two queues.
+struct PortQueues {
+    control: mpsc::Receiver<Vec<u8>>,
+    bulk: mpsc::Receiver<Vec<u8>>,
+}
+
+impl PortQueues {
+    /// The next bytes to write: a control frame if one waits, else bulk; `None` when the
+    /// writer is gone.
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        tokio::select! {
+            biased;
+            c = self.control.recv() => c,
+            Some(b) = self.bulk.recv() => Some(b),
         }
     }
+}
+
+fn queues(socket: bool) -> (PortWriter, PortQueues) {
+    let (ctx, crx) = mpsc::channel(CONTROL_FRAMES);
+    let (btx, brx) = mpsc::channel(crate::frames::BULK_FRAMES);
+    (
+        PortWriter {
+            control: ctx,
+            bulk: btx,
+            socket,
+        },
+        PortQueues {
+            control: crx,
+            bulk: brx,
+        },
+    )
 }
 
 /// The port could not be found or opened.
@@ -130,12 +174,22 @@ fn open_device(path: &Path, events: mpsc::Sender<PortEvent>) -> Result<PortWrite
     let mut rfile = wfile.try_clone().map_err(open_err)?;
     let connected = Arc::new(AtomicBool::new(false));
     let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
-    let (wtx, wrx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+    let (writer, mut queues) = queues(false);
+    // the queues are served in priority order here; the thread below only writes, one frame
+    // at a time, so a control frame waits behind at most the frame being written
+    let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(1);
+    tokio::spawn(async move {
+        while let Some(bytes) = queues.next().await {
+            if wtx.send(bytes).await.is_err() {
+                return;
+            }
+        }
+    });
     let (c, ev) = (Arc::clone(&connected), events.clone());
     std::thread::Builder::new()
         .name("port-writer".into())
         .spawn(move || {
-            for bytes in wrx {
+            while let Some(bytes) = wrx.blocking_recv() {
                 // blocks while no host side is connected
                 match wfile.write_all(&bytes) {
                     Ok(()) => {
@@ -182,13 +236,13 @@ fn open_device(path: &Path, events: mpsc::Sender<PortEvent>) -> Result<PortWrite
             }
         })
         .map_err(open_err)?;
-    Ok(PortWriter::Device(wtx))
+    Ok(writer)
 }
 
 /// A unix socket standing in for the port (tests): connect (retrying while it is not there),
 /// report Up, relay bytes, report Down at end of stream and connect again.
 fn open_unix(path: PathBuf, events: mpsc::Sender<PortEvent>) -> PortWriter {
-    let (wtx, mut wrx) = mpsc::channel::<Vec<u8>>(64);
+    let (writer, mut queues) = queues(true);
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(20);
         loop {
@@ -216,7 +270,7 @@ fn open_unix(path: PathBuf, events: mpsc::Sender<PortEvent>) -> PortWriter {
                             }
                         }
                     },
-                    w = wrx.recv() => match w {
+                    w = queues.next() => match w {
                         Some(bytes) => {
                             if wr.write_all(&bytes).await.is_err() {
                                 break;
@@ -231,5 +285,5 @@ fn open_unix(path: PathBuf, events: mpsc::Sender<PortEvent>) -> PortWriter {
             }
         }
     });
-    PortWriter::Unix(wtx)
+    writer
 }

@@ -31,12 +31,23 @@ pub enum MainError {
     /// The guest relay failed.
     #[error(transparent)]
     Guest(#[from] crate::guest::GuestError),
-    /// `status`: the daemon's socket cannot be reached.
-    #[error("status: cannot reach the daemon; is it running? (--socket names another socket)")]
+    /// `status`, `expose`: the daemon's socket cannot be reached.
+    #[error("cannot reach the daemon; is it running? (--socket names another socket)")]
     Unreachable(#[source] ClientError),
     /// `status`: the daemon gave no answer.
     #[error("status: no answer from the daemon")]
     Status(#[source] ClientError),
+    /// `expose`: the daemon refused or did not answer.
+    #[error("expose {domain} {port}: the daemon did not make the change")]
+    Expose {
+        /// The guest.
+        domain: String,
+        /// The port.
+        port: u16,
+        /// Why.
+        #[source]
+        source: ClientError,
+    },
     /// A health check named on the command line cannot be used.
     #[error(transparent)]
     Health(crate::health::CheckError),
@@ -66,9 +77,10 @@ impl MainError {
             MainError::Runtime(_) | MainError::NoHostMode | MainError::Guest(_) => exit::FAILURE,
             #[cfg(feature = "libvirt")]
             MainError::Host(_) => exit::FAILURE,
-            MainError::Status(_) | MainError::NoLiveness(_) | MainError::StatusPages(_) => {
-                exit::FAILURE
-            }
+            MainError::Status(_)
+            | MainError::NoLiveness(_)
+            | MainError::StatusPages(_)
+            | MainError::Expose { .. } => exit::FAILURE,
             MainError::NotLinked(_) => exit::NOT_LINKED,
         }
     }
@@ -85,6 +97,7 @@ impl MainError {
             | MainError::NoHostMode
             | MainError::Unreachable(_)
             | MainError::Status(_)
+            | MainError::Expose { .. }
             | MainError::NotLinked(_)
             | MainError::NoLiveness(_)
             | MainError::StatusPages(_) => false,
@@ -112,6 +125,14 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
         }
         return Ok(());
     }
+    if let Some(Command::Expose {
+        socket,
+        domain,
+        port,
+    }) = &cli.command
+    {
+        return expose(socket, domain, *port);
+    }
     let mode = cli.mode.ok_or(MainError::NoMode)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -133,12 +154,26 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
                         .map_err(MainError::Health)?,
                     health_interval: cli.health_interval.max(Duration::from_millis(100)),
                     health_failures: cli.health_failures,
+                    stream_target: (!cli.no_streams).then_some(cli.stream_target),
                 };
                 Ok(crate::guest::run(cfg, crate::shutdown_signal()).await?)
             }
             Mode::Host => host(cli).await,
         }
     })
+}
+
+/// `expose DOMAIN PORT`: asks the host daemon to offer (or withdraw) a guest's stream.
+pub fn expose(socket: &Path, domain: &str, port: u16) -> Result<(), MainError> {
+    let mut client = vm_proto::client::Client::connect(socket, vm_proto::Role::Client)
+        .map_err(MainError::Unreachable)?;
+    client
+        .expose(domain, port, STATUS_TIMEOUT)
+        .map_err(|source| MainError::Expose {
+            domain: domain.to_owned(),
+            port,
+            source,
+        })
 }
 
 /// `status --guest DOMAIN`'s output from a host daemon's status JSON: the liveness value as
@@ -240,6 +275,7 @@ async fn host(cli: &Cli) -> Result<(), MainError> {
             timeout: cli.liveness_timeout,
         }),
         publish: !cli.no_attributes,
+        expose: cli.expose.clone(),
     };
     Ok(crate::host::run(cfg, crate::shutdown_signal()).await?)
 }

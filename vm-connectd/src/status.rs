@@ -29,10 +29,22 @@ pub struct HostStatus {
     pub modules: Vec<ModuleStatus>,
     /// Requests waiting for a module's answer.
     pub pending: usize,
+    /// Guests whose stream is offered on a loopback port.
+    #[serde(default)]
+    pub exposed: Vec<Exposed>,
     /// In one page of a status (`StatusPage`, docs/protocol.md §15.5): the last domain this
     /// page has, to ask for the next page after; absent on the last page and in a whole status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+}
+
+/// A guest's stream offered on `127.0.0.1:port` (docs/protocol.md §16).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exposed {
+    /// The guest.
+    pub domain: String,
+    /// The loopback port.
+    pub port: u16,
 }
 
 /// Room a page keeps for its `next` field: `,"next":` and the domain name as a JSON string
@@ -167,6 +179,12 @@ pub struct LinkStatus {
     /// The guest's failing health checks, as its last answer listed them.
     #[serde(default)]
     pub failing: Vec<String>,
+    /// Streams open on the link now, and opened since it came up.
+    #[serde(default)]
+    pub streams: usize,
+    /// (see `streams`)
+    #[serde(default)]
+    pub streams_opened: u64,
 }
 
 fn unknown() -> String {
@@ -231,6 +249,12 @@ pub struct GuestStatus {
     /// The health checks failing now (reported to the host).
     #[serde(default)]
     pub failing: Vec<String>,
+    /// Streams the host has open to this guest now, and opened since the daemon started.
+    #[serde(default)]
+    pub streams: usize,
+    /// (see `streams`)
+    #[serde(default)]
+    pub streams_opened: u64,
 }
 
 impl Status {
@@ -350,6 +374,8 @@ mod tests {
                 liveness_since: Some(80),
                 last_alive: Some(95),
                 failing: vec![],
+                streams: 1,
+                streams_opened: 2,
             }],
             modules: vec![ModuleStatus {
                 service: "stonith".into(),
@@ -358,6 +384,7 @@ mod tests {
             }],
             pending: 0,
             next: None,
+            exposed: vec![],
         })
     }
 
@@ -503,6 +530,8 @@ mod tests {
             answered: 7,
             offences: 0,
             request_timeout_secs: 65,
+            streams: 0,
+            streams_opened: 0,
             heartbeats: 3,
             failing: vec![],
         });

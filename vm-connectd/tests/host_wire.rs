@@ -510,7 +510,7 @@ fn status_asks_a_daemon_without_pages_for_its_whole_status() {
         let page = peer.recv();
         assert_eq!(page.kind(), Kind::StatusPage);
         let unsupported = Message::Error(
-            vm_proto::ErrorMsg::new(ErrorCode::Unsupported, "unknown kind 0x0f").unwrap(),
+            vm_proto::ErrorMsg::new(ErrorCode::Unsupported, "unknown kind 0x14").unwrap(),
         );
         peer.send(&unsupported, page.id());
         let whole = peer.recv();

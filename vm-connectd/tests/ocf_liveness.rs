@@ -187,3 +187,82 @@ fn the_monitor_fails_a_running_guest_only_when_it_is_silent_long_enough_or_unhea
     answer(&mut g, &[], Duration::from_millis(600));
     assert_eq!(bed.monitor("1").0, 0);
 }
+
+/// A guest node over the channel (meta remote-node, remote-addr 127.0.0.1, remote-port P, as
+/// Pacemaker passes them: OCF_RESKEY_CRM_meta_<name>, '-' as '_'): start offers its stream on
+/// 127.0.0.1:P at this node's vm-connectd, monitor again (idempotent), stop withdraws it; a
+/// start whose offer fails fails with the reason; a resource that is no guest node (or a guest
+/// node over TCP) leaves vm-connectd alone.
+#[test]
+fn the_agent_offers_a_guest_nodes_stream_from_start_to_stop() {
+    let bed = Bed::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = |action: &str, meta: &[(&str, &str)]| {
+        let out = Command::new("sh")
+            .arg(agent())
+            .arg(action)
+            .env("OCF_ROOT", "/usr/lib/ocf")
+            .env("OCF_RESOURCE_INSTANCE", "prmVMCTL_g1")
+            .env("PMKT_STOCK_VIRTUALDOMAIN", bed.dir.path().join("stock"))
+            .env("PMKT_VMCONNECTD", BIN)
+            .env("OCF_RESKEY_config", bed.dir.path().join("g1.xml"))
+            .env("OCF_RESKEY_vmconnectd_socket", &bed.d.socket)
+            .envs(
+                meta.iter()
+                    .map(|(k, v)| (format!("OCF_RESKEY_CRM_meta_{k}"), v)),
+            )
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let p = port.to_string();
+    let guest_node = [
+        ("remote_node", "g1"),
+        ("remote_addr", "127.0.0.1"),
+        ("remote_port", p.as_str()),
+    ];
+    let exposed = || bed.d.status()["exposed"].clone();
+    assert_eq!(run("start", &guest_node).0, 0);
+    assert_eq!(
+        exposed(),
+        serde_json::json!([{"domain": "g1", "port": port}])
+    );
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("the endpoint listens");
+    assert_eq!(run("monitor", &guest_node).0, 0);
+    assert_eq!(exposed()[0]["port"], u64::from(port));
+    assert_eq!(run("stop", &guest_node).0, 0);
+    assert_eq!(exposed(), serde_json::json!([]));
+
+    // over TCP, or not a guest node: vm-connectd is not asked
+    let tcp = [
+        ("remote_node", "g1"),
+        ("remote_addr", "192.0.2.7"),
+        ("remote_port", p.as_str()),
+    ];
+    assert_eq!(run("start", &tcp).0, 0);
+    assert_eq!(run("start", &[]).0, 0);
+    assert_eq!(exposed(), serde_json::json!([]));
+
+    // the port is taken by another guest's stream: start fails, saying why
+    let other = Command::new(BIN)
+        .args(["expose", "--socket"])
+        .arg(&bed.d.socket)
+        .args(["g2", p.as_str()])
+        .status()
+        .unwrap();
+    assert!(other.success());
+    let (rc, err) = run("start", &guest_node);
+    assert_eq!(rc, 1, "{err}");
+    assert!(
+        err.contains("ocf-exit-reason:vm-connectd expose g1")
+            && err.contains("already carries guest g2's stream"),
+        "{err}"
+    );
+}

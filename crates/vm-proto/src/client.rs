@@ -647,6 +647,28 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Asks a host daemon to offer guest `domain`'s stream on loopback `port` (0: to stop
+    /// offering it; docs/protocol.md §16.1). Idempotent. Only root (or the daemon's own user)
+    /// may; a refusal is [`ClientError::Error`].
+    pub fn expose(
+        &mut self,
+        domain: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let expose = crate::StreamExpose::new(domain, port).map_err(ClientError::Invalid)?;
+        match self.conn.exchange(
+            &Message::StreamExpose(expose),
+            timeout,
+            "send the stream endpoint change",
+        )? {
+            (_, Message::Reply(_)) => Ok(()),
+            (id, other) => Err(unexpected_answer(id, &other)),
+        }
+    }
+}
+
 fn new_request(service: &str, body: &[u8]) -> Result<Request, ClientError> {
     let service = ServiceName::new(service).map_err(ClientError::Invalid)?;
     Request::new(service, body).map_err(ClientError::Invalid)

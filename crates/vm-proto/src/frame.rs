@@ -41,6 +41,14 @@ pub const MAX_VERSION: u8 = 2;
 /// it.
 pub const DEADLINE_VERSION: u8 = 2;
 
+/// The version from which a daemon on a guest link carries byte streams (kinds 0x0F to 0x12,
+/// docs/protocol.md §16). It changes no payload encoding and no frame header: stream frames
+/// travel in version-1 frames, like every frame whose payload is the same in all versions. It
+/// is only ever negotiated: the daemons offer it in their Hello on the guest link
+/// ([`Hello::current_streams`](crate::Hello::current_streams)), and a peer whose Hello does not
+/// offer it is never sent a stream frame.
+pub const STREAM_VERSION: u8 = 3;
+
 /// Length of the fixed frame header.
 pub const HEADER_LEN: usize = 28;
 
@@ -86,7 +94,18 @@ pub enum Kind {
     Heartbeat,
     /// 0x0E: the guest daemon's answer to [`Kind::Heartbeat`], with its health.
     Alive,
-    /// 0x0F: admin asks a host daemon for one page of its status (guest links after a
+    /// 0x0F: the host daemon opens a byte stream to the guest's local target (guest link).
+    StreamOpen,
+    /// 0x10: bytes of a stream, within the credit its receiver granted.
+    StreamData,
+    /// 0x11: the receiver of a stream grants its sender more bytes.
+    StreamCredit,
+    /// 0x12: a stream ends.
+    StreamClose,
+    /// 0x13: an admin tells the host daemon on which loopback port to offer a guest's stream
+    /// (host local socket only).
+    StreamExpose,
+    /// 0x14: admin asks a host daemon for one page of its status (guest links after a
     /// cursor), answered by [`Kind::StatusReply`].
     StatusPage,
     /// Any other value. [`Kind::from_u8`] never returns this for a defined value.
@@ -111,7 +130,12 @@ impl Kind {
             0x0C => Kind::Cancel,
             0x0D => Kind::Heartbeat,
             0x0E => Kind::Alive,
-            0x0F => Kind::StatusPage,
+            0x0F => Kind::StreamOpen,
+            0x10 => Kind::StreamData,
+            0x11 => Kind::StreamCredit,
+            0x12 => Kind::StreamClose,
+            0x13 => Kind::StreamExpose,
+            0x14 => Kind::StatusPage,
             other => Kind::Unknown(other),
         }
     }
@@ -133,7 +157,12 @@ impl Kind {
             Kind::Cancel => 0x0C,
             Kind::Heartbeat => 0x0D,
             Kind::Alive => 0x0E,
-            Kind::StatusPage => 0x0F,
+            Kind::StreamOpen => 0x0F,
+            Kind::StreamData => 0x10,
+            Kind::StreamCredit => 0x11,
+            Kind::StreamClose => 0x12,
+            Kind::StreamExpose => 0x13,
+            Kind::StatusPage => 0x14,
             Kind::Unknown(other) => other,
         }
     }
@@ -179,6 +208,11 @@ impl fmt::Display for Kind {
             Kind::Cancel => "Cancel",
             Kind::Heartbeat => "Heartbeat",
             Kind::Alive => "Alive",
+            Kind::StreamOpen => "StreamOpen",
+            Kind::StreamData => "StreamData",
+            Kind::StreamCredit => "StreamCredit",
+            Kind::StreamClose => "StreamClose",
+            Kind::StreamExpose => "StreamExpose",
             Kind::StatusPage => "StatusPage",
             Kind::Unknown(value) => return write!(f, "unknown kind {value:#04x}"),
         };
@@ -340,7 +374,7 @@ mod tests {
             assert_eq!(kind.to_u8(), value);
             assert_eq!(
                 matches!(kind, Kind::Unknown(_)),
-                !(1..=0x0F).contains(&value)
+                !(1..=0x14).contains(&value)
             );
         }
         assert_eq!(Kind::Unknown(0x42).to_string(), "unknown kind 0x42");

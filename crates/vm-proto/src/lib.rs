@@ -27,12 +27,14 @@ mod wire;
 pub use decoder::{DecodeError, Decoder};
 pub use frame::{
     DEADLINE_VERSION, Frame, HEADER_LEN, Kind, MAGIC, MAX_FRAME, MAX_PAYLOAD, MAX_VERSION,
-    MIN_VERSION, PayloadTooLong, encode,
+    MIN_VERSION, PayloadTooLong, STREAM_VERSION, encode,
 };
 pub use message::{
-    Alive, Deliver, ErrorCode, ErrorMsg, Hello, MAX_BODY, MAX_SERVICE_LEN, MAX_TIMEOUT_MS, Message,
-    MessageError, Origin, OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role,
-    ServiceName, StatusPage, StatusQuery, StatusReply, TimeoutMs, negotiate,
+    Alive, Deliver, ErrorCode, ErrorMsg, Hello, MAX_BODY, MAX_SERVICE_LEN, MAX_STREAM_CHUNK,
+    MAX_STREAM_WINDOW, MAX_TIMEOUT_MS, Message, MessageError, Origin, OriginSource, Pong, Register,
+    Reply, Request, Retry, RetryReason, Role, ServiceName, StatusPage, StatusQuery, StatusReply,
+    StreamClose, StreamCloseReason, StreamCredit, StreamData, StreamExpose, StreamOpen, TimeoutMs,
+    negotiate,
 };
 
 /// Name of the virtio-serial port (`<target type='virtio' name='vmconnectd'/>` in the domain

@@ -19,7 +19,7 @@
 use std::{fmt, str::FromStr};
 
 use crate::{
-    frame::{DEADLINE_VERSION, Frame, Kind, MAX_VERSION, MIN_VERSION},
+    frame::{DEADLINE_VERSION, Frame, Kind, MAX_VERSION, MIN_VERSION, STREAM_VERSION},
     wire::{Reader, Writer, check_len},
 };
 
@@ -42,6 +42,13 @@ pub const UUID_LEN: usize = 36;
 pub const MAX_DETAIL_LEN: usize = 255;
 /// Longest [`ErrorMsg`] message.
 pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
+/// Most bytes one [`StreamData`] carries. Small enough that a frame of the guest link's control
+/// traffic (a fence request's reply, a heartbeat) waits behind at most one of them at each
+/// writer (docs/protocol.md §16.4).
+pub const MAX_STREAM_CHUNK: usize = 16 * 1024;
+/// Largest window a [`StreamOpen`] or [`StreamCredit`] may grant: a receiver never buffers
+/// more than this per stream.
+pub const MAX_STREAM_WINDOW: u32 = 1024 * 1024;
 /// Most failing checks an [`Alive`] lists.
 pub const MAX_FAILING_CHECKS: usize = 8;
 /// Longest health check name in an [`Alive`].
@@ -164,6 +171,16 @@ pub enum MessageError {
         min: u8,
         /// `max_version` received.
         max: u8,
+    },
+    /// A value that must be at least 1 is 0, or one above its maximum.
+    #[error("{field} is {value}, which is not within 1 to {max}")]
+    Range {
+        /// The field.
+        field: &'static str,
+        /// The value received.
+        value: u32,
+        /// The maximum.
+        max: u32,
     },
     /// Bytes follow the last field.
     #[error("{count} bytes follow the end of the {kind} payload")]
@@ -410,6 +427,15 @@ impl Hello {
         })
     }
 
+    /// The Hello the daemons send on a guest link: versions [`MIN_VERSION`] to
+    /// [`STREAM_VERSION`] (they carry streams, docs/protocol.md §16), software [`SOFTWARE`].
+    pub fn current_streams(role: Role, session: u64) -> Hello {
+        Hello {
+            max_version: STREAM_VERSION,
+            ..Hello::current(role, session)
+        }
+    }
+
     /// The Hello this crate sends: versions [`MIN_VERSION`] to [`MAX_VERSION`], software
     /// [`SOFTWARE`].
     pub fn current(role: Role, session: u64) -> Hello {
@@ -441,7 +467,7 @@ impl Hello {
     /// The version to speak with the sender of this Hello: the highest both this crate and it
     /// speak, `None` if there is none.
     pub fn negotiated(&self) -> Option<u8> {
-        negotiate((MIN_VERSION, MAX_VERSION), self.versions())
+        negotiate((MIN_VERSION, STREAM_VERSION), self.versions())
     }
 
     /// What the sender is.
@@ -1043,7 +1069,7 @@ impl StatusQuery {
     }
 }
 
-/// 0x0F: an admin asks a host daemon for one page of its status: the guest links whose domain
+/// 0x14: an admin asks a host daemon for one page of its status: the guest links whose domain
 /// name sorts (bytewise) after `after`, from the first when it is empty, as many whole domains
 /// as fit one [`StatusReply`]. Payload: `string after` (0..=[`MAX_DOMAIN_LEN`]). The reply's
 /// JSON says where the next page starts (`next`, the last domain it has; absent on the last
@@ -1142,7 +1168,191 @@ impl Alive {
     }
 }
 
-/// Every message of protocol versions 1 and 2. See `docs/protocol.md` for who may send which
+wire_enum! {
+    /// Why a stream ended, in a [`StreamClose`].
+    StreamCloseReason: u8, from_u8, to_u8 {
+        /// The sender's end of the byte stream closed (its TCP connection ended or failed).
+        Closed = 1, "the connection closed";
+        /// The guest could not open the stream: its target did not accept a connection, or
+        /// the guest daemon does not offer streams.
+        Refused = 2, "the stream was refused";
+        /// The guest already has as many streams open as it allows.
+        Limit = 3, "too many streams";
+        /// The peer broke the stream rules (data beyond its credit, a credit beyond the
+        /// window, a StreamOpen for a stream already open).
+        Violation = 4, "the peer broke the stream rules";
+    }
+}
+
+fn check_window(field: &'static str, value: u32) -> Result<u32, MessageError> {
+    if value == 0 || value > MAX_STREAM_WINDOW {
+        return Err(MessageError::Range {
+            field,
+            value,
+            max: MAX_STREAM_WINDOW,
+        });
+    }
+    Ok(value)
+}
+
+/// 0x0F: the host daemon opens a byte stream towards the guest's local target (guest link
+/// only; the id names the stream). Payload: `u32 window`, 1..=[`MAX_STREAM_WINDOW`]: the bytes
+/// the guest may send on the stream before the host grants more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamOpen {
+    window: u32,
+}
+
+impl StreamOpen {
+    /// An open granting `window` bytes (1..=[`MAX_STREAM_WINDOW`]).
+    pub fn new(window: u32) -> Result<StreamOpen, MessageError> {
+        Ok(StreamOpen {
+            window: check_window("StreamOpen.window", window)?,
+        })
+    }
+
+    /// The initial credit granted to the guest.
+    pub fn window(&self) -> u32 {
+        self.window
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<StreamOpen, MessageError> {
+        StreamOpen::new(r.u32("StreamOpen.window")?)
+    }
+}
+
+/// 0x10: bytes of a stream (either direction). Payload: `bytes data`,
+/// 1..=[`MAX_STREAM_CHUNK`]. The sender must hold that much credit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamData {
+    data: Vec<u8>,
+}
+
+impl StreamData {
+    /// A chunk of 1..=[`MAX_STREAM_CHUNK`] bytes.
+    pub fn new(data: Vec<u8>) -> Result<StreamData, MessageError> {
+        check_len("StreamData.data", data.len(), 1, MAX_STREAM_CHUNK)?;
+        Ok(StreamData { data })
+    }
+
+    /// The bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The bytes, giving up the message.
+    pub fn into_data(self) -> Vec<u8> {
+        self.data
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<StreamData, MessageError> {
+        let data = r.bytes("StreamData.data", MAX_STREAM_CHUNK)?;
+        StreamData::new(data.to_vec())
+    }
+}
+
+/// 0x11: the receiver of a stream grants its sender `increment` more bytes (either direction;
+/// from the guest, the first one accepts a [`StreamOpen`]). Payload: `u32 increment`,
+/// 1..=[`MAX_STREAM_WINDOW`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamCredit {
+    increment: u32,
+}
+
+impl StreamCredit {
+    /// A grant of `increment` bytes (1..=[`MAX_STREAM_WINDOW`]).
+    pub fn new(increment: u32) -> Result<StreamCredit, MessageError> {
+        Ok(StreamCredit {
+            increment: check_window("StreamCredit.increment", increment)?,
+        })
+    }
+
+    /// Bytes granted.
+    pub fn increment(&self) -> u32 {
+        self.increment
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<StreamCredit, MessageError> {
+        StreamCredit::new(r.u32("StreamCredit.increment")?)
+    }
+}
+
+/// 0x12: a stream ends (either direction). Payload: `u8 reason, string detail (<= 255)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamClose {
+    reason: StreamCloseReason,
+    detail: String,
+}
+
+impl StreamClose {
+    /// A close whose detail is cut (at a character boundary) to [`MAX_DETAIL_LEN`] bytes.
+    pub fn truncated(reason: StreamCloseReason, detail: &str) -> StreamClose {
+        StreamClose {
+            reason,
+            detail: truncate_str(detail, MAX_DETAIL_LEN).to_owned(),
+        }
+    }
+
+    /// Why.
+    pub fn reason(&self) -> StreamCloseReason {
+        self.reason
+    }
+
+    /// Free text for the log.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(self.reason.to_u8()).str(&self.detail);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<StreamClose, MessageError> {
+        let reason = read_enum(r, "StreamClose.reason", StreamCloseReason::from_u8)?;
+        let detail = r.str("StreamClose.detail", 0, MAX_DETAIL_LEN)?.to_owned();
+        Ok(StreamClose { reason, detail })
+    }
+}
+
+/// 0x13: an admin on the host's local socket tells the host daemon to offer the stream to
+/// guest `domain` on `127.0.0.1:port`, or (port 0) to stop offering it. Payload:
+/// `string domain (1..=255), u16 port`. Answered Reply (empty body) or Error.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamExpose {
+    domain: String,
+    port: u16,
+}
+
+impl StreamExpose {
+    /// Offer `domain`'s stream on loopback `port` (0: withdraw it).
+    pub fn new(domain: impl Into<String>, port: u16) -> Result<StreamExpose, MessageError> {
+        let domain = domain.into();
+        check_len("StreamExpose.domain", domain.len(), 1, MAX_DOMAIN_LEN)?;
+        Ok(StreamExpose { domain, port })
+    }
+
+    /// The guest (libvirt domain name).
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The loopback port; 0 withdraws.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        w.str(&self.domain).u16(self.port);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<StreamExpose, MessageError> {
+        let domain = r.str("StreamExpose.domain", 1, MAX_DOMAIN_LEN)?.to_owned();
+        let port = r.u16("StreamExpose.port")?;
+        Ok(StreamExpose { domain, port })
+    }
+}
+
+/// Every message of protocol versions 1 to 3. See `docs/protocol.md` for who may send which
 /// on which hop, and with which id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Message {
@@ -1176,7 +1386,17 @@ pub enum Message {
     Heartbeat,
     /// 0x0E: guest daemon → host daemon, the Heartbeat's id.
     Alive(Alive),
-    /// 0x0F: admin → host daemon, one page of its status.
+    /// 0x0F: host daemon → guest daemon (guest link), the id names the stream.
+    StreamOpen(StreamOpen),
+    /// 0x10: either daemon on a guest link, the stream's id.
+    StreamData(StreamData),
+    /// 0x11: either daemon on a guest link, the stream's id.
+    StreamCredit(StreamCredit),
+    /// 0x12: either daemon on a guest link, the stream's id.
+    StreamClose(StreamClose),
+    /// 0x13: admin → host daemon (local socket), a request id.
+    StreamExpose(StreamExpose),
+    /// 0x14: admin → host daemon, one page of its status.
     StatusPage(StatusPage),
 }
 
@@ -1198,6 +1418,11 @@ impl Message {
             Message::Cancel => Kind::Cancel,
             Message::Heartbeat => Kind::Heartbeat,
             Message::Alive(_) => Kind::Alive,
+            Message::StreamOpen(_) => Kind::StreamOpen,
+            Message::StreamData(_) => Kind::StreamData,
+            Message::StreamCredit(_) => Kind::StreamCredit,
+            Message::StreamClose(_) => Kind::StreamClose,
+            Message::StreamExpose(_) => Kind::StreamExpose,
             Message::StatusPage(_) => Kind::StatusPage,
         }
     }
@@ -1246,6 +1471,11 @@ impl Message {
             Kind::Cancel => Message::Cancel,
             Kind::Heartbeat => Message::Heartbeat,
             Kind::Alive => Message::Alive(Alive::decode(&mut r)?),
+            Kind::StreamOpen => Message::StreamOpen(StreamOpen::decode(&mut r)?),
+            Kind::StreamData => Message::StreamData(StreamData::decode(&mut r)?),
+            Kind::StreamCredit => Message::StreamCredit(StreamCredit::decode(&mut r)?),
+            Kind::StreamClose => Message::StreamClose(StreamClose::decode(&mut r)?),
+            Kind::StreamExpose => Message::StreamExpose(StreamExpose::decode(&mut r)?),
             Kind::StatusPage => Message::StatusPage(StatusPage::decode(&mut r)?),
             Kind::Unknown(value) => return Err(MessageError::UnknownKind(value)),
         };
@@ -1273,6 +1503,17 @@ impl Message {
                 w.bytes(m.json.as_bytes());
             }
             Message::Alive(m) => m.encode(&mut w),
+            Message::StreamOpen(m) => {
+                w.u32(m.window);
+            }
+            Message::StreamData(m) => {
+                w.bytes(&m.data);
+            }
+            Message::StreamCredit(m) => {
+                w.u32(m.increment);
+            }
+            Message::StreamClose(m) => m.encode(&mut w),
+            Message::StreamExpose(m) => m.encode(&mut w),
             Message::StatusOf(m) => {
                 w.str(&m.guest);
             }
@@ -1769,7 +2010,7 @@ mod tests {
         assert_eq!(hello.negotiated(), Some(1));
         assert_eq!(Hello::current(Role::Client, 0).negotiated(), Some(2));
         assert_eq!(
-            Hello::new(3, 4, Role::Client, 0, "").unwrap().negotiated(),
+            Hello::new(4, 5, Role::Client, 0, "").unwrap().negotiated(),
             None
         );
     }
@@ -1912,8 +2153,8 @@ mod tests {
             })
         );
         assert_eq!(
-            Message::decode(Kind::Unknown(0x0F), &[]),
-            Err(MessageError::UnknownKind(0x0F))
+            Message::decode(Kind::Unknown(0x15), &[]),
+            Err(MessageError::UnknownKind(0x15))
         );
     }
 
@@ -2108,6 +2349,122 @@ mod tests {
             }
             .to_string(),
             "Request.service \"a\\nb\" is not a service name (1 to 32 bytes of a-z, 0-9, '_', '.', '-')"
+        );
+    }
+
+    #[test]
+    fn stream_frames_are_pinned_and_strict() {
+        // StreamCredit of 65536 bytes on stream 9: kind 0x11, version 1, payload u32.
+        let bytes = Message::StreamCredit(StreamCredit::new(65536).unwrap())
+            .to_frame(9)
+            .to_bytes();
+        assert_eq!(&bytes[4..6], &[1, 0x11]);
+        assert_eq!(&bytes[8..20], &[0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 4]);
+        assert_eq!(&bytes[28..], &[0, 1, 0, 0]);
+        // StreamClose Refused "x": u8 2, string "x"
+        let (kind, payload) =
+            Message::StreamClose(StreamClose::truncated(StreamCloseReason::Refused, "x")).encode();
+        assert_eq!(
+            (kind, payload.as_slice()),
+            (Kind::StreamClose, &[2, 0, 1, b'x'][..])
+        );
+        // StreamExpose "g3" 3122
+        let (kind, payload) =
+            Message::StreamExpose(StreamExpose::new("g3", 3122).unwrap()).encode();
+        assert_eq!(
+            (kind, payload.as_slice()),
+            (Kind::StreamExpose, &[0, 2, b'g', b'3', 0x0C, 0x32][..])
+        );
+        for m in [
+            Message::StreamOpen(StreamOpen::new(MAX_STREAM_WINDOW).unwrap()),
+            Message::StreamData(StreamData::new(vec![7; MAX_STREAM_CHUNK]).unwrap()),
+            Message::StreamCredit(StreamCredit::new(1).unwrap()),
+            Message::StreamClose(StreamClose::truncated(StreamCloseReason::Violation, "")),
+            Message::StreamExpose(StreamExpose::new("g", 0).unwrap()),
+        ] {
+            assert_eq!(
+                m.version(),
+                MIN_VERSION,
+                "stream frames travel in version 1"
+            );
+            round_trip(&m);
+        }
+        // a window of 0 or beyond the maximum, empty or oversized data, an undefined reason,
+        // an empty domain, trailing bytes: all refused, naming the field
+        let window_err = |v: u32| MessageError::Range {
+            field: "StreamOpen.window",
+            value: v,
+            max: MAX_STREAM_WINDOW,
+        };
+        assert_eq!(
+            Message::decode(Kind::StreamOpen, &[0, 0, 0, 0]),
+            Err(window_err(0))
+        );
+        assert_eq!(
+            Message::decode(Kind::StreamOpen, &(MAX_STREAM_WINDOW + 1).to_be_bytes()),
+            Err(window_err(MAX_STREAM_WINDOW + 1))
+        );
+        assert!(matches!(
+            Message::decode(Kind::StreamCredit, &[0, 0, 0, 0]),
+            Err(MessageError::Range {
+                field: "StreamCredit.increment",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Message::decode(Kind::StreamData, &[0, 0, 0, 0]),
+            Err(MessageError::TooShort {
+                field: "StreamData.data",
+                ..
+            })
+        ));
+        let mut big = (MAX_STREAM_CHUNK as u32 + 1).to_be_bytes().to_vec();
+        big.extend(vec![0; MAX_STREAM_CHUNK + 1]);
+        assert!(matches!(
+            Message::decode(Kind::StreamData, &big),
+            Err(MessageError::TooLong {
+                field: "StreamData.data",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Message::decode(Kind::StreamClose, &[9, 0, 0]),
+            Err(MessageError::OutOfRange {
+                field: "StreamClose.reason",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Message::decode(Kind::StreamExpose, &[0, 0, 0, 1]),
+            Err(MessageError::TooShort {
+                field: "StreamExpose.domain",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Message::decode(Kind::StreamCredit, &[0, 0, 0, 1, 0]),
+            Err(MessageError::TrailingBytes { .. })
+        ));
+        StreamData::new(Vec::new()).unwrap_err();
+        StreamOpen::new(0).unwrap_err();
+    }
+
+    #[test]
+    fn streams_are_negotiated_only_by_a_hello_that_offers_them() {
+        let daemon = Hello::current_streams(Role::GuestDaemon, 1);
+        assert_eq!(daemon.versions(), (MIN_VERSION, STREAM_VERSION));
+        assert_eq!(daemon.negotiated(), Some(STREAM_VERSION));
+        // an earlier daemon offers 1..=2: no streams
+        assert_eq!(
+            Hello::new(1, 2, Role::HostDaemon, 1, "old")
+                .unwrap()
+                .negotiated(),
+            Some(DEADLINE_VERSION)
+        );
+        // clients and modules keep offering 1..=2
+        assert_eq!(
+            Hello::current(Role::Client, 1).versions(),
+            (MIN_VERSION, MAX_VERSION)
         );
     }
 }

@@ -10,9 +10,10 @@
 use proptest::{collection::vec, prelude::*};
 use vm_proto::{
     Alive, DecodeError, Decoder, Deliver, ErrorCode, ErrorMsg, Frame, HEADER_LEN, Hello, Kind,
-    MAGIC, MAX_FRAME, MAX_PAYLOAD, MAX_TIMEOUT_MS, MAX_VERSION, MIN_VERSION, Message, Origin,
-    OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role, ServiceName,
-    StatusPage, StatusQuery, StatusReply, TimeoutMs, crc32c::crc32c,
+    MAGIC, MAX_FRAME, MAX_PAYLOAD, MAX_STREAM_WINDOW, MAX_TIMEOUT_MS, MAX_VERSION, MIN_VERSION,
+    Message, Origin, OriginSource, Pong, Register, Reply, Request, Retry, RetryReason, Role,
+    ServiceName, StatusPage, StatusQuery, StatusReply, StreamClose, StreamCloseReason,
+    StreamCredit, StreamData, StreamExpose, StreamOpen, TimeoutMs, crc32c::crc32c,
 };
 
 /// The longest prefix of `s` within `max` bytes, cut at a character boundary.
@@ -99,6 +100,16 @@ fn message() -> impl Strategy<Value = Message> {
         Just(Message::Heartbeat),
         prop::sample::subsequence(CHECKS, 0..=CHECKS.len()).prop_map(|names| {
             Message::Alive(Alive::new(names.into_iter().map(str::to_owned).collect()).unwrap())
+        }),
+        (1..=MAX_STREAM_WINDOW).prop_map(|w| Message::StreamOpen(StreamOpen::new(w).unwrap())),
+        vec(any::<u8>(), 1..300)
+            .prop_map(|data| Message::StreamData(StreamData::new(data).unwrap())),
+        (1..=MAX_STREAM_WINDOW).prop_map(|w| Message::StreamCredit(StreamCredit::new(w).unwrap())),
+        (pick(StreamCloseReason::ALL), text(255)).prop_map(|(reason, detail)| {
+            Message::StreamClose(StreamClose::truncated(reason, &detail))
+        }),
+        ("[^\u{0}]{1,40}", any::<u16>()).prop_map(|(domain, port)| {
+            Message::StreamExpose(StreamExpose::new(cut(domain, 255), port).unwrap())
         }),
     ]
 }
