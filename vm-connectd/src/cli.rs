@@ -79,6 +79,11 @@ pub struct Cli {
     /// Guest mode: consecutive failures after which a health check is reported failing.
     #[arg(long, value_name = "N", default_value_t = crate::health::DEFAULT_FAILURES, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub health_failures: u32,
+    /// Guest mode: keep the host cluster's Pacemaker key at PATH (usually
+    /// /etc/pacemaker/authkey), for a guest the host cluster runs as a guest node: asked from
+    /// the host on every new host link and every 60 s, written atomically, mode 0400.
+    #[arg(long, value_name = "PATH")]
+    pub pacemaker_authkey: Option<PathBuf>,
     /// Host mode: do not publish guests' liveness as transient node attributes
     /// (pmkt-guest-DOMAIN) through attrd: for hosts without Pacemaker.
     #[arg(long)]

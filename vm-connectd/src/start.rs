@@ -126,6 +126,7 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
                         .map_err(MainError::Health)?,
                     health_interval: cli.health_interval.max(Duration::from_millis(100)),
                     health_failures: cli.health_failures,
+                    pacemaker_authkey: cli.pacemaker_authkey.clone(),
                 };
                 Ok(crate::guest::run(cfg, crate::shutdown_signal()).await?)
             }
