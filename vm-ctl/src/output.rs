@@ -222,11 +222,23 @@ pub enum FindingCode {
     NodeKeyExtra,
     /// A host node holds the same keys as this node.
     NodeKeysSame,
+    /// Every host node that publishes its Pacemaker key fingerprint (pmkt-authkey) publishes the same one.
+    AuthkeyHostSame,
+    /// Host nodes publish different Pacemaker key fingerprints.
+    AuthkeyHostDiffers,
+    /// Guest nodes are configured but no host node publishes its Pacemaker key fingerprint (vm-stonithd not running, or no key).
+    AuthkeyHostUnknown,
+    /// The guest node reported holding the host cluster's Pacemaker key.
+    AuthkeyGuestSame,
+    /// The guest node reported holding another Pacemaker key, or none.
+    AuthkeyGuestDiffers,
+    /// The guest node has not reported its Pacemaker key (no pmkt-authkey-DOMAIN attribute on any host node).
+    AuthkeyGuestUnknown,
 }
 
 impl FindingCode {
     /// Every code, in the order docs/operations.md lists them.
-    pub const ALL: [FindingCode; 61] = [
+    pub const ALL: [FindingCode; 67] = [
         FindingCode::CloneConfigured,
         FindingCode::CloneMissing,
         FindingCode::ConnectdClone,
@@ -288,6 +300,12 @@ impl FindingCode {
         FindingCode::NodeKeyMissing,
         FindingCode::NodeKeyExtra,
         FindingCode::NodeKeysSame,
+        FindingCode::AuthkeyHostSame,
+        FindingCode::AuthkeyHostDiffers,
+        FindingCode::AuthkeyHostUnknown,
+        FindingCode::AuthkeyGuestSame,
+        FindingCode::AuthkeyGuestDiffers,
+        FindingCode::AuthkeyGuestUnknown,
     ];
 
     /// The code as `--output json` writes it.
@@ -354,6 +372,12 @@ impl FindingCode {
             FindingCode::NodeKeyMissing => "node-key-missing",
             FindingCode::NodeKeyExtra => "node-key-extra",
             FindingCode::NodeKeysSame => "node-keys-same",
+            FindingCode::AuthkeyHostSame => "authkey-host-same",
+            FindingCode::AuthkeyHostDiffers => "authkey-host-differs",
+            FindingCode::AuthkeyHostUnknown => "authkey-host-unknown",
+            FindingCode::AuthkeyGuestSame => "authkey-guest-same",
+            FindingCode::AuthkeyGuestDiffers => "authkey-guest-differs",
+            FindingCode::AuthkeyGuestUnknown => "authkey-guest-unknown",
         }
     }
 }
