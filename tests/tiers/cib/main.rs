@@ -18,6 +18,7 @@ use vm_tests::evidence;
 mod docs;
 mod fence;
 mod managerd;
+mod remote;
 mod status;
 mod vmctl;
 

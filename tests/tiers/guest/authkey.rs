@@ -49,7 +49,7 @@ fn cib(node: &str, node_dom: &str, plain_dom: &str) -> String {
     <nvpair id="prmVMCTL_{node_dom}-meta_attributes-remote-node" name="remote-node" value="{node_dom}"/>"#
     );
     format!(
-        r#"<cib crm_feature_set="3.16.2" validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">
+        r#"<cib validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">
   <configuration><crm_config/><nodes><node id="1" uname="{node}"/></nodes>
     <resources>{}{}</resources><constraints/></configuration>
   <status>
