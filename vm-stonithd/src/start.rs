@@ -127,7 +127,6 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
     // its own: a slow CIB read there never holds up a fence. Its CIB source follows
     // `CIB_file`, as Pacemaker's tools do.
     let remote = Arc::new(Remote::new(daemon.clone(), vm_pcmk::Pacemaker::from_env()));
-    remote.publish_host_key();
     let shutdown = Arc::new(AtomicBool::new(false));
     {
         // SIGHUP reloads; SIGTERM/SIGINT roll back fences in progress and stop
@@ -151,7 +150,11 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
         let (remote, socket, shutdown) = (remote.clone(), socket.clone(), shutdown.clone());
         std::thread::Builder::new()
             .name("remote".into())
-            .spawn(move || remote.serve(&socket, &shutdown))
+            .spawn(move || {
+                // here, not on the start path: the fence module registers without waiting
+                remote.publish_host_key();
+                remote.serve(&socket, &shutdown);
+            })
             .map_err(MainError::RemoteThread)?
     };
     daemon.serve(&socket, &shutdown);
