@@ -34,8 +34,6 @@ use std::time::{Duration, Instant};
 use vm_common::error_chain;
 use vm_pcmk::{Cib, Pacemaker, Update};
 use vm_proto::Origin;
-#[cfg(test)]
-use vm_proto::OriginSource;
 use vm_proto::authkey::{
     self, AuthkeyReply, Fingerprint, HOST_ATTR, KeyBytes, MAX_KEY, SERVICE, guest_attr,
 };
@@ -363,15 +361,15 @@ impl Remote {
     }
 }
 
-/// `source` as the test of its trust needs it (unit tests).
-#[cfg(test)]
-fn origin(domain: &str, source: OriginSource) -> Origin {
-    Origin::new(domain, "", source).unwrap()
-}
-
 #[cfg(test)]
 mod tests {
+    use vm_proto::OriginSource;
+
     use super::*;
+
+    fn origin(domain: &str, source: OriginSource) -> Origin {
+        Origin::new(domain, "", source).unwrap()
+    }
 
     fn cib(resources: &str) -> Cib {
         Cib::parse(&format!(
