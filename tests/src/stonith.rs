@@ -263,6 +263,12 @@ impl BridgedGuest {
 
     /// Starts the bridge and the guest daemon; waits until a ping through them is answered.
     pub fn start(chan_dir: &Path, work: &Path, name: &str) -> BridgedGuest {
+        BridgedGuest::start_with(chan_dir, work, name, &[])
+    }
+
+    /// [`BridgedGuest::start`] with more options for the guest daemon (e.g.
+    /// `--pacemaker-authkey PATH`).
+    pub fn start_with(chan_dir: &Path, work: &Path, name: &str, extra: &[&str]) -> BridgedGuest {
         let chan = chan_dir.join(format!("{name}.sock"));
         let port = work.join(format!("{name}.port"));
         let socket = work.join(format!("{name}.guest.sock"));
@@ -296,6 +302,7 @@ impl BridgedGuest {
             .arg("--socket")
             .arg(&socket)
             .arg("-v")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -90,6 +90,11 @@ pub struct Cli {
     /// Guest mode: do not offer streams to the host (the host then opens none).
     #[arg(long)]
     pub no_streams: bool,
+    /// Guest mode: keep the host cluster's Pacemaker key at PATH (usually
+    /// /etc/pacemaker/authkey), for a guest the host cluster runs as a guest node: asked from
+    /// the host on every new host link and every 60 s, written atomically, mode 0400.
+    #[arg(long, value_name = "PATH")]
+    pub pacemaker_authkey: Option<PathBuf>,
     /// Host mode: do not publish guests' liveness as transient node attributes
     /// (pmkt-guest-DOMAIN) through attrd: for hosts without Pacemaker.
     #[arg(long)]

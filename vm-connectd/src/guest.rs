@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -56,6 +57,8 @@ pub struct GuestConfig {
     pub health_failures: u32,
     /// Where the streams the host opens are connected to (`None`: no streams offered).
     pub stream_target: Option<std::net::SocketAddr>,
+    /// Where to keep the host cluster's Pacemaker key (`--pacemaker-authkey`), if at all.
+    pub pacemaker_authkey: Option<PathBuf>,
 }
 
 /// Errors that stop the guest daemon from starting.
@@ -70,6 +73,9 @@ pub enum GuestError {
     /// The health check thread.
     #[error("cannot start the health check thread")]
     Health(#[source] std::io::Error),
+    /// The Pacemaker key thread.
+    #[error("cannot start the Pacemaker key thread")]
+    Authkey(#[source] std::io::Error),
 }
 
 type ClientId = u64;
@@ -139,6 +145,9 @@ struct Guest {
     port: PathBuf,
     session: u64,
     state: Mutex<State>,
+    /// Host links so far: counts every host that introduced itself with a new session (what
+    /// the Pacemaker key thread, [`crate::authkey`], watches).
+    links: Arc<AtomicU64>,
 }
 
 impl Guest {
@@ -181,6 +190,7 @@ pub async fn run(
             host_version: MIN_VERSION,
             ..State::default()
         }),
+        links: Arc::new(AtomicU64::new(0)),
     });
     {
         let health = guest.lock().health.clone();
@@ -190,6 +200,14 @@ pub async fn run(
         for c in &cfg.health {
             tracing::info!(check = %c.name, "health check: {}", crate::health::describe(c));
         }
+    }
+    if let Some(path) = &cfg.pacemaker_authkey {
+        let (socket, path, links) = (cfg.socket.clone(), path.clone(), guest.links.clone());
+        tracing::info!(path = %path.display(), "keeping the host cluster's Pacemaker key");
+        std::thread::Builder::new()
+            .name("authkey".into())
+            .spawn(move || crate::authkey::keep(socket, path, links))
+            .map_err(GuestError::Authkey)?;
     }
     guest.lock().writer = Some(writer.clone());
     // The first write waits for a host side; its completion is our "host connected".
@@ -323,6 +341,7 @@ fn on_host_frame(guest: &Arc<Guest>, frame: Frame) {
                 tracing::info!(host = %h.software(), version = st.host_version, "host introduced itself");
                 st.host_session = Some(h.session());
                 st.host_software = h.software().to_owned();
+                guest.links.fetch_add(1, Ordering::SeqCst);
                 // make sure the host knows us (it may have (re)connected without our Hello)
                 let _ = st.send_host(&guest.hello());
             }

@@ -11,6 +11,8 @@
 //!   lifecycle events; identities from libvirt. (feature `libvirt`)
 //! - [`guest`]: guest mode: the port to the host, local clients, retry on host changes.
 //! - [`health`]: guest mode: the optional health checks reported in heartbeat answers.
+//! - [`authkey`]: guest mode: keeping the host cluster's Pacemaker key (`--pacemaker-authkey`)
+//!   for a guest node.
 //! - [`port`]: the virtio-serial port (or a test socket) as events and a writer.
 //! - [`frames`]: protocol frames over async streams, bounded per-peer queues.
 //! - [`stream`]: byte streams over a guest link (TCP on either side), credit-based flow
@@ -21,6 +23,7 @@
 //!
 //! The static guest build (`--no-default-features`) leaves host mode and libvirt out.
 
+pub mod authkey;
 pub mod cli;
 pub mod connect_cli;
 pub mod frames;

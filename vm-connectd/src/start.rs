@@ -155,6 +155,7 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
                     health_interval: cli.health_interval.max(Duration::from_millis(100)),
                     health_failures: cli.health_failures,
                     stream_target: (!cli.no_streams).then_some(cli.stream_target),
+                    pacemaker_authkey: cli.pacemaker_authkey.clone(),
                 };
                 Ok(crate::guest::run(cfg, crate::shutdown_signal()).await?)
             }

@@ -238,11 +238,23 @@ pub enum FindingCode {
     GuestNodeNotVirtualDomain,
     /// A remote node entry or status in the CIB with no resource behind it.
     GuestNodeStale,
+    /// Every host node that publishes its Pacemaker key fingerprint (pmkt-authkey) publishes the same one.
+    AuthkeyHostSame,
+    /// Host nodes publish different Pacemaker key fingerprints.
+    AuthkeyHostDiffers,
+    /// Guest nodes are configured but no host node publishes its Pacemaker key fingerprint (vm-stonithd not running, or no key).
+    AuthkeyHostUnknown,
+    /// The guest node reported holding the host cluster's Pacemaker key.
+    AuthkeyGuestSame,
+    /// The guest node reported holding another Pacemaker key, or none.
+    AuthkeyGuestDiffers,
+    /// The guest node has not reported its Pacemaker key (no pmkt-authkey-DOMAIN attribute on any host node).
+    AuthkeyGuestUnknown,
 }
 
 impl FindingCode {
     /// Every code, in the order docs/operations.md lists them.
-    pub const ALL: [FindingCode; 67] = [
+    pub const ALL: [FindingCode; 73] = [
         FindingCode::CloneConfigured,
         FindingCode::CloneMissing,
         FindingCode::ConnectdClone,
@@ -310,6 +322,12 @@ impl FindingCode {
         FindingCode::GuestNodeBadPort,
         FindingCode::GuestNodeNotVirtualDomain,
         FindingCode::GuestNodeStale,
+        FindingCode::AuthkeyHostSame,
+        FindingCode::AuthkeyHostDiffers,
+        FindingCode::AuthkeyHostUnknown,
+        FindingCode::AuthkeyGuestSame,
+        FindingCode::AuthkeyGuestDiffers,
+        FindingCode::AuthkeyGuestUnknown,
     ];
 
     /// The code as `--output json` writes it.
@@ -382,6 +400,12 @@ impl FindingCode {
             FindingCode::GuestNodeBadPort => "guest-node-bad-port",
             FindingCode::GuestNodeNotVirtualDomain => "guest-node-not-virtualdomain",
             FindingCode::GuestNodeStale => "guest-node-stale",
+            FindingCode::AuthkeyHostSame => "authkey-host-same",
+            FindingCode::AuthkeyHostDiffers => "authkey-host-differs",
+            FindingCode::AuthkeyHostUnknown => "authkey-host-unknown",
+            FindingCode::AuthkeyGuestSame => "authkey-guest-same",
+            FindingCode::AuthkeyGuestDiffers => "authkey-guest-differs",
+            FindingCode::AuthkeyGuestUnknown => "authkey-guest-unknown",
         }
     }
 }

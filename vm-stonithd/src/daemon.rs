@@ -930,7 +930,7 @@ impl Daemon {
 /// [`REFUSAL_LOG_BURST`] lines per [`REFUSAL_LOG_PERIOD`]; the refusals past them are counted,
 /// and the origin's next line logged says how many were not.
 #[derive(Debug, Default)]
-struct RefusalLog {
+pub(crate) struct RefusalLog {
     by_origin: Mutex<HashMap<String, RefusalBucket>>,
 }
 
@@ -948,7 +948,7 @@ const REFUSAL_LOG_ORIGINS: usize = 4096;
 impl RefusalLog {
     /// Calls `log` with a suffix for the line (empty, or how many refusals from `origin` were
     /// not logged since its last line) if a line from `origin` may be logged now.
-    fn log(&self, origin: &str, log: impl FnOnce(String)) {
+    pub(crate) fn log(&self, origin: &str, log: impl FnOnce(String)) {
         if let Some(unlogged) = self.admit(origin, Instant::now()) {
             log(if unlogged == 0 {
                 String::new()

@@ -10,6 +10,9 @@
 //! ([`vm_seal::ReplayGuard`], so that only authorised requests are remembered), carries it out through the CIB ([`plan`], [`fence`]) and confirms it from the
 //! cluster's status before it seals an "OK". Identical power requests in flight share one
 //! execution ([`merge`]).
+//!
+//! It also serves the `remote` module ([`remote`]): the host cluster's Pacemaker authkey for
+//! guests the CIB runs as guest nodes.
 
 pub mod authz;
 pub mod cli;
@@ -18,6 +21,7 @@ pub mod fence;
 pub mod keys;
 pub mod merge;
 pub mod plan;
+pub mod remote;
 pub mod start;
 pub mod watch;
 

@@ -21,6 +21,7 @@ use crate::config::{Config, ConfigError};
 use crate::daemon::{Daemon, KeyDirError, load_keys};
 use crate::fence::Executor;
 use crate::keys::KeyRing;
+use crate::remote::Remote;
 use crate::watch::Watcher;
 
 /// How long a stopping daemon waits for fences in progress to roll back.
@@ -47,6 +48,9 @@ pub enum MainError {
     /// The signal thread could not be started.
     #[error("cannot start the signal thread")]
     SignalThread(#[source] std::io::Error),
+    /// The `remote` module's thread could not be started.
+    #[error("cannot start the remote module's thread")]
+    RemoteThread(#[source] std::io::Error),
 }
 
 impl MainError {
@@ -55,9 +59,10 @@ impl MainError {
         match self {
             MainError::Config(_) | MainError::Keys(_) => exit::CONFIG,
             MainError::NoKey(_) => exit::NO_KEY,
-            MainError::Signals(_) | MainError::StateDir(..) | MainError::SignalThread(_) => {
-                exit::FAILURE
-            }
+            MainError::Signals(_)
+            | MainError::StateDir(..)
+            | MainError::SignalThread(_)
+            | MainError::RemoteThread(_) => exit::FAILURE,
         }
     }
 }
@@ -118,13 +123,21 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
     daemon.janitor();
     daemon.publish_keys();
 
+    // The `remote` module (the Pacemaker key for guest nodes) on a connection and thread of
+    // its own: a slow CIB read there never holds up a fence. Its CIB source follows
+    // `CIB_file`, as Pacemaker's tools do.
+    let remote = Arc::new(Remote::new(daemon.clone(), vm_pcmk::Pacemaker::from_env()));
     let shutdown = Arc::new(AtomicBool::new(false));
     {
         // SIGHUP reloads; SIGTERM/SIGINT roll back fences in progress and stop
         let (reload, stop, shutdown) = (daemon.clone(), daemon.clone(), shutdown.clone());
+        let republish = remote.clone();
         vm_common::signals::spawn_thread(
             signals,
-            move || reload.reload(),
+            move || {
+                reload.reload();
+                republish.publish_host_key();
+            },
             move |s| {
                 tracing::info!("{s}: rolling back fences in progress and stopping");
                 shutdown.store(true, Ordering::SeqCst);
@@ -133,7 +146,19 @@ pub fn main_exec(cli: &Cli) -> Result<(), MainError> {
         )
         .map_err(MainError::SignalThread)?;
     }
+    let remote_thread = {
+        let (remote, socket, shutdown) = (remote.clone(), socket.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("remote".into())
+            .spawn(move || {
+                // here, not on the start path: the fence module registers without waiting
+                remote.publish_host_key();
+                remote.serve(&socket, &shutdown);
+            })
+            .map_err(MainError::RemoteThread)?
+    };
     daemon.serve(&socket, &shutdown);
+    let _ = remote_thread.join();
     if !daemon.drain(DRAIN) {
         tracing::warn!("some fences were still rolling back at exit; the next start cleans them");
     }
@@ -208,6 +233,7 @@ mod tests {
             (MainError::Signals(nix::Error::EINVAL), 1),
             (MainError::StateDir("/run/x".into(), io()), 1),
             (MainError::SignalThread(io()), 1),
+            (MainError::RemoteThread(io()), 1),
         ] {
             assert_eq!(e.exit_code(), code, "{e}");
             assert!(

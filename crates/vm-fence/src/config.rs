@@ -16,6 +16,9 @@
 //!                                       # how vm-connectd must know a request's guest for it
 //!                                       # to be served: "libvirt", "configured" (its --guest
 //!                                       # NAME=SOCKET), "socket-name" (--no-libvirt)
+//! guest_node_authkey = "/etc/pacemaker/authkey"
+//!                                       # the host cluster's Pacemaker key, served (`remote`
+//!                                       # service) to guests the CIB runs as guest nodes
 //!
 //! [[cluster]]
 //! name = "web"                          # the guest cluster; its key says the same name
@@ -92,6 +95,7 @@ struct RawConfig {
     max_requests: Option<usize>,
     max_requests_per_cluster: Option<usize>,
     trusted_identities: Option<Vec<String>>,
+    guest_node_authkey: Option<PathBuf>,
     #[serde(default)]
     cluster: Vec<RawCluster>,
     #[serde(default)]
@@ -189,6 +193,9 @@ pub struct Config {
     /// (the `Origin.source` of its delivery). A file name proves nothing about who made the
     /// socket, so [`OriginSource::SocketName`] is not trusted unless listed.
     pub trusted_identities: Vec<OriginSource>,
+    /// The host cluster's Pacemaker authkey, which the `remote` service gives to guests that
+    /// the CIB runs as guest nodes (docs/protocol.md §17); read at every request.
+    pub guest_node_authkey: PathBuf,
     /// Guest clusters, by name.
     pub clusters: BTreeMap<Name, ClusterPolicy>,
     /// Legacy token decryption, when legacy mode is on.
@@ -346,6 +353,16 @@ impl Config {
             max_requests,
             max_requests_per_cluster,
             trusted_identities,
+            guest_node_authkey: match raw.guest_node_authkey {
+                None => PathBuf::from(vm_proto::authkey::DEFAULT_AUTHKEY),
+                Some(p) if p.is_absolute() => p,
+                Some(p) => {
+                    return Err(invalid(format!(
+                        "guest_node_authkey must be an absolute path, not {:?}",
+                        p.display().to_string()
+                    )));
+                }
+            },
             clusters,
             legacy,
         })
@@ -524,6 +541,10 @@ mod tests {
                 "max_timeout must be at most",
             ),
             ("max_timeout = 3601", "max_timeout must be at most"),
+            (
+                "guest_node_authkey = \"authkey\"",
+                "guest_node_authkey must be an absolute path",
+            ),
             (
                 "max_requests = 8\nmax_requests_per_cluster = 9",
                 "must not exceed max_requests",

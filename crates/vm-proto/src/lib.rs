@@ -13,9 +13,12 @@
 //! - [`message`]: [`Message`] and the payload types, their encodings and [`MessageError`].
 //! - [`client`]: the blocking client and module API on a daemon's local unix socket (the only
 //!   I/O in this crate).
+//! - [`authkey`]: the `remote` service: the Pacemaker authkey for guest nodes, its request
+//!   and reply grammar, fingerprints and the node attributes they are published in.
 //! - [`liveness`]: guest liveness as the host publishes it (the `pmkt-guest-<domain>` node
 //!   attribute: its name, value format and states), the outcome of the heartbeat.
 
+pub mod authkey;
 pub mod client;
 pub mod crc32c;
 pub mod decoder;

@@ -19,6 +19,7 @@ mod docs;
 mod fence;
 mod guestnode;
 mod managerd;
+mod remote;
 mod status;
 mod vmctl;
 

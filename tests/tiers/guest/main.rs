@@ -12,6 +12,7 @@ use vm_tests::guest::{Console, EchoPeer, Vport, domain_xml, wait_ready};
 use vm_tests::libvirt::HostLibvirt;
 use vm_tests::{evidence, state_dir};
 
+mod authkey;
 mod guestcluster;
 mod vmconnectd;
 

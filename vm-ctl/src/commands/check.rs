@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use vm_libvirt::virsh::{Definition, Definitions};
 use vm_pcmk::Cib;
 use vm_pcmk::xml::Element;
+use vm_proto::authkey;
 use vm_seal::{Key, KeyError};
 
 use crate::App;
@@ -58,6 +59,7 @@ pub fn run(app: &App, args: &CheckArgs) -> Result<Outcome> {
     check_stickiness(config, &cib, &guest::all(&cib), &mut f);
     check_guest_fencing(&args.fence, &cib, &mut f);
     f.0.extend(crate::guest_node::findings(&cib));
+    check_guest_node_keys(&cib, &mut f);
     let doms: Vec<String> = if domains.is_empty() {
         guest::all(&cib).into_iter().map(|(d, _)| d).collect()
     } else {
@@ -86,6 +88,128 @@ pub fn run(app: &App, args: &CheckArgs) -> Result<Outcome> {
         findings: Some(f.0),
         ..Outcome::default()
     })
+}
+
+/// The Pacemaker key of guest nodes: the fingerprints the host nodes' vm-stonithd publish,
+/// their own ([`authkey::HOST_ATTR`]) and each guest node's (`pmkt-authkey-<domain>`, what the
+/// guest reported holding). Nothing to say without guest nodes.
+fn check_guest_node_keys(cib: &Cib, f: &mut Findings) {
+    let guest_nodes: Vec<(String, String)> = guest::all(cib)
+        .into_iter()
+        .filter_map(|(dom, prim)| {
+            let rsc = prim.id()?;
+            let name = cib.meta_attribute(rsc, "remote-node")?;
+            (!name.is_empty()).then(|| (dom, name.to_owned()))
+        })
+        .collect();
+    if guest_nodes.is_empty() {
+        return;
+    }
+    let hosts: Vec<&str> = cib
+        .node_names()
+        .into_iter()
+        .filter(|n| !guest_nodes.iter().any(|(_, name)| name == n))
+        .collect();
+    let published: Vec<(&str, &str)> = hosts
+        .iter()
+        .filter_map(|n| Some((*n, cib.transient_attribute(n, authkey::HOST_ATTR)?)))
+        .collect();
+    // the fingerprint most host nodes publish is the cluster's
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for (_, fp) in &published {
+        match counts.iter_mut().find(|(v, _)| v == fp) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((fp, 1)),
+        }
+    }
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let Some(&(reference, _)) = counts.first() else {
+        f.push(
+            "cluster",
+            FindingCode::AuthkeyHostUnknown,
+            Level::Warning,
+            "no host node publishes its Pacemaker key fingerprint (pmkt-authkey): guest nodes' keys not compared",
+            "make sure /etc/pacemaker/authkey exists on every host node and vm-stonithd runs there (it publishes at start and on reload)",
+        );
+        return;
+    };
+    if counts.len() > 1 {
+        let odd: Vec<String> = published
+            .iter()
+            .filter(|(_, fp)| *fp != reference)
+            .map(|(n, fp)| format!("{n} ({})", short(fp)))
+            .collect();
+        let good = published
+            .iter()
+            .find(|(_, fp)| *fp == reference)
+            .map_or("", |(n, _)| *n);
+        f.push(
+            "cluster",
+            FindingCode::AuthkeyHostDiffers,
+            Level::Error,
+            format!(
+                "host nodes hold different Pacemaker keys: {} differ from {good}'s ({})",
+                odd.join(", "),
+                short(reference)
+            ),
+            format!(
+                "copy the key from {good} to each of them (scp -p {good}:/etc/pacemaker/authkey /etc/pacemaker/authkey, run there), restart Pacemaker there, then reload vm-stonithd (systemctl reload vm-stonithd)"
+            ),
+        );
+    } else {
+        f.ok(
+            "cluster",
+            FindingCode::AuthkeyHostSame,
+            format!(
+                "{} host node(s) publish the same Pacemaker key ({})",
+                published.len(),
+                short(reference)
+            ),
+        );
+    }
+    for (dom, _) in &guest_nodes {
+        let attr = authkey::guest_attr(dom);
+        let reported: Vec<(&str, &str)> = hosts
+            .iter()
+            .filter_map(|n| Some((*n, cib.transient_attribute(n, &attr)?)))
+            .collect();
+        if reported.iter().any(|(_, fp)| *fp == reference) {
+            f.ok(
+                dom,
+                FindingCode::AuthkeyGuestSame,
+                "the guest node holds the host cluster's Pacemaker key",
+            );
+        } else if let Some((node, fp)) = reported.first() {
+            let held = if *fp == "-" {
+                "no Pacemaker key".to_owned()
+            } else {
+                format!("another Pacemaker key ({})", short(fp))
+            };
+            f.push(
+                dom,
+                FindingCode::AuthkeyGuestDiffers,
+                Level::Error,
+                format!(
+                    "the guest node reported (via {node}) holding {held}, not the host cluster's ({})",
+                    short(reference)
+                ),
+                "look for why in the guest's vm-connectd log (it retries every 60 s and on every new link); restarting the host's vm-connectd makes it ask at once",
+            );
+        } else {
+            f.push(
+                dom,
+                FindingCode::AuthkeyGuestUnknown,
+                Level::Warning,
+                "the guest node has not reported its Pacemaker key (no pmkt-authkey-DOMAIN attribute)",
+                "run vm-connectd in the guest with --pacemaker-authkey /etc/pacemaker/authkey, and vm-stonithd on the host nodes",
+            );
+        }
+    }
+}
+
+/// The first 16 hex digits of a fingerprint, enough to tell keys apart in a message.
+fn short(fp: &str) -> &str {
+    fp.get(..16).unwrap_or(fp)
 }
 
 fn check_cluster(config: &Config, cib: &Cib, f: &mut Findings) {
@@ -907,6 +1031,86 @@ fn load_keys(dir: &Path, f: &mut Findings) -> (Vec<LocalKey>, Vec<PathBuf>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A CIB with host nodes n1, n2, guests g1 (a guest node), g2 (one too) and g3 (not),
+    /// and the transient attributes `attrs` (node, name, value).
+    fn guest_node_cib(attrs: &[(&str, &str, &str)]) -> Cib {
+        let prim = |dom: &str, remote: bool| {
+            format!(
+                r#"<primitive id="prmVMCTL_{dom}" class="ocf" provider="pm-kvm-tools" type="VirtualDomain"><meta_attributes id="m-{dom}">{}</meta_attributes></primitive>"#,
+                if remote {
+                    format!(r#"<nvpair id="m-{dom}-r" name="remote-node" value="{dom}"/>"#)
+                } else {
+                    String::new()
+                }
+            )
+        };
+        let state = |id: u32, node: &str| {
+            let nv: String = attrs
+                .iter()
+                .filter(|(n, _, _)| *n == node)
+                .map(|(_, k, v)| {
+                    format!(r#"<nvpair id="status-{id}-{k}" name="{k}" value="{v}"/>"#)
+                })
+                .collect();
+            format!(
+                r#"<node_state id="{id}" uname="{node}" in_ccm="true" crmd="online" join="member" expected="member"><transient_attributes id="{id}"><instance_attributes id="status-{id}">{nv}</instance_attributes></transient_attributes></node_state>"#
+            )
+        };
+        Cib::parse(&format!(
+            r#"<cib epoch="1" num_updates="0" admin_epoch="0"><configuration><crm_config/><nodes><node id="1" uname="n1"/><node id="2" uname="n2"/></nodes><resources>{}{}{}</resources><constraints/></configuration><status>{}{}</status></cib>"#,
+            prim("g1", true),
+            prim("g2", true),
+            prim("g3", false),
+            state(1, "n1"),
+            state(2, "n2")
+        ))
+        .unwrap()
+    }
+
+    fn key_findings(cib: &Cib) -> Vec<(String, FindingCode, Level)> {
+        let mut f = Findings(Vec::new());
+        check_guest_node_keys(cib, &mut f);
+        f.0.into_iter()
+            .map(|x| (x.subject, x.code, x.level))
+            .collect()
+    }
+
+    #[test]
+    fn guest_node_keys_are_compared_with_the_host_nodes() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let found = key_findings(&guest_node_cib(&[
+            ("n1", "pmkt-authkey", &a),
+            ("n2", "pmkt-authkey", &a),
+            ("n1", "pmkt-authkey-g1", &a),
+            ("n2", "pmkt-authkey-g2", &b),
+        ]));
+        assert_eq!(
+            found,
+            [
+                ("cluster".into(), FindingCode::AuthkeyHostSame, Level::Ok),
+                ("g1".into(), FindingCode::AuthkeyGuestSame, Level::Ok),
+                ("g2".into(), FindingCode::AuthkeyGuestDiffers, Level::Error),
+            ]
+        );
+        let found = key_findings(&guest_node_cib(&[
+            ("n1", "pmkt-authkey", &a),
+            ("n2", "pmkt-authkey", &b),
+            ("n2", "pmkt-authkey-g2", "-"),
+        ]));
+        assert_eq!(found[0].1, FindingCode::AuthkeyHostDiffers);
+        assert_eq!(found[1].1, FindingCode::AuthkeyGuestUnknown);
+        assert_eq!(found[2].1, FindingCode::AuthkeyGuestDiffers);
+        let found = key_findings(&guest_node_cib(&[]));
+        assert_eq!(
+            found,
+            [(
+                "cluster".into(),
+                FindingCode::AuthkeyHostUnknown,
+                Level::Warning
+            )]
+        );
+    }
 
     #[test]
     fn stickiness_is_judged_against_the_preferred_node_score() {
