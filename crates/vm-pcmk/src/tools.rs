@@ -306,6 +306,12 @@ impl Pacemaker {
     /// by one than taking the whole section (see `sections_to_recreate`); such a section is
     /// deleted and created again, whole, in the same patch, so the write stays one versioned
     /// change.
+    ///
+    /// On a plain CIB file (see `plain_file`), an `after` that [`Pacemaker::verify_cib`] has
+    /// just found valid is written without `crm_diff` and `cibadmin` (`write_verified_file`:
+    /// the same version check, under an `flock` of the file): `crm_verify` has made the
+    /// checks `cibadmin` would, and their two process starts and schema loads were most of a
+    /// small change's time (docs/benchmarks.md, issue #13).
     pub fn patch_if_unchanged(&self, before: &Cib, after: &Cib) -> Result<bool, PcmkError> {
         const STEP: &str = "write the CIB";
         // the patch's target version: what the CIB manager itself makes of a configuration
