@@ -38,6 +38,8 @@ SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(10 100 200 1000)
 PCS_N=${PCS_N:-3}
 CRMSH_MAX_N=${CRMSH_MAX_N:-200}
+ONTO_MIN_N=${ONTO_MIN_N:-1000} # live: from this N on, also one guest / one property more onto N
+ONTO_AFTER=${ONTO_AFTER:-10}   # ... with readers probing this many seconds after that write
 case "$MODE" in file | live | all) ;; *)
     echo "usage: $0 [file|live|all] [RUNS] [N...]" >&2
     exit 2
@@ -269,6 +271,50 @@ bench_live() { # bench_live N
             "$(median <"$d/mmax-$m")" "$(cat "$d/idle-m-$m")"
     done
     echo "live, N=$n: vm-ctl $(ratio "$(median <"$d/t-vmctl")" "$tc")x the raw write; same configuration from ${methods[*]} (ids included), crm_verify OK: $same"
+    [ "$n" -lt "$ONTO_MIN_N" ] || one_more "$n" "$d"
+}
+# one_more N DIR: on the cluster as the last method left it (N guests, settled), how long readers
+# wait when the configuration changes by the least a write can change it: one guest more
+# (vm-ctl), then one cluster property (`crm_attribute`). The readers probe from before the write
+# until ONTO_AFTER seconds after it (the fencer patches its copy of the CIB after the CIB
+# manager has answered); idle: the median of 5 answers just before. If even these writes keep
+# readers waiting over 1 s, no shape of a many-guest add (one change or several) can keep a
+# crm_mon issued during it under 1 s at this size.
+one_more() {
+    local n=$1 d=$2 g w t0 t1 step
+    g=$(printf 'vm%04d' $((n + 1)))
+    printf "<domain type='kvm'><name>%s</name><devices/></domain>\n" "$g" >"$d/xml/$g.xml"
+    crm_resource --wait --timeout=900s >/dev/null 2>&1 || true
+    printf '\nlive cluster, onto N=%d settled: readers while the CIB changes by one guest / one property\n' "$n"
+    printf '%-22s %10s %22s %22s %26s\n' write seconds "cibadmin -Q (idle)" "crm_mon -1 (idle)" "--fence-history=0 (idle)"
+    for w in guest property; do
+        local iq im ih
+        iq=$(idle_wait cibadmin --query) im=$(idle_wait crm_mon -1) ih=$(idle_wait crm_mon -1 --fence-history=0)
+        touch "$W/probing"
+        prober "$d/oq-$w" cibadmin --query &
+        prober_pids=($!)
+        prober "$d/om-$w" crm_mon -1 &
+        prober_pids+=($!)
+        prober "$d/of-$w" crm_mon -1 --fence-history=0 &
+        prober_pids+=($!)
+        sleep 0.5
+        t0=$(now)
+        case $w in
+        guest) step=("$VMCTL" --config "$d/vm-ctl.conf" resource add "$g" -a "$NODE") ;;
+        property) step=(crm_attribute --type crm_config --name pmkt-bench-touch --update "$n") ;;
+        esac
+        "${step[@]}" >/dev/null 2>&1 || { echo "${step[*]} failed onto N=$n" >&2; return 1; }
+        t1=$(now)
+        sleep "$ONTO_AFTER"
+        rm -f "$W/probing"
+        wait "${prober_pids[@]}"
+        prober_pids=()
+        printf '%-22s %10.3f %12.3f (%.3f) %12.3f (%.3f) %16.3f (%.3f)\n' "one $w" \
+            "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+            "$(maximum <"$d/oq-$w")" "$iq" "$(maximum <"$d/om-$w")" "$im" "$(maximum <"$d/of-$w")" "$ih"
+        crm_resource --wait --timeout=900s >/dev/null 2>&1 || true
+    done
+    crm_attribute --type crm_config --name pmkt-bench-touch --delete >/dev/null 2>&1 || true
 }
 
 echo "vm-ctl resource add of N guests in one command; $(nproc) cores, $(date -u +%F), commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"

@@ -1,13 +1,13 @@
 //! Running Pacemaker's tools against one CIB, live or offline.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use vm_common::process::{Cmd, Output, ProcessError};
 
-use crate::cib::{Cib, CibError};
+use crate::cib::{Cib, CibError, CibVersion};
 use crate::status::{ClusterStatus, StatusError};
 use crate::xml::{Element, Node};
 
@@ -26,6 +26,10 @@ pub const CIB_FILE_ENV: &str = "CIB_file";
 /// Deadline for one tool call. Pacemaker's tools answer in tens of milliseconds; a minute
 /// means the CIB manager is wedged, and the caller should hear about it.
 pub const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Pacemaker's own CIB directory (`CRM_CONFIG_DIR`): `cibadmin` writes a `CIB_file` there
+/// with its digest and backups, so a file in it is always written through `cibadmin`.
+const PACEMAKER_CIB_DIR: &str = "/var/lib/pacemaker/cib";
 
 /// Which CIB the tools act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +89,17 @@ pub enum PcmkError {
     TempFile {
         /// What we were doing.
         step: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A CIB file could not be replaced with its new version.
+    #[error("Cannot {step}: cannot replace {path}")]
+    WriteFile {
+        /// What we were doing.
+        step: &'static str,
+        /// The CIB file.
+        path: PathBuf,
         /// Why.
         #[source]
         source: std::io::Error,
@@ -152,6 +167,10 @@ pub struct Pacemaker {
     target: CibTarget,
     timeout: Duration,
     reads: Arc<ReadCounters>,
+    /// The last CIB [`Pacemaker::verify_cib`] found valid, as the XML `crm_verify` read: a
+    /// write of exactly that CIB to a plain file needs no `cibadmin` (see
+    /// `write_verified_file`).
+    verified: Arc<Mutex<Option<String>>>,
 }
 
 impl Pacemaker {
@@ -170,6 +189,7 @@ impl Pacemaker {
             target: CibTarget::Live,
             timeout: TOOL_TIMEOUT,
             reads: Arc::default(),
+            verified: Arc::default(),
         }
     }
 
@@ -179,6 +199,7 @@ impl Pacemaker {
             target: CibTarget::File(path.into()),
             timeout: TOOL_TIMEOUT,
             reads: Arc::default(),
+            verified: Arc::default(),
         }
     }
 
@@ -285,6 +306,12 @@ impl Pacemaker {
     /// by one than taking the whole section (see `sections_to_recreate`); such a section is
     /// deleted and created again, whole, in the same patch, so the write stays one versioned
     /// change.
+    ///
+    /// On a plain CIB file (see `plain_file`), an `after` that [`Pacemaker::verify_cib`] has
+    /// just found valid is written without `crm_diff` and `cibadmin` (`write_verified_file`:
+    /// the same version check, under an `flock` of the file): `crm_verify` has made the
+    /// checks `cibadmin` would, and their two process starts and schema loads were most of a
+    /// small change's time (docs/benchmarks.md, issue #13).
     pub fn patch_if_unchanged(&self, before: &Cib, after: &Cib) -> Result<bool, PcmkError> {
         const STEP: &str = "write the CIB";
         // the patch's target version: what the CIB manager itself makes of a configuration
@@ -294,6 +321,23 @@ impl Pacemaker {
         next.root_mut()
             .set_attr("epoch", at.epoch.saturating_add(1).to_string());
         next.root_mut().set_attr("num_updates", "0");
+        let verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // on a plain file, a CIB crm_verify has just found valid is written without cibadmin
+        let direct = self
+            .plain_file()
+            .filter(|_| verified.is_some_and(|xml| xml == after.to_xml()));
+        if let Some(path) = direct {
+            if after.root() == before.root() {
+                return Ok(true);
+            }
+            if let Some(written) = write_verified_file(&path, before, &next)? {
+                return Ok(written);
+            }
+        }
         let recreate = sections_to_recreate(before, &next);
         // crm_diff compares the CIBs without the sections that are re-created whole
         let mut old_doc = std::borrow::Cow::Borrowed(before);
@@ -463,13 +507,30 @@ impl Pacemaker {
     }
 
     /// Run `crm_verify` on `cib` (written to a private temporary file), without touching the
-    /// real CIB: "would this CIB be valid?".
+    /// real CIB: "would this CIB be valid?". A valid `cib` is remembered: on a plain CIB file,
+    /// [`Pacemaker::patch_if_unchanged`] writes exactly that CIB itself rather than through
+    /// `crm_diff` and `cibadmin`, whose checks `crm_verify` has just made.
     pub fn verify_cib(&self, cib: &Cib) -> Result<VerifyReport, PcmkError> {
         const STEP: &str = "verify the new configuration";
-        let file = write_temp(STEP, cib)?;
-        Pacemaker::file(file.path())
+        let xml = cib.to_xml();
+        let file = write_temp_text(STEP, &xml)?;
+        let report = Pacemaker::file(file.path())
             .with_timeout(self.timeout)
-            .verify()
+            .verify()?;
+        *self.verified.lock().unwrap_or_else(PoisonError::into_inner) = report.valid.then_some(xml);
+        Ok(report)
+    }
+
+    /// The target's file when vm-pcmk may write it itself: an uncompressed file outside
+    /// Pacemaker's own CIB directory (symbolic links resolved). `None` for the live cluster,
+    /// standard input (`-`), a `.bz2` file, or a file that cannot be resolved.
+    fn plain_file(&self) -> Option<PathBuf> {
+        let path = self.cib_file()?;
+        if path.as_os_str() == "-" || path.extension().is_some_and(|e| e == "bz2") {
+            return None;
+        }
+        let real = std::fs::canonicalize(path).ok()?;
+        (!real.starts_with(PACEMAKER_CIB_DIR)).then_some(real)
     }
 
     /// Where resources would run in `cib` after the cluster reacted (status as in `cib`, no
@@ -644,14 +705,106 @@ fn take_section(root: &mut Element, name: &str) -> Option<Element> {
     }
 }
 
+/// Write `next` to CIB file `path` in place of `before`, if the file is still at `before`'s
+/// version: the offline equivalent of `cibadmin --patch`'s compare-and-swap, without its
+/// process (nor `crm_diff`'s), for a `next` that `crm_verify` has found valid. The file is
+/// locked (`flock`, so that two writers through this function cannot both pass the version
+/// check), its version compared, and `next` written to a temporary file beside it, with the
+/// file's mode and owner, and renamed over it: a reader sees the old file or the new one,
+/// whole. `Some(false)`: the file changed since `before` was read (nothing written).
+/// `None`: this cannot be done faithfully here (the file cannot be locked or read, its
+/// directory is not writable, its owner cannot be kept); the caller writes through `cibadmin`.
+fn write_verified_file(path: &Path, before: &Cib, next: &Cib) -> Result<Option<bool>, PcmkError> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::io::Write as _;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    const STEP: &str = "write the CIB file";
+    let Some(dir) = path.parent() else {
+        return Ok(None);
+    };
+    // lock the file the path names while we hold the lock (a writer before us may have
+    // renamed a new file over the one we opened)
+    let (_lock, meta) = loop {
+        let Ok(file) = std::fs::File::open(path) else {
+            return Ok(None);
+        };
+        let Ok(lock) = Flock::lock(file, FlockArg::LockExclusive) else {
+            return Ok(None);
+        };
+        let (Ok(held), Ok(named)) = (lock.metadata(), std::fs::metadata(path)) else {
+            return Ok(None);
+        };
+        if held.dev() == named.dev() && held.ino() == named.ino() {
+            break (lock, held);
+        }
+    };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let Some(current) = file_version(&text) else {
+        return Ok(None);
+    };
+    if current != before.version() {
+        tracing::debug!(%current, read_at = %before.version(), "the CIB file changed since it was read");
+        return Ok(Some(false));
+    }
+    let Ok(mut tmp) = tempfile::Builder::new()
+        .prefix(".vm-pcmk-cib-")
+        .suffix(".xml")
+        .tempfile_in(dir)
+    else {
+        return Ok(None);
+    };
+    let ours = tmp
+        .as_file()
+        .metadata()
+        .map_err(|source| PcmkError::TempFile { step: STEP, source })?;
+    if (ours.uid(), ours.gid()) != (meta.uid(), meta.gid())
+        && std::os::unix::fs::fchown(tmp.as_file(), Some(meta.uid()), Some(meta.gid())).is_err()
+    {
+        return Ok(None);
+    }
+    let write_err = |source| PcmkError::WriteFile {
+        step: STEP,
+        path: path.to_owned(),
+        source,
+    };
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(write_err)?;
+    tmp.write_all(next.to_xml().as_bytes()).map_err(write_err)?;
+    tmp.as_file().sync_all().map_err(write_err)?;
+    tmp.persist(path).map_err(|e| write_err(e.error))?;
+    tracing::debug!(path = %path.display(), version = %next.version(), "CIB file written (crm_verify'd; no cibadmin)");
+    Ok(Some(true))
+}
+
+/// The version of the CIB in `text`, from its root element's start tag alone (a whole parse
+/// of a 1,000-guest CIB is ~tens of ms); the whole document when something precedes the root
+/// that could hide it (a comment, a doctype).
+fn file_version(text: &str) -> Option<CibVersion> {
+    let start = text.find("<cib")?;
+    let prologue = &text[..start];
+    if prologue.contains("<!") {
+        return Cib::parse(text).ok().map(|c| c.version());
+    }
+    let end = start + text[start..].find('>')?;
+    let tag = text[start..end].trim_end_matches('/');
+    Cib::parse(&format!("{tag}/>")).ok().map(|c| c.version())
+}
+
 fn write_temp(step: &'static str, cib: &Cib) -> Result<tempfile::NamedTempFile, PcmkError> {
+    write_temp_text(step, &cib.to_xml())
+}
+
+fn write_temp_text(step: &'static str, xml: &str) -> Result<tempfile::NamedTempFile, PcmkError> {
     use std::io::Write as _;
     let mut file = tempfile::Builder::new()
         .prefix("vm-pcmk-cib-")
         .suffix(".xml")
         .tempfile()
         .map_err(|source| PcmkError::TempFile { step, source })?;
-    file.write_all(cib.to_xml().as_bytes())
+    file.write_all(xml.as_bytes())
         .map_err(|source| PcmkError::TempFile { step, source })?;
     Ok(file)
 }
