@@ -1033,14 +1033,7 @@ async fn serve_local(host: Arc<Host>, conn: ConnId, stream: UnixStream, cred: Pe
                 if answer.is_ok() {
                     services.push(service);
                 }
-                let reply = match answer.and_then(|()| {
-                    Reply::new(Vec::new())
-                        .map_err(|e| ErrorMsg::truncated(ErrorCode::Internal, &e.to_string()))
-                }) {
-                    Ok(r) => Message::Reply(r),
-                    Err(e) => Message::Error(e),
-                };
-                let _ = offer(&outbox, reply.to_frame(id));
+                let _ = offer(&outbox, accepted(answer).to_frame(id));
             }
             Message::Reply(_) | Message::Error(_) | Message::Retry(_) => {
                 module_answer(&host, conn, id, msg);
@@ -1073,14 +1066,7 @@ async fn serve_local(host: Arc<Host>, conn: ConnId, stream: UnixStream, cred: Pe
                         "only root may offer guests' streams",
                     ))
                 };
-                let reply = match answer.and_then(|()| {
-                    Reply::new(Vec::new())
-                        .map_err(|e| ErrorMsg::truncated(ErrorCode::Internal, &e.to_string()))
-                }) {
-                    Ok(r) => Message::Reply(r),
-                    Err(e) => Message::Error(e),
-                };
-                let _ = offer(&outbox, reply.to_frame(id));
+                let _ = offer(&outbox, accepted(answer).to_frame(id));
             }
             Message::Status | Message::StatusOf(_) => {
                 let only = match &msg {
@@ -1206,6 +1192,17 @@ fn status_json(host: &Host, only: Option<&str>) -> String {
         .collect();
     guests.sort_by(|a, b| a.domain.cmp(&b.domain));
     Status::Host(status_head(host, &st, guests)).to_json()
+}
+
+/// The answer to an admin or module command that carries no data: an empty Reply when it was
+/// carried out, else the Error saying why.
+fn accepted(answer: Result<(), ErrorMsg>) -> Message {
+    match answer.and_then(|()| {
+        Reply::new(Vec::new()).map_err(|e| ErrorMsg::truncated(ErrorCode::Internal, &e.to_string()))
+    }) {
+        Ok(r) => Message::Reply(r),
+        Err(e) => Message::Error(e),
+    }
 }
 
 /// One page of the status report (`StatusPage`, docs/protocol.md §15.5): the links whose domain
