@@ -126,21 +126,29 @@ where
     tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
             let bytes = frame.to_bytes();
-            match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(&bytes)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(peer = %label, error = %e, "write failed");
-                    break;
-                }
-                Err(_) => {
-                    tracing::warn!(peer = %label, "peer has not read for {WRITE_TIMEOUT:?}; closing its connection");
-                    break;
-                }
+            if !write_within(&mut w, &bytes, &label).await {
+                break;
             }
         }
         let _ = w.shutdown().await;
     });
     tx
+}
+
+/// Write `bytes` to a peer within [`WRITE_TIMEOUT`]; `false` (logged) when the write failed or
+/// the peer did not read in time, and its connection is to be closed.
+async fn write_within<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8], label: &str) -> bool {
+    match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(bytes)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %label, error = %e, "write failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(peer = %label, "peer has not read for {WRITE_TIMEOUT:?}; closing its connection");
+            false
+        }
+    }
 }
 
 /// Queue `frame` for a peer without waiting; `false` when the peer's queue is full or gone
@@ -173,16 +181,8 @@ where
                 },
                 Some(bytes) = bulk_rx.recv() => bytes,
             };
-            match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(&bytes)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(peer = %label, error = %e, "write failed");
-                    break;
-                }
-                Err(_) => {
-                    tracing::warn!(peer = %label, "peer has not read for {WRITE_TIMEOUT:?}; closing its connection");
-                    break;
-                }
+            if !write_within(&mut w, &bytes, &label).await {
+                break;
             }
         }
         let _ = w.shutdown().await;
