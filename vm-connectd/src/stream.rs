@@ -14,7 +14,7 @@
 //!
 //! Data and StreamClose go through the link's *bulk* queue, which its writer serves only when
 //! no control frame (requests, answers, heartbeats, credits) waits, so a saturating stream adds
-//! at most one chunk's write to a control frame's way out ([`crate::frames::LinkQueues`]).
+//! at most one chunk's write to a control frame's way out ([`crate::frames::spawn_link_writer`]).
 //! Streams share the bulk queue in the order they wait for it (tokio's channels serve waiting
 //! senders first come, first served), so no stream starves another.
 //!

@@ -650,7 +650,7 @@ impl Client {
 impl Client {
     /// Asks a host daemon to offer guest `domain`'s stream on loopback `port` (0: to stop
     /// offering it; docs/protocol.md §16.1). Idempotent. Only root (or the daemon's own user)
-    /// may; a refusal is [`ClientError::Error`].
+    /// may; a refusal is [`ClientError::Remote`].
     pub fn expose(
         &mut self,
         domain: &str,
