@@ -823,8 +823,8 @@ health_step() {
 }
 
 # move_watched GUEST NODE: vm-ctl resource move GUEST -n NODE (a live migration), and vm-ctl
-# status read meanwhile until it shows GUEST migrating (issue 16: the one screen while a guest
-# migrates)
+# status read meanwhile until it shows GUEST migrating, with the migration's source and target
+# (issue 16: the one screen while a guest migrates)
 move_watched() {
     local g=$1 to=$2 pid j row='' out=$GC/move.out
     vmctl resource move "$g" -n "$to" --wait=180 >"$out" 2>&1 &
@@ -832,7 +832,7 @@ move_watched() {
     while kill -0 "$pid" 2>/dev/null; do
         if [ -z "$row" ]; then
             j=$(vmctl_json) || j=
-            if [ -n "$j" ] && jq -e --arg g "$g" '.status.guests[] | select(.domain == $g and .state == "migrating")' <<<"$j" >/dev/null 2>&1; then
+            if [ -n "$j" ] && jq -e --arg g "$g" '.status.guests[] | select(.domain == $g and .state == "migrating" and .migration != null and (.nodes | length) == 2)' <<<"$j" >/dev/null 2>&1; then
                 row=$(vmctl_guest "$g" <<<"$j")
                 mark "  vm-ctl status during the move: $row"
             fi
@@ -841,7 +841,7 @@ move_watched() {
     done
     wait "$pid" || { cat "$out"; die "vm-ctl resource move $g -n $to failed"; }
     cat "$out"
-    [ -n "$row" ] || die "vm-ctl status never showed $g migrating during its live migration"
+    [ -n "$row" ] || die "vm-ctl status never showed $g migrating (source, target, both nodes) during its live migration"
 }
 
 # A background reader of vm-ctl status during a failover: the first time it shows g2's fence in

@@ -594,10 +594,20 @@ fn guest_status(
 ) -> GuestStatus {
     let rsc = ids::rsc(dom);
     let instances: Vec<_> = mon.instances(&rsc).collect();
-    let mut nodes: Vec<String> = instances.iter().flat_map(|r| r.nodes.clone()).collect();
+    let migration = history::migration(cib, &rsc).map(|(from, to)| Migration { from, to });
+    // crm_mon names the source alone until the target's migrate_from: a migration in
+    // progress runs on both
+    let mut nodes: Vec<String> = instances
+        .iter()
+        .flat_map(|r| r.nodes.clone())
+        .chain(
+            migration
+                .iter()
+                .flat_map(|m| [m.from.clone(), m.to.clone()]),
+        )
+        .collect();
     nodes.sort();
     nodes.dedup();
-    let migration = history::migration(cib, &rsc).map(|(from, to)| Migration { from, to });
     let role = |r: Role| instances.iter().any(|i| i.role == r);
     let state = if instances.is_empty() {
         GuestState::Unknown
@@ -1210,6 +1220,8 @@ mod tests {
                 to: "n2".into()
             })
         );
+        // crm_mon names n1 alone; the migration runs on both
+        assert_eq!(g2.nodes, ["n1", "n2"]);
         // published by the source, where it still runs
         assert_eq!(g2.channel.node.as_deref(), Some("n1"));
         assert_eq!(g2.channel.liveness, "silent");

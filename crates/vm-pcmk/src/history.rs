@@ -30,6 +30,8 @@ pub struct LrmOp {
     pub call_id: i64,
     /// The agent's exit code.
     pub rc_code: Option<i32>,
+    /// Its execution status (`op-status`: 0 done, -1 pending, others failed to run).
+    pub op_status: Option<i32>,
     /// Still running (recorded as pending).
     pub pending: bool,
     /// The interval of a recurring operation, in ms (0: not recurring).
@@ -52,6 +54,7 @@ fn parse_op(node: &str, op: &Element) -> Option<LrmOp> {
         operation: op.get("operation")?.to_owned(),
         call_id: op.get("call-id").and_then(|c| c.parse().ok()).unwrap_or(-1),
         rc_code: op.get("rc-code").and_then(|c| c.parse().ok()),
+        op_status: op.get("op-status").and_then(|s| s.parse().ok()),
         pending: op.get("op-status") == Some(EXEC_PENDING),
         interval_ms: op.get("interval").and_then(|i| i.parse().ok()).unwrap_or(0),
         last_rc_change: op.get("last-rc-change").and_then(|t| t.parse().ok()),
@@ -91,21 +94,74 @@ pub fn lrm_ops(cib: &Cib, rsc: &str) -> Vec<LrmOp> {
     out
 }
 
-/// A live migration of `rsc` in progress, as `(source, target)`: on some node the last
-/// non-recurring operation (the `<rsc>_last_0` entry) is a `migrate_to` that is pending or
-/// succeeded (the target's `migrate_from` has not been recorded over it yet), or a pending
-/// `migrate_from`. `crm_mon` shows the first as the role `Migrating` on no node; this names the
-/// nodes.
+/// `op-status` of a finished operation (Pacemaker's `PCMK_EXEC_DONE`).
+const EXEC_DONE: i32 = 0;
+
+impl LrmOp {
+    /// Finished with the agent's success (rc 0, op-status done).
+    fn succeeded(&self) -> bool {
+        self.rc_code == Some(0) && self.op_status == Some(EXEC_DONE)
+    }
+}
+
+/// The newest non-recurring operation of `ops` on `node`, in Pacemaker's order of one node's
+/// history (`pe__is_newer_op`): by call id, a pending one (call id -1) newest, equal call ids
+/// (`<rsc>_last_0` and `<rsc>_last_failure_0` of one result) by their last change.
+fn newest_on<'a>(ops: &'a [LrmOp], node: &str) -> Option<&'a LrmOp> {
+    ops.iter()
+        .filter(|o| o.node == node && o.interval_ms == 0)
+        .max_by_key(|o| (o.pending, o.call_id, o.last_rc_change))
+}
+
+/// A live migration of `rsc` in progress, as `(source, target)`.
+///
+/// Pacemaker (since 2.1.5, the version this project runs on) records a migration's steps apart from the resource's
+/// last result: `<rsc>_migrate_to_0` on the source and `<rsc>_migrate_from_0` on the target,
+/// each with `migrate_source` and `migrate_target`, first pending (call id -1, op-status -1)
+/// and then rewritten with the result; `<rsc>_last_0` keeps the previous start, probe or stop
+/// (older versions wrote the steps over `<rsc>_last_0`: both read the same here). Both entries
+/// stay after the migration, so an entry alone says nothing: the migration runs while the
+/// source's newest non-recurring operation is
+/// - the `migrate_to`, pending: the source's agent is migrating the guest;
+/// - the `migrate_to`, succeeded, unless the target recorded a failed `migrate_from` since:
+///   the guest runs on the target (or is about to), and the source is not stopped yet
+///   (Pacemaker's "partial" migration before `migrate_from` and "dangling" one after);
+///
+/// or a node's newest one is a pending `migrate_from` (the target is taking the guest over).
+/// The source's stop, recorded pending as soon as it starts, ends it. `crm_mon` names only the
+/// role `Migrating` (and, before `migrate_from`, only the source node); this names both nodes.
 pub fn migration(cib: &Cib, rsc: &str) -> Option<(String, String)> {
-    lrm_ops(cib, rsc)
-        .into_iter()
-        .filter(|o| o.id.ends_with("_last_0"))
-        .find(|o| match o.operation.as_str() {
-            "migrate_to" => o.pending || o.rc_code == Some(0),
-            "migrate_from" => o.pending,
+    let ops = lrm_ops(cib, rsc);
+    let mut nodes: Vec<&str> = ops.iter().map(|o| o.node.as_str()).collect();
+    nodes.dedup();
+    for node in nodes {
+        let Some(last) = newest_on(&ops, node) else {
+            continue;
+        };
+        let (Some(source), Some(target)) = (&last.migrate_source, &last.migrate_target) else {
+            continue;
+        };
+        let running = match last.operation.as_str() {
+            "migrate_to" if last.pending => true,
+            "migrate_to" if last.succeeded() && source == node => {
+                // this migration's migrate_from, if the target recorded it (an older one,
+                // started before this migrate_to, is another migration's)
+                let migrate_from = ops.iter().find(|o| {
+                    o.node == *target
+                        && o.operation == "migrate_from"
+                        && o.migrate_source.as_ref() == Some(source)
+                        && o.last_rc_change >= last.last_rc_change
+                });
+                migrate_from.is_none_or(|f| f.pending || f.succeeded())
+            }
+            "migrate_from" => last.pending,
             _ => false,
-        })
-        .and_then(|o| Some((o.migrate_source?, o.migrate_target?)))
+        };
+        if running {
+            return Some((source.clone(), target.clone()));
+        }
+    }
+    None
 }
 
 /// One fail count of a resource on a node.
@@ -208,7 +264,11 @@ mod tests {
                 <lrm_resource id="g10" type="VirtualDomain" class="ocf">{}</lrm_resource></lrm_resources></lrm></node_state>
               <node_state id="2" uname="n2"><lrm id="2"><lrm_resources><lrm_resource id="g" type="VirtualDomain" class="ocf">{n2_ops}</lrm_resource></lrm_resources></lrm></node_state>
             </status></cib>"#,
-            op("g10_last_0", "migrate_to", r#"migrate_source="n1" migrate_target="n2""#)
+            op(
+                "g10_migrate_to_0",
+                "migrate_to",
+                r#"migrate_source="n1" migrate_target="n2""#
+            )
         ))
         .unwrap()
     }
@@ -247,34 +307,119 @@ mod tests {
         assert_eq!(migration(&c, "g10"), Some(("n1".into(), "n2".into())));
     }
 
+    /// g's history on n1 and n3 at each step of its live migration n1 -> n3, as the cluster
+    /// recorded it (the entries' attributes as pacemaker-based logged them on the multinode
+    /// bed, Pacemaker 2.1.5; tests/tiers/cib/fixtures/migration/ has the whole CIBs).
     #[test]
     fn migrations_in_progress_are_found_at_each_step() {
-        let mig = r#"migrate_source="n1" migrate_target="n2""#;
-        let pending = format!(r#"call-id="-1" rc-code="193" op-status="-1" {mig}"#);
-        // migrate_to running on the source
-        let c = cib(&op("g_last_0", "migrate_to", &pending), "", "");
-        assert_eq!(migration(&c, "g"), Some(("n1".into(), "n2".into())));
-        // migrate_to done, migrate_from running on the target
-        let c = cib(
-            &op("g_last_0", "migrate_to", mig),
-            &op("g_last_0", "migrate_from", &pending),
-            "",
-        );
-        assert_eq!(migration(&c, "g"), Some(("n1".into(), "n2".into())));
-        // migrate_from done, the source's stop recorded: over
-        let c = cib(
-            &op("g_last_0", "stop", ""),
-            &op("g_last_0", "migrate_from", mig),
-            "",
-        );
-        assert_eq!(migration(&c, "g"), None);
+        let mig = r#"migrate_source="n1" migrate_target="n3""#;
+        let pending = |t: u64| {
+            format!(
+                r#"call-id="-1" rc-code="193" op-status="-1" last-rc-change="{t}" exec-time="0" {mig}"#
+            )
+        };
+        let done = |call: u32, t: u64| {
+            format!(r#"call-id="{call}" rc-code="0" op-status="0" last-rc-change="{t}" {mig}"#)
+        };
+        // before: started on n1 (its probe found it running), recurring monitor; n3 probed
+        let n1_before = [
+            op(
+                "g_last_0",
+                "monitor",
+                r#"call-id="93" last-rc-change="1796614801""#,
+            ),
+            op(
+                "g_last_failure_0",
+                "monitor",
+                r#"call-id="93" last-rc-change="1796614801""#,
+            ),
+            op(
+                "g_monitor_10000",
+                "monitor",
+                r#"call-id="94" interval="10000" last-rc-change="1796614802""#,
+            ),
+        ]
+        .concat();
+        let n3_before = op("g_last_0", "monitor", r#"call-id="40" rc-code="7""#);
+        let c = |n1: &str, n3: &str| {
+            Cib::parse(&format!(
+                r#"<cib><configuration/><status>
+                  <node_state id="1" uname="n1"><lrm id="1"><lrm_resources><lrm_resource id="g">{n1_before}{n1}</lrm_resource></lrm_resources></lrm></node_state>
+                  <node_state id="3" uname="n3"><lrm id="3"><lrm_resources><lrm_resource id="g">{n3_before}{n3}</lrm_resource></lrm_resources></lrm></node_state>
+                </status></cib>"#
+            ))
+            .unwrap()
+        };
+        let n1_n3 = Some(("n1".to_owned(), "n3".to_owned()));
+        assert_eq!(migration(&c("", ""), "g"), None);
+        // 0.69.1: migrate_to running on n1
+        let to_pending = op("g_migrate_to_0", "migrate_to", &pending(1_796_614_883));
+        assert_eq!(migration(&c(&to_pending, ""), "g"), n1_n3);
+        // 0.69.8: migrate_to done, migrate_from not started yet
+        let to_done = op("g_migrate_to_0", "migrate_to", &done(96, 1_796_614_883));
+        assert_eq!(migration(&c(&to_done, ""), "g"), n1_n3);
+        // 0.69.9: migrate_from running on n3
+        let from_pending = op("g_migrate_from_0", "migrate_from", &pending(1_796_614_890));
+        assert_eq!(migration(&c(&to_done, &from_pending), "g"), n1_n3);
+        // 0.69.10: migrate_from done; n1 not stopped yet
+        let from_done = op("g_migrate_from_0", "migrate_from", &done(42, 1_796_614_890));
+        assert_eq!(migration(&c(&to_done, &from_done), "g"), n1_n3);
+        // 0.69.11: n1's stop running (recorded over g_last_0): the migration is over, and
+        // stays over with the stop done, both migrate entries kept
+        let n1_stop = |attrs: &str| {
+            let before = n1_before.replacen(
+                &op(
+                    "g_last_0",
+                    "monitor",
+                    r#"call-id="93" last-rc-change="1796614801""#,
+                ),
+                &op("g_last_0", "stop", attrs),
+                1,
+            );
+            assert_ne!(before, n1_before);
+            Cib::parse(&format!(
+                r#"<cib><configuration/><status>
+                  <node_state id="1" uname="n1"><lrm id="1"><lrm_resources><lrm_resource id="g">{before}{to_done}</lrm_resource></lrm_resources></lrm></node_state>
+                  <node_state id="3" uname="n3"><lrm id="3"><lrm_resources><lrm_resource id="g">{n3_before}{from_done}</lrm_resource></lrm_resources></lrm></node_state>
+                </status></cib>"#
+            ))
+            .unwrap()
+        };
+        let stop_pending =
+            r#"call-id="-1" rc-code="193" op-status="-1" last-rc-change="1796614890""#;
+        assert_eq!(migration(&n1_stop(stop_pending), "g"), None);
+        let stop_done = r#"call-id="97" last-rc-change="1796614890""#;
+        assert_eq!(migration(&n1_stop(stop_done), "g"), None);
         // a failed migrate_to is no migration in progress
-        let c = cib(
-            &op("g_last_0", "migrate_to", &format!(r#"rc-code="1" {mig}"#)),
-            "",
-            "",
+        let to_failed = op(
+            "g_migrate_to_0",
+            "migrate_to",
+            &format!(r#"call-id="96" rc-code="1" {mig}"#),
         );
-        assert_eq!(migration(&c, "g"), None);
+        assert_eq!(migration(&c(&to_failed, ""), "g"), None);
+        // nor is one whose migrate_from failed (Pacemaker recovers the guest)
+        let from_failed = op(
+            "g_migrate_from_0",
+            "migrate_from",
+            &format!(r#"call-id="42" rc-code="1" last-rc-change="1796614890" {mig}"#),
+        );
+        assert_eq!(migration(&c(&to_done, &from_failed), "g"), None);
+        // but a failed migrate_from of an earlier migration does not end this one
+        let old_from_failed = op(
+            "g_migrate_from_0",
+            "migrate_from",
+            &format!(r#"call-id="12" rc-code="1" last-rc-change="1796610000" {mig}"#),
+        );
+        assert_eq!(migration(&c(&to_done, &old_from_failed), "g"), n1_n3);
+        // Pacemaker before 2.1.5 wrote the steps over g_last_0: read the same
+        let old_style = op("g_last_0", "migrate_to", &pending(1_796_614_883));
+        let c_old = Cib::parse(&format!(
+            r#"<cib><configuration/><status>
+              <node_state id="1" uname="n1"><lrm id="1"><lrm_resources><lrm_resource id="g">{old_style}</lrm_resource></lrm_resources></lrm></node_state>
+            </status></cib>"#
+        ))
+        .unwrap();
+        assert_eq!(migration(&c_old, "g"), n1_n3);
     }
 
     #[test]

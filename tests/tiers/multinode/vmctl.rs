@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use vm_common::process::Output;
 use vm_pcmk::Role;
 use vm_tests::guest::{Vport, domain_xml, helper_cmd, wait_ready};
 use vm_tests::multinode::{MultiNode, VMCTL_KEYS};
@@ -93,6 +94,41 @@ impl Bed {
         serde_json::from_str::<serde_json::Value>(&out.stdout_text()).unwrap()["list"][0].clone()
     }
 
+    /// `vm-ctl resource move GUEST -n NODE --wait`, with `vm-ctl status` read meanwhile; returns
+    /// the move's output and GUEST as status first showed it `migrating`.
+    fn move_watched(&self, guest: &str, node: &str) -> (Output, serde_json::Value) {
+        std::thread::scope(|s| {
+            let mover = s.spawn(|| {
+                self.vmctl
+                    .ok(&["resource", "move", guest, "-n", node, "--wait=120"])
+            });
+            let mut during = None;
+            while !mover.is_finished() {
+                if during.is_none() {
+                    let out = self
+                        .vmctl
+                        .cmd(&["--output", "json", "status"])
+                        .run()
+                        .unwrap();
+                    let v: serde_json::Value =
+                        serde_json::from_str(&out.stdout_text()).unwrap_or_default();
+                    during = v["status"]["guests"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|g| g["domain"] == guest && g["state"] == "migrating")
+                        .cloned();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let out = mover.join().unwrap();
+            let during = during.unwrap_or_else(|| {
+                panic!("vm-ctl status never showed {guest} migrating during its live migration")
+            });
+            (out, during)
+        })
+    }
+
     fn stop_all(&self, guests: &str) {
         self.vmctl.ok(&["resource", "stop", guests, "--wait=120"]);
     }
@@ -120,12 +156,32 @@ fn multinode_vmctl_moves_guests_live_and_cold() {
         format!("vm-ctl add + start --wait: g1 on {n1} (-m on), g2 on {n2} (-m off), both booted"),
     );
 
-    // -m on: live migration; the guest keeps running (its uptime continues)
+    // -m on: live migration; the guest keeps running (its uptime continues), and vm-ctl status
+    // read meanwhile shows it migrating, from where to where, on both nodes (issue 16)
     let up = bed.uptime(n1, "g1");
-    let out = bed
-        .vmctl
-        .ok(&["resource", "move", "g1", "-n", n2, "--wait=120"]);
+    let (out, during) = bed.move_watched("g1", n2);
     assert_eq!(bed.running_on("prmVMCTL_g1"), *n2);
+    assert_eq!(
+        (&during["migration"]["from"], &during["migration"]["to"]),
+        (&serde_json::json!(n1), &serde_json::json!(n2)),
+        "vm-ctl status during the live migration: {during:#}"
+    );
+    assert_eq!(
+        during["nodes"],
+        serde_json::json!([n1, n2]),
+        "vm-ctl status during the live migration: {during:#}"
+    );
+    evidence(
+        "multinode",
+        t0,
+        format!(
+            "vm-ctl status during vm-ctl move g1 -n {n2}: {} {} -> {}, on {}",
+            during["state"],
+            during["migration"]["from"],
+            during["migration"]["to"],
+            during["nodes"]
+        ),
+    );
     let up2 = bed.uptime(n2, "g1");
     assert!(
         up2 > up,
