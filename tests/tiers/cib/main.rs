@@ -335,11 +335,11 @@ fn cib_file_write_of_a_verified_cib_keeps_compare_and_swap_mode_and_checks() {
             })
         })
         .collect();
-    let old_inode = inode();
+    // (no inode check here: after six renames the file system may hand the first file's freed
+    // inode number to a later one; the epoch and the six resources below are the proof)
     for w in writers {
         w.join().unwrap().unwrap();
     }
-    assert_ne!(inode(), old_inode);
     let racing = pcmk.snapshot().unwrap();
     for i in 0..6 {
         assert!(racing.resource(&format!("r{i}")).is_some(), "r{i} lost");
