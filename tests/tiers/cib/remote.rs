@@ -77,7 +77,7 @@ fn remote_gives_the_key_to_guest_nodes_only_through_the_relays() {
     std::fs::write(
         &cib_path,
         format!(
-            r#"<cib validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0"><configuration><crm_config/><nodes><node id="1" uname="{node}"/></nodes><resources>{}{}{}</resources><constraints/></configuration><status><node_state id="1" uname="{node}" in_ccm="true" crmd="online" join="member" expected="member"><transient_attributes id="1"><instance_attributes id="status-1"><nvpair id="status-1-{gone_attr}" name="{gone_attr}" value="-"/><nvpair id="status-1-{gn_attr}" name="{gn_attr}" value="-"/></instance_attributes></transient_attributes><lrm id="1"><lrm_resources><lrm_resource id="prmVMCTL_{gn}" class="ocf" provider="pm-kvm-tools" type="VirtualDomain"><lrm_rsc_op id="prmVMCTL_{gn}_last_0" operation_key="prmVMCTL_{gn}_start_0" operation="start" crm-debug-origin="do_update_resource" crm_feature_set="3.16.2" transition-key="1:1:0:00000000-0000-0000-0000-000000000000" transition-magic="0:0;1:1:0:00000000-0000-0000-0000-000000000000" exit-reason="" on_node="{node}" call-id="3" rc-code="0" op-status="0" interval="0" last-rc-change="1700000000" exec-time="1" queue-time="0" op-digest="00000000000000000000000000000000"/></lrm_resource></lrm_resources></lrm></node_state></status></cib>"#,
+            r#"<cib validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0"><configuration><crm_config/><nodes><node id="1" uname="{node}"/></nodes><resources>{}{}{}</resources><constraints/></configuration><status><node_state id="1" uname="{node}" in_ccm="true" crmd="online" join="member" expected="member"><transient_attributes id="1"><instance_attributes id="status-1"><nvpair id="status-1-{gone_attr}" name="{gone_attr}" value="-"/><nvpair id="status-1-{gn_attr}" name="{gn_attr}" value="-"/></instance_attributes></transient_attributes><lrm id="1"><lrm_resources>{started}</lrm_resources></lrm></node_state></status></cib>"#,
             prim(
                 gn,
                 &format!(r#"<nvpair id="m-{gn}-r" name="remote-node" value="{gn}"/>"#)
@@ -87,6 +87,7 @@ fn remote_gives_the_key_to_guest_nodes_only_through_the_relays() {
                 gone,
                 &format!(r#"<nvpair id="m-{gone}-r" name="remote-node" value="{gone}"/>"#)
             ),
+            started = vm_tests::cib::started_entry(&format!("prmVMCTL_{gn}"), &node),
             gone_attr = guest_attr(gone),
             gn_attr = guest_attr(gn),
         ),
