@@ -231,3 +231,12 @@ impl CibFile {
             .unwrap_or_else(|e| panic!("crm_simulate: {e}"))
     }
 }
+
+/// The `lrm_resource` history entry (for a `node_state`'s `lrm_resources`) of VirtualDomain
+/// `rsc` started on `node`, as the controller records a successful start: for tests whose
+/// guest runs outside Pacemaker but must read as run by it (`vm_pcmk::history::active_nodes`).
+pub fn started_entry(rsc: &str, node: &str) -> String {
+    format!(
+        r#"<lrm_resource id="{rsc}" class="ocf" provider="pm-kvm-tools" type="VirtualDomain"><lrm_rsc_op id="{rsc}_last_0" operation_key="{rsc}_start_0" operation="start" crm-debug-origin="do_update_resource" crm_feature_set="3.16.2" transition-key="1:1:0:00000000-0000-0000-0000-000000000000" transition-magic="0:0;1:1:0:00000000-0000-0000-0000-000000000000" exit-reason="" on_node="{node}" call-id="3" rc-code="0" op-status="0" interval="0" last-rc-change="1700000000" exec-time="1" queue-time="0" op-digest="00000000000000000000000000000000"/></lrm_resource>"#
+    )
+}

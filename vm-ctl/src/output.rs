@@ -248,13 +248,15 @@ pub enum FindingCode {
     AuthkeyGuestSame,
     /// The guest node reported holding another Pacemaker key, or none.
     AuthkeyGuestDiffers,
-    /// The guest node has not reported its Pacemaker key (no pmkt-authkey-DOMAIN attribute on any host node).
+    /// The guest node has not reported its Pacemaker key to the host node it runs on (no pmkt-authkey-DOMAIN attribute there).
     AuthkeyGuestUnknown,
+    /// The guest node's VirtualDomain does not run on one host node (stopped, or a live migration in progress): its key is not judged.
+    AuthkeyGuestNotRunning,
 }
 
 impl FindingCode {
     /// Every code, in the order docs/operations.md lists them.
-    pub const ALL: [FindingCode; 73] = [
+    pub const ALL: [FindingCode; 74] = [
         FindingCode::CloneConfigured,
         FindingCode::CloneMissing,
         FindingCode::ConnectdClone,
@@ -328,6 +330,7 @@ impl FindingCode {
         FindingCode::AuthkeyGuestSame,
         FindingCode::AuthkeyGuestDiffers,
         FindingCode::AuthkeyGuestUnknown,
+        FindingCode::AuthkeyGuestNotRunning,
     ];
 
     /// The code as `--output json` writes it.
@@ -406,6 +409,7 @@ impl FindingCode {
             FindingCode::AuthkeyGuestSame => "authkey-guest-same",
             FindingCode::AuthkeyGuestDiffers => "authkey-guest-differs",
             FindingCode::AuthkeyGuestUnknown => "authkey-guest-unknown",
+            FindingCode::AuthkeyGuestNotRunning => "authkey-guest-not-running",
         }
     }
 }

@@ -1124,6 +1124,7 @@ fn decrypt_legacy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_log::logged;
 
     #[test]
     fn every_legacy_op_parsed_has_its_action() {
@@ -1466,30 +1467,6 @@ mod tests {
             Ok(Answer::Error(ErrorCode::Internal, m)) => assert!(m.contains("failed"), "{m}"),
             other => panic!("the requester must get an answer: {other:?}"),
         }
-    }
-
-    /// Log lines written while `f` runs (at every level).
-    fn logged(f: impl FnOnce()) -> String {
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Buf::default();
-        let out = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || out.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let bytes = buf.0.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
     }
 
     #[test]

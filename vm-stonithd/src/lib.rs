@@ -23,6 +23,8 @@ pub mod merge;
 pub mod plan;
 pub mod remote;
 pub mod start;
+#[cfg(test)]
+mod test_log;
 pub mod watch;
 
 /// vm-stonithd.toml: the one schema, shared with vm-ctl.

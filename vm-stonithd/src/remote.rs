@@ -22,6 +22,11 @@
 //! Then the key file is read (bounded), its fingerprint published as [`HOST_ATTR`] on this node,
 //! what the guest holds as `pmkt-authkey-<domain>` (both only when changed), and the guest gets
 //! `same` or the key. Requests are handled one at a time on the module connection's thread.
+//!
+//! On the same thread, when it registers and then every [`SWEEP`], the module removes the
+//! `pmkt-authkey-<domain>` attributes of this node whose guest does not run here as a guest
+//! node any more ([`stale_guest_attrs`]): after a live migration the old node would otherwise
+//! keep what the guest reported there until it leaves the cluster.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -36,6 +41,7 @@ use vm_pcmk::{Cib, Pacemaker, Update};
 use vm_proto::Origin;
 use vm_proto::authkey::{
     self, AuthkeyReply, Fingerprint, HOST_ATTR, KeyBytes, MAX_KEY, SERVICE, guest_attr,
+    guest_of_attr,
 };
 use vm_proto::client::{ClientError, Delivery, Module, ModuleEvent, ModuleSender};
 use vm_proto::message::{ErrorCode, RetryReason};
@@ -50,6 +56,10 @@ pub const BURST: u32 = 4;
 
 /// One more request allowed per this long.
 pub const REFILL: Duration = Duration::from_secs(5);
+
+/// How often the module removes the guest attributes this node should no longer carry
+/// ([`stale_guest_attrs`]), and once when it registers with vm-connectd.
+pub const SWEEP: Duration = Duration::from_secs(60);
 
 /// Guests remembered by the rate limit at most (they are this host's guests; idle ones are
 /// forgotten first).
@@ -83,6 +93,29 @@ pub fn decide(cib: &Cib, domain: &str) -> Result<(), Refusal> {
     } else {
         Err(Refusal::NotAGuestNode(domain.to_owned()))
     }
+}
+
+/// The `pmkt-authkey-<domain>` attributes of `node` that should go: the guest does not run
+/// there (any more: it migrated away or stopped, or its resource is gone), according to the
+/// nodes' operation history ([`vm_pcmk::history::active_nodes`]), or it is not a guest node
+/// ([`decide`]). What a guest reported is only true on the node it runs on, and `vm-ctl check`
+/// reads it only there; this keeps the old node of a migration from showing a stale value to
+/// whoever reads the attributes, and a deleted guest node from leaving one behind.
+pub fn stale_guest_attrs(cib: &Cib, node: &str) -> Vec<String> {
+    cib.transient_attributes(node)
+        .into_iter()
+        .filter_map(|(name, _)| {
+            let domain = guest_of_attr(name)?;
+            let runs_here = decide(cib, domain).is_ok()
+                && vm_pcmk::history::active_nodes(
+                    cib,
+                    &vm_pcmk::virtualdomain::guest_resource(domain),
+                )
+                .iter()
+                .any(|n| n == node);
+            (!runs_here).then(|| name.to_owned())
+        })
+        .collect()
 }
 
 /// Reads the key file: at most [`MAX_KEY`] bytes, not empty.
@@ -210,7 +243,13 @@ impl Remote {
                 return;
             }
         };
+        // at once: a previous run may have left attributes of guests that have gone since
+        let mut next_sweep = Instant::now();
         while !shutdown.load(Ordering::SeqCst) {
+            if Instant::now() >= next_sweep {
+                self.sweep();
+                next_sweep = Instant::now() + SWEEP;
+            }
             match module.next_event(Duration::from_millis(500)) {
                 Ok(Some(ModuleEvent::Deliver(d))) => self.answer(&d, &sender),
                 // requests are answered before the next is read: nothing to cancel
@@ -319,44 +358,76 @@ impl Remote {
         }
     }
 
+    /// Removes the attributes [`stale_guest_attrs`] finds on this node (best effort, logged):
+    /// one CIB read.
+    pub fn sweep(&self) {
+        let cib = match self.pcmk.snapshot() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(
+                    "{SERVICE}: no sweep (cannot read the CIB): {}",
+                    error_chain(&e)
+                );
+                return;
+            }
+        };
+        for name in stale_guest_attrs(&cib, self.daemon.node()) {
+            let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+            match self.write_attr(&name, None) {
+                Ok(()) => {
+                    tracing::info!(%name, "{SERVICE}: removed: its guest node does not run on this node");
+                    published.remove(&name);
+                }
+                Err(e) => tracing::warn!("cannot remove {name}: {e}"),
+            }
+        }
+    }
+
     /// Publishes `value` as the transient attribute `name` of this node, if it changed since
-    /// the last time (best effort, logged). On a CIB file (`CIB_file`, the test tiers) it is
-    /// written into the file's status section, as attrd would.
+    /// the last time (best effort, logged).
     fn publish(&self, name: &str, value: &str) {
         let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
         if published.get(name).is_some_and(|v| v == value) {
             return;
         }
-        let node = self.daemon.node().to_owned();
-        let result = if self.pcmk.cib_file().is_some() {
-            self.pcmk
-                .transact(5, |cib| {
-                    Ok::<_, vm_pcmk::PcmkError>(
-                        if cib.set_transient_attribute(&node, name, value) {
-                            Update::Write(())
-                        } else {
-                            Update::Unchanged(())
-                        },
-                    )
-                })
-                .map_err(|e| error_chain(&e))
-        } else {
-            match vm_common::process::Cmd::new("attrd_updater")
-                .args(["--name", name, "--update", value])
-                .timeout(Duration::from_secs(10))
-                .run()
-            {
-                Ok(o) if o.success() => Ok(()),
-                Ok(o) => Err(format!("attrd_updater: {}", o.stderr_text().trim())),
-                Err(e) => Err(error_chain(&e)),
-            }
-        };
-        match result {
+        match self.write_attr(name, Some(value)) {
             Ok(()) => {
                 tracing::debug!(%name, %value, "published");
                 published.insert(name.to_owned(), value.to_owned());
             }
             Err(e) => tracing::warn!("cannot publish {name} for vm-ctl check: {e}"),
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) the transient attribute `name` of this node. On a CIB
+    /// file (`CIB_file`, the test tiers) in the file's status section, as attrd would.
+    fn write_attr(&self, name: &str, value: Option<&str>) -> Result<(), String> {
+        let node = self.daemon.node().to_owned();
+        if self.pcmk.cib_file().is_some() {
+            return self
+                .pcmk
+                .transact(5, |cib| {
+                    let changed = match value {
+                        Some(v) => cib.set_transient_attribute(&node, name, v),
+                        None => cib.remove_transient_attribute(&node, name),
+                    };
+                    Ok::<_, vm_pcmk::PcmkError>(if changed {
+                        Update::Write(())
+                    } else {
+                        Update::Unchanged(())
+                    })
+                })
+                .map_err(|e| error_chain(&e));
+        }
+        let mut cmd = vm_common::process::Cmd::new("attrd_updater").args(["--name", name]);
+        cmd = match value {
+            Some(v) => cmd.args(["--update", v]),
+            None => cmd.args(["--delete"]),
+        };
+        match cmd.timeout(Duration::from_secs(10)).run() {
+            Ok(o) if o.success() => Ok(()),
+            Ok(o) => Err(format!("attrd_updater: {}", o.stderr_text().trim())),
+            Err(e) => Err(error_chain(&e)),
         }
     }
 }
@@ -406,6 +477,75 @@ mod tests {
                 "{dom}"
             );
         }
+    }
+
+    #[test]
+    fn the_attributes_of_guests_that_do_not_run_here_as_guest_nodes_are_stale() {
+        let remote = "<nvpair id=\"r\" name=\"remote-node\" value=\"x\"/>";
+        let resources = [
+            vd("g1", remote),
+            vd("g2", remote),
+            vd("g3", ""),
+            vd("g5", remote),
+        ]
+        .concat();
+        // (node, domain, operation): g1 runs on n1, g2 migrated from n1 to n2, g3 runs on n1
+        // but is not a guest node, g4 has no resource, g5 was stopped on n1
+        let history = |node: &str| -> String {
+            [
+                ("n1", "g1", "start", 3),
+                ("n1", "g2", "stop", 9),
+                ("n2", "g2", "migrate_from", 4),
+                ("n1", "g3", "start", 5),
+                ("n1", "g5", "stop", 6),
+            ]
+            .iter()
+            .filter(|(n, ..)| *n == node)
+            .map(|(_, dom, op, call)| {
+                format!(
+                    "<lrm_resource id=\"prmVMCTL_{dom}\"><lrm_rsc_op id=\"prmVMCTL_{dom}_last_0\" \
+                     operation=\"{op}\" call-id=\"{call}\" rc-code=\"0\" op-status=\"0\" interval=\"0\"/></lrm_resource>"
+                )
+            })
+            .collect()
+        };
+        let attrs: String = [
+            "pmkt-authkey",
+            "pmkt-authkey-g1",
+            "pmkt-authkey-g2",
+            "pmkt-authkey-g3",
+            "pmkt-authkey-g4",
+            "pmkt-authkey-g5",
+            "pmkt-other",
+        ]
+        .iter()
+        .map(|a| format!("<nvpair id=\"s-{a}\" name=\"{a}\" value=\"-\"/>"))
+        .collect();
+        let c = Cib::parse(&format!(
+            "<cib epoch=\"1\" num_updates=\"0\" admin_epoch=\"0\"><configuration><crm_config/><nodes/>\
+             <resources>{resources}</resources><constraints/></configuration><status>\
+             <node_state id=\"1\" uname=\"n1\" in_ccm=\"true\" crmd=\"online\"><transient_attributes id=\"1\">\
+             <instance_attributes id=\"s-1\">{attrs}</instance_attributes></transient_attributes>\
+             <lrm id=\"1\"><lrm_resources>{}</lrm_resources></lrm></node_state>\
+             <node_state id=\"2\" uname=\"n2\" in_ccm=\"true\" crmd=\"online\">\
+             <lrm id=\"2\"><lrm_resources>{}</lrm_resources></lrm></node_state></status></cib>",
+            history("n1"),
+            history("n2")
+        ))
+        .unwrap();
+        assert_eq!(
+            stale_guest_attrs(&c, "n1"),
+            [
+                "pmkt-authkey-g2",
+                "pmkt-authkey-g3",
+                "pmkt-authkey-g4",
+                "pmkt-authkey-g5"
+            ]
+        );
+        assert!(
+            stale_guest_attrs(&c, "n2").is_empty(),
+            "n2 has no attributes"
+        );
     }
 
     #[test]

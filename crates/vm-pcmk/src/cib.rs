@@ -228,6 +228,13 @@ impl Cib {
         self.node_states().find(|s| s.get("uname") == Some(uname))
     }
 
+    /// Whether node `uname` is a member of the cluster now: its `node_state` says so for the
+    /// membership layer (`in_ccm`) and the controller (`crmd`).
+    pub fn node_online(&self, uname: &str) -> bool {
+        self.node_state(uname)
+            .is_some_and(|s| state_flag_up(s.get("in_ccm")) && state_flag_up(s.get("crmd")))
+    }
+
     /// Every `node_state` of the status section, in document order.
     pub fn node_states(&self) -> impl Iterator<Item = &Element> {
         self.root
@@ -340,6 +347,16 @@ impl Cib {
         self.section_mut("nodes")
             .elements_mut()
             .find(|n| n.name == "node" && n.get("uname") == Some(uname))
+    }
+}
+
+/// A `node_state` flag (`in_ccm`, `crmd`): `true`/`online`/`member` in Pacemaker up to 2.1.6,
+/// the time since when it is so (a positive number) in later versions.
+fn state_flag_up(value: Option<&str>) -> bool {
+    match value {
+        Some("true" | "online" | "member" | "yes") => true,
+        Some(v) => v.parse::<u64>().is_ok_and(|n| n > 0),
+        None => false,
     }
 }
 

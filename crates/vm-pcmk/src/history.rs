@@ -164,6 +164,45 @@ pub fn migration(cib: &Cib, rsc: &str) -> Option<(String, String)> {
     None
 }
 
+/// The nodes where `rsc` is active now according to each member node's operation history, as
+/// the scheduler reads it (simplified): the node's operations in the order they ran (call id;
+/// pending ones last), each deciding whether it runs there. A start, `migrate_from`,
+/// `migrate_to` (the source runs it until its stop) or other operation that succeeded or is
+/// pending makes it active; a successful stop makes it inactive, a failed or pending one
+/// leaves it active; a monitor (recurring or probe) answering "not running" (7) makes it
+/// inactive and any other answer active; a failed start leaves it inactive. Nodes that are not
+/// members ([`Cib::node_online`]) are left out: their history is stale until they rejoin. During
+/// a live migration both nodes are listed until the source's stop is recorded.
+pub fn active_nodes(cib: &Cib, rsc: &str) -> Vec<String> {
+    let mut ops = lrm_ops(cib, rsc);
+    ops.retain(|o| !o.id.contains("_last_failure_"));
+    ops.sort_by_key(|o| (o.pending, o.call_id));
+    let mut out: Vec<String> = Vec::new();
+    let mut nodes: Vec<&str> = ops.iter().map(|o| o.node.as_str()).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    for node in nodes {
+        if !cib.node_online(node) {
+            continue;
+        }
+        let mut active = false;
+        for o in ops.iter().filter(|o| o.node == node) {
+            let ok = o.pending || o.rc_code == Some(0);
+            active = match o.operation.as_str() {
+                "stop" => !ok || o.pending,
+                "monitor" if o.pending => active,
+                "monitor" => o.rc_code != Some(7),
+                "start" | "migrate_from" => ok,
+                _ => ok || active,
+            };
+        }
+        if active {
+            out.push(node.to_owned());
+        }
+    }
+    out
+}
+
 /// One fail count of a resource on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailCount {
@@ -310,6 +349,71 @@ mod tests {
     /// g's history on n1 and n3 at each step of its live migration n1 -> n3, as the cluster
     /// recorded it (the entries' attributes as pacemaker-based logged them on the multinode
     /// bed, Pacemaker 2.1.5; tests/tiers/cib/fixtures/migration/ has the whole CIBs).
+    #[test]
+    fn a_resource_is_active_where_its_member_nodes_history_says_it_runs() {
+        let cib = |n1: &str, n2: &str, n2_up: &str| {
+            Cib::parse(&format!(
+                r#"<cib><configuration/><status>
+                  <node_state id="1" uname="n1" in_ccm="true" crmd="online"><lrm id="1"><lrm_resources><lrm_resource id="g">{n1}</lrm_resource></lrm_resources></lrm></node_state>
+                  <node_state id="2" uname="n2" in_ccm="{n2_up}" crmd="{n2_up}"><lrm id="2"><lrm_resources><lrm_resource id="g">{n2}</lrm_resource></lrm_resources></lrm></node_state>
+                </status></cib>"#
+            ))
+            .unwrap()
+        };
+        let on = |n1: &str, n2: &str, n2_up: &str| active_nodes(&cib(n1, n2, n2_up), "g");
+        let call = |n: u32, extra: &str| format!(r#"call-id="{n}" {extra}"#);
+        let started = op("g_last_0", "start", &call(3, ""))
+            + &op(
+                "g_monitor_10000",
+                "monitor",
+                &call(4, r#"interval="10000""#),
+            );
+        let probed_absent = op("g_last_0", "monitor", &call(2, r#"rc-code="7""#));
+        assert_eq!(on(&started, &probed_absent, "true"), ["n1"]);
+        assert!(on("", &probed_absent, "true").is_empty(), "never started");
+        // its recurring monitor found it gone (and the failure recorded beside)
+        let gone = op("g_last_0", "start", &call(3, ""))
+            + &op(
+                "g_monitor_10000",
+                "monitor",
+                &call(4, r#"interval="10000" rc-code="7""#),
+            )
+            + &op(
+                "g_last_failure_0",
+                "monitor",
+                &call(4, r#"interval="10000" rc-code="7""#),
+            );
+        assert!(on(&gone, &probed_absent, "true").is_empty());
+        // stopped; a failed or pending stop leaves it running
+        assert!(on(&op("g_last_0", "stop", &call(5, "")), "", "true").is_empty());
+        assert_eq!(
+            on(
+                &op("g_last_0", "stop", &call(5, r#"rc-code="1""#)),
+                "",
+                "true"
+            ),
+            ["n1"]
+        );
+        let pending = r#"call-id="-1" rc-code="193" op-status="-1""#;
+        assert_eq!(on(&op("g_last_0", "stop", pending), "", "true"), ["n1"]);
+        // a pending start counts, a failed one does not
+        assert_eq!(on(&op("g_last_0", "start", pending), "", "true"), ["n1"]);
+        assert!(on(&op("g_last_0", "start", r#"rc-code="1""#), "", "true").is_empty());
+        // a live migration: both until the source's stop is recorded, then the target
+        let mig = r#"migrate_source="n1" migrate_target="n2""#;
+        let to = op("g_last_0", "migrate_to", &call(6, mig));
+        let from = op("g_last_0", "migrate_from", &call(3, mig));
+        assert_eq!(on(&to, &from, "true"), ["n1", "n2"]);
+        assert_eq!(
+            on(&op("g_last_0", "stop", &call(7, "")), &from, "true"),
+            ["n2"]
+        );
+        // the history of a node that is not a member does not count (later Pacemaker
+        // versions write the time since when it is one)
+        assert_eq!(on(&to, &from, "false"), ["n1"]);
+        assert_eq!(on(&to, &from, "1700000000"), ["n1", "n2"]);
+    }
+
     #[test]
     fn migrations_in_progress_are_found_at_each_step() {
         let mig = r#"migrate_source="n1" migrate_target="n3""#;

@@ -42,7 +42,10 @@ fn remote_gives_the_key_to_guest_nodes_only_through_the_relays() {
         .unwrap();
     let chan = work.path().join("chan");
     std::fs::create_dir(&chan).unwrap();
-    let (gn, plain) = ("gn1", "gn2");
+    // gn1 is a guest node running on this node (its start in the CIB's history), gn2 not a
+    // guest node, gn3 a guest node that does not run here: what it reported here earlier (an
+    // attribute a previous vm-stonithd left) is stale
+    let (gn, plain, gone) = ("gn1", "gn2", "gn3");
     let relay_args = [
         BridgedGuest::relay_arg(&chan, gn),
         BridgedGuest::relay_arg(&chan, plain),
@@ -74,12 +77,19 @@ fn remote_gives_the_key_to_guest_nodes_only_through_the_relays() {
     std::fs::write(
         &cib_path,
         format!(
-            r#"<cib validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0"><configuration><crm_config/><nodes><node id="1" uname="{node}"/></nodes><resources>{}{}</resources><constraints/></configuration><status><node_state id="1" uname="{node}" in_ccm="true" crmd="online" join="member" expected="member"/></status></cib>"#,
+            r#"<cib validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0"><configuration><crm_config/><nodes><node id="1" uname="{node}"/></nodes><resources>{}{}{}</resources><constraints/></configuration><status><node_state id="1" uname="{node}" in_ccm="true" crmd="online" join="member" expected="member"><transient_attributes id="1"><instance_attributes id="status-1"><nvpair id="status-1-{gone_attr}" name="{gone_attr}" value="-"/><nvpair id="status-1-{gn_attr}" name="{gn_attr}" value="-"/></instance_attributes></transient_attributes><lrm id="1"><lrm_resources>{started}</lrm_resources></lrm></node_state></status></cib>"#,
             prim(
                 gn,
                 &format!(r#"<nvpair id="m-{gn}-r" name="remote-node" value="{gn}"/>"#)
             ),
-            prim(plain, "")
+            prim(plain, ""),
+            prim(
+                gone,
+                &format!(r#"<nvpair id="m-{gone}-r" name="remote-node" value="{gone}"/>"#)
+            ),
+            started = vm_tests::cib::started_entry(&format!("prmVMCTL_{gn}"), &node),
+            gone_attr = guest_attr(gone),
+            gn_attr = guest_attr(gn),
         ),
     )
     .unwrap();
@@ -128,6 +138,28 @@ fn remote_gives_the_key_to_guest_nodes_only_through_the_relays() {
         attr(&cib_path, &node, HOST_ATTR).as_deref(),
         Some(fp.to_string().as_str()),
         "the host's fingerprint is published at start"
+    );
+    wait_for(
+        "the stale attribute of a guest node not running here to go",
+        Duration::from_secs(30),
+        || {
+            attr(&cib_path, &node, &guest_attr(gone))
+                .is_none()
+                .then_some(())
+        },
+    );
+    assert!(
+        attr(&cib_path, &node, &guest_attr(gn)).is_some(),
+        "the attribute of a guest node running here stays"
+    );
+    evidence(
+        "cib",
+        t0,
+        format!(
+            "remote: {} (a guest node not running on this node) removed at registration, {} kept",
+            guest_attr(gone),
+            guest_attr(gn)
+        ),
     );
 
     let gn_key = work.path().join(gn).join("authkey");

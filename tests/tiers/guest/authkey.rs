@@ -53,12 +53,15 @@ fn cib(node: &str, node_dom: &str, plain_dom: &str) -> String {
   <configuration><crm_config/><nodes><node id="1" uname="{node}"/></nodes>
     <resources>{}{}</resources><constraints/></configuration>
   <status>
-    <node_state id="1" uname="{node}" in_ccm="true" crmd="online" join="member" expected="member"/>
+    <node_state id="1" uname="{node}" in_ccm="true" crmd="online" join="member" expected="member"><lrm id="1"><lrm_resources>{}</lrm_resources></lrm></node_state>
   </status>
 </cib>
 "#,
         primitive(node_dom, &remote),
-        primitive(plain_dom, "")
+        primitive(plain_dom, ""),
+        // the guest node runs here (started by the test through libvirt, recorded as if by
+        // Pacemaker): vm-stonithd keeps its attribute, vm-ctl check judges it here
+        vm_tests::cib::started_entry(&format!("prmVMCTL_{node_dom}"), node)
     )
 }
 

@@ -92,14 +92,17 @@ pub fn run(app: &App, args: &CheckArgs) -> Result<Outcome> {
 
 /// The Pacemaker key of guest nodes: the fingerprints the host nodes' vm-stonithd publish,
 /// their own ([`authkey::HOST_ATTR`]) and each guest node's (`pmkt-authkey-<domain>`, what the
-/// guest reported holding). Nothing to say without guest nodes.
+/// guest reported holding), the latter read on the host node where the guest node's
+/// VirtualDomain runs now (from the CIB's operation history); a guest node running on no node,
+/// or on two, is not judged. Nothing to say without guest nodes.
 fn check_guest_node_keys(cib: &Cib, f: &mut Findings) {
-    let guest_nodes: Vec<(String, String)> = guest::all(cib)
+    // (domain, its resource, its node name)
+    let guest_nodes: Vec<(String, &str, &str)> = guest::all(cib)
         .into_iter()
         .filter_map(|(dom, prim)| {
             let rsc = prim.id()?;
             let name = cib.meta_attribute(rsc, "remote-node")?;
-            (!name.is_empty()).then(|| (dom, name.to_owned()))
+            (!name.is_empty()).then_some((dom, rsc, name))
         })
         .collect();
     if guest_nodes.is_empty() {
@@ -108,7 +111,7 @@ fn check_guest_node_keys(cib: &Cib, f: &mut Findings) {
     let hosts: Vec<&str> = cib
         .node_names()
         .into_iter()
-        .filter(|n| !guest_nodes.iter().any(|(_, name)| name == n))
+        .filter(|n| !guest_nodes.iter().any(|(_, _, name)| name == n))
         .collect();
     let published: Vec<(&str, &str)> = hosts
         .iter()
@@ -167,42 +170,67 @@ fn check_guest_node_keys(cib: &Cib, f: &mut Findings) {
             ),
         );
     }
-    for (dom, _) in &guest_nodes {
-        let attr = authkey::guest_attr(dom);
-        let reported: Vec<(&str, &str)> = hosts
-            .iter()
-            .filter_map(|n| Some((*n, cib.transient_attribute(n, &attr)?)))
-            .collect();
-        if reported.iter().any(|(_, fp)| *fp == reference) {
-            f.ok(
+    for (dom, rsc, _) in &guest_nodes {
+        // what the node it runs on says: vm-stonithd publishes what the guest reported on the
+        // node it asked through, which is the node it runs on; another node's value is from
+        // before a migration (that vm-stonithd removes it within a minute)
+        let on = vm_pcmk::history::active_nodes(cib, rsc);
+        let node = match on.as_slice() {
+            [node] => node.as_str(),
+            [] => {
+                f.push(
+                    dom,
+                    FindingCode::AuthkeyGuestNotRunning,
+                    Level::Warning,
+                    format!("the guest node does not run ({rsc} is active on no host node): its Pacemaker key is not judged"),
+                    format!("start it (vm-ctl resource start {dom} --wait), then run vm-ctl check again"),
+                );
+                continue;
+            }
+            several => {
+                f.push(
+                    dom,
+                    FindingCode::AuthkeyGuestNotRunning,
+                    Level::Warning,
+                    format!(
+                        "{rsc} is active on {} (a live migration in progress, or multiply active): the guest node's Pacemaker key is not judged",
+                        several.join(", ")
+                    ),
+                    "run vm-ctl check again once it runs on one node (vm-ctl status shows where)",
+                );
+                continue;
+            }
+        };
+        match cib.transient_attribute(node, &authkey::guest_attr(dom)) {
+            Some(fp) if fp == reference => f.ok(
                 dom,
                 FindingCode::AuthkeyGuestSame,
-                "the guest node holds the host cluster's Pacemaker key",
-            );
-        } else if let Some((node, fp)) = reported.first() {
-            let held = if *fp == "-" {
-                "no Pacemaker key".to_owned()
-            } else {
-                format!("another Pacemaker key ({})", short(fp))
-            };
-            f.push(
-                dom,
-                FindingCode::AuthkeyGuestDiffers,
-                Level::Error,
-                format!(
-                    "the guest node reported (via {node}) holding {held}, not the host cluster's ({})",
-                    short(reference)
-                ),
-                "look for why in the guest's vm-connectd log (it retries every 60 s and on every new link); restarting the host's vm-connectd makes it ask at once",
-            );
-        } else {
-            f.push(
+                format!("the guest node holds the host cluster's Pacemaker key (reported on {node}, where it runs)"),
+            ),
+            Some(fp) => {
+                let held = if fp == "-" {
+                    "no Pacemaker key".to_owned()
+                } else {
+                    format!("another Pacemaker key ({})", short(fp))
+                };
+                f.push(
+                    dom,
+                    FindingCode::AuthkeyGuestDiffers,
+                    Level::Error,
+                    format!(
+                        "the guest node reported (on {node}, where it runs) holding {held}, not the host cluster's ({})",
+                        short(reference)
+                    ),
+                    "look for why in the guest's vm-connectd log (it retries every 60 s and on every new link); restarting the host's vm-connectd makes it ask at once",
+                );
+            }
+            None => f.push(
                 dom,
                 FindingCode::AuthkeyGuestUnknown,
                 Level::Warning,
-                "the guest node has not reported its Pacemaker key (no pmkt-authkey-DOMAIN attribute)",
-                "run vm-connectd in the guest with --pacemaker-authkey /etc/pacemaker/authkey, and vm-stonithd on the host nodes",
-            );
+                format!("the guest node has not reported its Pacemaker key on {node}, where it runs (no pmkt-authkey-{dom} attribute there)"),
+                format!("run vm-connectd in the guest with --pacemaker-authkey /etc/pacemaker/authkey, and vm-stonithd on {node}; a guest asks within 60 s of a migration"),
+            ),
         }
     }
 }
@@ -1032,9 +1060,10 @@ fn load_keys(dir: &Path, f: &mut Findings) -> (Vec<LocalKey>, Vec<PathBuf>) {
 mod tests {
     use super::*;
 
-    /// A CIB with host nodes n1, n2, guests g1 (a guest node), g2 (one too) and g3 (not),
-    /// and the transient attributes `attrs` (node, name, value).
-    fn guest_node_cib(attrs: &[(&str, &str, &str)]) -> Cib {
+    /// A CIB with host nodes n1, n2, guests g1 (a guest node), g2 (one too) and g3 (not), the
+    /// transient attributes `attrs` (node, name, value) and the operation history `ops`
+    /// (node, domain, `lrm_rsc_op` elements).
+    fn guest_node_cib(attrs: &[(&str, &str, &str)], ops: &[(&str, &str, &str)]) -> Cib {
         let prim = |dom: &str, remote: bool| {
             format!(
                 r#"<primitive id="prmVMCTL_{dom}" class="ocf" provider="pm-kvm-tools" type="VirtualDomain"><meta_attributes id="m-{dom}">{}</meta_attributes></primitive>"#,
@@ -1053,8 +1082,15 @@ mod tests {
                     format!(r#"<nvpair id="status-{id}-{k}" name="{k}" value="{v}"/>"#)
                 })
                 .collect();
+            let lrm: String = ops
+                .iter()
+                .filter(|(n, _, _)| *n == node)
+                .map(|(_, dom, o)| {
+                    format!(r#"<lrm_resource id="prmVMCTL_{dom}" class="ocf" provider="pm-kvm-tools" type="VirtualDomain">{o}</lrm_resource>"#)
+                })
+                .collect();
             format!(
-                r#"<node_state id="{id}" uname="{node}" in_ccm="true" crmd="online" join="member" expected="member"><transient_attributes id="{id}"><instance_attributes id="status-{id}">{nv}</instance_attributes></transient_attributes></node_state>"#
+                r#"<node_state id="{id}" uname="{node}" in_ccm="true" crmd="online" join="member" expected="member"><transient_attributes id="{id}"><instance_attributes id="status-{id}">{nv}</instance_attributes></transient_attributes><lrm id="{id}"><lrm_resources>{lrm}</lrm_resources></lrm></node_state>"#
             )
         };
         Cib::parse(&format!(
@@ -1068,6 +1104,17 @@ mod tests {
         .unwrap()
     }
 
+    /// An `lrm_rsc_op` of `dom`'s resource.
+    fn op(dom: &str, id: &str, operation: &str, call: i32, rc: i32) -> String {
+        format!(
+            r#"<lrm_rsc_op id="prmVMCTL_{dom}_{id}" operation_key="prmVMCTL_{dom}_{operation}_0" operation="{operation}" call-id="{call}" rc-code="{rc}" op-status="0" interval="0"/>"#
+        )
+    }
+
+    fn started(dom: &str) -> String {
+        op(dom, "last_0", "start", 3, 0)
+    }
+
     fn key_findings(cib: &Cib) -> Vec<(String, FindingCode, Level)> {
         let mut f = Findings(Vec::new());
         check_guest_node_keys(cib, &mut f);
@@ -1079,12 +1126,15 @@ mod tests {
     #[test]
     fn guest_node_keys_are_compared_with_the_host_nodes() {
         let (a, b) = ("a".repeat(64), "b".repeat(64));
-        let found = key_findings(&guest_node_cib(&[
-            ("n1", "pmkt-authkey", &a),
-            ("n2", "pmkt-authkey", &a),
-            ("n1", "pmkt-authkey-g1", &a),
-            ("n2", "pmkt-authkey-g2", &b),
-        ]));
+        let found = key_findings(&guest_node_cib(
+            &[
+                ("n1", "pmkt-authkey", &a),
+                ("n2", "pmkt-authkey", &a),
+                ("n1", "pmkt-authkey-g1", &a),
+                ("n2", "pmkt-authkey-g2", &b),
+            ],
+            &[("n1", "g1", &started("g1")), ("n2", "g2", &started("g2"))],
+        ));
         assert_eq!(
             found,
             [
@@ -1093,15 +1143,18 @@ mod tests {
                 ("g2".into(), FindingCode::AuthkeyGuestDiffers, Level::Error),
             ]
         );
-        let found = key_findings(&guest_node_cib(&[
-            ("n1", "pmkt-authkey", &a),
-            ("n2", "pmkt-authkey", &b),
-            ("n2", "pmkt-authkey-g2", "-"),
-        ]));
+        let found = key_findings(&guest_node_cib(
+            &[
+                ("n1", "pmkt-authkey", &a),
+                ("n2", "pmkt-authkey", &b),
+                ("n2", "pmkt-authkey-g2", "-"),
+            ],
+            &[("n1", "g1", &started("g1")), ("n2", "g2", &started("g2"))],
+        ));
         assert_eq!(found[0].1, FindingCode::AuthkeyHostDiffers);
         assert_eq!(found[1].1, FindingCode::AuthkeyGuestUnknown);
         assert_eq!(found[2].1, FindingCode::AuthkeyGuestDiffers);
-        let found = key_findings(&guest_node_cib(&[]));
+        let found = key_findings(&guest_node_cib(&[], &[]));
         assert_eq!(
             found,
             [(
@@ -1109,6 +1162,68 @@ mod tests {
                 FindingCode::AuthkeyHostUnknown,
                 Level::Warning
             )]
+        );
+    }
+
+    /// After a live migration the old node keeps what the guest reported there until its
+    /// vm-stonithd removes it: only the node the guest runs on counts.
+    #[test]
+    fn a_guest_node_is_judged_on_the_node_it_runs_on() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let hosts = [
+            ("n1", "pmkt-authkey", a.as_str()),
+            ("n2", "pmkt-authkey", &a),
+        ];
+        // migrated: the source's last operation is its stop, the target's migrate_from
+        let (gone, arrived) = (
+            op("g1", "last_0", "stop", 7, 0),
+            op("g1", "last_0", "migrate_from", 3, 0),
+        );
+        let moved = [("n1", "g1", gone.as_str()), ("n2", "g1", &arrived)];
+        let judged = |attrs: &[(&str, &str, &str)], ops: &[(&str, &str, &str)]| {
+            let all: Vec<(&str, &str, &str)> = hosts.iter().chain(attrs).copied().collect();
+            let found = key_findings(&guest_node_cib(&all, ops));
+            assert_eq!(found[0].1, FindingCode::AuthkeyHostSame);
+            let g1: Vec<_> = found.into_iter().filter(|f| f.0 == "g1").collect();
+            assert_eq!(g1.len(), 1, "{g1:?}");
+            (g1[0].1, g1[0].2)
+        };
+        // the old node's value is the cluster's, the new node has none yet: not "same"
+        assert_eq!(
+            judged(&[("n1", "pmkt-authkey-g1", &a)], &moved),
+            (FindingCode::AuthkeyGuestUnknown, Level::Warning)
+        );
+        // the old node's value is stale, the new node's is what the guest holds now
+        assert_eq!(
+            judged(
+                &[("n1", "pmkt-authkey-g1", &b), ("n2", "pmkt-authkey-g1", &a)],
+                &moved
+            ),
+            (FindingCode::AuthkeyGuestSame, Level::Ok)
+        );
+        assert_eq!(
+            judged(
+                &[("n1", "pmkt-authkey-g1", &a), ("n2", "pmkt-authkey-g1", &b)],
+                &moved
+            ),
+            (FindingCode::AuthkeyGuestDiffers, Level::Error)
+        );
+        // not running anywhere (stopped after running on n1), or on two nodes mid-migration
+        assert_eq!(
+            judged(&[("n1", "pmkt-authkey-g1", &a)], &[("n1", "g1", &gone)]),
+            (FindingCode::AuthkeyGuestNotRunning, Level::Warning)
+        );
+        assert_eq!(
+            judged(&[("n1", "pmkt-authkey-g1", &a)], &[]),
+            (FindingCode::AuthkeyGuestNotRunning, Level::Warning)
+        );
+        let to = op("g1", "last_0", "migrate_to", 6, 0);
+        assert_eq!(
+            judged(
+                &[("n1", "pmkt-authkey-g1", &a), ("n2", "pmkt-authkey-g1", &a)],
+                &[("n1", "g1", &to), ("n2", "g1", &arrived)]
+            ),
+            (FindingCode::AuthkeyGuestNotRunning, Level::Warning)
         );
     }
 

@@ -41,26 +41,11 @@ pub struct NodeKeys {
     pub published: Option<String>,
 }
 
-/// A node_state flag (`in_ccm`, `crmd`): `true`/`online`/`member` in Pacemaker up to 2.1.6,
-/// the time since when it is so (a positive number) in later versions.
-fn is_up(value: Option<&str>) -> bool {
-    match value {
-        Some("true" | "online" | "member" | "yes") => true,
-        Some(v) => v.parse::<u64>().is_ok_and(|n| n > 0),
-        None => false,
-    }
-}
-
 /// Every host node of `cib` (configured nodes, then any other node the status section knows),
 /// whether it is online, and what its vm-stonithd publishes.
 pub fn node_keys(cib: &Cib) -> Vec<NodeKeys> {
-    let states: Vec<_> = cib
-        .root()
-        .find("status")
-        .map(|s| s.elements().filter(|e| e.name == "node_state").collect())
-        .unwrap_or_default();
     let mut names: Vec<String> = cib.node_names().into_iter().map(str::to_owned).collect();
-    for u in states.iter().filter_map(|s| s.get("uname")) {
+    for u in cib.node_states().filter_map(|s| s.get("uname")) {
         if !names.iter().any(|n| n == u) {
             names.push(u.to_owned());
         }
@@ -68,10 +53,7 @@ pub fn node_keys(cib: &Cib) -> Vec<NodeKeys> {
     names
         .into_iter()
         .map(|node| {
-            let state = states
-                .iter()
-                .find(|s| s.get("uname") == Some(node.as_str()));
-            let online = state.is_some_and(|s| is_up(s.get("in_ccm")) && is_up(s.get("crmd")));
+            let online = cib.node_online(&node);
             let published = cib
                 .transient_attribute(&node, PUBLISHED_KEYS_ATTR)
                 .map(str::to_owned);
