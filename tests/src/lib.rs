@@ -37,6 +37,7 @@ pub mod live;
 pub mod liveness;
 pub mod managerd;
 pub mod multinode;
+pub mod remote;
 pub mod stonith;
 pub mod vmctl;
 

@@ -5,32 +5,13 @@
 //! TCG guests over real virtio-serial channels.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vm_proto::authkey::{Fingerprint, HOST_ATTR, guest_attr};
 use vm_tests::connectd::HostRelay;
+use vm_tests::remote::{RemoteModule, attr};
 use vm_tests::stonith::BridgedGuest;
-use vm_tests::{evidence, project_bin, wait_for};
-
-struct Stonithd(Child);
-
-impl Drop for Stonithd {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(0));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
-fn attr(cib: &Path, node: &str, name: &str) -> Option<String> {
-    let text = std::fs::read_to_string(cib).ok()?;
-    vm_pcmk::Cib::parse(&text)
-        .ok()?
-        .transient_attribute(node, name)
-        .map(str::to_owned)
-}
+use vm_tests::{evidence, wait_for};
 
 #[test]
 #[ignore = "tier cib: needs Pacemaker's tools"]
@@ -93,47 +74,8 @@ fn remote_gives_the_key_to_guest_nodes_only_through_the_relays() {
         ),
     )
     .unwrap();
-    let keys = work.path().join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let config = work.path().join("vm-stonithd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "socket = \"{}\"\nkey_dir = \"{}\"\nguest_node_authkey = \"{}\"\n",
-            host_socket.display(),
-            keys.display(),
-            host_key.display()
-        ),
-    )
-    .unwrap();
-    let stonithd_log = work.path().join("vm-stonithd.log");
-    let log = std::fs::File::create(&stonithd_log).unwrap();
-    let _stonithd = Stonithd(
-        Command::new(project_bin("vm-stonithd"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(work.path().join("run"))
-            .arg("-v")
-            .env("CIB_file", &cib_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(
-        "the remote module to register",
-        Duration::from_secs(30),
-        || {
-            relay.status()["modules"]
-                .as_array()?
-                .iter()
-                .any(|m| m["service"] == "remote")
-                .then_some(())
-        },
-    );
+    let stonithd = RemoteModule::start(work.path(), &relay, &host_socket, &host_key, &cib_path);
+    let stonithd_log = stonithd.log.clone();
     assert_eq!(
         attr(&cib_path, &node, HOST_ATTR).as_deref(),
         Some(fp.to_string().as_str()),

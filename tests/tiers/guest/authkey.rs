@@ -8,7 +8,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vm_libvirt::Hypervisor;
@@ -16,18 +15,8 @@ use vm_proto::authkey::{Fingerprint, HOST_ATTR, guest_attr};
 use vm_tests::connectd::HostRelay;
 use vm_tests::guest::{Console, Vport, domain_xml, wait_ready};
 use vm_tests::libvirt::HostLibvirt;
+use vm_tests::remote::{RemoteModule, attr};
 use vm_tests::{evidence, project_bin, state_dir, wait_for};
-
-/// vm-stonithd run by the test, stopped by PID.
-struct Stonithd(Child);
-
-impl Drop for Stonithd {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(0));
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
 
 fn primitive(dom: &str, meta: &str) -> String {
     format!(
@@ -63,14 +52,6 @@ fn cib(node: &str, node_dom: &str, plain_dom: &str) -> String {
         // Pacemaker): vm-stonithd keeps its attribute, vm-ctl check judges it here
         vm_tests::cib::started_entry(&format!("prmVMCTL_{node_dom}"), node)
     )
-}
-
-fn attr(cib: &Path, node: &str, name: &str) -> Option<String> {
-    let text = std::fs::read_to_string(cib).ok()?;
-    vm_pcmk::Cib::parse(&text)
-        .ok()?
-        .transient_attribute(node, name)
-        .map(str::to_owned)
 }
 
 fn write_key(path: &Path, fill: u8) -> Fingerprint {
@@ -140,47 +121,8 @@ fn only_a_guest_node_gets_the_pacemaker_key_over_its_channel() {
     let fp = write_key(&host_key, 0);
     let cib_path = work.path().join("cib.xml");
     std::fs::write(&cib_path, cib(&node, gn, plain)).unwrap();
-    let keys = work.path().join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let config = work.path().join("vm-stonithd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "socket = \"{}\"\nkey_dir = \"{}\"\nguest_node_authkey = \"{}\"\n",
-            host_socket.display(),
-            keys.display(),
-            host_key.display()
-        ),
-    )
-    .unwrap();
-    let stonithd_log = work.path().join("vm-stonithd.log");
-    let log = std::fs::File::create(&stonithd_log).unwrap();
-    let _stonithd = Stonithd(
-        Command::new(project_bin("vm-stonithd"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(work.path().join("run"))
-            .arg("-v")
-            .env("CIB_file", &cib_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(
-        "the remote module to register",
-        Duration::from_secs(30),
-        || {
-            relay.status()["modules"]
-                .as_array()?
-                .iter()
-                .any(|m| m["service"] == "remote")
-                .then_some(())
-        },
-    );
+    let stonithd = RemoteModule::start(work.path(), &relay, &host_socket, &host_key, &cib_path);
+    let stonithd_log = stonithd.log.clone();
     wait_for(
         "this host's fingerprint to be published",
         Duration::from_secs(30),
