@@ -360,7 +360,7 @@ fn a_unit_stopped_by_a_shutdown_is_not_a_failure() {
             "--health-failures",
             "1",
         ],
-        work.path(),
+        &[work.path()],
     );
     let (stream, _) = listener.accept().unwrap();
     let mut host = Peer::new(stream);

@@ -51,46 +51,24 @@ impl Daemon {
             args.push("--no-attributes");
         }
         args.extend_from_slice(extra);
-        let mut search: Vec<PathBuf> = path.iter().map(|p| p.to_path_buf()).collect();
-        search.extend(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        ));
-        Self::start_env(
-            dir,
-            &args,
-            &[("PATH", std::env::join_paths(search).unwrap())],
-        )
+        Self::start_env(dir, &args, &[("PATH", search_path(path))])
     }
 
     /// Guest mode with `--port` a unix socket at `<dir>/port` (the test plays the host side).
     pub fn guest(extra: &[&str]) -> (Self, UnixListener) {
-        let dir = tempfile::tempdir().unwrap();
-        let port = dir.path().join("port");
-        let listener = UnixListener::bind(&port).unwrap();
-        let port = port.display().to_string();
-        let mut args = vec!["-t", "guest", "--port", port.as_str(), "-vv"];
-        args.extend_from_slice(extra);
-        (Self::start(dir, &args), listener)
+        Self::guest_with_path(extra, &[])
     }
 
     /// [`Daemon::guest`] with `PATH` starting with `path` (where a test puts its own
     /// `systemctl`).
-    pub fn guest_with_path(extra: &[&str], path: &Path) -> (Self, UnixListener) {
+    pub fn guest_with_path(extra: &[&str], path: &[&Path]) -> (Self, UnixListener) {
         let dir = tempfile::tempdir().unwrap();
         let port = dir.path().join("port");
         let listener = UnixListener::bind(&port).unwrap();
         let port = port.display().to_string();
         let mut args = vec!["-t", "guest", "--port", port.as_str(), "-vv"];
         args.extend_from_slice(extra);
-        let mut search = vec![path.to_path_buf()];
-        search.extend(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        ));
-        let d = Self::start_env(
-            dir,
-            &args,
-            &[("PATH", std::env::join_paths(search).unwrap())],
-        );
+        let d = Self::start_env(dir, &args, &[("PATH", search_path(path))]);
         (d, listener)
     }
 
@@ -284,4 +262,14 @@ pub fn executable(path: &Path, text: &str) {
     let mut perm = std::fs::metadata(path).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
     std::fs::set_permissions(path, perm).unwrap();
+}
+
+/// `PATH` with `first` before this process's own search path (where a test puts stand-ins for
+/// the tools a daemon runs).
+fn search_path(first: &[&Path]) -> std::ffi::OsString {
+    let mut search: Vec<PathBuf> = first.iter().map(|p| p.to_path_buf()).collect();
+    search.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(search).unwrap()
 }
